@@ -1,0 +1,1 @@
+//! REST JSON shapes (being written).
