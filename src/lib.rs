@@ -18,4 +18,5 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod store;
 pub mod wire;

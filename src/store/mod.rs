@@ -1,0 +1,530 @@
+//! The registry: identifier records, homed prefixes and the change log, in sled.
+//!
+//! Trees (one per keyspace, keys big-endian where numeric):
+//! - `records`: normalized handle key → [`Record`] (checksummed, strictly decoded);
+//! - `prefixes`: normalized prefix → u64 unix seconds when it was homed;
+//! - `log`: u64 sequence → [`Change`], the record as it is after the change;
+//! - `meta`: `schema_version` (u32), `last_seq` (u64).
+//!
+//! Every mutation is one sled transaction over `records`, `log` and `meta`, so a record and the
+//! log entry describing it are written together or not at all. Writers are serialized by a
+//! mutex, so sequence numbers are dense and ordered.
+//!
+//! # Durability
+//!
+//! sled on its own only guarantees what its background flusher has synced (every 500 ms by
+//! default), and its explicit flush path on Linux uses `sync_file_range`, which neither flushes
+//! file metadata nor the device cache, and sled never syncs its blob files. An acknowledgement
+//! needs more, so [`Registry::mutate`] and [`Registry::put_batch`] return only after
+//! [`Registry::make_durable`] has run: `Db::flush()`, then `fsync` of sled's data file and of
+//! any new blob files. Concurrent writers share one flush (group commit): a writer whose change
+//! was covered by another writer's flush returns without flushing again. When a mutation
+//! returns `Ok`, the change is on disk.
+
+pub mod record;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::model::codec::DecodeError;
+use crate::model::{Handle, Prefix};
+pub use record::{Action, Change, Record};
+
+/// The on-disk schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Largest encoded record accepted (values of one identifier together).
+pub const MAX_RECORD_BYTES: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt stored data under {key:?}: {source}")]
+    Corrupt { key: String, source: DecodeError },
+    #[error("data directory has schema version {found}; this build needs {expected}")]
+    Schema { found: u32, expected: u32 },
+    #[error("record is {0} bytes encoded, more than the {MAX_RECORD_BYTES}-byte limit")]
+    RecordTooLarge(usize),
+}
+
+/// What a mutation closure decided to do with the record.
+#[derive(Debug)]
+pub enum Mutation {
+    /// Write this record (creating it if it did not exist).
+    Put(Record),
+    /// Remove the record.
+    Delete,
+    /// Nothing to write.
+    Unchanged,
+}
+
+/// Result of a committed (and durable) mutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Sequence number of the change-log entry, or `None` if nothing changed.
+    pub seq: Option<u64>,
+    /// Whether a record existed before.
+    pub existed: bool,
+}
+
+/// Options for opening a registry.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_capacity_bytes: u64,
+    /// sled's background flush interval (it is also what `fsync`s between our own flushes).
+    pub flush_every_ms: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 256 << 20,
+            flush_every_ms: 500,
+        }
+    }
+}
+
+struct Durability {
+    /// Highest sequence known to be on disk.
+    durable_seq: u64,
+    /// Blob files already synced.
+    synced_blobs: HashSet<std::ffi::OsString>,
+}
+
+/// The identifier registry. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Registry {
+    path: PathBuf,
+    db: sled::Db,
+    records: sled::Tree,
+    prefixes: sled::Tree,
+    log: sled::Tree,
+    meta: sled::Tree,
+    data_file: File,
+    writer: Mutex<u64>,
+    committed_seq: AtomicU64,
+    durability: Mutex<Durability>,
+}
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_LAST_SEQ: &[u8] = b"last_seq";
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves no partial state behind (sled
+    // transactions are atomic), so a poisoned lock is safe to take over.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now_unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn be_u64(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        key: key.to_string(),
+        source: DecodeError::Invalid {
+            what: "u64",
+            reason: format!("{} bytes", bytes.len()),
+        },
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+impl Registry {
+    /// Open (or create) the registry in `path`.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Registry, StoreError> {
+        std::fs::create_dir_all(path)?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(Some(options.flush_every_ms.max(1)))
+            // Large segments keep records inline in the log file instead of in blob files.
+            .segment_size(8 << 20)
+            .open()?;
+        let records = db.open_tree("records")?;
+        let prefixes = db.open_tree("prefixes")?;
+        let log = db.open_tree("log")?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(META_SCHEMA)? {
+            None => {
+                meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(0);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        let last_seq = match meta.get(META_LAST_SEQ)? {
+            Some(v) => be_u64(&v, "meta/last_seq")?,
+            None => 0,
+        };
+        let data_file = File::open(path.join("db"))?;
+        let registry = Registry {
+            path: path.to_path_buf(),
+            db,
+            records,
+            prefixes,
+            log,
+            meta,
+            data_file,
+            writer: Mutex::new(last_seq),
+            committed_seq: AtomicU64::new(last_seq),
+            durability: Mutex::new(Durability {
+                durable_seq: 0,
+                synced_blobs: HashSet::new(),
+            }),
+        };
+        // Make the schema marker (and anything recovered) durable before serving.
+        registry.sync_to_disk(&mut lock(&registry.durability))?;
+        lock(&registry.durability).durable_seq = last_seq;
+        Ok(registry)
+    }
+
+    /// Read one record.
+    pub fn get(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
+        self.get_key(handle.key())
+    }
+
+    /// Read one record by its normalized key.
+    pub fn get_key(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        match self.records.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => {
+                record::decode_record(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::Corrupt {
+                        key: key.to_string(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Read-modify-write one record under the writer lock.
+    ///
+    /// `decide` sees the current record (if any) and returns what to do, or an error that is
+    /// passed through without writing anything. The record and its change-log entry are
+    /// written in one transaction; the call returns after the change is durable (see the
+    /// module docs).
+    pub fn mutate<E, F>(&self, handle: &Handle, decide: F) -> Result<Committed, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(Option<&Record>) -> Result<Mutation, E>,
+    {
+        let mut last_seq = lock(&self.writer);
+        let current = self.get(handle)?;
+        let existed = current.is_some();
+        let mutation = decide(current.as_ref())?;
+        let key = handle.key();
+        let (action, record_bytes, record) = match mutation {
+            Mutation::Unchanged => return Ok(Committed { seq: None, existed }),
+            Mutation::Delete if !existed => return Ok(Committed { seq: None, existed }),
+            Mutation::Delete => (Action::Delete, None, None),
+            Mutation::Put(rec) => {
+                let bytes = record::encode_record(&rec);
+                if bytes.len() > MAX_RECORD_BYTES {
+                    return Err(StoreError::RecordTooLarge(bytes.len()).into());
+                }
+                let action = if existed {
+                    Action::Update
+                } else {
+                    Action::Create
+                };
+                (action, Some(bytes), Some(rec))
+            }
+        };
+        let seq = *last_seq + 1;
+        let change = record::encode_change(&Change {
+            seq,
+            unix_millis: now_unix_millis(),
+            action,
+            key: key.to_string(),
+            record,
+        });
+        self.commit(
+            &[(key.as_bytes(), record_bytes.as_deref())],
+            &[(seq, change)],
+        )?;
+        *last_seq = seq;
+        self.committed_seq.store(seq, Ordering::Release);
+        drop(last_seq);
+        self.make_durable(seq)?;
+        Ok(Committed {
+            seq: Some(seq),
+            existed,
+        })
+    }
+
+    /// Write many records at once (bulk import): one transaction, one log entry per record,
+    /// one flush. Existing records are replaced. Returns the last sequence number.
+    pub fn put_batch(&self, records: &[(Handle, Record)]) -> Result<Option<u64>, StoreError> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let mut last_seq = lock(&self.writer);
+        let mut writes = Vec::with_capacity(records.len());
+        let mut changes = Vec::with_capacity(records.len());
+        let mut seq = *last_seq;
+        let now = now_unix_millis();
+        for (handle, rec) in records {
+            let bytes = record::encode_record(rec);
+            if bytes.len() > MAX_RECORD_BYTES {
+                return Err(StoreError::RecordTooLarge(bytes.len()));
+            }
+            let action = if self.records.contains_key(handle.key().as_bytes())? {
+                Action::Update
+            } else {
+                Action::Create
+            };
+            seq += 1;
+            changes.push((
+                seq,
+                record::encode_change(&Change {
+                    seq,
+                    unix_millis: now,
+                    action,
+                    key: handle.key().to_string(),
+                    record: Some(rec.clone()),
+                }),
+            ));
+            writes.push((handle.key().as_bytes(), Some(bytes)));
+        }
+        let write_refs: Vec<(&[u8], Option<&[u8]>)> =
+            writes.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+        self.commit(&write_refs, &changes)?;
+        *last_seq = seq;
+        self.committed_seq.store(seq, Ordering::Release);
+        drop(last_seq);
+        self.make_durable(seq)?;
+        Ok(Some(seq))
+    }
+
+    fn commit(
+        &self,
+        writes: &[(&[u8], Option<&[u8]>)],
+        changes: &[(u64, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let last = changes.last().map(|(s, _)| *s).unwrap_or(0);
+        let result = (&self.records, &self.log, &self.meta).transaction(|(records, log, meta)| {
+            for (key, value) in writes {
+                match value {
+                    Some(v) => records.insert(*key, *v)?,
+                    None => records.remove(*key)?,
+                };
+            }
+            for (seq, bytes) in changes {
+                log.insert(&seq.to_be_bytes(), bytes.as_slice())?;
+            }
+            meta.insert(META_LAST_SEQ, &last.to_be_bytes())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            // The closure never aborts.
+            Err(TransactionError::Abort(())) => {
+                Err(StoreError::Io(std::io::Error::other("transaction aborted")))
+            }
+        }
+    }
+
+    /// Return once every change up to `seq` is on disk, flushing if no one else has.
+    pub fn make_durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut state = lock(&self.durability);
+        if state.durable_seq >= seq {
+            return Ok(());
+        }
+        // Everything committed so far is covered by this flush.
+        let target = self.committed_seq.load(Ordering::Acquire);
+        self.sync_to_disk(&mut state)?;
+        state.durable_seq = state.durable_seq.max(target);
+        Ok(())
+    }
+
+    fn sync_to_disk(&self, state: &mut Durability) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.data_file.sync_all()?;
+        let blobs = self.path.join("blobs");
+        if let Ok(entries) = std::fs::read_dir(&blobs) {
+            let mut any = false;
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if !state.synced_blobs.contains(&name) {
+                    // A blob may be removed by sled's GC between listing and opening.
+                    if let Ok(f) = File::open(entry.path()) {
+                        f.sync_all()?;
+                    }
+                    state.synced_blobs.insert(name);
+                    any = true;
+                }
+            }
+            if any {
+                File::open(&blobs)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Home a prefix: this node answers for identifiers under it. Logged and durable.
+    pub fn home_prefix(&self, prefix: &Prefix) -> Result<bool, StoreError> {
+        self.set_prefix(prefix, true)
+    }
+
+    /// Stop homing a prefix. Its records stay. Logged and durable.
+    pub fn unhome_prefix(&self, prefix: &Prefix) -> Result<bool, StoreError> {
+        self.set_prefix(prefix, false)
+    }
+
+    fn set_prefix(&self, prefix: &Prefix, home: bool) -> Result<bool, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let mut last_seq = lock(&self.writer);
+        let key = prefix.as_str().as_bytes();
+        if self.prefixes.contains_key(key)? == home {
+            return Ok(false);
+        }
+        let seq = *last_seq + 1;
+        let now = now_unix_millis();
+        let change = record::encode_change(&Change {
+            seq,
+            unix_millis: now,
+            action: if home {
+                Action::HomePrefix
+            } else {
+                Action::UnhomePrefix
+            },
+            key: prefix.to_string(),
+            record: None,
+        });
+        let result = (&self.prefixes, &self.log, &self.meta).transaction(|(p, log, meta)| {
+            if home {
+                p.insert(key, &(now / 1000).to_be_bytes())?;
+            } else {
+                p.remove(key)?;
+            }
+            log.insert(&seq.to_be_bytes(), change.as_slice())?;
+            meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                return Err(std::io::Error::other("transaction aborted").into())
+            }
+        }
+        *last_seq = seq;
+        self.committed_seq.store(seq, Ordering::Release);
+        drop(last_seq);
+        self.make_durable(seq)?;
+        Ok(true)
+    }
+
+    /// The homed prefixes, sorted.
+    pub fn homed_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.prefixes.iter() {
+            let (k, _) = item?;
+            let text = String::from_utf8_lossy(&k);
+            let prefix = Prefix::parse(&text).map_err(|e| StoreError::Corrupt {
+                key: text.to_string(),
+                source: DecodeError::Invalid {
+                    what: "homed prefix",
+                    reason: e.to_string(),
+                },
+            })?;
+            out.push(prefix);
+        }
+        Ok(out)
+    }
+
+    pub fn is_homed(&self, prefix: &Prefix) -> Result<bool, StoreError> {
+        Ok(self.prefixes.contains_key(prefix.as_str().as_bytes())?)
+    }
+
+    /// Normalized keys of the records under `prefix`, in key order: the total count and the
+    /// requested page (`page` is 0-based; `page_size` 0 means count only; `None` = all).
+    pub fn list_handles(
+        &self,
+        prefix: &Prefix,
+        page: Option<(usize, usize)>,
+    ) -> Result<(usize, Vec<String>), StoreError> {
+        let scan = format!("{}/", prefix.as_str());
+        let (skip, take) = match page {
+            Some((page, size)) => (page.saturating_mul(size), size),
+            None => (0, usize::MAX),
+        };
+        let mut total = 0usize;
+        let mut out = Vec::new();
+        for item in self.records.scan_prefix(scan.as_bytes()).keys() {
+            let key = item?;
+            if total >= skip && out.len() < take {
+                out.push(String::from_utf8_lossy(&key).into_owned());
+            }
+            total += 1;
+        }
+        Ok((total, out))
+    }
+
+    /// Every record, in key order (export, snapshots).
+    pub fn iter_records(&self) -> impl Iterator<Item = Result<(String, Record), StoreError>> + '_ {
+        self.records.iter().map(|item| {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            match record::decode_record(&v) {
+                Ok(rec) => Ok((key, rec)),
+                Err(source) => Err(StoreError::Corrupt { key, source }),
+            }
+        })
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The sequence of the newest change-log entry (0 when empty).
+    pub fn last_seq(&self) -> u64 {
+        self.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// Change-log entries with sequence > `after`, at most `limit`.
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let mut out = Vec::new();
+        let start = after.saturating_add(1).to_be_bytes();
+        for item in self.log.range(start..).take(limit) {
+            let (k, v) = item?;
+            let seq = be_u64(&k, "log key")?;
+            out.push(
+                record::decode_change(seq, &v).map_err(|source| StoreError::Corrupt {
+                    key: format!("log/{seq}"),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Approximate bytes on disk (metrics).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;
