@@ -17,6 +17,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod model;
+pub mod resolve;
 pub mod store;
 pub mod wire;

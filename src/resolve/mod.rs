@@ -1,0 +1,735 @@
+//! The protocol-neutral engine: every front end turns its request into a call here and its
+//! answer back into bytes. It owns the semantics (handle-protocol.md §4, §7):
+//!
+//! - **responsibility**: a node answers for `P/S` when it homes `P`, and for prefix handles
+//!   `0.NA/X` when it homes `X` or an ancestor of `X` (the delegating node stores them);
+//!   otherwise 301;
+//! - **resolution**: index/type filters (union; type families ending in "."), 100 vs 200,
+//!   public-only reads, admin reads for authenticated administrators;
+//! - **administration**: create (optionally replacing), add/modify/remove values, delete,
+//!   list. Every change is authorized against HS_ADMIN values (see [`crate::auth`]),
+//!   re-checked inside the registry's writer lock against the record being changed, stamped with
+//!   the current time, validated as a whole record, and acknowledged only once durable.
+//!
+//! Which admin values count:
+//! - creating `P/S`: HS_ADMIN of `0.NA/P` with ADD_HANDLE;
+//! - creating `0.NA/X`: HS_ADMIN of `0.NA/<ancestor of X>` with ADD_DERIVED_PREFIX;
+//! - changing a handle: its own HS_ADMIN values, plus those of `0.NA/P` when
+//!   `allow_prefix_admins` is on (Handle.Net's `allow_na_admins`, default on), plus for `0.NA/X`
+//!   the ancestors' prefix handles;
+//! - configured server administrators may do everything on this node.
+//!
+//! Calls are blocking (sled reads, fsync on writes): async front ends run writes on the
+//! blocking pool.
+
+use std::sync::Arc;
+
+use crate::auth::{AuthError, Authorizer, Identity};
+use crate::model::{
+    types, validate_values, AdminPermissions, Handle, HandleValue, Prefix, ResponseCode,
+    SuffixCase, ValueError,
+};
+use crate::store::{Mutation, Record, Registry, StoreError};
+
+/// A failed request: the response code every front end maps to its own status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ResponseCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ResponseCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.code())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        tracing::error!(error = %e, "storage failure");
+        Failure::new(ResponseCode::Error, format!("storage failure: {e}"))
+    }
+}
+
+impl From<ValueError> for Failure {
+    fn from(e: ValueError) -> Failure {
+        Failure::new(ResponseCode::InvalidValue, e.to_string())
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Failure {
+        match e {
+            AuthError::Store(s) => s.into(),
+            other => Failure::new(ResponseCode::AuthenticationFailed, other.to_string()),
+        }
+    }
+}
+
+/// Engine settings (from the node configuration).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub suffix_case: SuffixCase,
+    /// Admins of `0.NA/P` may change every handle under `P`.
+    pub allow_prefix_admins: bool,
+    /// Identities with every right on this node.
+    pub server_admins: Vec<Identity>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            suffix_case: SuffixCase::Sensitive,
+            allow_prefix_admins: true,
+            server_admins: Vec::new(),
+        }
+    }
+}
+
+/// A resolution request.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub handle: Handle,
+    pub indexes: Vec<u32>,
+    pub types: Vec<String>,
+    /// Only values with PUBLIC_READ; admin-read values are never returned when set.
+    pub public_only: bool,
+}
+
+/// A successful resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub values: Vec<HandleValue>,
+}
+
+/// How a create treats an existing record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Fail with 101 if the handle exists.
+    No,
+    /// Replace the whole record.
+    Yes,
+}
+
+/// What a successful write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Something new was created (a record, or for add: no value was replaced). The REST API
+    /// answers 201 when set, 200 otherwise.
+    pub created: bool,
+    /// Change-log sequence, if anything changed.
+    pub seq: Option<u64>,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    registry: Arc<Registry>,
+    policy: Arc<Policy>,
+}
+
+fn now_unix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+        .unwrap_or(0)
+}
+
+/// Admin-permission bits needed to turn `old` values into `new` values.
+fn bits_for_change(old: &[HandleValue], new: &[HandleValue]) -> u16 {
+    let mut bits = 0u16;
+    let is_admin = |v: &HandleValue| v.is_type(types::HS_ADMIN);
+    for n in new {
+        match old.iter().find(|o| o.index == n.index) {
+            None => {
+                bits |= if is_admin(n) {
+                    AdminPermissions::ADD_ADMIN
+                } else {
+                    AdminPermissions::ADD_VALUE
+                }
+            }
+            Some(o) if !same_content(o, n) => {
+                bits |= if is_admin(o) || is_admin(n) {
+                    AdminPermissions::MODIFY_ADMIN
+                } else {
+                    AdminPermissions::MODIFY_VALUE
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for o in old {
+        if !new.iter().any(|n| n.index == o.index) {
+            bits |= if is_admin(o) {
+                AdminPermissions::REMOVE_ADMIN
+            } else {
+                AdminPermissions::REMOVE_VALUE
+            };
+        }
+    }
+    bits
+}
+
+/// Equal apart from the server-stamped timestamp.
+fn same_content(a: &HandleValue, b: &HandleValue) -> bool {
+    a.type_name == b.type_name
+        && a.data == b.data
+        && a.ttl == b.ttl
+        && a.permissions == b.permissions
+        && a.references == b.references
+}
+
+fn sorted(mut values: Vec<HandleValue>) -> Vec<HandleValue> {
+    values.sort_by_key(|v| v.index);
+    values
+}
+
+impl Engine {
+    pub fn new(registry: Arc<Registry>, policy: Policy) -> Engine {
+        Engine {
+            registry,
+            policy: Arc::new(policy),
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Parse an identifier under this node's case rule.
+    pub fn parse_handle(&self, text: &str) -> Result<Handle, Failure> {
+        Handle::parse(text, self.policy.suffix_case)
+            .map_err(|e| Failure::new(ResponseCode::InvalidHandle, e.to_string()))
+    }
+
+    /// Authenticate an HS_SECKEY identity.
+    pub fn authenticate_secret(
+        &self,
+        handle: &Handle,
+        index: u32,
+        secret: &[u8],
+    ) -> Result<Identity, Failure> {
+        Ok(crate::auth::authenticate_secret(
+            &self.registry,
+            handle,
+            index,
+            secret,
+        )?)
+    }
+
+    fn authorizer(&self) -> Authorizer<'_> {
+        Authorizer {
+            registry: &self.registry,
+            case: self.policy.suffix_case,
+        }
+    }
+
+    /// Is this node responsible for `handle`?
+    pub fn is_responsible(&self, handle: &Handle) -> Result<bool, Failure> {
+        if let Some(described) = handle.described_prefix() {
+            for p in described.ancestry() {
+                if self.registry.is_homed(&p)? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        Ok(self.registry.is_homed(&handle.prefix())?)
+    }
+
+    fn require_responsible(&self, handle: &Handle) -> Result<(), Failure> {
+        if self.is_responsible(handle)? {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                ResponseCode::ServerNotResponsible,
+                "That prefix doesn't live here",
+            ))
+        }
+    }
+
+    fn is_server_admin(&self, identity: &Identity) -> bool {
+        self.policy.server_admins.iter().any(|a| a == identity)
+    }
+
+    /// HS_ADMIN values of the prefix handles that govern changes to `handle` (besides its own).
+    fn governing_admin_values(&self, handle: &Handle) -> Result<Vec<HandleValue>, Failure> {
+        let mut out = Vec::new();
+        if !self.policy.allow_prefix_admins {
+            return Ok(out);
+        }
+        let prefixes: Vec<Prefix> = match handle.described_prefix() {
+            // 0.NA/X: the admins of the prefixes above X manage its delegation.
+            Some(described) => described.ancestry().skip(1).collect(),
+            None => vec![handle.prefix()],
+        };
+        for p in prefixes {
+            if let Some(rec) = self.registry.get(&p.na_handle())? {
+                out.extend(
+                    rec.values
+                        .into_iter()
+                        .filter(|v| v.is_type(types::HS_ADMIN)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_grants(
+        &self,
+        identity: &Identity,
+        admin_values: &[HandleValue],
+        bits: u16,
+        what: &str,
+    ) -> Result<(), Failure> {
+        if bits == 0 || self.is_server_admin(identity) {
+            return Ok(());
+        }
+        if self.authorizer().grants(admin_values, bits, identity)? {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                ResponseCode::InvalidAdmin,
+                format!("{identity} is not an administrator allowed to {what}"),
+            ))
+        }
+    }
+
+    /// Check that `identity` may create `handle`.
+    fn authorize_create(&self, identity: &Identity, handle: &Handle) -> Result<(), Failure> {
+        if self.is_server_admin(identity) {
+            return Ok(());
+        }
+        let (admins, bits) = match handle.described_prefix() {
+            Some(described) => {
+                let mut admins = Vec::new();
+                for p in described.ancestry().skip(1) {
+                    if let Some(rec) = self.registry.get(&p.na_handle())? {
+                        admins.extend(rec.values);
+                    }
+                }
+                (admins, AdminPermissions::ADD_DERIVED_PREFIX)
+            }
+            None => {
+                let admins = self
+                    .registry
+                    .get(&handle.prefix().na_handle())?
+                    .map(|r| r.values)
+                    .unwrap_or_default();
+                (admins, AdminPermissions::ADD_HANDLE)
+            }
+        };
+        self.check_grants(identity, &admins, bits, &format!("create {handle}"))
+    }
+
+    /// Check that `identity` may turn `current` into `new_values` (`None` = delete).
+    fn authorize_change(
+        &self,
+        identity: &Identity,
+        handle: &Handle,
+        current: &Record,
+        new_values: Option<&[HandleValue]>,
+    ) -> Result<(), Failure> {
+        let mut admins: Vec<HandleValue> = current
+            .values
+            .iter()
+            .filter(|v| v.is_type(types::HS_ADMIN))
+            .cloned()
+            .collect();
+        admins.extend(self.governing_admin_values(handle)?);
+        let (bits, what) = match new_values {
+            None => {
+                let bits = if handle.described_prefix().is_some() {
+                    AdminPermissions::DELETE_DERIVED_PREFIX
+                } else {
+                    AdminPermissions::DELETE_HANDLE
+                };
+                (bits, format!("delete {handle}"))
+            }
+            Some(new) => (
+                bits_for_change(&current.values, new),
+                format!("change {handle}"),
+            ),
+        };
+        self.check_grants(identity, &admins, bits, &what)
+    }
+
+    /// Resolve a handle.
+    pub fn resolve(&self, q: &Query, identity: Option<&Identity>) -> Result<Resolution, Failure> {
+        self.require_responsible(&q.handle)?;
+        let record = self
+            .registry
+            .get(&q.handle)?
+            .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+        let selected: Vec<HandleValue> = record
+            .values
+            .iter()
+            .filter(|v| {
+                (q.indexes.is_empty() && q.types.is_empty())
+                    || q.indexes.contains(&v.index)
+                    || q.types.iter().any(|t| v.matches_type_query(t))
+            })
+            .cloned()
+            .collect();
+        let values = if q.public_only {
+            selected
+                .into_iter()
+                .filter(|v| v.permissions.public_read())
+                .collect()
+        } else if selected.iter().all(|v| v.permissions.public_read()) {
+            selected
+        } else {
+            // Non-public values were asked for: only an administrator with READ_VALUE, and only
+            // values that allow admin reads.
+            let Some(identity) = identity else {
+                return Err(Failure::new(
+                    ResponseCode::AuthenticationNeeded,
+                    "authentication needed to read non-public values",
+                ));
+            };
+            let mut admins: Vec<HandleValue> = record
+                .values
+                .iter()
+                .filter(|v| v.is_type(types::HS_ADMIN))
+                .cloned()
+                .collect();
+            admins.extend(self.governing_admin_values(&q.handle)?);
+            self.check_grants(
+                identity,
+                &admins,
+                AdminPermissions::READ_VALUE,
+                &format!("read {}", q.handle),
+            )
+            .map_err(|f| Failure::new(ResponseCode::InsufficientPermissions, f.message))?;
+            selected
+                .into_iter()
+                .filter(|v| v.permissions.public_read() || v.permissions.admin_read())
+                .collect()
+        };
+        if values.is_empty() {
+            return Err(Failure::new(
+                ResponseCode::ValuesNotFound,
+                "Values Not Found",
+            ));
+        }
+        Ok(Resolution { values })
+    }
+
+    fn stamp(values: &mut [HandleValue]) {
+        let now = now_unix();
+        for v in values {
+            v.timestamp = now;
+        }
+    }
+
+    /// Create a handle, or replace its whole record when `overwrite` is `Yes`.
+    pub fn create(
+        &self,
+        identity: &Identity,
+        handle: &Handle,
+        mut values: Vec<HandleValue>,
+        overwrite: Overwrite,
+    ) -> Result<WriteOutcome, Failure> {
+        self.require_responsible(handle)?;
+        validate_values(&values)?;
+        Self::stamp(&mut values);
+        let values = sorted(values);
+        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
+            match (current, overwrite) {
+                (Some(_), Overwrite::No) => {
+                    return Err(Failure::new(
+                        ResponseCode::HandleAlreadyExists,
+                        "Handle already exists",
+                    ))
+                }
+                (Some(cur), Overwrite::Yes) => {
+                    self.authorize_change(identity, handle, cur, Some(&values))?
+                }
+                (None, _) => self.authorize_create(identity, handle)?,
+            }
+            Ok(Mutation::Put(Record {
+                handle: handle.as_str().to_string(),
+                values: values.clone(),
+            }))
+        })?;
+        Ok(WriteOutcome {
+            created: !committed.existed,
+            seq: committed.seq,
+        })
+    }
+
+    /// Add values; with `overwrite`, values at existing indexes are replaced (REST PUT with
+    /// `index=`), otherwise an existing index fails with 201.
+    pub fn add_values(
+        &self,
+        identity: &Identity,
+        handle: &Handle,
+        mut values: Vec<HandleValue>,
+        overwrite: bool,
+    ) -> Result<WriteOutcome, Failure> {
+        self.require_responsible(handle)?;
+        validate_values(&values)?;
+        Self::stamp(&mut values);
+        let mut replaced_any = false;
+        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
+            let cur = current
+                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+            let mut merged = cur.values.clone();
+            for v in &values {
+                match merged.iter_mut().find(|m| m.index == v.index) {
+                    Some(_) if !overwrite => {
+                        return Err(Failure::new(
+                            ResponseCode::ValueAlreadyExists,
+                            format!("value {} already exists", v.index),
+                        ))
+                    }
+                    Some(m) => {
+                        replaced_any = true;
+                        *m = v.clone();
+                    }
+                    None => merged.push(v.clone()),
+                }
+            }
+            validate_values(&merged)?;
+            self.authorize_change(identity, handle, cur, Some(&merged))?;
+            Ok(Mutation::Put(Record {
+                handle: cur.handle.clone(),
+                values: sorted(merged),
+            }))
+        })?;
+        Ok(WriteOutcome {
+            created: !replaced_any,
+            seq: committed.seq,
+        })
+    }
+
+    /// Replace existing values; every index must exist (else 200).
+    pub fn modify_values(
+        &self,
+        identity: &Identity,
+        handle: &Handle,
+        mut values: Vec<HandleValue>,
+    ) -> Result<WriteOutcome, Failure> {
+        self.require_responsible(handle)?;
+        validate_values(&values)?;
+        Self::stamp(&mut values);
+        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
+            let cur = current
+                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+            let mut merged = cur.values.clone();
+            for v in &values {
+                let slot = merged
+                    .iter_mut()
+                    .find(|m| m.index == v.index)
+                    .ok_or_else(|| {
+                        Failure::new(
+                            ResponseCode::ValuesNotFound,
+                            format!("no value at index {}", v.index),
+                        )
+                    })?;
+                *slot = v.clone();
+            }
+            validate_values(&merged)?;
+            self.authorize_change(identity, handle, cur, Some(&merged))?;
+            Ok(Mutation::Put(Record {
+                handle: cur.handle.clone(),
+                values: merged,
+            }))
+        })?;
+        Ok(WriteOutcome {
+            created: false,
+            seq: committed.seq,
+        })
+    }
+
+    /// Remove values by index; every index must exist (else 200).
+    pub fn remove_values(
+        &self,
+        identity: &Identity,
+        handle: &Handle,
+        indexes: &[u32],
+    ) -> Result<WriteOutcome, Failure> {
+        self.require_responsible(handle)?;
+        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
+            let cur = current
+                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+            if let Some(missing) = indexes.iter().find(|i| cur.value(**i).is_none()) {
+                return Err(Failure::new(
+                    ResponseCode::ValuesNotFound,
+                    format!("no value at index {missing}"),
+                ));
+            }
+            let kept: Vec<HandleValue> = cur
+                .values
+                .iter()
+                .filter(|v| !indexes.contains(&v.index))
+                .cloned()
+                .collect();
+            self.authorize_change(identity, handle, cur, Some(&kept))?;
+            Ok(Mutation::Put(Record {
+                handle: cur.handle.clone(),
+                values: kept,
+            }))
+        })?;
+        Ok(WriteOutcome {
+            created: false,
+            seq: committed.seq,
+        })
+    }
+
+    /// Delete a handle.
+    pub fn delete(&self, identity: &Identity, handle: &Handle) -> Result<WriteOutcome, Failure> {
+        self.require_responsible(handle)?;
+        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
+            let cur = current
+                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+            self.authorize_change(identity, handle, cur, None)?;
+            Ok(Mutation::Delete)
+        })?;
+        Ok(WriteOutcome {
+            created: false,
+            seq: committed.seq,
+        })
+    }
+
+    /// List the handles under a homed prefix; needs LIST_HANDLES on `0.NA/<prefix>`.
+    pub fn list_handles(
+        &self,
+        identity: &Identity,
+        prefix: &Prefix,
+        page: Option<(usize, usize)>,
+    ) -> Result<(usize, Vec<String>), Failure> {
+        if !self.registry.is_homed(prefix)? {
+            return Err(Failure::new(
+                ResponseCode::ServerNotResponsible,
+                "That prefix doesn't live here",
+            ));
+        }
+        let admins = self
+            .registry
+            .get(&prefix.na_handle())?
+            .map(|r| r.values)
+            .unwrap_or_default();
+        self.check_grants(
+            identity,
+            &admins,
+            AdminPermissions::LIST_HANDLES,
+            &format!("list handles under {prefix}"),
+        )?;
+        Ok(self.registry.list_handles(prefix, page)?)
+    }
+
+    /// The prefixes this node homes.
+    pub fn homed_prefixes(&self) -> Result<Vec<Prefix>, Failure> {
+        Ok(self.registry.homed_prefixes()?)
+    }
+
+    /// A fresh handle under `base` (`"88.100.1/"` or `"88.100.1/batch-"`): `base` + 32 random
+    /// hex digits (128 bits, so collisions are not a practical concern; a collision still fails
+    /// safely with 101 on create).
+    pub fn mint_handle(&self, base: &str) -> Result<Handle, Failure> {
+        use rand::RngCore;
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let base = if base.contains('/') {
+            base.to_string()
+        } else {
+            format!("{base}/")
+        };
+        self.parse_handle(&format!("{base}{suffix}"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Operator set-up, outside the authenticated path (run locally by whoever owns the data
+/// directory): home `prefix` and give it an administrator.
+///
+/// Creates `0.NA/<prefix>` (unless it exists) with
+/// - index 100 HS_ADMIN: every permission for the group `200:0.NA/<prefix>`;
+/// - index 200 HS_VLIST: the group, holding `<admin_index>:0.NA/<prefix>`;
+/// - index `admin_index` HS_SECKEY: `secret`, readable and writable by admins only.
+///
+/// This is the layout Handle.Net and pyhandle expect (pyhandle writes HS_ADMIN values naming
+/// `200:0.NA/<prefix>` into every handle it creates). Returns whether the prefix handle was
+/// created (false: it existed and was left as it was).
+pub fn init_prefix(
+    registry: &Registry,
+    prefix: &Prefix,
+    admin_index: u32,
+    secret: &[u8],
+) -> Result<bool, Failure> {
+    use crate::model::{AdminRef, ValueList, ValuePermissions, ValueReference};
+    if admin_index == 0
+        || admin_index == 100
+        || admin_index == 200
+        || admin_index > crate::model::value::MAX_INDEX
+    {
+        return Err(Failure::new(
+            ResponseCode::InvalidValue,
+            "the admin index must be positive and not 100 or 200",
+        ));
+    }
+    if secret.is_empty() {
+        return Err(Failure::new(
+            ResponseCode::InvalidValue,
+            "the admin secret is empty",
+        ));
+    }
+    registry.home_prefix(prefix)?;
+    let na = prefix.na_handle();
+    let now = now_unix();
+    let mut values = vec![
+        HandleValue::new(
+            100,
+            types::HS_ADMIN,
+            AdminRef {
+                permissions: AdminPermissions::ALL,
+                admin: ValueReference {
+                    handle: na.as_str().to_string(),
+                    index: 200,
+                },
+            }
+            .encode(),
+        ),
+        HandleValue::new(
+            200,
+            types::HS_VLIST,
+            ValueList(vec![ValueReference {
+                handle: na.as_str().to_string(),
+                index: admin_index,
+            }])
+            .encode(),
+        ),
+        HandleValue::new(admin_index, types::HS_SECKEY, secret.to_vec())
+            .with_permissions(ValuePermissions::ADMIN_ONLY),
+    ];
+    for v in &mut values {
+        v.timestamp = now;
+    }
+    let committed = registry.mutate(&na, |current| {
+        Ok::<_, Failure>(match current {
+            Some(_) => Mutation::Unchanged,
+            None => Mutation::Put(Record {
+                handle: na.as_str().to_string(),
+                values: sorted(values),
+            }),
+        })
+    })?;
+    Ok(!committed.existed)
+}
