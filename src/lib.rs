@@ -18,7 +18,10 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod resolve;
+pub mod server;
 pub mod store;
 pub mod wire;

@@ -1,0 +1,312 @@
+//! Node configuration (TOML). Every field is validated by [`Config::load`] /
+//! [`Config::from_toml`] before any port is bound or any data is touched; unknown fields are
+//! errors, so a typo never silently falls back to a default.
+//!
+//! `idnode serve` without `--config` runs [`EMBEDDED_DEFAULT`]: a standalone node on 127.0.0.1
+//! homing the example prefix `88.100.1`, with its data in `./idnode-data`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::Identity;
+use crate::model::{Handle, Prefix, SuffixCase};
+
+/// The configuration `idnode serve` uses when none is given (also `config/default.toml`).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// When HTTP Basic credentials are accepted over plain (non-TLS) HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PlainHttpAuth {
+    /// Never: like Handle.Net, credentials count only over HTTPS.
+    Never,
+    /// Only from loopback clients (credentials never cross a network in clear).
+    #[default]
+    Loopback,
+    /// Always (only for closed test networks).
+    Always,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Where the registry lives.
+    pub data_dir: PathBuf,
+    /// Prefixes this node is the authority for.
+    pub homed_prefixes: Vec<String>,
+    /// `sensitive` (IDIS SDK rule, default) or `insensitive` (Handle.Net rule).
+    pub suffix_case: SuffixCase,
+    /// Admins of `0.NA/P` may change every handle under `P` (Handle.Net `allow_na_admins`).
+    pub allow_prefix_admins: bool,
+    /// Identities (`index:handle`) with every right on this node.
+    pub server_admins: Vec<String>,
+    /// At start, give each homed prefix that has no `0.NA/<prefix>` handle an administrator
+    /// `300:0.NA/<prefix>` whose secret is generated into `<data_dir>/<prefix>.admin-secret`.
+    pub bootstrap_admins: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("./idnode-data"),
+            homed_prefixes: Vec::new(),
+            suffix_case: SuffixCase::Sensitive,
+            allow_prefix_admins: true,
+            server_admins: Vec::new(),
+            bootstrap_admins: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// When Basic credentials count over plain HTTP.
+    pub plain_http_auth: PlainHttpAuth,
+    /// Most simultaneous connections; more wait in the accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: 1 << 20,
+            plain_http_auth: PlainHttpAuth::Loopback,
+            max_connections: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// sled page-cache size.
+    pub cache_capacity_mb: u64,
+    /// sled's background flush interval. Acknowledged writes never wait for it: they are
+    /// flushed and fsynced before the answer.
+    pub flush_every_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_capacity_mb: 256,
+            flush_every_ms: 500,
+        }
+    }
+}
+
+/// A configuration that passed validation, with its parsed forms.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    pub raw: Config,
+    pub homed_prefixes: Vec<Prefix>,
+    pub server_admins: Vec<Identity>,
+    /// Set when the HTTP listener speaks TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Parse `index:handle` (index required, positive).
+pub fn parse_identity(text: &str, case: SuffixCase) -> Result<Identity, String> {
+    let (index, handle) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not index:handle"))?;
+    let index: u32 = index
+        .parse()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| format!("{text:?}: index must be a positive integer"))?;
+    let handle = Handle::parse(handle, case).map_err(|e| format!("{text:?}: {e}"))?;
+    Ok(Identity { handle, index })
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Parse and validate TOML text.
+    pub fn from_toml(text: &str) -> Result<ValidConfig, ConfigError> {
+        let raw: Config = toml::from_str(text)?;
+        raw.validate()
+    }
+
+    fn validate(self) -> Result<ValidConfig, ConfigError> {
+        let mut homed_prefixes = Vec::new();
+        for p in &self.node.homed_prefixes {
+            let prefix =
+                Prefix::parse(p).map_err(|e| invalid("node.homed_prefixes", e.to_string()))?;
+            if prefix.as_str() == crate::model::PREFIX_NA {
+                return Err(invalid(
+                    "node.homed_prefixes",
+                    "0.NA is not a prefix a node can home",
+                ));
+            }
+            if !homed_prefixes.contains(&prefix) {
+                homed_prefixes.push(prefix);
+            }
+        }
+        let server_admins = self
+            .node
+            .server_admins
+            .iter()
+            .map(|a| {
+                parse_identity(a, self.node.suffix_case)
+                    .map_err(|e| invalid("node.server_admins", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.node.data_dir.as_os_str().is_empty() {
+            return Err(invalid("node.data_dir", "must not be empty"));
+        }
+        let h = &self.http;
+        if !(1024..=64 << 20).contains(&h.max_body_bytes) {
+            return Err(invalid(
+                "http.max_body_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        if h.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        let tls = match (&h.tls_cert, &h.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                // Load now so a bad certificate stops the node before it binds anything.
+                crate::server::tls::load_server_config(&files)
+                    .map_err(|e| invalid("http.tls_cert/tls_key", e.to_string()))?;
+                Some(files)
+            }
+            _ => {
+                return Err(invalid(
+                    "http.tls_cert/tls_key",
+                    "set both (HTTPS) or neither (plain HTTP)",
+                ))
+            }
+        };
+        if self.store.cache_capacity_mb == 0 || self.store.cache_capacity_mb > 1 << 20 {
+            return Err(invalid(
+                "store.cache_capacity_mb",
+                "must be between 1 and 1048576",
+            ));
+        }
+        if self.store.flush_every_ms == 0 || self.store.flush_every_ms > 60_000 {
+            return Err(invalid(
+                "store.flush_every_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        Ok(ValidConfig {
+            raw: self,
+            homed_prefixes,
+            server_admins,
+            tls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_and_examples_parse() {
+        let c = Config::from_toml(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(c.raw.http.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.homed_prefixes[0].as_str(), "88.100.1");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 2);
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        for (text, needle) in [
+            ("[node]\nhomed_prefix = []", "unknown field"),
+            ("[node]\nhomed_prefixes = [\"88..1\"]", "homed_prefixes"),
+            ("[node]\nhomed_prefixes = [\"0.na\"]", "0.NA"),
+            ("[node]\nserver_admins = [\"0.NA/88\"]", "index:handle"),
+            ("[node]\nserver_admins = [\"0:0.NA/88\"]", "positive"),
+            ("[node]\nsuffix_case = \"maybe\"", "unknown variant"),
+            ("[http]\nlisten = \"localhost\"", "socket address"),
+            ("[http]\ntls_cert = \"/nonexistent.pem\"", "both"),
+            (
+                "[http]\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"",
+                "nonexistent",
+            ),
+            ("[http]\nmax_body_bytes = 10", "max_body_bytes"),
+            ("[store]\nflush_every_ms = 0", "flush_every_ms"),
+            ("[bogus]\n", "unknown field"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(
+                err.contains(needle),
+                "{text:?} gave {err:?}, wanted {needle:?}"
+            );
+        }
+    }
+}

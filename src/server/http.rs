@@ -1,0 +1,975 @@
+//! The HTTP front end: the Handle.Net-compatible REST API (`/api/...`), the proxy
+//! (`GET /{handle}` → 302 to the URL value), `/metrics` and `/healthz`.
+//!
+//! The handlers are thin: they parse the request, authenticate HTTP Basic credentials, call
+//! the [`Engine`] (writes on the blocking pool: they fsync before answering), and map response
+//! codes to HTTP statuses in one place ([`http_status`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use base64::Engine as _;
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+
+use crate::auth::Identity;
+use crate::config::PlainHttpAuth;
+use crate::metrics::Metrics;
+use crate::model::{types, HandleValue, Prefix, ResponseCode, SiteInfo};
+use crate::resolve::{Engine, Failure, Overwrite, Query, WriteOutcome};
+use crate::wire::json as hjson;
+
+/// What the accept loop knows about a connection, attached to every request on it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Shared state of the HTTP front end.
+pub struct HttpState {
+    pub engine: Engine,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+    pub plain_http_auth: PlainHttpAuth,
+    /// The node's own HS_SITE, for `/api/site`.
+    pub site: SiteInfo,
+}
+
+/// The router. Connection info must be inserted into each request's extensions by the caller
+/// (see [`crate::server::serve_http`]); without it a request counts as plain HTTP from an
+/// unknown peer.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/handles", any(list_handles))
+        .route("/api/handles/", any(list_handles))
+        .route("/api/handles/{*handle}", any(handle_api))
+        .route("/api/prefixes", any(prefixes))
+        .route("/api/site", any(site))
+        .route("/api/{*rest}", any(unknown_api))
+        .route("/", get(home))
+        .route("/{*handle}", get(proxy))
+        .layer(axum::middleware::map_response(cors))
+        .with_state(state)
+}
+
+async fn cors(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
+/// HTTP status for a Handle response code (Handle.Net's `statusCodeFromResponse`).
+pub fn http_status(code: ResponseCode, is_resolution: bool) -> StatusCode {
+    use ResponseCode as R;
+    match code {
+        R::Success => StatusCode::OK,
+        R::ValuesNotFound if is_resolution => StatusCode::OK,
+        R::ValuesNotFound => StatusCode::BAD_REQUEST,
+        R::ServiceReferral | R::PrefixReferral => StatusCode::MULTIPLE_CHOICES,
+        R::HandleNotFound => StatusCode::NOT_FOUND,
+        R::HandleAlreadyExists | R::ValueAlreadyExists => StatusCode::CONFLICT,
+        R::ProtocolError | R::InvalidHandle | R::InvalidValue | R::ServerNotResponsible => {
+            StatusCode::BAD_REQUEST
+        }
+        R::OperationNotSupported => StatusCode::NOT_IMPLEMENTED,
+        R::ServerTooBusy | R::ServerBackup => StatusCode::SERVICE_UNAVAILABLE,
+        R::AuthenticationNeeded => StatusCode::UNAUTHORIZED,
+        R::InvalidAdmin
+        | R::InsufficientPermissions
+        | R::AuthenticationFailed
+        | R::InvalidCredential => StatusCode::FORBIDDEN,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Query parameters in order, `+` decoded as space, repeated keys kept.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Option<&str>) -> Params {
+        let mut out = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            out.push((decode(k), decode(v)));
+        }
+        Params(out)
+    }
+
+    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Handle.Net booleans: `true`, `yes` or empty mean true.
+    fn flag(&self, key: &str) -> Option<bool> {
+        self.get(key).map(|v| {
+            v.is_empty() || v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("yes")
+        })
+    }
+}
+
+/// A JSON answer, honouring `pretty` and `callback` (JSONP).
+fn json_response(status: StatusCode, body: &Value, params: &Params) -> Response {
+    let text = if params.flag("pretty").unwrap_or(false) {
+        serde_json::to_string_pretty(body)
+    } else {
+        serde_json::to_string(body)
+    }
+    .unwrap_or_else(|_| "{}".into());
+    if let Some(cb) = params.get("callback").filter(|cb| {
+        !cb.is_empty()
+            && cb.len() <= 128
+            && cb
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.$".contains(c))
+    }) {
+        return (
+            status,
+            [(header::CONTENT_TYPE, "application/javascript")],
+            format!("{cb}({text});"),
+        )
+            .into_response();
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        text,
+    )
+        .into_response()
+}
+
+fn failure_response(
+    f: &Failure,
+    handle: Option<&str>,
+    resolution: bool,
+    params: &Params,
+) -> Response {
+    let mut body = hjson::error_response(f.code.code(), handle, &f.message);
+    if f.code == ResponseCode::ValuesNotFound && resolution {
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("values".into(), json!([]));
+        }
+    }
+    let mut resp = json_response(http_status(f.code, resolution), &body, params);
+    if f.code == ResponseCode::AuthenticationNeeded {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"handle\""),
+        );
+    }
+    resp
+}
+
+/// Credentials presented with a request.
+enum Credentials {
+    None,
+    Valid(Identity),
+    /// Present but refused; answered with 401 so clients (pyhandle) see an authentication
+    /// error, never with the protected data.
+    Refused(String),
+}
+
+/// Authenticate `Authorization: Basic base64(pct(index:handle) ":" secret)`.
+fn authenticate(state: &HttpState, headers: &HeaderMap, conn: Option<ConnInfo>) -> Credentials {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Credentials::None;
+    };
+    let Ok(value) = value.to_str() else {
+        return Credentials::Refused("unreadable Authorization header".into());
+    };
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        // `Authorization: Handle clientCert="true"` and session auth are not offered.
+        return Credentials::Refused("only HTTP Basic authentication is supported".into());
+    };
+    let tls = conn.is_some_and(|c| c.tls);
+    let allowed = tls
+        || match state.plain_http_auth {
+            PlainHttpAuth::Always => true,
+            PlainHttpAuth::Loopback => conn.is_some_and(|c| c.peer.ip().is_loopback()),
+            PlainHttpAuth::Never => false,
+        };
+    if !allowed {
+        return Credentials::Refused("credentials are accepted over HTTPS only".into());
+    }
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return Credentials::Refused("Basic credentials are not valid base64".into());
+    };
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        return Credentials::Refused("Basic credentials have no ':'".into());
+    };
+    let (user, secret) = (&decoded[..colon], &decoded[colon + 1..]);
+    let user = percent_decode_str(&String::from_utf8_lossy(user))
+        .decode_utf8_lossy()
+        .into_owned();
+    let (index, handle_text) = match user.split_once(':') {
+        Some((i, h)) if !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) => {
+            (i.parse::<u32>().unwrap_or(u32::MAX), h.to_string())
+        }
+        _ => (0, user.clone()),
+    };
+    let Ok(handle) = state.engine.parse_handle(&handle_text) else {
+        return Credentials::Refused(format!("{user:?} is not index:handle"));
+    };
+    match state.engine.authenticate_secret(&handle, index, secret) {
+        Ok(identity) => Credentials::Valid(identity),
+        Err(f) => {
+            tracing::info!(user = %user, reason = %f.message, "HTTP authentication refused");
+            Credentials::Refused(f.message)
+        }
+    }
+}
+
+fn refused_response(handle: Option<&str>, reason: &str, params: &Params) -> Response {
+    let body = hjson::error_response(
+        ResponseCode::AuthenticationFailed.code(),
+        handle,
+        &format!("Authentication failed: {reason}"),
+    );
+    let mut resp = json_response(StatusCode::UNAUTHORIZED, &body, params);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"handle\""),
+    );
+    resp
+}
+
+fn observe(state: &HttpState, op: &str, code: ResponseCode, started: Instant) {
+    state
+        .metrics
+        .requests
+        .with_label_values(&["http", op, code.label()])
+        .inc();
+    state
+        .metrics
+        .latency
+        .with_label_values(&["http", op])
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// The handle text of `/api/handles/{handle}`, percent-decoded from the raw path (so `%2F`
+/// and `/` both work and `+` stays `+`).
+fn handle_from_path(path: &str, strip: &str) -> String {
+    let raw = path.strip_prefix(strip).unwrap_or(path);
+    percent_decode_str(raw).decode_utf8_lossy().into_owned()
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "engine task failed");
+        Err(Failure::new(ResponseCode::Error, "internal error"))
+    })
+}
+
+async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, Failure> {
+    axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            Failure::new(
+                ResponseCode::ProtocolError,
+                format!("request body is larger than {} bytes", state.max_body_bytes),
+            )
+        })
+}
+
+fn too_large(f: &Failure, handle: Option<&str>, params: &Params) -> Response {
+    let body = hjson::error_response(f.code.code(), handle, &f.message);
+    json_response(StatusCode::PAYLOAD_TOO_LARGE, &body, params)
+}
+
+/// `/api/handles/{handle}`: GET resolves; PUT creates/adds; DELETE deletes/removes; POST with
+/// a JSON body is a GET with its parameters in the body.
+async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let conn = req.extensions().get::<ConnInfo>().copied();
+    let (parts, body) = req.into_parts();
+    let mut params = Params::parse(parts.uri.query());
+    let text = handle_from_path(parts.uri.path(), "/api/handles/");
+    let (op, resp) = match parts.method {
+        Method::GET | Method::HEAD => (
+            "resolve",
+            get_handle(&state, &parts.headers, conn, &text, &params),
+        ),
+        Method::POST => match read_body(&state, body).await {
+            Err(f) => ("resolve", (f.code, too_large(&f, Some(&text), &params))),
+            Ok(bytes) => {
+                if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) {
+                    for (k, v) in obj {
+                        let vals: Vec<Value> = match v {
+                            Value::Array(a) => a,
+                            other => vec![other],
+                        };
+                        for v in vals {
+                            let s = match v {
+                                Value::String(s) => s,
+                                other => other.to_string(),
+                            };
+                            params.0.push((k.clone(), s));
+                        }
+                    }
+                }
+                (
+                    "resolve",
+                    get_handle(&state, &parts.headers, conn, &text, &params),
+                )
+            }
+        },
+        Method::PUT => {
+            let r = put_handle(&state, &parts.headers, conn, text, &params, body).await;
+            ("put", r)
+        }
+        Method::DELETE => {
+            let r = delete_handle(&state, &parts.headers, conn, text, &params, body).await;
+            ("delete", r)
+        }
+        Method::OPTIONS => ("options", (ResponseCode::Success, preflight())),
+        _ => {
+            let f = Failure::new(ResponseCode::ProtocolError, "method not allowed");
+            let body = hjson::error_response(4, Some(&text), &f.message);
+            (
+                "other",
+                (
+                    f.code,
+                    json_response(StatusCode::METHOD_NOT_ALLOWED, &body, &params),
+                ),
+            )
+        }
+    };
+    observe(&state, op, resp.0, started);
+    resp.1
+}
+
+fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                "GET, PUT, DELETE, POST, OPTIONS",
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Content-Type",
+            ),
+        ],
+    )
+        .into_response()
+}
+
+fn get_handle(
+    state: &HttpState,
+    headers: &HeaderMap,
+    conn: Option<ConnInfo>,
+    text: &str,
+    params: &Params,
+) -> (ResponseCode, Response) {
+    let handle = match state.engine.parse_handle(text) {
+        Ok(h) => h,
+        Err(f) => return (f.code, failure_response(&f, Some(text), true, params)),
+    };
+    let identity = match authenticate(state, headers, conn) {
+        Credentials::Refused(reason) => {
+            return (
+                ResponseCode::AuthenticationFailed,
+                refused_response(Some(text), &reason, params),
+            )
+        }
+        Credentials::Valid(id) => Some(id),
+        Credentials::None => None,
+    };
+    let mut indexes = Vec::new();
+    for i in params.all("index") {
+        match i.parse::<u32>() {
+            Ok(i) => indexes.push(i),
+            Err(_) => {
+                let f = Failure::new(
+                    ResponseCode::InvalidValue,
+                    format!("index {i:?} is not a number"),
+                );
+                return (f.code, failure_response(&f, Some(text), true, params));
+            }
+        }
+    }
+    let query = Query {
+        handle,
+        indexes,
+        types: params
+            .all("type")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        public_only: params.flag("publicOnly").unwrap_or(identity.is_none()),
+    };
+    match state.engine.resolve(&query, identity.as_ref()) {
+        Ok(r) => {
+            let body = hjson::handle_response(1, text, &r.values);
+            (
+                ResponseCode::Success,
+                json_response(StatusCode::OK, &body, params),
+            )
+        }
+        Err(f) => (f.code, failure_response(&f, Some(text), true, params)),
+    }
+}
+
+/// Why a write was not authenticated.
+enum Refusal {
+    Missing,
+    Refused(String),
+}
+
+/// Authenticate a write: missing or refused credentials are both answered with 401.
+fn require_identity(
+    state: &HttpState,
+    headers: &HeaderMap,
+    conn: Option<ConnInfo>,
+) -> Result<Identity, Refusal> {
+    match authenticate(state, headers, conn) {
+        Credentials::Valid(id) => Ok(id),
+        Credentials::Refused(reason) => Err(Refusal::Refused(reason)),
+        Credentials::None => Err(Refusal::Missing),
+    }
+}
+
+fn refusal_response(refusal: Refusal, text: &str, params: &Params) -> (ResponseCode, Response) {
+    match refusal {
+        Refusal::Refused(reason) => (
+            ResponseCode::AuthenticationFailed,
+            refused_response(Some(text), &reason, params),
+        ),
+        Refusal::Missing => {
+            let f = Failure::new(ResponseCode::AuthenticationNeeded, "Authentication needed");
+            (f.code, failure_response(&f, Some(text), false, params))
+        }
+    }
+}
+
+fn write_response(
+    result: Result<WriteOutcome, Failure>,
+    text: &str,
+    params: &Params,
+) -> (ResponseCode, Response) {
+    match result {
+        Ok(outcome) => {
+            let status = if outcome.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let body = json!({"responseCode": 1, "handle": text});
+            (ResponseCode::Success, json_response(status, &body, params))
+        }
+        Err(f) => (f.code, failure_response(&f, Some(text), false, params)),
+    }
+}
+
+async fn put_handle(
+    state: &Arc<HttpState>,
+    headers: &HeaderMap,
+    conn: Option<ConnInfo>,
+    text: String,
+    params: &Params,
+    body: Body,
+) -> (ResponseCode, Response) {
+    // Read the whole body first: answering before it is drained would break keep-alive
+    // connections (pyhandle reuses its connection).
+    let bytes = match read_body(state, body).await {
+        Ok(b) => b,
+        Err(f) => return (f.code, too_large(&f, Some(&text), params)),
+    };
+    let fail = |f: Failure, text: &str| (f.code, failure_response(&f, Some(text), false, params));
+    let handle = if params.flag("mintNewSuffix").unwrap_or(false) {
+        match state.engine.mint_handle(&text) {
+            Ok(h) => h,
+            Err(f) => return fail(f, &text),
+        }
+    } else {
+        match state.engine.parse_handle(&text) {
+            Ok(h) => h,
+            Err(f) => return fail(f, &text),
+        }
+    };
+    let text = handle.as_str().to_string();
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        return fail(
+            Failure::new(
+                ResponseCode::ProtocolError,
+                "Content-Type must be application/json",
+            ),
+            &text,
+        );
+    }
+    let json: Value = match serde_json::from_slice(&bytes) {
+        Ok(j) => j,
+        Err(e) => {
+            return fail(
+                Failure::new(ResponseCode::ProtocolError, format!("malformed JSON: {e}")),
+                &text,
+            )
+        }
+    };
+    let values = match hjson::values_from_request_body(&json) {
+        Ok((Some(named), _))
+            if state.engine.parse_handle(&named).ok().as_ref() != Some(&handle) =>
+        {
+            return fail(
+                Failure::new(
+                    ResponseCode::ProtocolError,
+                    format!("body names handle {named:?}, the URL names {text:?}"),
+                ),
+                &text,
+            )
+        }
+        Ok((_, values)) => values,
+        Err(e) => {
+            return fail(
+                Failure::new(ResponseCode::InvalidValue, e.to_string()),
+                &text,
+            )
+        }
+    };
+    match state.engine.is_responsible(&handle) {
+        Ok(true) => {}
+        Ok(false) => {
+            return fail(
+                Failure::new(
+                    ResponseCode::ServerNotResponsible,
+                    "That prefix doesn't live here",
+                ),
+                &text,
+            )
+        }
+        Err(f) => return fail(f, &text),
+    }
+    let identity = match require_identity(state, headers, conn) {
+        Ok(id) => id,
+        Err(r) => return refusal_response(r, &text, params),
+    };
+    let overwrite = params.flag("overwrite").unwrap_or(true);
+    let index_params: Vec<&str> = params.all("index").collect();
+    let engine = state.engine.clone();
+    let result = if index_params.is_empty() {
+        let mode = if overwrite {
+            Overwrite::Yes
+        } else {
+            Overwrite::No
+        };
+        run_blocking(move || engine.create(&identity, &handle, values, mode)).await
+    } else {
+        if !index_params
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case("various"))
+        {
+            let mut wanted: Vec<u32> = Vec::new();
+            for i in &index_params {
+                match i.parse() {
+                    Ok(i) => wanted.push(i),
+                    Err(_) => {
+                        return fail(
+                            Failure::new(
+                                ResponseCode::InvalidValue,
+                                format!("index {i:?} is not a number"),
+                            ),
+                            &text,
+                        )
+                    }
+                }
+            }
+            let mut given: Vec<u32> = values.iter().map(|v: &HandleValue| v.index).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            given.sort_unstable();
+            if wanted != given {
+                return fail(
+                    Failure::new(
+                        ResponseCode::InvalidValue,
+                        "the index parameters must name exactly the indexes of the values sent",
+                    ),
+                    &text,
+                );
+            }
+        }
+        run_blocking(move || engine.add_values(&identity, &handle, values, overwrite)).await
+    };
+    write_response(result, &text, params)
+}
+
+async fn delete_handle(
+    state: &Arc<HttpState>,
+    headers: &HeaderMap,
+    conn: Option<ConnInfo>,
+    text: String,
+    params: &Params,
+    body: Body,
+) -> (ResponseCode, Response) {
+    if let Err(f) = read_body(state, body).await {
+        return (f.code, too_large(&f, Some(&text), params));
+    }
+    let fail = |f: Failure| (f.code, failure_response(&f, Some(&text), false, params));
+    let handle = match state.engine.parse_handle(&text) {
+        Ok(h) => h,
+        Err(f) => return fail(f),
+    };
+    let mut indexes = Vec::new();
+    for i in params.all("index") {
+        match i.parse::<u32>() {
+            Ok(i) => indexes.push(i),
+            Err(_) => {
+                return fail(Failure::new(
+                    ResponseCode::InvalidValue,
+                    format!("index {i:?} is not a number"),
+                ))
+            }
+        }
+    }
+    let identity = match require_identity(state, headers, conn) {
+        Ok(id) => id,
+        Err(r) => return refusal_response(r, &text, params),
+    };
+    let engine = state.engine.clone();
+    let result = if indexes.is_empty() {
+        run_blocking(move || engine.delete(&identity, &handle)).await
+    } else {
+        run_blocking(move || engine.remove_values(&identity, &handle, &indexes)).await
+    };
+    write_response(
+        result.map(|o| WriteOutcome {
+            created: false,
+            ..o
+        }),
+        &text,
+        params,
+    )
+}
+
+/// `GET /api/handles?prefix=P[&page=N&pageSize=M]`: needs LIST_HANDLES on `0.NA/P`.
+async fn list_handles(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let conn = req.extensions().get::<ConnInfo>().copied();
+    let params = Params::parse(req.uri().query());
+    let Some(prefix_text) = params.get("prefix").map(str::to_string) else {
+        let f = Failure::new(
+            ResponseCode::ProtocolError,
+            "the prefix parameter is required",
+        );
+        observe(&state, "list", f.code, started);
+        return failure_response(&f, None, false, &params);
+    };
+    let bare = prefix_text
+        .strip_prefix("0.NA/")
+        .or_else(|| prefix_text.strip_prefix("0.na/"))
+        .unwrap_or(&prefix_text);
+    let fail = |f: Failure| {
+        observe(&state, "list", f.code, started);
+        failure_response(&f, None, false, &params)
+    };
+    let prefix = match Prefix::parse(bare) {
+        Ok(p) => p,
+        Err(e) => return fail(Failure::new(ResponseCode::InvalidHandle, e.to_string())),
+    };
+    let number = |key: &str| -> Result<Option<usize>, Failure> {
+        params
+            .get(key)
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| {
+                    Failure::new(
+                        ResponseCode::ProtocolError,
+                        format!("{key} must be a number"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (page, page_size) = match (number("page"), number("pageSize")) {
+        (Ok(p), Ok(s)) => (p, s),
+        (Err(f), _) | (_, Err(f)) => return fail(f),
+    };
+    let identity = match require_identity(&state, req.headers(), conn) {
+        Ok(id) => id,
+        Err(r) => {
+            let (code, resp) = refusal_response(r, &prefix_text, &params);
+            observe(&state, "list", code, started);
+            return resp;
+        }
+    };
+    let paging = match (page, page_size) {
+        (None, None) => None,
+        (p, s) => Some((p.unwrap_or(0), s.unwrap_or(10_000))),
+    };
+    match state.engine.list_handles(&identity, &prefix, paging) {
+        Ok((total, handles)) => {
+            observe(&state, "list", ResponseCode::Success, started);
+            let mut body = json!({
+                "responseCode": 1,
+                "prefix": prefix_text,
+                "totalCount": total,
+            });
+            if let (Some(obj), Some((p, s))) = (body.as_object_mut(), paging) {
+                obj.insert("page".into(), json!(p));
+                obj.insert("pageSize".into(), json!(s));
+            }
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("handles".into(), json!(handles));
+            }
+            json_response(StatusCode::OK, &body, &params)
+        }
+        Err(f) => fail(f),
+    }
+}
+
+async fn prefixes(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let params = Params::parse(req.uri().query());
+    match state.engine.homed_prefixes() {
+        Ok(list) => {
+            observe(&state, "prefixes", ResponseCode::Success, started);
+            let names: Vec<String> = list.iter().map(|p| p.to_string()).collect();
+            json_response(
+                StatusCode::OK,
+                &json!({"responseCode": 1, "prefixes": names}),
+                &params,
+            )
+        }
+        Err(f) => {
+            observe(&state, "prefixes", f.code, started);
+            failure_response(&f, None, false, &params)
+        }
+    }
+}
+
+async fn site(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let params = Params::parse(req.uri().query());
+    observe(&state, "site", ResponseCode::Success, started);
+    let body = json!({"responseCode": 1, "site": hjson::site_to_json(&state.site)});
+    json_response(StatusCode::OK, &body, &params)
+}
+
+async fn unknown_api(req: Request) -> Response {
+    let params = Params::parse(req.uri().query());
+    let body = hjson::error_response(
+        ResponseCode::ProtocolError.code(),
+        None,
+        &format!("Unknown HTTP API endpoint {}", req.uri().path()),
+    );
+    json_response(StatusCode::NOT_FOUND, &body, &params)
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let reg = state.engine.registry();
+    state.metrics.records.set(reg.record_count() as i64);
+    state.metrics.last_seq.set(reg.last_seq() as i64);
+    state.metrics.store_bytes.set(reg.size_on_disk() as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1>{body}\
+         <form action=\"/\" method=\"get\"><input name=\"handle\" placeholder=\"88.100.1/SN-0001\" size=\"40\">\
+         <input type=\"hidden\" name=\"noredirect\"><button>Look up</button></form></body></html>",
+        t = escape_html(title)
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+async fn home(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let params = Params::parse(req.uri().query());
+    if let Some(h) = params.get("handle").filter(|h| !h.is_empty()) {
+        return proxy_answer(&state, h, &params);
+    }
+    html_page(
+        StatusCode::OK,
+        "idnode identifier lookup",
+        "<p>Enter an identifier.</p>",
+    )
+}
+
+/// `GET /{handle}`: 302 to the first URL value, 301 to an HS_ALIAS target, the values page
+/// with `?noredirect`, 404 page when missing.
+async fn proxy(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let params = Params::parse(req.uri().query());
+    let text = handle_from_path(req.uri().path(), "/");
+    let resp = proxy_answer(&state, &text, &params);
+    let code = match resp.status() {
+        StatusCode::NOT_FOUND => ResponseCode::HandleNotFound,
+        StatusCode::BAD_REQUEST => ResponseCode::InvalidHandle,
+        _ => ResponseCode::Success,
+    };
+    observe(&state, "proxy", code, started);
+    resp
+}
+
+fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Response {
+    let text = ["hdl:", "doi:", "info:hdl/"]
+        .iter()
+        .find_map(|p| text.strip_prefix(p))
+        .unwrap_or(text);
+    let handle = match state.engine.parse_handle(text) {
+        Ok(h) => h,
+        Err(f) => {
+            return html_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid identifier",
+                &format!("<p>{}: {}</p>", escape_html(text), escape_html(&f.message)),
+            )
+        }
+    };
+    let query = Query {
+        handle,
+        indexes: vec![],
+        types: vec![],
+        public_only: true,
+    };
+    let values = match state.engine.resolve(&query, None) {
+        Ok(r) => r.values,
+        Err(f) if f.code == ResponseCode::ValuesNotFound => Vec::new(),
+        Err(f) => {
+            let status = if matches!(
+                f.code,
+                ResponseCode::HandleNotFound | ResponseCode::ServerNotResponsible
+            ) {
+                StatusCode::NOT_FOUND
+            } else {
+                http_status(f.code, true)
+            };
+            return html_page(
+                status,
+                "Identifier not found",
+                &format!("<p>{} ({})</p>", escape_html(text), escape_html(&f.message)),
+            );
+        }
+    };
+    if !params.has("noredirect") && params.get("action") != Some("showvalues") {
+        if let Some(alias) = values
+            .iter()
+            .find(|v| v.is_type(types::HS_ALIAS))
+            .and_then(HandleValue::data_str)
+        {
+            let target = format!(
+                "/{}",
+                percent_encoding::utf8_percent_encode(alias, PATH_SET)
+            );
+            if let Ok(loc) = HeaderValue::from_str(&target) {
+                return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, loc)]).into_response();
+            }
+        }
+        let url = values
+            .iter()
+            .find(|v| v.is_type(types::URL))
+            .or_else(|| values.iter().find(|v| v.matches_type_query("URL.")))
+            .and_then(HandleValue::data_str);
+        if let Some(url) = url {
+            let url = format!("{url}{}", params.get("urlappend").unwrap_or(""));
+            let encoded = percent_encoding::utf8_percent_encode(&url, LOCATION_SET).to_string();
+            if let Ok(loc) = HeaderValue::from_str(&encoded) {
+                return (StatusCode::FOUND, [(header::LOCATION, loc)]).into_response();
+            }
+        }
+    }
+    let mut rows = String::new();
+    for v in &values {
+        let data = hjson::value_to_json(v);
+        let shown = match data.get("data").and_then(|d| d.get("value")) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            v.index,
+            escape_html(&v.type_name),
+            escape_html(&shown)
+        ));
+    }
+    html_page(
+        StatusCode::OK,
+        &format!("Values of {text}"),
+        &format!(
+            "<table border=\"1\"><tr><th>Index</th><th>Type</th><th>Data</th></tr>{rows}</table>"
+        ),
+    )
+}
+
+/// Bytes to escape in a Location header built from a stored URL: controls, space, and
+/// non-ASCII (IRI → URI); the URL's own reserved characters stay as they are.
+const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`');
+
+/// Bytes to escape in a handle used as a path.
+const PATH_SET: &percent_encoding::AsciiSet = &LOCATION_SET.add(b'?').add(b'#').add(b'%');
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! tokio front ends and node start-up: opening the registry, homing prefixes, bootstrapping
+//! administrators, and serving HTTP/HTTPS until shutdown (Ctrl-C or SIGTERM).
+
+pub mod http;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::ValidConfig;
+use crate::metrics::Metrics;
+use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
+use crate::model::{Prefix, SiteInfo};
+use crate::resolve::{init_prefix, Engine, Policy};
+use crate::store::{Registry, StoreOptions};
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open the registry a configuration names.
+pub fn open_registry(config: &ValidConfig) -> anyhow::Result<Registry> {
+    let dir = &config.raw.node.data_dir;
+    Registry::open(
+        dir,
+        &StoreOptions {
+            cache_capacity_bytes: config.raw.store.cache_capacity_mb << 20,
+            flush_every_ms: config.raw.store.flush_every_ms,
+        },
+    )
+    .with_context(|| format!("opening the registry in {}", dir.display()))
+}
+
+/// Where the generated secret of a bootstrapped prefix administrator is kept.
+pub fn secret_path(data_dir: &Path, prefix: &Prefix) -> PathBuf {
+    data_dir.join(format!("{prefix}.admin-secret"))
+}
+
+/// Read a secret file (trimmed), or generate a random secret and write it there (mode 0600).
+pub fn read_or_create_secret(path: &Path) -> anyhow::Result<(String, bool)> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading secret file {}", path.display()))?;
+        let secret = text.trim().to_string();
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "secret file {} is empty",
+            path.display()
+        );
+        return Ok((secret, false));
+    }
+    use rand::RngCore;
+    let mut bytes = [0u8; 18];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating secret file {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok((secret, true))
+}
+
+/// Home the configured prefixes; give those without a prefix handle an administrator when
+/// `bootstrap_admins` is on. Returns (prefix, secret file) for each administrator created.
+pub fn prepare_registry(
+    config: &ValidConfig,
+    registry: &Registry,
+) -> anyhow::Result<Vec<(Prefix, PathBuf)>> {
+    let mut created = Vec::new();
+    for prefix in &config.homed_prefixes {
+        registry.home_prefix(prefix)?;
+        if config.raw.node.bootstrap_admins && registry.get(&prefix.na_handle())?.is_none() {
+            let path = secret_path(&config.raw.node.data_dir, prefix);
+            let (secret, _) = read_or_create_secret(&path)?;
+            init_prefix(registry, prefix, 300, secret.as_bytes())
+                .map_err(|f| anyhow::anyhow!("creating 0.NA/{prefix}: {f}"))?;
+            created.push((prefix.clone(), path));
+        }
+    }
+    Ok(created)
+}
+
+/// The node's own HS_SITE: one server reachable on the HTTP listener.
+pub fn own_site(config: &ValidConfig, bound: SocketAddr) -> SiteInfo {
+    let protocol = if config.tls.is_some() {
+        interface::HTTPS
+    } else {
+        interface::HTTP
+    };
+    SiteInfo {
+        data_format_version: 1,
+        protocol_major: 2,
+        protocol_minor: 11,
+        serial: 1,
+        primary_mask: SITE_PRIMARY,
+        hash_option: 2,
+        hash_filter: Vec::new(),
+        attributes: vec![("desc".into(), "idnode".into())],
+        servers: vec![ServerInfo {
+            server_id: 1,
+            address: ServerInfo::address_from_ip(bound.ip()),
+            public_key: Vec::new(),
+            interfaces: vec![Interface {
+                kind: interface::ADMIN_AND_QUERY,
+                protocol,
+                port: u32::from(bound.port()),
+            }],
+        }],
+    }
+}
+
+/// A running node's handles, for tests and the binary.
+pub struct RunningNode {
+    pub http_addr: SocketAddr,
+    pub engine: Engine,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stop accepting, let open requests finish, and wait.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Start a node from a validated configuration: everything that can fail (store, ports, TLS
+/// files) fails here, before the node reports ready.
+pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Result<RunningNode> {
+    let policy = Policy {
+        suffix_case: config.raw.node.suffix_case,
+        allow_prefix_admins: config.raw.node.allow_prefix_admins,
+        server_admins: config.server_admins.clone(),
+    };
+    let engine = Engine::new(registry, policy);
+    let metrics = Metrics::new().context("creating metrics")?;
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::load_server_config(
+            files,
+        )?)),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.raw.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP listener {}", config.raw.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let state = Arc::new(http::HttpState {
+        engine: engine.clone(),
+        metrics,
+        max_body_bytes: config.raw.http.max_body_bytes,
+        plain_http_auth: config.raw.http.plain_http_auth,
+        site: own_site(&config, http_addr),
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(config.raw.http.max_connections));
+    let task = tokio::spawn(serve_http(
+        listener,
+        http::router(state),
+        tls,
+        limit,
+        shutdown_rx,
+    ));
+    Ok(RunningNode {
+        http_addr,
+        engine,
+        shutdown,
+        task,
+    })
+}
+
+/// Accept loop: one task per connection, at most `limit` at once, HTTP/1.1 with keep-alive,
+/// TLS when an acceptor is given. On shutdown it stops accepting and lets open connections
+/// finish their current request.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limit: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        let mut shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let conn = http::ConnInfo {
+                peer,
+                tls: tls.is_some(),
+            };
+            let service = tower::ServiceExt::map_request(router, move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(conn);
+                req
+            });
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let builder = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended"); } }
+                        _ = shutdown.changed() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
+                    }
+                }
+                None => {
+                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended"); } }
+                        _ = shutdown.changed() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
+                    }
+                }
+            }
+        });
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    // Give open connections a bounded time to finish.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
