@@ -57,7 +57,41 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
+    pub handle: HandleConfig,
+    #[serde(default)]
     pub store: StoreConfig,
+}
+
+/// The native Handle protocol listeners (UDP and TCP on the same address).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandleConfig {
+    /// Address for both UDP and TCP (IANA port 2641).
+    pub listen: SocketAddr,
+    pub udp: bool,
+    pub tcp: bool,
+    /// Most simultaneous TCP connections.
+    pub max_connections: usize,
+    /// Seconds a TCP connection may sit idle between requests.
+    pub idle_timeout_secs: u64,
+    /// Serial number of the node's HS_SITE (bump it when the site changes).
+    pub site_serial: u16,
+    /// PEM private key (RSA) whose public half the node publishes in its HS_SITE.
+    pub site_key: Option<PathBuf>,
+}
+
+impl Default for HandleConfig {
+    fn default() -> Self {
+        HandleConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2641)),
+            udp: true,
+            tcp: true,
+            max_connections: 1024,
+            idle_timeout_secs: 60,
+            site_serial: 1,
+            site_key: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +181,8 @@ pub struct ValidConfig {
     pub server_admins: Vec<Identity>,
     /// Set when the HTTP listener speaks TLS.
     pub tls: Option<TlsFiles>,
+    /// HS_PUBKEY bytes of the site key, when configured.
+    pub site_public_key: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +277,29 @@ impl Config {
                 ))
             }
         };
+        let hc = &self.handle;
+        if hc.max_connections == 0 {
+            return Err(invalid("handle.max_connections", "must be at least 1"));
+        }
+        if hc.idle_timeout_secs == 0 || hc.idle_timeout_secs > 86_400 {
+            return Err(invalid(
+                "handle.idle_timeout_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if hc.tcp && hc.listen == h.listen && hc.listen.port() != 0 {
+            return Err(invalid("handle.listen", "must differ from http.listen"));
+        }
+        let site_public_key = match &hc.site_key {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| invalid("handle.site_key", format!("{}: {e}", path.display())))?;
+                let key = crate::auth::challenge::PrivateKey::from_pem(&pem)
+                    .map_err(|e| invalid("handle.site_key", format!("{}: {e}", path.display())))?;
+                Some(key.public_key().encode())
+            }
+        };
         if self.store.cache_capacity_mb == 0 || self.store.cache_capacity_mb > 1 << 20 {
             return Err(invalid(
                 "store.cache_capacity_mb",
@@ -258,6 +317,7 @@ impl Config {
             homed_prefixes,
             server_admins,
             tls,
+            site_public_key,
         })
     }
 }
@@ -300,6 +360,9 @@ mod tests {
             ),
             ("[http]\nmax_body_bytes = 10", "max_body_bytes"),
             ("[store]\nflush_every_ms = 0", "flush_every_ms"),
+            ("[handle]\nidle_timeout_secs = 0", "idle_timeout_secs"),
+            ("[handle]\nlisten = \"127.0.0.1:8000\"", "differ"),
+            ("[handle]\nsite_key = \"/nonexistent.pem\"", "site_key"),
             ("[bogus]\n", "unknown field"),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();

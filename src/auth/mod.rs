@@ -13,6 +13,8 @@
 //! handle's); this module only answers "does this set of admin values grant these bits to
 //! this identity".
 
+pub mod challenge;
+
 use std::collections::HashSet;
 
 use subtle::ConstantTimeEq;

@@ -2,6 +2,9 @@
 //! administrators, and serving HTTP/HTTPS until shutdown (Ctrl-C or SIGTERM).
 
 pub mod http;
+pub mod native;
+pub mod native_tcp;
+pub mod native_udp;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -93,48 +96,118 @@ pub fn prepare_registry(
     Ok(created)
 }
 
-/// The node's own HS_SITE: one server reachable on the HTTP listener.
-pub fn own_site(config: &ValidConfig, bound: SocketAddr) -> SiteInfo {
-    let protocol = if config.tls.is_some() {
+/// The node's own HS_SITE: one server, with its native interfaces (TCP admin+query, UDP
+/// query) when they run, its HTTP(S) interface, and its public key when configured. The
+/// address is the native listener's (or the HTTP listener's when the native protocol is off).
+pub fn own_site(config: &ValidConfig, http: SocketAddr, native: Option<SocketAddr>) -> SiteInfo {
+    let web = if config.tls.is_some() {
         interface::HTTPS
     } else {
         interface::HTTP
     };
+    let mut interfaces = Vec::new();
+    if let Some(addr) = native {
+        let port = u32::from(addr.port());
+        if config.raw.handle.tcp {
+            interfaces.push(Interface {
+                kind: interface::ADMIN_AND_QUERY,
+                protocol: interface::TCP,
+                port,
+            });
+        }
+        if config.raw.handle.udp {
+            interfaces.push(Interface {
+                kind: interface::QUERY,
+                protocol: interface::UDP,
+                port,
+            });
+        }
+    }
+    interfaces.push(Interface {
+        kind: interface::ADMIN_AND_QUERY,
+        protocol: web,
+        port: u32::from(http.port()),
+    });
+    let ip = native.unwrap_or(http).ip();
     SiteInfo {
         data_format_version: 1,
         protocol_major: 2,
         protocol_minor: 11,
-        serial: 1,
+        serial: config.raw.handle.site_serial,
         primary_mask: SITE_PRIMARY,
         hash_option: 2,
         hash_filter: Vec::new(),
         attributes: vec![("desc".into(), "idnode".into())],
         servers: vec![ServerInfo {
             server_id: 1,
-            address: ServerInfo::address_from_ip(bound.ip()),
-            public_key: Vec::new(),
-            interfaces: vec![Interface {
-                kind: interface::ADMIN_AND_QUERY,
-                protocol,
-                port: u32::from(bound.port()),
-            }],
+            address: ServerInfo::address_from_ip(ip),
+            public_key: config.site_public_key.clone().unwrap_or_default(),
+            interfaces,
         }],
     }
+}
+
+/// Bind the native protocol's TCP listener and UDP socket on one address. With port 0 the
+/// kernel picks the TCP port and UDP binds the same number (retried if it is taken).
+async fn bind_native(
+    config: &ValidConfig,
+) -> anyhow::Result<(
+    Option<TcpListener>,
+    Option<tokio::net::UdpSocket>,
+    Option<SocketAddr>,
+)> {
+    let hc = &config.raw.handle;
+    if !hc.tcp && !hc.udp {
+        return Ok((None, None, None));
+    }
+    let mut last_err = None;
+    for _ in 0..8 {
+        let tcp = if hc.tcp {
+            Some(
+                TcpListener::bind(hc.listen)
+                    .await
+                    .with_context(|| format!("binding native TCP {}", hc.listen))?,
+            )
+        } else {
+            None
+        };
+        let addr = match &tcp {
+            Some(t) => t.local_addr()?,
+            None => hc.listen,
+        };
+        if !hc.udp {
+            return Ok((tcp, None, Some(addr)));
+        }
+        match tokio::net::UdpSocket::bind(addr).await {
+            Ok(udp) => {
+                let addr = udp.local_addr()?;
+                return Ok((tcp, Some(udp), Some(addr)));
+            }
+            // A kernel-chosen TCP port may be taken on UDP: try another.
+            Err(e) if hc.listen.port() == 0 && hc.tcp => last_err = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("binding native UDP {addr}")),
+        }
+    }
+    Err(anyhow::anyhow!("binding native UDP: {:?}", last_err))
 }
 
 /// A running node's handles, for tests and the binary.
 pub struct RunningNode {
     pub http_addr: SocketAddr,
+    /// Where the native protocol listens (UDP and TCP), if it runs.
+    pub native_addr: Option<SocketAddr>,
     pub engine: Engine,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningNode {
     /// Stop accepting, let open requests finish, and wait.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -158,27 +231,49 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         .await
         .with_context(|| format!("binding HTTP listener {}", config.raw.http.listen))?;
     let http_addr = listener.local_addr()?;
+    let (native_tcp, native_udp, native_addr) = bind_native(&config).await?;
+    let site = own_site(&config, http_addr, native_addr);
     let state = Arc::new(http::HttpState {
         engine: engine.clone(),
-        metrics,
+        metrics: metrics.clone(),
         max_body_bytes: config.raw.http.max_body_bytes,
         plain_http_auth: config.raw.http.plain_http_auth,
-        site: own_site(&config, http_addr),
+        site: site.clone(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.raw.http.max_connections));
-    let task = tokio::spawn(serve_http(
+    let mut tasks = vec![tokio::spawn(serve_http(
         listener,
         http::router(state),
         tls,
         limit,
-        shutdown_rx,
-    ));
+        shutdown_rx.clone(),
+    ))];
+    let native = Arc::new(native::NativeService::new(engine.clone(), metrics, &site));
+    if let Some(tcp) = native_tcp {
+        let limit = Arc::new(Semaphore::new(config.raw.handle.max_connections));
+        tasks.push(tokio::spawn(native_tcp::serve_tcp(
+            tcp,
+            native.clone(),
+            limit,
+            Duration::from_secs(config.raw.handle.idle_timeout_secs),
+            shutdown_rx.clone(),
+        )));
+    }
+    if let Some(udp) = native_udp {
+        tasks.push(tokio::spawn(native_udp::serve_udp(
+            udp,
+            native,
+            native_udp::ReassemblyLimits::default(),
+            shutdown_rx,
+        )));
+    }
     Ok(RunningNode {
         http_addr,
+        native_addr,
         engine,
         shutdown,
-        task,
+        tasks,
     })
 }
 

@@ -1,0 +1,989 @@
+//! A small blocking client of the native Handle protocol (handle-protocol.md §1–§4, §7): what
+//! `idnode resolve` and `idnode admin` use, and what tests and tools can use to talk to any
+//! Handle-compatible server (idnode, Handle.Net, the national IDIS nodes).
+//!
+//! ```text
+//! resolve over UDP:  request ─► datagram(s) ─► wait 500 / 1000 / 1500 ms, resending ─► reassemble
+//! resolve over TCP:  connect ─► request ─► envelope + message (repeated while CN is set)
+//! admin (TCP only):  request ─► 402 challenge {session, nonce, digest of our request}
+//!                    check the digest ─► opCode 200 answer (HS_SECKEY / HS_PUBKEY), same session
+//!                    ─► the server's answer to the original request (repeated while CN is set)
+//! ```
+//!
+//! Requests look like the Handle.Net Java client's: protocol 2.11 suggesting 2.11, flags
+//! REC|CA|PO (`0x19000000`; PO dropped for authenticated reads), site serial `0xFFFF`, an
+//! expiration 12 hours ahead, an empty credential section, and a random positive request id.
+//! Responses are checked the way that client checks them: the request id must match, and an
+//! expired response is refused (it usually means a clock is wrong).
+//!
+//! Everything the network sends is untrusted: lengths are bounded by the codec's limits,
+//! malformed UDP datagrams are ignored (and reported if nothing valid arrives), and nothing
+//! panics on bad input.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+use crate::auth::challenge::{
+    digest_of_type, seckey_answer_pbkdf2, ChallengeError, PrivateKey, SignatureHash,
+    DEFAULT_PBKDF2_ITERATIONS, DEFAULT_PBKDF2_KEY_BITS, DEFAULT_PBKDF2_SALT_LEN,
+};
+use crate::model::{types, HandleValue, PREFIX_NA};
+use crate::wire::handle::message::{
+    envelope_flag, flag, header_and_body, op, udp_fragments, Body, Envelope, Header, Message,
+    WireError, ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
+};
+
+/// Flags of a Handle.Net resolution request: REC | CA | PO.
+pub const DEFAULT_FLAGS: u32 = flag::RECURSIVE | flag::CACHE_CERTIFY | flag::PUBLIC_ONLY;
+/// How long a request claims to stay valid (Handle.Net: 12 hours).
+pub const REQUEST_LIFETIME_SECS: u32 = 43_200;
+/// Site serial sent when the client knows no HS_SITE (Handle.Net sends -1).
+pub const UNKNOWN_SITE_SERIAL: u16 = 0xFFFF;
+/// Handle.Net's UDP retry scheme: how long to wait after each (re)transmission.
+pub const UDP_RETRY_SCHEDULE: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(1500),
+];
+/// Default for [`Client::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most CN-continued messages accepted for one request (50 handles each: 50 million handles).
+pub const MAX_CONTINUATION_MESSAGES: usize = 1_000_000;
+/// The IANA port of the native protocol (UDP and TCP).
+pub const DEFAULT_PORT: u16 = 2641;
+
+/// Response codes this client treats specially.
+mod rc {
+    pub const SUCCESS: u32 = 1;
+    pub const SERVICE_REFERRAL: u32 = 302;
+    pub const PREFIX_REFERRAL: u32 = 303;
+    pub const AUTHENTICATION_NEEDED: u32 = 402;
+}
+
+/// Why a request got no usable answer. A server's *negative* answer (handle not found, not
+/// authorized, ...) is not an error: it is a [`Response`] with that response code.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{server}: {source}")]
+    Io {
+        server: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no answer from {server} within {waited:?}{}", note_suffix(.note))]
+    Timeout {
+        server: SocketAddr,
+        waited: Duration,
+        /// What was wrong with datagrams that were received but ignored, if any.
+        note: Option<String>,
+    },
+    #[error("malformed message from the server: {0}")]
+    Decode(#[from] WireError),
+    #[error("the server answered request id {got}, not {expected}")]
+    RequestIdMismatch { expected: u32, got: u32 },
+    #[error(
+        "the server's response expired at unix time {expiration} (now {now}); \
+         is the client's or the server's clock wrong?"
+    )]
+    Expired { expiration: u32, now: u32 },
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
+    #[error(
+        "the challenge names a different request (digest mismatch): \
+         not answering it (a forged or misrouted challenge?)"
+    )]
+    DigestMismatch,
+    #[error("cannot answer the challenge: {0}")]
+    Auth(#[from] ChallengeError),
+    #[error("request of {0} bytes exceeds the protocol's {MAX_MESSAGE_LEN}-byte limit")]
+    RequestTooLarge(usize),
+}
+
+fn note_suffix(note: &Option<String>) -> String {
+    match note {
+        Some(n) => format!(" ({n})"),
+        None => String::new(),
+    }
+}
+
+/// The transport of a resolution request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// An administrative request (always over TCP, always authenticated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// OC_CREATE_HANDLE; `overwrite` sets the OVRW flag (replace an existing record).
+    Create {
+        handle: String,
+        values: Vec<HandleValue>,
+        overwrite: bool,
+    },
+    /// OC_ADD_VALUE; `overwrite` replaces values whose index exists.
+    AddValues {
+        handle: String,
+        values: Vec<HandleValue>,
+        overwrite: bool,
+    },
+    /// OC_MODIFY_VALUE.
+    ModifyValues {
+        handle: String,
+        values: Vec<HandleValue>,
+    },
+    /// OC_REMOVE_VALUE.
+    RemoveValues { handle: String, indexes: Vec<u32> },
+    /// OC_DELETE_HANDLE.
+    Delete { handle: String },
+    /// OC_LIST_HANDLES under a prefix: `88.100.1` or its prefix handle `0.NA/88.100.1`.
+    ListHandles { prefix: String },
+}
+
+impl AdminRequest {
+    fn op_code(&self) -> u32 {
+        match self {
+            AdminRequest::Create { .. } => op::CREATE_HANDLE,
+            AdminRequest::AddValues { .. } => op::ADD_VALUE,
+            AdminRequest::ModifyValues { .. } => op::MODIFY_VALUE,
+            AdminRequest::RemoveValues { .. } => op::REMOVE_VALUE,
+            AdminRequest::Delete { .. } => op::DELETE_HANDLE,
+            AdminRequest::ListHandles { .. } => op::LIST_HANDLES,
+        }
+    }
+
+    fn op_flag(&self) -> u32 {
+        match self {
+            AdminRequest::Create {
+                overwrite: true, ..
+            }
+            | AdminRequest::AddValues {
+                overwrite: true, ..
+            } => DEFAULT_FLAGS | flag::OVERWRITE,
+            _ => DEFAULT_FLAGS,
+        }
+    }
+
+    fn body(&self) -> Body {
+        match self {
+            AdminRequest::Create { handle, values, .. }
+            | AdminRequest::AddValues { handle, values, .. }
+            | AdminRequest::ModifyValues { handle, values } => Body::HandleValues {
+                handle: handle.clone(),
+                values: values.clone(),
+            },
+            AdminRequest::RemoveValues { handle, indexes } => Body::RemoveValues {
+                handle: handle.clone(),
+                indexes: indexes.clone(),
+            },
+            AdminRequest::Delete { handle } => Body::Handle {
+                handle: handle.clone(),
+            },
+            AdminRequest::ListHandles { prefix } => Body::Handle {
+                handle: prefix_handle(prefix),
+            },
+        }
+    }
+
+    /// The handle the request is about (for messages and the response's `handle`).
+    pub fn handle(&self) -> String {
+        match self {
+            AdminRequest::Create { handle, .. }
+            | AdminRequest::AddValues { handle, .. }
+            | AdminRequest::ModifyValues { handle, .. }
+            | AdminRequest::RemoveValues { handle, .. }
+            | AdminRequest::Delete { handle } => handle.clone(),
+            AdminRequest::ListHandles { prefix } => prefix_handle(prefix),
+        }
+    }
+}
+
+/// `88.100.1` → `0.NA/88.100.1`; a prefix handle is kept as written.
+fn prefix_handle(prefix: &str) -> String {
+    let is_na = prefix
+        .get(..PREFIX_NA.len() + 1)
+        .is_some_and(|p| p.eq_ignore_ascii_case("0.NA/"));
+    if is_na {
+        prefix.to_string()
+    } else {
+        format!("{PREFIX_NA}/{prefix}")
+    }
+}
+
+/// Who answers challenges, and with what.
+#[derive(Clone)]
+pub enum Authenticator {
+    /// HS_SECKEY: a secret shared with the server (a value of `identity_handle`).
+    SecretKey {
+        identity_handle: String,
+        index: u32,
+        secret: Vec<u8>,
+    },
+    /// HS_PUBKEY: the private half of an HS_PUBKEY value of `identity_handle`.
+    PrivateKey {
+        identity_handle: String,
+        index: u32,
+        key: PrivateKey,
+    },
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret or the key.
+        match self {
+            Authenticator::SecretKey {
+                identity_handle,
+                index,
+                ..
+            } => write!(f, "SecretKey({index}:{identity_handle})"),
+            Authenticator::PrivateKey {
+                identity_handle,
+                index,
+                key,
+            } => write!(f, "PrivateKey({index}:{identity_handle}, {key:?})"),
+        }
+    }
+}
+
+impl Authenticator {
+    /// `index:handle` of the identity.
+    pub fn identity(&self) -> String {
+        match self {
+            Authenticator::SecretKey {
+                identity_handle,
+                index,
+                ..
+            }
+            | Authenticator::PrivateKey {
+                identity_handle,
+                index,
+                ..
+            } => format!("{index}:{identity_handle}"),
+        }
+    }
+
+    /// The opCode 200 body answering `nonce` for a request whose digest is `digest`.
+    /// HS_SECKEY uses the PBKDF2-HMAC-SHA1 form (≥ 2.7) with `salt`.
+    fn answer(&self, nonce: &[u8], digest: &[u8], salt: &[u8]) -> Result<Body, ClientError> {
+        Ok(match self {
+            Authenticator::SecretKey {
+                identity_handle,
+                index,
+                secret,
+            } => Body::ChallengeAnswer {
+                auth_type: types::HS_SECKEY.to_string(),
+                identity_handle: identity_handle.clone(),
+                identity_index: *index,
+                signed_response: seckey_answer_pbkdf2(
+                    secret,
+                    nonce,
+                    digest,
+                    salt,
+                    DEFAULT_PBKDF2_ITERATIONS,
+                    DEFAULT_PBKDF2_KEY_BITS,
+                ),
+            },
+            Authenticator::PrivateKey {
+                identity_handle,
+                index,
+                key,
+            } => Body::ChallengeAnswer {
+                auth_type: types::HS_PUBKEY.to_string(),
+                identity_handle: identity_handle.clone(),
+                identity_index: *index,
+                signed_response: key.try_sign_answer(SignatureHash::Sha256, nonce, digest)?,
+            },
+        })
+    }
+}
+
+/// What the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The Handle response code (1 success, 100 handle not found, 402 authentication needed...).
+    pub code: u32,
+    /// The handle the answer is about: the one in the body when it has one, else the one asked.
+    pub handle: String,
+    /// Resolution values (RC 1), or the referral's values (RC 302/303).
+    pub values: Vec<HandleValue>,
+    /// LIST_HANDLES: the handles of every CN-continued message, in order.
+    pub handles: Vec<String>,
+    /// The error message of a negative answer (often empty).
+    pub message: String,
+    /// Create with MINT: the handle the server made.
+    pub minted_handle: Option<String>,
+    /// The session id of the last message (set by a challenge).
+    pub session_id: u32,
+    /// Protocol version of the last message.
+    pub version: (u8, u8),
+    /// opFlag of the last message.
+    pub op_flag: u32,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        self.code == rc::SUCCESS
+    }
+
+    pub fn is_referral(&self) -> bool {
+        matches!(self.code, rc::SERVICE_REFERRAL | rc::PREFIX_REFERRAL)
+    }
+
+    /// The response code's name, e.g. `HANDLE_NOT_FOUND`.
+    pub fn code_name(&self) -> &'static str {
+        response_code_name(self.code)
+    }
+
+    fn from_message(m: &Message, asked: &str) -> Response {
+        let mut r = Response {
+            code: m.header.response_code,
+            handle: asked.to_string(),
+            values: Vec::new(),
+            handles: Vec::new(),
+            message: String::new(),
+            minted_handle: None,
+            session_id: m.envelope.session_id,
+            version: (m.envelope.major, m.envelope.minor),
+            op_flag: m.header.op_flag,
+        };
+        r.absorb(m);
+        r
+    }
+
+    /// Add one (possibly CN-continued) message's body.
+    fn absorb(&mut self, m: &Message) {
+        self.session_id = m.envelope.session_id;
+        self.version = (m.envelope.major, m.envelope.minor);
+        self.op_flag = m.header.op_flag;
+        match &m.body {
+            Body::Values { handle, values } | Body::Referral { handle, values } => {
+                if !handle.is_empty() {
+                    self.handle.clone_from(handle);
+                }
+                self.values.extend(values.iter().cloned());
+            }
+            Body::HandleList { handles } => self.handles.extend(handles.iter().cloned()),
+            Body::Error { message } => self.message.clone_from(message),
+            Body::MintedHandle { handle } => {
+                self.minted_handle = Some(handle.clone());
+                self.handle.clone_from(handle);
+            }
+            Body::Challenge { .. } => {
+                if self.message.is_empty() {
+                    self.message = "authentication needed".to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The name of a Handle response code (handle-protocol.md §3), `UNKNOWN` for others.
+pub fn response_code_name(code: u32) -> &'static str {
+    match code {
+        0 => "RESERVED",
+        1 => "SUCCESS",
+        2 => "ERROR",
+        3 => "SERVER_TOO_BUSY",
+        4 => "PROTOCOL_ERROR",
+        5 => "OPERATION_NOT_SUPPORTED",
+        6 => "RECURSION_COUNT_TOO_HIGH",
+        7 => "SERVER_BACKUP",
+        100 => "HANDLE_NOT_FOUND",
+        101 => "HANDLE_ALREADY_EXISTS",
+        102 => "INVALID_HANDLE",
+        200 => "VALUES_NOT_FOUND",
+        201 => "VALUE_ALREADY_EXISTS",
+        202 => "INVALID_VALUE",
+        300 => "OUT_OF_DATE_SITE_INFO",
+        301 => "SERVER_NOT_RESP",
+        302 => "SERVICE_REFERRAL",
+        303 => "PREFIX_REFERRAL",
+        400 => "INVALID_ADMIN",
+        401 => "INSUFFICIENT_PERMISSIONS",
+        402 => "AUTHENTICATION_NEEDED",
+        403 => "AUTHENTICATION_FAILED",
+        404 => "INVALID_CREDENTIAL",
+        405 => "AUTHEN_TIMEOUT",
+        406 => "AUTHEN_ERROR",
+        500 => "SESSION_TIMEOUT",
+        501 => "SESSION_FAILED",
+        502 => "INVALID_SESSION_KEY",
+        503 => "NEED_RSAKEY_FOR_SESSIONEXCHANGE",
+        504 => "INVALID_SESSIONSETUP_REQUEST",
+        505 => "SESSION_MESSAGE_REJECTED",
+        _ => "UNKNOWN",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+fn now_unix() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+        .unwrap_or(0)
+}
+
+/// A random request id in 1..=2³¹−1 (Java's `abs(random)`: positive as a signed int).
+fn new_request_id() -> u32 {
+    rand::thread_rng().gen_range(1..=i32::MAX as u32)
+}
+
+/// A request message with everything explicit (the tests pin it against the reference bytes).
+fn build_request(
+    version: (u8, u8),
+    session_id: u32,
+    request_id: u32,
+    expiration: u32,
+    op_code: u32,
+    op_flag: u32,
+    body: Body,
+) -> Message {
+    Message {
+        envelope: Envelope {
+            major: version.0,
+            minor: version.1,
+            flags: 0,
+            suggested_major: OUR_VERSION.0,
+            suggested_minor: OUR_VERSION.1,
+            session_id,
+            request_id,
+            sequence: 0,
+            message_length: 0,
+        },
+        header: Header {
+            op_code,
+            response_code: 0,
+            op_flag,
+            site_serial: UNKNOWN_SITE_SERIAL,
+            recursion_count: 0,
+            expiration,
+        },
+        digest: None,
+        body,
+        credential: Some(Vec::new()),
+    }
+}
+
+fn resolution_body(handle: &str, indexes: &[u32], types: &[String]) -> Body {
+    Body::Resolution {
+        handle: handle.to_string(),
+        indexes: indexes.to_vec(),
+        types: types.to_vec(),
+    }
+}
+
+fn resolution_flags(public_only: bool) -> u32 {
+    if public_only {
+        DEFAULT_FLAGS
+    } else {
+        DEFAULT_FLAGS & !flag::PUBLIC_ONLY
+    }
+}
+
+/// Encode a request, refusing what no server would accept.
+fn encode_request(m: &Message) -> Result<Vec<u8>, ClientError> {
+    let encoded = m.encode();
+    let len = encoded.len() - ENVELOPE_LEN;
+    if len > MAX_MESSAGE_LEN {
+        return Err(ClientError::RequestTooLarge(len));
+    }
+    Ok(encoded)
+}
+
+// ---------------------------------------------------------------------------------------------
+// UDP reassembly
+
+/// What [`Reassembly::feed`] made of one datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// Not part of this message (another request id, malformed, duplicate...): why.
+    Ignored(String),
+    /// Stored; more chunks are missing.
+    Pending,
+    /// All chunks are in: the envelope (sequence 0) and the message bytes.
+    Complete(Envelope, Vec<u8>),
+}
+
+/// Collects the datagrams of one message (chunk k at offset k × 492, each datagram carrying
+/// the full envelope with the total message length and its own sequence number).
+#[derive(Debug)]
+pub(crate) struct Reassembly {
+    request_id: u32,
+    partial: Option<Partial>,
+}
+
+#[derive(Debug)]
+struct Partial {
+    envelope: Envelope,
+    buf: Vec<u8>,
+    have: Vec<bool>,
+    missing: usize,
+}
+
+impl Reassembly {
+    pub(crate) fn new(request_id: u32) -> Reassembly {
+        Reassembly {
+            request_id,
+            partial: None,
+        }
+    }
+
+    pub(crate) fn feed(&mut self, datagram: &[u8]) -> Feed {
+        let ignore = |why: String| Feed::Ignored(why);
+        let Some(head) = datagram.get(..ENVELOPE_LEN) else {
+            return ignore(format!("{}-byte datagram is shorter than an envelope", datagram.len()));
+        };
+        let envelope = match Envelope::decode(head) {
+            Ok(e) => e,
+            Err(e) => return ignore(format!("bad envelope: {e}")),
+        };
+        if envelope.request_id != self.request_id {
+            return ignore(format!("datagram for request id {}", envelope.request_id));
+        }
+        let total = envelope.message_length as usize;
+        if total == 0 {
+            return ignore("empty message".to_string());
+        }
+        let chunks = total.div_ceil(UDP_CHUNK);
+        let seq = envelope.sequence as usize;
+        if seq >= chunks {
+            return ignore(format!(
+                "sequence number {seq} out of range for a {total}-byte message ({chunks} datagrams)"
+            ));
+        }
+        let start = seq * UDP_CHUNK;
+        let expected = UDP_CHUNK.min(total - start);
+        let payload = &datagram[ENVELOPE_LEN..];
+        if payload.len() != expected {
+            return ignore(format!(
+                "datagram {seq} carries {} bytes, expected {expected}",
+                payload.len()
+            ));
+        }
+        let partial = self.partial.get_or_insert_with(|| Partial {
+            envelope: Envelope {
+                sequence: 0,
+                ..envelope
+            },
+            buf: vec![0; total],
+            have: vec![false; chunks],
+            missing: chunks,
+        });
+        if partial.buf.len() != total {
+            return ignore(format!(
+                "datagram {seq} declares {total} bytes, earlier ones {}",
+                partial.buf.len()
+            ));
+        }
+        if partial.have[seq] {
+            return ignore(format!("duplicate datagram {seq}"));
+        }
+        partial.buf[start..start + expected].copy_from_slice(payload);
+        partial.have[seq] = true;
+        partial.missing -= 1;
+        if partial.missing > 0 {
+            return Feed::Pending;
+        }
+        match self.partial.take() {
+            Some(p) => Feed::Complete(p.envelope, p.buf),
+            None => Feed::Pending,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+/// A blocking client of one server (one request at a time; cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Client {
+    server: SocketAddr,
+    timeout: Duration,
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+/// The peer went away: Handle.Net servers close the connection after every response, the
+/// challenge included, and expect the answer on a new connection.
+fn is_closed(e: &ClientError) -> bool {
+    matches!(e, ClientError::Io { source, .. } if matches!(
+        source.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    ))
+}
+
+impl Client {
+    /// A client of `server` with [`DEFAULT_TIMEOUT`].
+    pub fn new(server: SocketAddr) -> Client {
+        Client {
+            server,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// UDP: the whole exchange, retries included, ends after at most `timeout` (and after
+    /// the 3 s retry schedule anyway). TCP: connecting and each read or write wait at most
+    /// `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn io(&self, source: io::Error) -> ClientError {
+        ClientError::Io {
+            server: self.server,
+            source,
+        }
+    }
+
+    fn timed_out(&self, note: Option<String>) -> ClientError {
+        ClientError::Timeout {
+            server: self.server,
+            waited: self.timeout,
+            note,
+        }
+    }
+
+    fn io_or_timeout(&self, e: io::Error) -> ClientError {
+        if is_timeout(&e) {
+            self.timed_out(None)
+        } else {
+            self.io(e)
+        }
+    }
+
+    /// Resolve `handle` (all values when `indexes` and `types` are both empty, else their
+    /// union). `public_only` sets the PO flag; without it a server may answer 402 for
+    /// restricted values, which this method returns as is (see
+    /// [`resolve_authenticated`](Self::resolve_authenticated)).
+    pub fn resolve(
+        &self,
+        handle: &str,
+        indexes: &[u32],
+        types: &[String],
+        transport: Transport,
+        public_only: bool,
+    ) -> Result<Response, ClientError> {
+        let request = build_request(
+            OUR_VERSION,
+            0,
+            new_request_id(),
+            now_unix().saturating_add(REQUEST_LIFETIME_SECS),
+            op::RESOLUTION,
+            resolution_flags(public_only),
+            resolution_body(handle, indexes, types),
+        );
+        match transport {
+            Transport::Udp => {
+                let m = self.udp_exchange(&request)?;
+                Ok(Response::from_message(&m, handle))
+            }
+            Transport::Tcp => self.tcp_exchange(&request, handle, None),
+        }
+    }
+
+    /// Resolve over TCP without the PO flag, answering the server's challenge as `auth`
+    /// (values readable only by administrators).
+    pub fn resolve_authenticated(
+        &self,
+        handle: &str,
+        indexes: &[u32],
+        types: &[String],
+        auth: &Authenticator,
+    ) -> Result<Response, ClientError> {
+        let request = build_request(
+            OUR_VERSION,
+            0,
+            new_request_id(),
+            now_unix().saturating_add(REQUEST_LIFETIME_SECS),
+            op::RESOLUTION,
+            resolution_flags(false),
+            resolution_body(handle, indexes, types),
+        );
+        self.tcp_exchange(&request, handle, Some(auth))
+    }
+
+    /// Send an administrative request over TCP and answer the server's challenge as `auth`.
+    /// A server that answers without challenging gets its answer returned as is.
+    pub fn admin(
+        &self,
+        request: AdminRequest,
+        auth: &Authenticator,
+    ) -> Result<Response, ClientError> {
+        let message = build_request(
+            OUR_VERSION,
+            0,
+            new_request_id(),
+            now_unix().saturating_add(REQUEST_LIFETIME_SECS),
+            request.op_code(),
+            request.op_flag(),
+            request.body(),
+        );
+        self.tcp_exchange(&message, &request.handle(), Some(auth))
+    }
+
+    // --- UDP ---------------------------------------------------------------------------------
+
+    fn udp_exchange(&self, request: &Message) -> Result<Message, ClientError> {
+        let mut request = request.clone();
+        let probe = encode_request(&request)?;
+        if probe.len() - ENVELOPE_LEN > UDP_CHUNK {
+            // Handle.Net marks multi-datagram requests as truncated.
+            request.envelope.flags |= envelope_flag::TRUNCATED;
+        }
+        let encoded = encode_request(&request)?;
+        let datagrams = udp_fragments(&encoded);
+        let request_id = request.envelope.request_id;
+
+        let bind: SocketAddr = if self.server.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let socket = UdpSocket::bind(bind).map_err(|e| self.io(e))?;
+        // A connected socket only receives datagrams from the server's address.
+        socket.connect(self.server).map_err(|e| self.io(e))?;
+
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut reassembly = Reassembly::new(request_id);
+        let mut note: Option<String> = None;
+        let mut buf = vec![0u8; 65_536];
+        for wait in UDP_RETRY_SCHEDULE {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            for d in &datagrams {
+                socket.send(d).map_err(|e| self.io(e))?;
+            }
+            let attempt_end = (now + wait).min(deadline);
+            loop {
+                let remaining = attempt_end.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    break;
+                }
+                socket
+                    .set_read_timeout(Some(remaining))
+                    .map_err(|e| self.io(e))?;
+                let n = match socket.recv(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if is_timeout(&e) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.io(e)),
+                };
+                match reassembly.feed(&buf[..n]) {
+                    Feed::Ignored(why) => {
+                        tracing::debug!(%why, "ignored UDP datagram");
+                        note = Some(why);
+                    }
+                    Feed::Pending => {}
+                    Feed::Complete(envelope, message) => {
+                        let m = Message::decode(envelope, &message)?;
+                        check_response(&m, request_id)?;
+                        return Ok(m);
+                    }
+                }
+            }
+        }
+        Err(ClientError::Timeout {
+            server: self.server,
+            waited: started.elapsed(),
+            note: note.map(|n| format!("last ignored datagram: {n}")),
+        })
+    }
+
+    // --- TCP ---------------------------------------------------------------------------------
+
+    fn connect(&self) -> Result<TcpStream, ClientError> {
+        let stream = TcpStream::connect_timeout(&self.server, self.timeout)
+            .map_err(|e| self.io_or_timeout(e))?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .and_then(|()| stream.set_write_timeout(Some(self.timeout)))
+            .map_err(|e| self.io(e))?;
+        // Requests are written in one piece; do not wait for more.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    fn read_message(&self, stream: &mut TcpStream) -> Result<Message, ClientError> {
+        let mut head = [0u8; ENVELOPE_LEN];
+        stream
+            .read_exact(&mut head)
+            .map_err(|e| self.io_or_timeout(e))?;
+        let envelope = Envelope::decode(&head)?;
+        let mut message = vec![0u8; envelope.message_length as usize];
+        stream
+            .read_exact(&mut message)
+            .map_err(|e| self.io_or_timeout(e))?;
+        Ok(Message::decode(envelope, &message)?)
+    }
+
+    /// Write `encoded` and read one checked response.
+    fn send_and_read(
+        &self,
+        stream: &mut TcpStream,
+        encoded: &[u8],
+        request_id: u32,
+    ) -> Result<Message, ClientError> {
+        stream
+            .write_all(encoded)
+            .and_then(|()| stream.flush())
+            .map_err(|e| self.io_or_timeout(e))?;
+        let m = self.read_message(stream)?;
+        check_response(&m, request_id)?;
+        Ok(m)
+    }
+
+    /// One request over TCP: the challenge answered when `auth` is given, CN followed.
+    fn tcp_exchange(
+        &self,
+        request: &Message,
+        asked: &str,
+        auth: Option<&Authenticator>,
+    ) -> Result<Response, ClientError> {
+        let encoded = encode_request(request)?;
+        let request_id = request.envelope.request_id;
+        let mut stream = self.connect()?;
+        let first = self.send_and_read(&mut stream, &encoded, request_id)?;
+        let auth = match auth {
+            Some(a) if first.header.response_code == rc::AUTHENTICATION_NEEDED => a,
+            _ => return self.collect(&mut stream, first, asked, request_id),
+        };
+        let Body::Challenge { nonce } = &first.body else {
+            return Err(ClientError::Unexpected(
+                "a 402 response without a challenge body".into(),
+            ));
+        };
+        let hb = header_and_body(&encoded[ENVELOPE_LEN..]).ok_or_else(|| {
+            ClientError::Unexpected("our own request has no header and body".into())
+        })?;
+        let digest = check_challenge_digest(&first, hb)?;
+        let mut salt = [0u8; DEFAULT_PBKDF2_SALT_LEN];
+        rand::thread_rng().fill(&mut salt[..]);
+        let body = auth.answer(nonce, &digest, &salt)?;
+        let mut answer_id = new_request_id();
+        while answer_id == request_id {
+            answer_id = new_request_id();
+        }
+        let answer = build_request(
+            OUR_VERSION,
+            first.envelope.session_id,
+            answer_id,
+            now_unix().saturating_add(REQUEST_LIFETIME_SECS),
+            op::CHALLENGE_RESPONSE,
+            DEFAULT_FLAGS,
+            body,
+        );
+        let answer_bytes = encode_request(&answer)?;
+        let last = match self.send_and_read(&mut stream, &answer_bytes, answer_id) {
+            Err(e) if is_closed(&e) => {
+                // Handle.Net: one request per connection; answer on a new one.
+                stream = self.connect()?;
+                self.send_and_read(&mut stream, &answer_bytes, answer_id)?
+            }
+            other => other?,
+        };
+        if last.header.response_code == rc::AUTHENTICATION_NEEDED {
+            return Err(ClientError::Unexpected(
+                "the server challenged the challenge answer".into(),
+            ));
+        }
+        self.collect(&mut stream, last, asked, answer_id)
+    }
+
+    /// Follow CN continuations after `first`.
+    fn collect(
+        &self,
+        stream: &mut TcpStream,
+        first: Message,
+        asked: &str,
+        request_id: u32,
+    ) -> Result<Response, ClientError> {
+        let mut response = Response::from_message(&first, asked);
+        let mut more = first.header.has(flag::CONTINUOUS);
+        let mut count = 1usize;
+        while more {
+            count += 1;
+            if count > MAX_CONTINUATION_MESSAGES {
+                return Err(ClientError::Unexpected(format!(
+                    "more than {MAX_CONTINUATION_MESSAGES} continued messages"
+                )));
+            }
+            let m = self.read_message(stream)?;
+            check_response(&m, request_id)?;
+            if m.header.response_code != response.code {
+                return Err(ClientError::Unexpected(format!(
+                    "continued message with response code {} after {}",
+                    m.header.response_code, response.code
+                )));
+            }
+            more = m.header.has(flag::CONTINUOUS);
+            response.absorb(&m);
+        }
+        Ok(response)
+    }
+}
+
+/// The checks every response passes: a response (not a request), to our request id, not
+/// expired (Handle.Net's client refuses expired answers too).
+fn check_response(m: &Message, request_id: u32) -> Result<(), ClientError> {
+    if m.envelope.request_id != request_id {
+        return Err(ClientError::RequestIdMismatch {
+            expected: request_id,
+            got: m.envelope.request_id,
+        });
+    }
+    if m.header.is_request() {
+        return Err(ClientError::Unexpected(format!(
+            "a request (opCode {}) instead of a response",
+            m.header.op_code
+        )));
+    }
+    let now = now_unix();
+    if m.header.expiration < now {
+        return Err(ClientError::Expired {
+            expiration: m.header.expiration,
+            now,
+        });
+    }
+    Ok(())
+}
+
+/// The digest a challenge carries must be the digest of the request we sent; returns it.
+fn check_challenge_digest(challenge: &Message, header_and_body: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let Some(d) = &challenge.digest else {
+        return Err(ClientError::Unexpected(
+            "a challenge without the request digest".into(),
+        ));
+    };
+    let ours = digest_of_type(d.hash_type, header_and_body)?;
+    if ours != d.digest {
+        return Err(ClientError::DigestMismatch);
+    }
+    Ok(ours)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,108 @@
+//! The native protocol over TCP (port 2641): many requests per connection (the national SDK
+//! keeps one connection open), each an envelope plus `messageLength` bytes, answered in order
+//! on the same connection; list operations answer with several messages (CN set on all but
+//! the last). Connections are capped and closed after an idle timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use super::native::{NativeService, Transport};
+use crate::wire::handle::message::{Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
+
+/// How long a started message may take to arrive in full.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accept loop: one task per connection, at most `limit` at once.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    service: Arc<NativeService>,
+    limit: Arc<Semaphore>,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(stream, service, idle_timeout, shutdown).await {
+                tracing::debug!(%peer, error = %e, "native TCP connection ended");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    service: Arc<NativeService>,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut head = [0u8; ENVELOPE_LEN];
+    loop {
+        // Wait for the next request: idle timeout, client close or shutdown end the connection.
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            r = tokio::time::timeout(idle_timeout, stream.read_exact(&mut head)) => match r {
+                Err(_) => return Ok(()),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(_)) => {}
+            },
+        }
+        let envelope = match Envelope::decode(&head) {
+            Ok(e) => e,
+            Err(e) => {
+                // Over the 256 KiB limit: the stream cannot be resynchronized; close it.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    e.to_string(),
+                ));
+            }
+        };
+        let len = envelope.message_length as usize;
+        debug_assert!(len <= MAX_MESSAGE_LEN);
+        let mut message = vec![0u8; len];
+        match tokio::time::timeout(READ_TIMEOUT, stream.read_exact(&mut message)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        // Writes fsync before answering and challenge answers run key derivation: keep both
+        // off the async workers.
+        let svc = service.clone();
+        let responses =
+            tokio::task::spawn_blocking(move || svc.handle(envelope, &message, Transport::Tcp))
+                .await
+                .map_err(std::io::Error::other)?;
+        for r in responses {
+            stream.write_all(&r).await?;
+        }
+    }
+}

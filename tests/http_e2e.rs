@@ -1,0 +1,706 @@
+//! The HTTP front end end to end, over real sockets on 127.0.0.1: a node started the way
+//! `idnode serve` starts it (config → registry → prepare → start), spoken to with raw
+//! HTTP/1.1 over HTTPS (tokio-rustls) and over plain TCP.
+//!
+//! - keep-alive: several requests, including a refused PUT with a body, on one TLS connection;
+//! - a body over the limit gets 413 and the node keeps serving; garbage is survived;
+//! - an acknowledged PUT is there after shutdown and reopening the data directory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use idnode::config::{Config, ValidConfig};
+use idnode::server::{open_registry, prepare_registry, start, RunningNode};
+
+/// Bound on every network wait.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn config(data_dir: &Path, tls: bool) -> ValidConfig {
+    config_with(data_dir, tls, "")
+}
+
+/// `extra_http` is added to the `[http]` table.
+fn config_with(data_dir: &Path, tls: bool, extra_http: &str) -> ValidConfig {
+    let tls = if tls {
+        "tls_cert = \"config/examples/cert.pem\"\ntls_key = \"config/examples/key.pem\"\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        "[node]\ndata_dir = {dir:?}\nhomed_prefixes = [\"88.100.1\"]\n\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n{tls}{extra_http}\n\
+         [handle]\ntcp = false\nudp = false\n",
+        dir = data_dir.display().to_string()
+    );
+    Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Start a node on `data_dir`; returns it, the bootstrapped admin's secret and a weak handle
+/// on the registry (to wait until everything let go of it after shutdown).
+async fn start_node(
+    data_dir: &Path,
+    tls: bool,
+) -> (
+    RunningNode,
+    String,
+    std::sync::Weak<idnode::store::Registry>,
+) {
+    let config = config(data_dir, tls);
+    let registry = open_registry(&config).unwrap();
+    prepare_registry(&config, &registry).unwrap();
+    let secret_file = idnode::server::secret_path(data_dir, &config.homed_prefixes[0]);
+    let secret = std::fs::read_to_string(&secret_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let registry = Arc::new(registry);
+    let weak = Arc::downgrade(&registry);
+    let node = timeout(WAIT, start(config, registry))
+        .await
+        .expect("start timed out")
+        .unwrap();
+    (node, secret, weak)
+}
+
+/// Shut a node down and wait until the registry is released (so the directory can be reopened).
+async fn stop_node(node: RunningNode, weak: std::sync::Weak<idnode::store::Registry>) {
+    timeout(Duration::from_secs(30), node.shutdown())
+        .await
+        .expect("shutdown timed out");
+    timeout(WAIT, async {
+        while weak.strong_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the registry is still held after shutdown");
+}
+
+fn basic(secret: &str) -> String {
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("300%3A0.NA%2F88.100.1:{secret}"));
+    format!("Basic {token}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// A TLS client that accepts any certificate (the example certificate is self-signed with
+// CA:TRUE, which webpki refuses as an end-entity certificate).
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn tls_connect(addr: SocketAddr) -> Conn<tokio_rustls::client::TlsStream<TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .unwrap();
+    Conn::new(stream)
+}
+
+async fn tcp_connect(addr: SocketAddr) -> Conn<TcpStream> {
+    let tcp = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .unwrap();
+    Conn::new(tcp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 client over any stream, keeping what it read past a response.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    fn rc(&self) -> u64 {
+        self.json()["responseCode"].as_u64().unwrap()
+    }
+}
+
+struct Conn<S> {
+    stream: S,
+    buf: Vec<u8>,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "PUT" | "POST") {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+impl<S: AsyncRead + Unpin> Conn<S> {
+    fn new(stream: S) -> Conn<S> {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Read more bytes; false at end of stream.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = timeout(WAIT, self.stream.read(&mut chunk))
+            .await
+            .expect("read timed out")
+            .unwrap();
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    async fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await, "connection closed inside a body");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(at) = find(&self.buf, b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..at + 2).collect();
+                return String::from_utf8_lossy(&line[..at]).into_owned();
+            }
+            assert!(self.fill().await, "connection closed inside a head");
+        }
+    }
+
+    /// Read one response (Content-Length or chunked body).
+    async fn response(&mut self, head_request: bool) -> Response {
+        let status_line = self.line().await;
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').expect("header line");
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let mut resp = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_request || status == 204 || status == 304 {
+            return resp;
+        }
+        if let Some(len) = resp.header("content-length") {
+            let len: usize = len.parse().unwrap();
+            resp.body = self.take(len).await;
+        } else if resp
+            .header("transfer-encoding")
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                let size = self.line().await;
+                let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16)
+                    .expect("chunk size");
+                if size == 0 {
+                    // Trailers, then the empty line.
+                    while !self.line().await.is_empty() {}
+                    break;
+                }
+                let chunk = self.take(size).await;
+                resp.body.extend_from_slice(&chunk);
+                assert!(self.take(2).await == b"\r\n");
+            }
+        } else {
+            // Delimited by close.
+            while self.fill().await {}
+            resp.body = std::mem::take(&mut self.buf);
+        }
+        resp
+    }
+
+    /// Everything the peer sends until it closes the connection (EOF or reset); `None` if it
+    /// is still open after the wait.
+    async fn until_closed(&mut self) -> Option<Vec<u8>> {
+        let mut out = std::mem::take(&mut self.buf);
+        let mut chunk = [0u8; 4096];
+        let done = timeout(WAIT, async {
+            loop {
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        done.ok().map(|_| out)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    async fn write(&mut self, bytes: &[u8]) {
+        timeout(WAIT, async {
+            self.stream.write_all(bytes).await.unwrap();
+            self.stream.flush().await.unwrap();
+        })
+        .await
+        .expect("write timed out");
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        self.write(&request_bytes(method, path, headers, body))
+            .await;
+        self.response(method == "HEAD").await
+    }
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn url_body(url: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"values": [
+        {"index": 100, "type": "HS_ADMIN", "data": {"value": {
+            "index": "200", "handle": "0.NA/88.100.1", "permissions": "011111110011"},
+            "format": "admin"}},
+        {"index": 1, "type": "URL", "data": url}
+    ]}))
+    .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_keep_alive_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, secret, weak) = start_node(dir.path(), true).await;
+    let auth = basic(&secret);
+    let mut c = tls_connect(node.http_addr).await;
+    let path = "/api/handles/88.100.1/e2e-1";
+
+    let r = c.request("GET", path, &[], b"").await;
+    assert_eq!((r.status, r.rc()), (404, 100), "{}", r.text());
+
+    let body = url_body("https://example.com/e2e-1");
+    let r = c
+        .request(
+            "PUT",
+            &format!("{path}?overwrite=false"),
+            &[JSON, ("Authorization", &auth)],
+            &body,
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    assert_eq!(r.json()["handle"], "88.100.1/e2e-1");
+
+    let r = c
+        .request("GET", path, &[("Accept", "application/json")], b"")
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1), "{}", r.text());
+    assert_eq!(r.json()["handle"], "88.100.1/e2e-1");
+    assert_eq!(
+        r.json()["values"][0]["data"]["value"],
+        "https://example.com/e2e-1"
+    );
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+
+    // A refused PUT with a body: the body is drained, the connection stays usable.
+    let wrong = basic("not the secret");
+    let big_enough = url_body(&format!("https://example.com/{}", "z".repeat(200_000)));
+    let r = c
+        .request("PUT", path, &[JSON, ("Authorization", &wrong)], &big_enough)
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"handle\""));
+    assert!(r
+        .header("connection")
+        .is_none_or(|v| !v.eq_ignore_ascii_case("close")));
+    // Unauthenticated, same.
+    let r = c.request("PUT", path, &[JSON], &body).await;
+    assert_eq!((r.status, r.rc()), (401, 402));
+
+    // Pipelined: two requests in one write, two answers in order.
+    let mut two = request_bytes("GET", "/healthz", &[], b"");
+    two.extend(request_bytes("GET", &format!("{path}?index=1"), &[], b""));
+    c.write(&two).await;
+    let r = c.response(false).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    let r = c.response(false).await;
+    assert_eq!((r.status, r.rc()), (200, 1));
+    assert_eq!(r.json()["values"].as_array().unwrap().len(), 1);
+
+    // The proxy on the same connection.
+    let r = c.request("GET", "/88.100.1/e2e-1", &[], b"").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("https://example.com/e2e-1"));
+
+    let r = c
+        .request("DELETE", path, &[("Authorization", &auth)], b"")
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1), "{}", r.text());
+    let r = c.request("GET", path, &[], b"").await;
+    assert_eq!((r.status, r.rc()), (404, 100));
+
+    // Plain HTTP on the TLS port is not served; the node carries on.
+    let mut plain = tcp_connect(node.http_addr).await;
+    plain
+        .write(&request_bytes("GET", "/healthz", &[], b""))
+        .await;
+    let answer = plain
+        .until_closed()
+        .await
+        .expect("the TLS port kept a plain connection");
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP served on the TLS port"
+    );
+    let r = c.request("GET", "/healthz", &[], b"").await;
+    assert_eq!(r.status, 200);
+
+    drop(c);
+    stop_node(node, weak).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_limits_and_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, secret, weak) = start_node(dir.path(), false).await;
+    let addr = node.http_addr;
+    let auth = basic(&secret);
+
+    // Loopback credentials count over plain HTTP under the default policy.
+    let mut c = tcp_connect(addr).await;
+    let r = c
+        .request(
+            "PUT",
+            "/api/handles/88.100.1/plain-1",
+            &[JSON, ("Authorization", &auth)],
+            &url_body("https://example.com/plain-1"),
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    drop(c);
+
+    // 2 MiB body against the 1 MiB default limit: 413 with a JSON error, nothing written.
+    let big = vec![b'x'; 2 << 20];
+    let head = format!(
+        "PUT /api/handles/88.100.1/big HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/json\r\nAuthorization: {auth}\r\n\
+         Content-Length: {}\r\n\r\n",
+        big.len()
+    );
+    let tcp = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let (read_half, mut write_half) = tcp.into_split();
+    // Write the body concurrently: the server stops reading at the limit and answers.
+    let writer = tokio::spawn(async move {
+        let _ = write_half.write_all(head.as_bytes()).await;
+        let _ = write_half.write_all(&big).await;
+        let _ = write_half.flush().await;
+        write_half
+    });
+    let mut reader = Conn::new(read_half);
+    let r = timeout(WAIT, reader.response(false))
+        .await
+        .expect("no answer to an oversized body");
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(r.json()["responseCode"], 4);
+    let _ = timeout(WAIT, writer).await;
+    drop(reader);
+
+    // Garbage instead of HTTP: answered or closed, never a crash.
+    for garbage in [
+        &b"\x16\x03\x01\x00\x05hello\r\n\r\n"[..],
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"GET /\xff\xfe HTTP/1.1\r\n\r\n",
+        &[0u8; 4096][..],
+    ] {
+        let mut g = tcp_connect(addr).await;
+        g.write(garbage).await;
+        let answer = g
+            .until_closed()
+            .await
+            .expect("garbage connection left open");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{answer}"
+        );
+    }
+    // A connection that sends half a request and hangs up.
+    let mut g = tcp_connect(addr).await;
+    g.write(b"PUT /api/handles/88.100.1/half HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"va")
+        .await;
+    drop(g);
+
+    // The node is still up and nothing was written by any of it.
+    let mut c = tcp_connect(addr).await;
+    let r = c.request("GET", "/healthz", &[], b"").await;
+    assert_eq!(r.status, 200);
+    for h in ["big", "half"] {
+        let r = c
+            .request("GET", &format!("/api/handles/88.100.1/{h}"), &[], b"")
+            .await;
+        assert_eq!((r.status, r.rc()), (404, 100), "{h}");
+    }
+    let r = c
+        .request("GET", "/api/handles/88.100.1/plain-1", &[], b"")
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1));
+    // HEAD gets the head only.
+    let r = c
+        .request("HEAD", "/api/handles/88.100.1/plain-1", &[], b"")
+        .await;
+    assert_eq!(r.status, 200);
+    // A GET with a (pointless) body: the next request on the connection is still understood.
+    let r = c
+        .request("GET", "/api/handles/88.100.1/plain-1", &[], b"{\"x\":1}")
+        .await;
+    assert_eq!(r.status, 200);
+    let r = c.request("GET", "/metrics", &[], b"").await;
+    assert!(r.text().contains("idnode_requests_total"));
+    drop(c);
+    stop_node(node, weak).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_put_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, secret, weak) = start_node(dir.path(), true).await;
+    let auth = basic(&secret);
+    let mut c = tls_connect(node.http_addr).await;
+    for i in 0..3 {
+        let r = c
+            .request(
+                "PUT",
+                &format!("/api/handles/88.100.1/durable-{i}"),
+                &[JSON, ("Authorization", &auth)],
+                &url_body(&format!("https://example.com/durable-{i}")),
+            )
+            .await;
+        assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    }
+    let r = c
+        .request(
+            "DELETE",
+            "/api/handles/88.100.1/durable-2",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1));
+    drop(c);
+    stop_node(node, weak).await;
+
+    // The registry as the next start sees it.
+    let config = config(dir.path(), true);
+    {
+        let registry = open_registry(&config).unwrap();
+        for (i, present) in [(0, true), (1, true), (2, false)] {
+            let h = idnode::model::Handle::parse(
+                &format!("88.100.1/durable-{i}"),
+                idnode::model::SuffixCase::Sensitive,
+            )
+            .unwrap();
+            let rec = registry.get(&h).unwrap();
+            assert_eq!(rec.is_some(), present, "durable-{i}");
+        }
+    }
+
+    // And through a restarted node: same secret (the prefix handle is kept), same records.
+    let (node, secret2, weak) = start_node(dir.path(), true).await;
+    assert_eq!(secret2, secret);
+    let mut c = tls_connect(node.http_addr).await;
+    let r = c
+        .request("GET", "/api/handles/88.100.1/durable-1", &[], b"")
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1), "{}", r.text());
+    assert_eq!(
+        r.json()["values"][0]["data"]["value"],
+        "https://example.com/durable-1"
+    );
+    let r = c
+        .request("GET", "/api/handles/88.100.1/durable-2", &[], b"")
+        .await;
+    assert_eq!((r.status, r.rc()), (404, 100));
+    let r = c
+        .request(
+            "GET",
+            "/api/handles?prefix=88.100.1",
+            &[("Authorization", &basic(&secret))],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1), "{}", r.text());
+    assert_eq!(r.json()["totalCount"], 2);
+    drop(c);
+    stop_node(node, weak).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_an_idle_keep_alive_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _secret, weak) = start_node(dir.path(), false).await;
+    let mut c = tcp_connect(node.http_addr).await;
+    let r = c.request("GET", "/healthz", &[], b"").await;
+    assert_eq!(r.status, 200);
+    // The connection stays open and idle: shutdown must not wait for the client.
+    let started = std::time::Instant::now();
+    stop_node(node, weak).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(c.until_closed().await.is_some());
+}
+
+/// A client that connects and then stalls (half a request head, then nothing) must not hold
+/// a connection slot forever: with one slot, the next client is served once the stalled one
+/// is timed out (hyper's header-read timeout, which also bounds idle keep-alive connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_are_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), false, "max_connections = 1\n");
+    let (node, _secret, weak) = start_with(config).await;
+    let addr = node.http_addr;
+    let mut stalled = tcp_connect(addr).await;
+    stalled.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    // Let the node accept it (and take the only slot).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let mut next = tcp_connect(addr).await;
+    next.write(&request_bytes("GET", "/healthz", &[], b"")).await;
+    let limit = Duration::from_secs(45);
+    let r = tokio::time::timeout(limit, async {
+        loop {
+            // `response` gives up after WAIT without data; keep waiting up to `limit`.
+            match tokio::time::timeout(WAIT, next.stream.peek(&mut [0u8; 1])).await {
+                Ok(_) => break next.response(false).await,
+                Err(_) => continue,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a stalled client blocked the node for {limit:?}"));
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(stalled.until_closed().await.is_some());
+    stop_node(node, weak).await;
+}

@@ -1,0 +1,276 @@
+//! The native Handle protocol over real sockets on 127.0.0.1: UDP resolution with filters,
+//! multi-datagram requests and responses, many requests on one TCP connection, and
+//! challenge–response administration over TCP.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use idnode::auth::challenge::{request_digest, seckey_answer_pbkdf2};
+use idnode::config::Config;
+use idnode::model::HandleValue;
+use idnode::server::{open_registry, prepare_registry, start, RunningNode};
+use idnode::wire::handle::message::{
+    flag, header_and_body, op, udp_fragments, Body, Envelope, Header, Message, ENVELOPE_LEN,
+    UDP_CHUNK,
+};
+
+const SECRET: &str = "e2e-secret";
+
+async fn node(dir: &std::path::Path) -> RunningNode {
+    std::fs::write(dir.join("88.100.1.admin-secret"), SECRET).unwrap();
+    let toml = format!(
+        "[node]\ndata_dir = {:?}\nhomed_prefixes = [\"88.100.1\", \"88.200.2\"]\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n",
+        dir
+    );
+    let config = Config::from_toml(&toml).unwrap();
+    let registry = open_registry(&config).unwrap();
+    prepare_registry(&config, &registry).unwrap();
+    start(config, Arc::new(registry)).await.unwrap()
+}
+
+fn request(op_code: u32, op_flag: u32, body: Body, request_id: u32, session_id: u32) -> Vec<u8> {
+    Message {
+        envelope: Envelope {
+            major: 2,
+            minor: 3,
+            flags: 0,
+            suggested_major: 2,
+            suggested_minor: 11,
+            session_id,
+            request_id,
+            sequence: 0,
+            message_length: 0,
+        },
+        header: Header {
+            op_code,
+            response_code: 0,
+            op_flag,
+            site_serial: 0xFFFF,
+            recursion_count: 0,
+            expiration: 0x6500_0000,
+        },
+        digest: None,
+        body,
+        credential: Some(vec![]),
+    }
+    .encode()
+}
+
+fn resolution(handle: &str, types: Vec<String>, request_id: u32) -> Vec<u8> {
+    request(
+        op::RESOLUTION,
+        0x1900_0000,
+        Body::Resolution {
+            handle: handle.into(),
+            indexes: vec![],
+            types,
+        },
+        request_id,
+        0,
+    )
+}
+
+/// Send over UDP (fragmenting) and reassemble the answer.
+fn udp(addr: SocketAddr, bytes: &[u8]) -> Message {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for d in udp_fragments(bytes) {
+        sock.send_to(&d, addr).unwrap();
+    }
+    let mut buf = [0u8; 2048];
+    let mut chunks: Vec<Option<Vec<u8>>> = Vec::new();
+    let env;
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("UDP answer");
+        let e = Envelope::decode(&buf[..ENVELOPE_LEN]).unwrap();
+        let total = (e.message_length as usize).div_ceil(UDP_CHUNK).max(1);
+        chunks.resize(total, None);
+        chunks[e.sequence as usize] = Some(buf[ENVELOPE_LEN..n].to_vec());
+        if chunks.iter().all(Option::is_some) {
+            env = e;
+            break;
+        }
+    }
+    let message: Vec<u8> = chunks.into_iter().flatten().flatten().collect();
+    let mut e = env;
+    e.sequence = 0;
+    Message::decode(e, &message).unwrap()
+}
+
+fn tcp_read(stream: &mut TcpStream) -> Message {
+    let mut head = [0u8; ENVELOPE_LEN];
+    stream.read_exact(&mut head).unwrap();
+    let env = Envelope::decode(&head).unwrap();
+    let mut body = vec![0u8; env.message_length as usize];
+    stream.read_exact(&mut body).unwrap();
+    Message::decode(env, &body).unwrap()
+}
+
+/// An admin request over one TCP connection, answering the challenge with the secret.
+fn admin(stream: &mut TcpStream, req: &[u8], request_id: u32) -> Vec<Message> {
+    stream.write_all(req).unwrap();
+    let challenge = tcp_read(stream);
+    assert_eq!(challenge.header.response_code, 402);
+    let Body::Challenge { nonce } = &challenge.body else {
+        panic!()
+    };
+    let (_, digest) = request_digest(2, 11, header_and_body(&req[ENVELOPE_LEN..]).unwrap());
+    assert_eq!(challenge.digest.as_ref().unwrap().digest, digest);
+    let answer = Body::ChallengeAnswer {
+        auth_type: "HS_SECKEY".into(),
+        identity_handle: "0.NA/88.100.1".into(),
+        identity_index: 300,
+        signed_response: seckey_answer_pbkdf2(
+            SECRET.as_bytes(),
+            nonce,
+            &digest,
+            &[5; 16],
+            10_000,
+            160,
+        ),
+    };
+    stream
+        .write_all(&request(
+            op::CHALLENGE_RESPONSE,
+            0,
+            answer,
+            request_id,
+            challenge.envelope.session_id,
+        ))
+        .unwrap();
+    let mut out = vec![tcp_read(stream)];
+    while out.last().unwrap().header.has(flag::CONTINUOUS) {
+        out.push(tcp_read(stream));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_protocol_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let addr = node.native_addr.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Create a record with many values over TCP (admin, challenge-response).
+        let values: Vec<HandleValue> =
+            std::iter::once(HandleValue::new(1, "URL", "https://example.com/sn/0001"))
+                .chain((2..40).map(|i| {
+                    HandleValue::new(i, "DESC", format!("part {i} of a long bill of materials"))
+                }))
+                .collect();
+        let create = request(
+            op::CREATE_HANDLE,
+            0,
+            Body::HandleValues {
+                handle: "88.100.1/SN-0001".into(),
+                values,
+            },
+            10,
+            0,
+        );
+        let out = admin(&mut tcp, &create, 11);
+        assert_eq!(out[0].header.response_code, 1, "{:?}", out[0].body);
+        assert_eq!(out[0].envelope.request_id, 11);
+
+        // UDP resolution with a type filter.
+        let r = udp(
+            addr,
+            &resolution("88.100.1/SN-0001", vec!["URL".into()], 20),
+        );
+        assert_eq!(r.envelope.request_id, 20);
+        let Body::Values { values, .. } = &r.body else {
+            panic!("{:?}", r.body)
+        };
+        assert_eq!(values.len(), 1);
+        // The whole record does not fit one datagram: a multi-datagram response.
+        let whole = resolution("88.100.1/SN-0001", vec![], 21);
+        let r = udp(addr, &whole);
+        let Body::Values { values, .. } = &r.body else {
+            panic!()
+        };
+        assert_eq!(values.len(), 39);
+        // A request longer than one datagram (many type filters) is reassembled.
+        let many: Vec<String> = (0..60)
+            .map(|i| format!("TYPE.{i:03}"))
+            .chain(["URL".to_string()])
+            .collect();
+        let big = resolution("88.100.1/SN-0001", many, 22);
+        assert!(big.len() > ENVELOPE_LEN + UDP_CHUNK);
+        let r = udp(addr, &big);
+        assert_eq!(r.header.response_code, 1);
+        // Not found and admin over UDP.
+        assert_eq!(
+            udp(addr, &resolution("88.100.1/NOPE", vec![], 23))
+                .header
+                .response_code,
+            100
+        );
+        let del = request(
+            op::DELETE_HANDLE,
+            0,
+            Body::Handle {
+                handle: "88.100.1/SN-0001".into(),
+            },
+            24,
+            0,
+        );
+        assert_eq!(udp(addr, &del).header.response_code, 5);
+
+        // Many requests on the same TCP connection.
+        for i in 0..5 {
+            tcp.write_all(&resolution("88.100.1/SN-0001", vec!["URL".into()], 100 + i))
+                .unwrap();
+            let r = tcp_read(&mut tcp);
+            assert_eq!(
+                (r.envelope.request_id, r.header.response_code),
+                (100 + i, 1)
+            );
+        }
+        // List handles with continuation messages.
+        let list = request(
+            op::LIST_HANDLES,
+            0,
+            Body::Handle {
+                handle: "0.NA/88.100.1".into(),
+            },
+            30,
+            0,
+        );
+        let out = admin(&mut tcp, &list, 31);
+        let listed: Vec<String> = out
+            .iter()
+            .flat_map(|m| match &m.body {
+                Body::HandleList { handles } => handles.clone(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(listed, ["88.100.1/SN-0001"]);
+        // Delete over TCP, then it is gone.
+        let out = admin(&mut tcp, &del, 32);
+        assert_eq!(out[0].header.response_code, 1);
+        assert_eq!(
+            udp(addr, &resolution("88.100.1/SN-0001", vec![], 33))
+                .header
+                .response_code,
+            100
+        );
+        // Garbage over TCP closes that connection, and the node keeps serving.
+        let mut junk = TcpStream::connect(addr).unwrap();
+        junk.write_all(&[0xff; 64]).unwrap();
+        drop(junk);
+        assert_eq!(
+            udp(addr, &resolution("88.100.1/SN-0001", vec![], 34))
+                .header
+                .response_code,
+            100
+        );
+    })
+    .await
+    .unwrap();
+    node.shutdown().await;
+}
