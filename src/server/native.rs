@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use crate::auth::challenge::{request_digest, verify_pubkey_answer, verify_seckey_answer};
+use crate::auth::challenge::{
+    request_digest, verify_pubkey_answer, verify_seckey_answer_with_limit,
+};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{types, Handle, PublicKey, ResponseCode};
@@ -34,6 +36,9 @@ pub const CHALLENGE_TTL: Duration = Duration::from_secs(20);
 pub const MAX_PENDING_CHALLENGES: usize = 10_000;
 /// Handles per LIST_HANDLES message (Handle.Net sends 50 per message, CN on all but the last).
 pub const LIST_PER_MESSAGE: usize = 50;
+/// PBKDF2 work (iterations × blocks) a server accepts in one HS_SECKEY answer: 20 times what
+/// clients use (10 000 iterations, one block), so an answer cannot pin a core for seconds.
+pub const MAX_PBKDF2_WORK: u32 = 200_000;
 /// Expiration put in responses: now + 12 h.
 const RESPONSE_LIFETIME_SECS: u64 = 43_200;
 
@@ -440,7 +445,8 @@ impl NativeService {
             .filter(|v| v.is_type(wanted) && (index == 0 || v.index == index))
         {
             let ok = if wanted == types::HS_SECKEY {
-                verify_seckey_answer(&v.data, nonce, digest, signed).unwrap_or(false)
+                verify_seckey_answer_with_limit(&v.data, nonce, digest, signed, MAX_PBKDF2_WORK)
+                    .unwrap_or(false)
             } else {
                 match PublicKey::decode(&v.data) {
                     Ok(key) => verify_pubkey_answer(&key, nonce, digest, signed).unwrap_or(false),

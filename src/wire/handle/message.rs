@@ -201,7 +201,8 @@ impl Header {
 /// A request digest carried at the start of a response body when RD is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestDigest {
-    /// 1 MD5, 2 SHA-1, 3 SHA-256, 0 legacy (length-prefixed).
+    /// 1 MD5, 2 SHA-1, 3 SHA-256, 0 legacy MD5 (encoded as an int4-length byte array with no
+    /// type byte; its leading zero byte reads as type 0).
     pub hash_type: u8,
     pub digest: Vec<u8>,
 }
@@ -489,10 +490,12 @@ impl Message {
         out.put_u32(0);
         let body_start = out.len();
         if let Some(d) = &self.digest {
-            out.put_u8(d.hash_type);
             if digest_len(d.hash_type).is_some() {
+                out.put_u8(d.hash_type);
                 out.extend_from_slice(&d.digest);
             } else {
+                // Legacy form: no type byte, an int4-length byte array (its first byte, 0,
+                // is what readers take for "type 0").
                 out.put_bytes(&d.digest);
             }
         }
@@ -546,12 +549,34 @@ impl Message {
         };
         let mut b = Reader::new(body_bytes);
         let digest = if !header.is_request() && header.has(flag::RETURN_DIGEST) {
-            let hash_type = b.u8("digest type")?;
-            let digest = match digest_len(hash_type) {
-                Some(n) => b.take(n, "request digest")?.to_vec(),
-                None => b.bytes("request digest")?.to_vec(),
-            };
-            Some(RequestDigest { hash_type, digest })
+            let first = *body_bytes.first().ok_or(DecodeError::Truncated {
+                what: "digest type",
+                needed: 1,
+            })?;
+            match digest_len(first) {
+                Some(n) => {
+                    b.u8("digest type")?;
+                    let digest = b.take(n, "request digest")?.to_vec();
+                    Some(RequestDigest {
+                        hash_type: first,
+                        digest,
+                    })
+                }
+                None if first == 0 => {
+                    let digest = b.bytes("request digest")?.to_vec();
+                    Some(RequestDigest {
+                        hash_type: 0,
+                        digest,
+                    })
+                }
+                None => {
+                    return Err(DecodeError::Invalid {
+                        what: "digest type",
+                        reason: format!("unknown hash type {first}"),
+                    }
+                    .into())
+                }
+            }
         } else {
             None
         };

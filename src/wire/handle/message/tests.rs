@@ -340,3 +340,42 @@ proptest! {
         prop_assert_eq!(back, m);
     }
 }
+
+#[test]
+fn legacy_digest_has_no_type_byte() {
+    let m = Message {
+        envelope: Envelope {
+            major: 2,
+            minor: 0,
+            flags: 0,
+            suggested_major: 2,
+            suggested_minor: 0,
+            session_id: 0,
+            request_id: 1,
+            sequence: 0,
+            message_length: 0,
+        },
+        header: Header {
+            op_code: 1,
+            response_code: 100,
+            op_flag: flag::RETURN_DIGEST,
+            site_serial: 1,
+            recursion_count: 0,
+            expiration: 0,
+        },
+        digest: Some(RequestDigest {
+            hash_type: 0,
+            digest: vec![0xAB; 16],
+        }),
+        body: Body::Error {
+            message: String::new(),
+        },
+        credential: Some(vec![]),
+    };
+    let bytes = m.encode();
+    let body = &bytes[ENVELOPE_LEN + HEADER_LEN..];
+    assert_eq!(&body[..4], &[0, 0, 0, 16]);
+    let mut back = Message::decode_full(&bytes).unwrap();
+    back.envelope.message_length = 0;
+    assert_eq!(back, m);
+}
