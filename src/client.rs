@@ -67,13 +67,18 @@ mod rc {
 /// authorized, ...) is not an error: it is a [`Response`] with that response code.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{server}: {source}")]
+    /// Connecting, sending or receiving failed (the I/O error is part of the message rather
+    /// than a `source()`, so error chains print it once).
+    #[error("{server}: {error}")]
     Io {
         server: SocketAddr,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("no answer from {server} within {waited:?}{}", note_suffix(.note))]
+    #[error(
+        "no answer from {server} within {:.1} s{}",
+        .waited.as_secs_f64(),
+        note_suffix(.note)
+    )]
     Timeout {
         server: SocketAddr,
         waited: Duration,
@@ -81,7 +86,7 @@ pub enum ClientError {
         note: Option<String>,
     },
     #[error("malformed message from the server: {0}")]
-    Decode(#[from] WireError),
+    Decode(WireError),
     #[error("the server answered request id {got}, not {expected}")]
     RequestIdMismatch { expected: u32, got: u32 },
     #[error(
@@ -97,9 +102,21 @@ pub enum ClientError {
     )]
     DigestMismatch,
     #[error("cannot answer the challenge: {0}")]
-    Auth(#[from] ChallengeError),
+    Auth(ChallengeError),
     #[error("request of {0} bytes exceeds the protocol's {MAX_MESSAGE_LEN}-byte limit")]
     RequestTooLarge(usize),
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> ClientError {
+        ClientError::Decode(e)
+    }
+}
+
+impl From<ChallengeError> for ClientError {
+    fn from(e: ChallengeError) -> ClientError {
+        ClientError::Auth(e)
+    }
 }
 
 fn note_suffix(note: &Option<String>) -> String {
@@ -227,7 +244,7 @@ pub enum Authenticator {
     PrivateKey {
         identity_handle: String,
         index: u32,
-        key: PrivateKey,
+        key: Box<PrivateKey>,
     },
 }
 
@@ -372,10 +389,8 @@ impl Response {
                 self.minted_handle = Some(handle.clone());
                 self.handle.clone_from(handle);
             }
-            Body::Challenge { .. } => {
-                if self.message.is_empty() {
-                    self.message = "authentication needed".to_string();
-                }
+            Body::Challenge { .. } if self.message.is_empty() => {
+                self.message = "authentication needed".to_string();
             }
             _ => {}
         }
@@ -538,7 +553,10 @@ impl Reassembly {
     pub(crate) fn feed(&mut self, datagram: &[u8]) -> Feed {
         let ignore = |why: String| Feed::Ignored(why);
         let Some(head) = datagram.get(..ENVELOPE_LEN) else {
-            return ignore(format!("{}-byte datagram is shorter than an envelope", datagram.len()));
+            return ignore(format!(
+                "{}-byte datagram is shorter than an envelope",
+                datagram.len()
+            ));
         };
         let envelope = match Envelope::decode(head) {
             Ok(e) => e,
@@ -609,14 +627,17 @@ pub struct Client {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// The peer went away: Handle.Net servers close the connection after every response, the
 /// challenge included, and expect the answer on a new connection.
 fn is_closed(e: &ClientError) -> bool {
-    matches!(e, ClientError::Io { source, .. } if matches!(
-        source.kind(),
+    matches!(e, ClientError::Io { error, .. } if matches!(
+        error.kind(),
         io::ErrorKind::UnexpectedEof
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
@@ -652,7 +673,7 @@ impl Client {
     fn io(&self, source: io::Error) -> ClientError {
         ClientError::Io {
             server: self.server,
-            source,
+            error: source,
         }
     }
 
@@ -972,7 +993,10 @@ fn check_response(m: &Message, request_id: u32) -> Result<(), ClientError> {
 }
 
 /// The digest a challenge carries must be the digest of the request we sent; returns it.
-fn check_challenge_digest(challenge: &Message, header_and_body: &[u8]) -> Result<Vec<u8>, ClientError> {
+fn check_challenge_digest(
+    challenge: &Message,
+    header_and_body: &[u8],
+) -> Result<Vec<u8>, ClientError> {
     let Some(d) = &challenge.digest else {
         return Err(ClientError::Unexpected(
             "a challenge without the request digest".into(),

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use idnode::auth::challenge::PrivateKey;
+use idnode::client::{self, AdminRequest, Authenticator, Client, Response, Transport};
 use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
-use idnode::model::{validate_values, Prefix};
+use idnode::model::{types, validate_values, HandleValue, Prefix};
 use idnode::resolve::{init_prefix, Engine, Policy};
 use idnode::server;
 use idnode::store::{Record, Registry};
@@ -64,6 +66,162 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+    /// Resolve an identifier over the native Handle protocol (UDP unless --tcp).
+    ///
+    /// Exit status: 0 when found (RC 1), 1 for any other response code, 2 for usage or
+    /// network errors.
+    Resolve {
+        handle: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Only values of this type (repeatable; `HS_SITE.` matches the family).
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// Only the value with this index (repeatable; with --type: the union).
+        #[arg(long = "index", value_name = "INDEX")]
+        indexes: Vec<u32>,
+        /// Use TCP instead of UDP.
+        #[arg(long)]
+        tcp: bool,
+        /// Print the answer in the REST API's JSON shape.
+        #[arg(long)]
+        json: bool,
+        /// Ask for values only administrators may read too (clears the PO flag). With
+        /// --auth-handle and a secret or key, the server's challenge is answered (over TCP).
+        #[arg(long)]
+        admin_read: bool,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Administer identifiers over the native Handle protocol (TCP, challenge-response).
+    Admin {
+        #[command(subcommand)]
+        op: AdminOp,
+    },
+    /// Generate an RSA key for HS_PUBKEY authentication; prints its HS_PUBKEY value (REST JSON).
+    Keygen {
+        /// Where to write the private key (PKCS#8 PEM, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+        /// Index of the HS_PUBKEY value printed.
+        #[arg(long, default_value_t = 300)]
+        index: u32,
+        /// Replace an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Where the native protocol server is.
+#[derive(clap::Args)]
+struct ConnArgs {
+    /// HOST:PORT of the server's native interface.
+    #[arg(long, default_value = "127.0.0.1:2641", value_name = "HOST:PORT")]
+    server: String,
+    /// How long to wait (UDP: in all, retries included; TCP: per read or write).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+/// Who answers the server's challenge.
+#[derive(clap::Args)]
+struct AuthArgs {
+    /// Identity handle, e.g. 0.NA/88.100.1 (or INDEX:HANDLE, e.g. 300:0.NA/88.100.1).
+    #[arg(long, value_name = "HANDLE")]
+    auth_handle: Option<String>,
+    /// Index of the identity's HS_SECKEY / HS_PUBKEY value [default: 300].
+    #[arg(long, value_name = "INDEX")]
+    auth_index: Option<u32>,
+    /// File holding the HS_SECKEY secret (surrounding whitespace ignored).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["secret", "private_key"])]
+    secret_file: Option<PathBuf>,
+    /// The HS_SECKEY secret itself (visible to other local users: prefer --secret-file).
+    #[arg(long, value_name = "SECRET", conflicts_with = "private_key")]
+    secret: Option<String>,
+    /// PEM private key (PKCS#8 or PKCS#1) whose public half is an HS_PUBKEY value.
+    #[arg(long, value_name = "FILE")]
+    private_key: Option<PathBuf>,
+}
+
+/// Values of create / add / modify.
+#[derive(clap::Args)]
+struct ValueArgs {
+    /// A value as INDEX:TYPE:DATA, DATA being text (repeatable), e.g. 1:URL:https://example.com.
+    #[arg(long = "value", value_name = "INDEX:TYPE:DATA")]
+    values: Vec<String>,
+    /// A JSON file ("-": standard input) with values in the REST shape: an array, an object
+    /// {"values": [...]}, or a single value.
+    #[arg(long, value_name = "FILE")]
+    values_json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AdminOp {
+    /// Create HANDLE with the given values.
+    Create {
+        handle: String,
+        #[command(flatten)]
+        values: ValueArgs,
+        /// Replace the record if HANDLE exists.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Add values to HANDLE.
+    Add {
+        handle: String,
+        #[command(flatten)]
+        values: ValueArgs,
+        /// Replace values whose index exists.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Replace values of HANDLE (matched by index).
+    Modify {
+        handle: String,
+        #[command(flatten)]
+        values: ValueArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Remove values of HANDLE by index.
+    Remove {
+        handle: String,
+        /// Index of a value to remove (repeatable).
+        #[arg(long = "index", value_name = "INDEX", required = true)]
+        indexes: Vec<u32>,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Delete HANDLE.
+    Delete {
+        handle: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// List the handles under PREFIX (88.100.1 or 0.NA/88.100.1), one per line.
+    List {
+        prefix: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
     },
 }
 
@@ -141,6 +299,25 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Export { config, output } => {
             export(&load_config(config.as_deref())?, output.as_deref())
         }
+        Command::Resolve {
+            handle,
+            conn,
+            types,
+            indexes,
+            tcp,
+            json,
+            admin_read,
+            auth,
+        } => native_resolve(
+            &handle, &conn, &types, &indexes, tcp, json, admin_read, &auth,
+        ),
+        Command::Admin { op } => native_admin(op),
+        Command::Keygen {
+            out,
+            bits,
+            index,
+            force,
+        } => keygen(&out, bits, index, force),
     }
 }
 
@@ -354,5 +531,430 @@ fn export(config: &ValidConfig, output: Option<&Path>) -> anyhow::Result<std::pr
     }
     out.flush()?;
     eprintln!("exported {n} records");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native protocol client: resolve, admin, keygen
+
+/// `HOST:PORT`, or a bare host on the default port 2641.
+fn server_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let found: Vec<std::net::SocketAddr> = match text.to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(_) if !text.contains(':') => (text, client::DEFAULT_PORT)
+            .to_socket_addrs()
+            .with_context(|| format!("server address {text:?}"))?
+            .collect(),
+        Err(e) => return Err(anyhow::anyhow!("server address {text:?}: {e}")),
+    };
+    found
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("server address {text:?} resolves to no address"))
+}
+
+fn client_for(conn: &ConnArgs) -> anyhow::Result<Client> {
+    Ok(Client::new(server_addr(&conn.server)?).with_timeout(conn.timeout))
+}
+
+/// `300:0.NA/88.100.1` → (Some(300), "0.NA/88.100.1"); anything else is a bare handle.
+fn split_identity(text: &str) -> (Option<u32>, &str) {
+    if let Some((index, handle)) = text.split_once(':') {
+        if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(i) = index.parse::<u32>() {
+                return (Some(i), handle);
+            }
+        }
+    }
+    (None, text)
+}
+
+/// The identity the options describe (`None` when no --auth-handle is given).
+fn authenticator(a: &AuthArgs) -> anyhow::Result<Option<Authenticator>> {
+    let Some(text) = a.auth_handle.as_deref() else {
+        anyhow::ensure!(
+            a.secret_file.is_none()
+                && a.secret.is_none()
+                && a.private_key.is_none()
+                && a.auth_index.is_none(),
+            "--secret-file, --secret, --private-key and --auth-index need --auth-handle"
+        );
+        return Ok(None);
+    };
+    let (index_in_text, identity_handle) = split_identity(text);
+    let index = match (index_in_text, a.auth_index) {
+        (Some(i), Some(j)) if i != j => {
+            anyhow::bail!("--auth-handle names index {i} but --auth-index says {j}")
+        }
+        (Some(i), _) | (None, Some(i)) => i,
+        (None, None) => 300,
+    };
+    anyhow::ensure!(!identity_handle.is_empty(), "--auth-handle is empty");
+    let identity_handle = identity_handle.to_string();
+    if let Some(path) = &a.private_key {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading private key {}", path.display()))?;
+        let key = PrivateKey::from_pem(&text)
+            .with_context(|| format!("private key {}", path.display()))?;
+        return Ok(Some(Authenticator::PrivateKey {
+            identity_handle,
+            index,
+            key: Box::new(key),
+        }));
+    }
+    let secret = if let Some(path) = &a.secret_file {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading secret file {}", path.display()))?
+            .trim()
+            .to_string()
+    } else if let Some(s) = &a.secret {
+        s.clone()
+    } else {
+        anyhow::bail!("--auth-handle needs --secret-file, --secret or --private-key");
+    };
+    anyhow::ensure!(!secret.is_empty(), "the secret is empty");
+    Ok(Some(Authenticator::SecretKey {
+        identity_handle,
+        index,
+        secret: secret.into_bytes(),
+    }))
+}
+
+/// One `--value INDEX:TYPE:DATA` (DATA is text and may contain ':').
+fn parse_value_arg(text: &str) -> anyhow::Result<HandleValue> {
+    let mut parts = text.splitn(3, ':');
+    let (Some(index), Some(type_name), Some(data)) = (parts.next(), parts.next(), parts.next())
+    else {
+        anyhow::bail!("--value {text:?}: expected INDEX:TYPE:DATA");
+    };
+    let index: u32 = index
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--value {text:?}: index {index:?} is not a number"))?;
+    anyhow::ensure!(!type_name.is_empty(), "--value {text:?}: empty type");
+    Ok(HandleValue::new(index, type_name, data.as_bytes().to_vec()))
+}
+
+/// The values of --value and --values-json, checked like the server checks them.
+fn collect_values(a: &ValueArgs, required: bool) -> anyhow::Result<Vec<HandleValue>> {
+    let mut values = a
+        .values
+        .iter()
+        .map(|t| parse_value_arg(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(path) = &a.values_json {
+        let text = if path == Path::new("-") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("reading values from standard input")?;
+            s
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: malformed JSON", path.display()))?;
+        let (_, more) = hjson::values_from_request_body(&json)
+            .with_context(|| format!("{}: bad values", path.display()))?;
+        values.extend(more);
+    }
+    if required {
+        anyhow::ensure!(
+            !values.is_empty(),
+            "no values: give --value INDEX:TYPE:DATA and/or --values-json FILE"
+        );
+    }
+    validate_values(&values)?;
+    Ok(values)
+}
+
+/// Print lines to standard output; a closed pipe (`| head`) just ends the output.
+fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for line in lines {
+        match writeln!(out, "{line}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// A value's data for the table: text as is (control characters escaped), other formats as
+/// `format:value` the way the REST API shows them.
+fn data_text(value_json: &serde_json::Value) -> String {
+    let data = &value_json["data"];
+    let format = data["format"].as_str().unwrap_or("");
+    match (format, data["value"].as_str()) {
+        ("string", Some(s)) => s
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+            .replace('\t', "\\t"),
+        (_, Some(s)) => format!("{format}:{s}"),
+        _ => format!("{format}:{}", data["value"]),
+    }
+}
+
+fn values_table(handle: &str, values: &[HandleValue]) -> Vec<String> {
+    let header = ["INDEX", "TYPE", "TTL", "PERMS"].map(String::from);
+    let rows: Vec<([String; 4], String)> = values
+        .iter()
+        .map(|v| {
+            let j = hjson::value_to_json(v);
+            let ttl = match &j["ttl"] {
+                serde_json::Value::String(s) => format!("until {s}"),
+                other => other.to_string(),
+            };
+            (
+                [
+                    v.index.to_string(),
+                    v.type_name.clone(),
+                    ttl,
+                    v.permissions.to_bit_string(),
+                ],
+                data_text(&j),
+            )
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for (cells, _) in &rows {
+        for (w, c) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String; 4], data: &str| {
+        format!(
+            "{:>w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {data}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        )
+        .trim_end()
+        .to_string()
+    };
+    let mut out = vec![handle.to_string(), line(&header, "DATA")];
+    out.extend(rows.iter().map(|(cells, data)| line(cells, data)));
+    out
+}
+
+/// The one-line description of a negative answer.
+fn describe_failure(r: &Response) -> String {
+    let mut text = format!("{}: RC {} {}", r.handle, r.code, r.code_name());
+    if !r.message.is_empty() {
+        text.push_str(": ");
+        text.push_str(&r.message);
+    }
+    text
+}
+
+#[allow(clippy::too_many_arguments)]
+fn native_resolve(
+    handle: &str,
+    conn: &ConnArgs,
+    types: &[String],
+    indexes: &[u32],
+    tcp: bool,
+    json: bool,
+    admin_read: bool,
+    auth: &AuthArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = client_for(conn)?;
+    let auth = authenticator(auth)?;
+    let response = match &auth {
+        Some(a) => client.resolve_authenticated(handle, indexes, types, a),
+        None => {
+            let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+            client.resolve(handle, indexes, types, transport, !admin_read)
+        }
+    }
+    .with_context(|| format!("resolving {handle}"))?;
+    let found = response.is_success();
+    if json {
+        let j = if found || response.is_referral() {
+            hjson::handle_response(response.code, &response.handle, &response.values)
+        } else {
+            hjson::error_response(response.code, Some(&response.handle), &response.message)
+        };
+        print_lines([serde_json::to_string_pretty(&j)?])?;
+    } else if found || !response.values.is_empty() {
+        print_lines(values_table(&response.handle, &response.values))?;
+    }
+    if found {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    eprintln!("{}", describe_failure(&response));
+    if response.code == 402 && auth.is_none() {
+        eprintln!("(restricted values: add --auth-handle with --secret-file or --private-key)");
+    }
+    Ok(std::process::ExitCode::from(1))
+}
+
+fn native_admin(op: AdminOp) -> anyhow::Result<std::process::ExitCode> {
+    let (request, conn, auth, done) = match op {
+        AdminOp::Create {
+            handle,
+            values,
+            overwrite,
+            conn,
+            auth,
+        } => (
+            AdminRequest::Create {
+                handle,
+                values: collect_values(&values, false)?,
+                overwrite,
+            },
+            conn,
+            auth,
+            "created",
+        ),
+        AdminOp::Add {
+            handle,
+            values,
+            overwrite,
+            conn,
+            auth,
+        } => (
+            AdminRequest::AddValues {
+                handle,
+                values: collect_values(&values, true)?,
+                overwrite,
+            },
+            conn,
+            auth,
+            "added values to",
+        ),
+        AdminOp::Modify {
+            handle,
+            values,
+            conn,
+            auth,
+        } => (
+            AdminRequest::ModifyValues {
+                handle,
+                values: collect_values(&values, true)?,
+            },
+            conn,
+            auth,
+            "modified values of",
+        ),
+        AdminOp::Remove {
+            handle,
+            indexes,
+            conn,
+            auth,
+        } => (
+            AdminRequest::RemoveValues { handle, indexes },
+            conn,
+            auth,
+            "removed values from",
+        ),
+        AdminOp::Delete { handle, conn, auth } => {
+            (AdminRequest::Delete { handle }, conn, auth, "deleted")
+        }
+        AdminOp::List { prefix, conn, auth } => {
+            (AdminRequest::ListHandles { prefix }, conn, auth, "listed")
+        }
+    };
+    let client = client_for(&conn)?;
+    let auth = authenticator(&auth)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "administration needs an identity: --auth-handle with --secret-file, --secret or --private-key"
+        )
+    })?;
+    let handle = request.handle();
+    let is_list = matches!(request, AdminRequest::ListHandles { .. });
+    let r = client
+        .admin(request, &auth)
+        .with_context(|| format!("{handle} (as {})", auth.identity()))?;
+    if !r.is_success() {
+        eprintln!("{}", describe_failure(&r));
+        match r.code {
+            400 | 401 => eprintln!("(authenticated as {})", auth.identity()),
+            403 | 404 => eprintln!(
+                "(identity {}: check the secret or key and the index)",
+                auth.identity()
+            ),
+            _ => {}
+        }
+        return Ok(std::process::ExitCode::from(1));
+    }
+    if is_list {
+        let n = r.handles.len();
+        print_lines(r.handles)?;
+        eprintln!("{n} handles under {handle}");
+    } else {
+        let target = r.minted_handle.as_deref().unwrap_or(&handle);
+        print_lines([format!("{done} {target}")])?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Create `path` readable by its owner only (replacing it when `replace`).
+fn write_private_file(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        // An existing file keeps its mode through open(): tighten it before writing.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn keygen(
+    out: &Path,
+    bits: usize,
+    index: u32,
+    force: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(
+        (1..=idnode::model::value::MAX_INDEX).contains(&index),
+        "--index must be between 1 and {}",
+        idnode::model::value::MAX_INDEX
+    );
+    anyhow::ensure!(
+        force || !out.exists(),
+        "{} exists (--force replaces it)",
+        out.display()
+    );
+    eprintln!("generating a {bits}-bit RSA key ...");
+    let key = PrivateKey::generate_rsa(bits)?;
+    let pem = key.try_to_pem()?;
+    write_private_file(out, pem.as_bytes(), force)?;
+    let value = HandleValue::new(index, types::HS_PUBKEY, key.public_key().encode());
+    print_lines([serde_json::to_string_pretty(&hjson::value_to_json(&value))?])?;
+    eprintln!(
+        "private key written to {} (mode 0600); add the HS_PUBKEY value above to the identity \
+         handle (REST API, or `idnode admin add HANDLE --values-json FILE ...`) and authenticate \
+         with --auth-handle {index}:HANDLE --private-key {}",
+        out.display(),
+        out.display()
+    );
     Ok(std::process::ExitCode::SUCCESS)
 }
