@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -46,20 +46,19 @@ fn config_with(data_dir: &Path, tls: bool, extra_http: &str) -> ValidConfig {
     Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+type Started = (RunningNode, String, Weak<idnode::store::Registry>);
+
 /// Start a node on `data_dir`; returns it, the bootstrapped admin's secret and a weak handle
 /// on the registry (to wait until everything let go of it after shutdown).
-async fn start_node(
-    data_dir: &Path,
-    tls: bool,
-) -> (
-    RunningNode,
-    String,
-    std::sync::Weak<idnode::store::Registry>,
-) {
-    let config = config(data_dir, tls);
+async fn start_node(data_dir: &Path, tls: bool) -> Started {
+    start_with(config(data_dir, tls)).await
+}
+
+async fn start_with(config: ValidConfig) -> Started {
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    let secret_file = idnode::server::secret_path(data_dir, &config.homed_prefixes[0]);
+    let secret_file =
+        idnode::server::secret_path(&config.raw.node.data_dir, &config.homed_prefixes[0]);
     let secret = std::fs::read_to_string(&secret_file)
         .unwrap()
         .trim()
@@ -74,7 +73,7 @@ async fn start_node(
 }
 
 /// Shut a node down and wait until the registry is released (so the directory can be reopened).
-async fn stop_node(node: RunningNode, weak: std::sync::Weak<idnode::store::Registry>) {
+async fn stop_node(node: RunningNode, weak: Weak<idnode::store::Registry>) {
     timeout(Duration::from_secs(30), node.shutdown())
         .await
         .expect("shutdown timed out");
@@ -671,36 +670,57 @@ async fn shutdown_with_an_idle_keep_alive_connection() {
     assert!(c.until_closed().await.is_some());
 }
 
-/// A client that connects and then stalls (half a request head, then nothing) must not hold
-/// a connection slot forever: with one slot, the next client is served once the stalled one
-/// is timed out (hyper's header-read timeout, which also bounds idle keep-alive connections).
+/// Clients that connect and then stall must not hold connection slots for ever: one sends
+/// half a request head (hyper's header-read timeout, which also bounds idle keep-alive
+/// connections), one a head and part of its body (the body-read timeout, answered 408). With
+/// both slots taken, the next client is served once they are timed out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_clients_are_timed_out() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(dir.path(), false, "max_connections = 1\n");
-    let (node, _secret, weak) = start_with(config).await;
+    let config = config_with(dir.path(), false, "max_connections = 2\n");
+    let (node, secret, weak) = start_with(config).await;
     let addr = node.http_addr;
-    let mut stalled = tcp_connect(addr).await;
-    stalled.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
-    // Let the node accept it (and take the only slot).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stalled_head = tcp_connect(addr).await;
+    stalled_head
+        .write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await;
+    let mut stalled_body = tcp_connect(addr).await;
+    let head = format!(
+        "PUT /api/handles/88.100.1/slow HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nAuthorization: {}\r\n\
+         Content-Length: 1000\r\n\r\n{{\"values\":",
+        basic(&secret)
+    );
+    stalled_body.write(head.as_bytes()).await;
+    // Let the node accept both (and take both slots).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     let mut next = tcp_connect(addr).await;
-    next.write(&request_bytes("GET", "/healthz", &[], b"")).await;
-    let limit = Duration::from_secs(45);
-    let r = tokio::time::timeout(limit, async {
+    next.write(&request_bytes("GET", "/healthz", &[], b""))
+        .await;
+    let limit = idnode::server::HTTP_HEADER_TIMEOUT + Duration::from_secs(15);
+    let r = timeout(limit, async {
         loop {
             // `response` gives up after WAIT without data; keep waiting up to `limit`.
-            match tokio::time::timeout(WAIT, next.stream.peek(&mut [0u8; 1])).await {
-                Ok(_) => break next.response(false).await,
-                Err(_) => continue,
+            if timeout(WAIT, next.stream.peek(&mut [0u8; 1])).await.is_ok() {
+                break next.response(false).await;
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("a stalled client blocked the node for {limit:?}"));
+    .unwrap_or_else(|_| panic!("stalled clients blocked the node for {limit:?}"));
     assert_eq!(r.status, 200);
     assert!(started.elapsed() >= Duration::from_secs(1));
-    assert!(stalled.until_closed().await.is_some());
+    // The stalled body got a JSON 408; the stalled head was just closed.
+    let r = stalled_body.response(false).await;
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.rc(), 4);
+    assert!(stalled_head.until_closed().await.is_some());
+    let mut c = tcp_connect(addr).await;
+    let r = c
+        .request("GET", "/api/handles/88.100.1/slow", &[], b"")
+        .await;
+    assert_eq!((r.status, r.rc()), (404, 100));
+    drop(c);
     stop_node(node, weak).await;
 }

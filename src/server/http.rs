@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -295,20 +295,44 @@ async fn run_blocking<T: Send + 'static>(
     })
 }
 
-async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, Failure> {
-    axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            Failure::new(
-                ResponseCode::ProtocolError,
-                format!("request body is larger than {} bytes", state.max_body_bytes),
-            )
-        })
+/// How long a client may take to send a request body once its head has arrived (the head
+/// itself is bounded by [`crate::server::HTTP_HEADER_TIMEOUT`]): a client trickling a body
+/// must not hold a connection slot for ever.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request body that could not be read: too large (413) or too slow (408).
+struct BodyError {
+    status: StatusCode,
+    failure: Failure,
 }
 
-fn too_large(f: &Failure, handle: Option<&str>, params: &Params) -> Response {
-    let body = hjson::error_response(f.code.code(), handle, &f.message);
-    json_response(StatusCode::PAYLOAD_TOO_LARGE, &body, params)
+async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
+    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(BodyError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            failure: Failure::new(
+                ResponseCode::ProtocolError,
+                format!("request body is larger than {} bytes", state.max_body_bytes),
+            ),
+        }),
+        Err(_) => Err(BodyError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            failure: Failure::new(
+                ResponseCode::ProtocolError,
+                format!(
+                    "request body not received within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ),
+        }),
+    }
+}
+
+fn body_error(e: BodyError, handle: Option<&str>, params: &Params) -> (ResponseCode, Response) {
+    let body = hjson::error_response(e.failure.code.code(), handle, &e.failure.message);
+    (e.failure.code, json_response(e.status, &body, params))
 }
 
 /// `/api/handles/{handle}`: GET resolves; PUT creates/adds; DELETE deletes/removes; POST with
@@ -325,7 +349,7 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
             get_handle(&state, &parts.headers, conn, &text, &params),
         ),
         Method::POST => match read_body(&state, body).await {
-            Err(f) => ("resolve", (f.code, too_large(&f, Some(&text), &params))),
+            Err(e) => ("resolve", body_error(e, Some(&text), &params)),
             Ok(bytes) => {
                 if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) {
                     for (k, v) in obj {
@@ -509,7 +533,7 @@ async fn put_handle(
     // connections (pyhandle reuses its connection).
     let bytes = match read_body(state, body).await {
         Ok(b) => b,
-        Err(f) => return (f.code, too_large(&f, Some(&text), params)),
+        Err(e) => return body_error(e, Some(&text), params),
     };
     let fail = |f: Failure, text: &str| (f.code, failure_response(&f, Some(text), false, params));
     let handle = if params.flag("mintNewSuffix").unwrap_or(false) {
@@ -644,8 +668,8 @@ async fn delete_handle(
     params: &Params,
     body: Body,
 ) -> (ResponseCode, Response) {
-    if let Err(f) = read_body(state, body).await {
-        return (f.code, too_large(&f, Some(&text), params));
+    if let Err(e) = read_body(state, body).await {
+        return body_error(e, Some(&text), params);
     }
     let fail = |f: Failure| (f.code, failure_response(&f, Some(&text), false, params));
     let handle = match state.engine.parse_handle(&text) {
@@ -738,7 +762,9 @@ async fn list_handles(State(state): State<Arc<HttpState>>, req: Request) -> Resp
         (None, None) => None,
         (p, s) => Some((p.unwrap_or(0), s.unwrap_or(10_000))),
     };
-    match state.engine.list_handles(&identity, &prefix, paging) {
+    // A scan of every key under the prefix: on the blocking pool, not a runtime worker.
+    let engine = state.engine.clone();
+    match run_blocking(move || engine.list_handles(&identity, &prefix, paging)).await {
         Ok((total, handles)) => {
             observe(&state, "list", ResponseCode::Success, started);
             let mut body = json!({

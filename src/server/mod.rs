@@ -26,6 +26,11 @@ use crate::store::{Registry, StoreOptions};
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an HTTP connection may take to send a request head, counted from when the node
+/// starts waiting for it: it bounds slow clients and idle keep-alive connections, which would
+/// otherwise hold one of the `max_connections` slots for ever.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Open the registry a configuration names.
 pub fn open_registry(config: &ValidConfig) -> anyhow::Result<Registry> {
     let dir = &config.raw.node.data_dir;
@@ -320,7 +325,11 @@ pub async fn serve_http(
                 req
             });
             let service = hyper_util::service::TowerToHyperService::new(service);
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // Without a timer hyper silently applies no header-read timeout at all.
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HTTP_HEADER_TIMEOUT);
             match tls {
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
