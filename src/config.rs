@@ -344,6 +344,19 @@ mod tests {
     }
 
     #[test]
+    fn site_key_is_loaded_and_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::auth::challenge::PrivateKey::generate_rsa(1024).unwrap();
+        let path = dir.path().join("site.pem");
+        std::fs::write(&path, key.to_pem()).unwrap();
+        let c = Config::from_toml(&format!("[handle]\nsite_key = {path:?}\n")).unwrap();
+        assert_eq!(c.site_public_key, Some(key.public_key().encode()));
+        std::fs::write(&path, "not a key").unwrap();
+        let err = Config::from_toml(&format!("[handle]\nsite_key = {path:?}\n")).unwrap_err();
+        assert!(err.to_string().contains("site_key"));
+    }
+
+    #[test]
     fn rejects_bad_configs() {
         for (text, needle) in [
             ("[node]\nhomed_prefix = []", "unknown field"),

@@ -274,3 +274,169 @@ async fn native_protocol_end_to_end() {
     .unwrap();
     node.shutdown().await;
 }
+
+/// The native client (`idnode::client`, what `idnode resolve` / `idnode admin` use) against a
+/// running node: UDP and TCP resolution, admin with a secret and with an RSA key, refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_client_against_a_running_node() {
+    use idnode::auth::challenge::PrivateKey;
+    use idnode::client::{AdminRequest, Authenticator, Client, Transport};
+    use idnode::model::{ValueList, ValueReference};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let addr = node.native_addr.unwrap();
+    let other_secret_file = dir.path().join("88.200.2.admin-secret");
+    tokio::task::spawn_blocking(move || {
+        let client = Client::new(addr).with_timeout(Duration::from_secs(10));
+        let secret = Authenticator::SecretKey {
+            identity_handle: "0.NA/88.100.1".into(),
+            index: 300,
+            secret: SECRET.as_bytes().to_vec(),
+        };
+        // Register an RSA key as 301:0.NA/88.100.1 and add it to the admin group.
+        let key = PrivateKey::generate_rsa(1024).unwrap();
+        let group = ValueList(vec![
+            ValueReference {
+                handle: "0.NA/88.100.1".into(),
+                index: 300,
+            },
+            ValueReference {
+                handle: "0.NA/88.100.1".into(),
+                index: 301,
+            },
+        ]);
+        let r = client
+            .admin(
+                AdminRequest::AddValues {
+                    handle: "0.NA/88.100.1".into(),
+                    values: vec![
+                        HandleValue::new(301, "HS_PUBKEY", key.public_key().encode()),
+                        HandleValue::new(200, "HS_VLIST", group.encode()),
+                    ],
+                    overwrite: true,
+                },
+                &secret,
+            )
+            .unwrap();
+        assert!(r.is_success(), "{r:?}");
+        let by_key = Authenticator::PrivateKey {
+            identity_handle: "0.NA/88.100.1".into(),
+            index: 301,
+            key: Box::new(key),
+        };
+        let create = AdminRequest::Create {
+            handle: "88.100.1/KEYED".into(),
+            values: vec![
+                HandleValue::new(1, "URL", "https://example.com/keyed"),
+                HandleValue::new(2, "DESC", "x"),
+            ],
+            overwrite: false,
+        };
+        assert!(client.admin(create.clone(), &by_key).unwrap().is_success());
+        // Resolution over UDP and TCP, with filters.
+        for t in [Transport::Udp, Transport::Tcp] {
+            let r = client
+                .resolve("88.100.1/KEYED", &[], &["URL".to_string()], t, true)
+                .unwrap();
+            assert_eq!((r.code, r.values.len()), (1, 1), "{t:?}");
+            assert_eq!(r.values[0].data_str(), Some("https://example.com/keyed"));
+            let r = client
+                .resolve("88.100.1/KEYED", &[2], &[], t, true)
+                .unwrap();
+            assert_eq!(r.values[0].index, 2);
+        }
+        // Unauthorized writes are refused and change nothing: another prefix's admin, a wrong
+        // secret, a wrong key.
+        let other_secret = std::fs::read_to_string(&other_secret_file).unwrap();
+        let other = Authenticator::SecretKey {
+            identity_handle: "0.NA/88.200.2".into(),
+            index: 300,
+            secret: other_secret.trim().as_bytes().to_vec(),
+        };
+        assert_eq!(
+            client
+                .admin(
+                    AdminRequest::Delete {
+                        handle: "88.100.1/KEYED".into()
+                    },
+                    &other
+                )
+                .unwrap()
+                .code,
+            400
+        );
+        assert_eq!(
+            client.admin(create.clone(), &other).unwrap().code,
+            101,
+            "exists: checked before rights"
+        );
+        let wrong = Authenticator::SecretKey {
+            identity_handle: "0.NA/88.100.1".into(),
+            index: 300,
+            secret: b"nope".to_vec(),
+        };
+        assert_eq!(
+            client
+                .admin(
+                    AdminRequest::Delete {
+                        handle: "88.100.1/KEYED".into()
+                    },
+                    &wrong
+                )
+                .unwrap()
+                .code,
+            403
+        );
+        let stranger = Authenticator::PrivateKey {
+            identity_handle: "0.NA/88.100.1".into(),
+            index: 301,
+            key: Box::new(PrivateKey::generate_rsa(1024).unwrap()),
+        };
+        assert_eq!(
+            client
+                .admin(
+                    AdminRequest::Delete {
+                        handle: "88.100.1/KEYED".into()
+                    },
+                    &stranger
+                )
+                .unwrap()
+                .code,
+            403
+        );
+        let r = client
+            .resolve("88.100.1/KEYED", &[], &[], Transport::Udp, true)
+            .unwrap();
+        assert_eq!(r.values.len(), 2, "still there");
+        // List and delete with the secret.
+        let r = client
+            .admin(
+                AdminRequest::ListHandles {
+                    prefix: "88.100.1".into(),
+                },
+                &secret,
+            )
+            .unwrap();
+        assert_eq!(r.handles, ["88.100.1/KEYED"]);
+        assert!(client
+            .admin(
+                AdminRequest::Delete {
+                    handle: "88.100.1/KEYED".into()
+                },
+                &by_key
+            )
+            .unwrap()
+            .is_success());
+        assert_eq!(
+            client
+                .resolve("88.100.1/KEYED", &[], &[], Transport::Tcp, true)
+                .unwrap()
+                .code,
+            100
+        );
+    })
+    .await
+    .unwrap();
+    node.shutdown().await;
+}
