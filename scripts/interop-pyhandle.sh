@@ -111,6 +111,10 @@ suffix_case = "sensitive"
 listen = "127.0.0.1:$PORT"
 tls_cert = "$WORK/cert.pem"
 tls_key = "$WORK/key.pem"
+
+[handle]
+# The native protocol is not under test here: any free port, so runs never collide.
+listen = "127.0.0.1:0"
 EOF
 log "config $CONFIG (port $PORT)"
 
