@@ -24,6 +24,8 @@
 
 use std::sync::Arc;
 
+pub mod site;
+
 use crate::auth::{AuthError, Authorizer, Identity};
 use crate::model::{
     types, validate_values, AdminPermissions, Handle, HandleValue, Prefix, ResponseCode,
