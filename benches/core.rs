@@ -113,6 +113,7 @@ fn store_and_engine(c: &mut Criterion) {
                 indexes: vec![],
                 types: vec![],
                 public_only: true,
+                refer: true,
             };
             engine.resolve(&q, None)
         })

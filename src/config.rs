@@ -110,6 +110,25 @@ pub struct NodeConfig {
     /// At start, give each homed prefix that has no `0.NA/<prefix>` handle an administrator
     /// `300:0.NA/<prefix>` whose secret is generated into `<data_dir>/<prefix>.admin-secret`.
     pub bootstrap_admins: bool,
+    /// When this node is one server of a multi-server site: which hash partition it holds.
+    pub partition: Option<PartitionConfig>,
+}
+
+/// `node.partition = { index = 0, count = 2, hash_option = 2 }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionConfig {
+    /// This server's position in the site's server list, from 0.
+    pub index: u32,
+    /// Servers in the site.
+    pub count: u32,
+    /// The site's hash option: 0 by prefix, 1 by suffix, 2 by whole handle (default).
+    #[serde(default = "default_hash_option")]
+    pub hash_option: u8,
+}
+
+fn default_hash_option() -> u8 {
+    2
 }
 
 impl Default for NodeConfig {
@@ -121,6 +140,7 @@ impl Default for NodeConfig {
             allow_prefix_admins: true,
             server_admins: Vec::new(),
             bootstrap_admins: true,
+            partition: None,
         }
     }
 }
@@ -183,6 +203,8 @@ pub struct ValidConfig {
     pub tls: Option<TlsFiles>,
     /// HS_PUBKEY bytes of the site key, when configured.
     pub site_public_key: Option<Vec<u8>>,
+    /// The hash partition this node holds, if it is one server of a multi-server site.
+    pub partition: Option<crate::resolve::Partition>,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +267,22 @@ impl Config {
                     .map_err(|e| invalid("node.server_admins", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let partition = match self.node.partition {
+            None => None,
+            Some(p) => {
+                if p.count == 0 || p.index >= p.count {
+                    return Err(invalid("node.partition", "needs 0 <= index < count"));
+                }
+                if p.hash_option > 2 {
+                    return Err(invalid("node.partition", "hash_option is 0, 1 or 2"));
+                }
+                Some(crate::resolve::Partition {
+                    index: p.index,
+                    count: p.count,
+                    hash_option: p.hash_option,
+                })
+            }
+        };
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "must not be empty"));
         }
@@ -318,6 +356,7 @@ impl Config {
             server_admins,
             tls,
             site_public_key,
+            partition,
         })
     }
 }
@@ -374,6 +413,11 @@ mod tests {
             ("[http]\nmax_body_bytes = 10", "max_body_bytes"),
             ("[store]\nflush_every_ms = 0", "flush_every_ms"),
             ("[handle]\nidle_timeout_secs = 0", "idle_timeout_secs"),
+            ("[node]\npartition = { index = 2, count = 2 }", "partition"),
+            (
+                "[node]\npartition = { index = 0, count = 2, hash_option = 7 }",
+                "hash_option",
+            ),
             ("[handle]\nlisten = \"127.0.0.1:8000\"", "differ"),
             ("[handle]\nsite_key = \"/nonexistent.pem\"", "site_key"),
             ("[bogus]\n", "unknown field"),

@@ -411,6 +411,7 @@ fn import(
         registry.clone(),
         Policy {
             suffix_case: config.raw.node.suffix_case,
+            partition: config.partition,
             ..Policy::default()
         },
     );
@@ -421,7 +422,7 @@ fn import(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0);
-    let (mut imported, mut rejected) = (0usize, 0usize);
+    let (mut imported, mut rejected, mut other_partitions) = (0usize, 0usize, 0usize);
     let mut batch = Vec::with_capacity(batch_size);
     let mut reject = |line_no: usize, reason: String| {
         rejected += 1;
@@ -442,6 +443,9 @@ fn import(
             continue;
         }
         match parse_import_line(&engine, text, now) {
+            // On a server of a multi-server site, the same file feeds every server: each keeps
+            // the records that hash to it.
+            Ok(entry) if !engine.in_partition(&entry.0) => other_partitions += 1,
             Ok(entry) => batch.push(entry),
             Err(reason) => {
                 reject(line_no, reason);
@@ -458,6 +462,9 @@ fn import(
     imported += batch.len();
     bar.finish_and_clear();
     println!("imported {imported} records, rejected {rejected} lines");
+    if other_partitions > 0 {
+        println!("skipped {other_partitions} records that hash to other servers of the site");
+    }
     Ok(if rejected == 0 {
         std::process::ExitCode::SUCCESS
     } else {

@@ -38,6 +38,9 @@ use crate::store::{Mutation, Record, Registry, StoreError};
 pub struct Failure {
     pub code: ResponseCode,
     pub message: String,
+    /// For 303 prefix referrals: the delegating ancestor's HS_SITE.PREFIX / HS_SERV.PREFIX
+    /// values (empty otherwise).
+    pub referral: Vec<HandleValue>,
 }
 
 impl Failure {
@@ -45,6 +48,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            referral: Vec::new(),
         }
     }
 }
@@ -81,6 +85,8 @@ impl From<AuthError> for Failure {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub suffix_case: SuffixCase,
+    /// This node is one server of a multi-server site and holds only its hash partition.
+    pub partition: Option<Partition>,
     /// Admins of `0.NA/P` may change every handle under `P`.
     pub allow_prefix_admins: bool,
     /// Identities with every right on this node.
@@ -91,9 +97,28 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             suffix_case: SuffixCase::Sensitive,
+            partition: None,
             allow_prefix_admins: true,
             server_admins: Vec::new(),
         }
+    }
+}
+
+/// The slice of a multi-server site this node holds (handle-protocol.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// This server's position in the site's server list (0-based).
+    pub index: u32,
+    /// Servers in the site.
+    pub count: u32,
+    /// The site's hash option: 0 prefix, 1 suffix, 2 whole handle.
+    pub hash_option: u8,
+}
+
+impl Partition {
+    /// Which server of the site holds `handle`.
+    pub fn server_of(&self, handle: &Handle) -> u32 {
+        site::handle_hash(handle.as_str(), self.hash_option) % self.count.max(1)
     }
 }
 
@@ -105,6 +130,9 @@ pub struct Query {
     pub types: Vec<String>,
     /// Only values with PUBLIC_READ; admin-read values are never returned when set.
     pub public_only: bool,
+    /// Answer 303 with the delegating ancestor's values for a prefix handle this node does
+    /// not store (cleared by the native DNRF flag).
+    pub refer: bool,
 }
 
 /// A successful resolution.
@@ -253,14 +281,54 @@ impl Engine {
     }
 
     fn require_responsible(&self, handle: &Handle) -> Result<(), Failure> {
-        if self.is_responsible(handle)? {
-            Ok(())
-        } else {
-            Err(Failure::new(
+        if !self.is_responsible(handle)? {
+            return Err(Failure::new(
                 ResponseCode::ServerNotResponsible,
                 "That prefix doesn't live here",
-            ))
+            ));
         }
+        if let Some(p) = &self.policy.partition {
+            if p.server_of(handle) != p.index {
+                return Err(Failure::new(
+                    ResponseCode::ServerNotResponsible,
+                    "Request was hashed incorrectly",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Does `handle` belong to this server's partition (always, without a partition)?
+    pub fn in_partition(&self, handle: &Handle) -> bool {
+        self.policy
+            .partition
+            .is_none_or(|p| p.server_of(handle) == p.index)
+    }
+
+    /// The 303 referral for a prefix handle `0.NA/X` this node does not store: the public
+    /// HS_SITE.PREFIX / HS_SERV.PREFIX values of the nearest ancestor prefix handle that has
+    /// any (handle-protocol.md §6, server side).
+    pub fn prefix_referral(&self, handle: &Handle) -> Result<Option<Vec<HandleValue>>, Failure> {
+        let Some(described) = handle.described_prefix() else {
+            return Ok(None);
+        };
+        for ancestor in described.ancestry().skip(1) {
+            let Some(rec) = self.registry.get(&ancestor.na_handle())? else {
+                continue;
+            };
+            let values: Vec<HandleValue> = rec
+                .values
+                .into_iter()
+                .filter(|v| {
+                    v.permissions.public_read()
+                        && (v.is_type(types::HS_SITE_PREFIX) || v.is_type(types::HS_SERV_PREFIX))
+                })
+                .collect();
+            if !values.is_empty() {
+                return Ok(Some(values));
+            }
+        }
+        Ok(None)
     }
 
     fn is_server_admin(&self, identity: &Identity) -> bool {
@@ -372,10 +440,21 @@ impl Engine {
     /// Resolve a handle.
     pub fn resolve(&self, q: &Query, identity: Option<&Identity>) -> Result<Resolution, Failure> {
         self.require_responsible(&q.handle)?;
-        let record = self
-            .registry
-            .get(&q.handle)?
-            .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+        let Some(record) = self.registry.get(&q.handle)? else {
+            if q.refer {
+                if let Some(values) = self.prefix_referral(&q.handle)? {
+                    return Err(Failure {
+                        code: ResponseCode::PrefixReferral,
+                        message: "Prefix referral".into(),
+                        referral: values,
+                    });
+                }
+            }
+            return Err(Failure::new(
+                ResponseCode::HandleNotFound,
+                "Handle Not Found",
+            ));
+        };
         let selected: Vec<HandleValue> = record
             .values
             .iter()

@@ -50,6 +50,7 @@ fn q(engine: &Engine, h: &str) -> Query {
         indexes: vec![],
         types: vec![],
         public_only: true,
+        refer: true,
     }
 }
 
@@ -403,4 +404,122 @@ fn mint_makes_fresh_suffixes() {
     assert_ne!(a, b);
     assert_eq!(a.prefix().as_str(), "88.100.1");
     assert_eq!(a.suffix().len(), 32);
+}
+
+fn site_value(index: u32, type_name: &str) -> HandleValue {
+    let site = crate::model::SiteInfo {
+        data_format_version: 1,
+        protocol_major: 2,
+        protocol_minor: 11,
+        serial: 1,
+        primary_mask: 0x80,
+        hash_option: 2,
+        hash_filter: vec![],
+        attributes: vec![],
+        servers: vec![],
+    };
+    HandleValue::new(index, type_name, site.encode())
+}
+
+#[test]
+fn prefix_referrals_from_the_delegating_ancestor() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+    let top = Prefix::parse("88").unwrap();
+    init_prefix(&reg, &top, 300, b"root").unwrap();
+    let e = Engine::new(reg, Policy::default());
+    let root = e
+        .authenticate_secret(&top.na_handle(), 300, b"root")
+        .unwrap();
+    // The top-level operator delegates 88.100 to a secondary node.
+    let na = e.parse_handle("0.NA/88.100").unwrap();
+    e.create(
+        &root,
+        &na,
+        vec![
+            site_value(1, "HS_SITE.PREFIX"),
+            HandleValue::new(2, "DESC", "industry"),
+        ],
+        Overwrite::No,
+    )
+    .unwrap();
+    // 0.NA/88.100 itself is stored: its record.
+    assert_eq!(
+        e.resolve(&q(&e, "0.NA/88.100"), None).unwrap().values.len(),
+        2
+    );
+    // 0.NA/88.100.1 is not: 303 with the delegation values (public ones only).
+    let f = e.resolve(&q(&e, "0.NA/88.100.1"), None).unwrap_err();
+    assert_eq!(f.code, ResponseCode::PrefixReferral);
+    assert_eq!(f.referral.len(), 1);
+    assert!(f.referral[0].is_type("HS_SITE.PREFIX"));
+    // Deeper descendants find the same ancestor; DNRF (refer = false) gives 100.
+    assert_eq!(
+        e.resolve(&q(&e, "0.NA/88.100.1.5"), None).unwrap_err().code,
+        ResponseCode::PrefixReferral
+    );
+    let mut no_refer = q(&e, "0.NA/88.100.1");
+    no_refer.refer = false;
+    assert_eq!(
+        e.resolve(&no_refer, None).unwrap_err().code,
+        ResponseCode::HandleNotFound
+    );
+    // Without a delegation: 100; outside what the node homes: 301.
+    assert_eq!(
+        e.resolve(&q(&e, "0.NA/88.200"), None).unwrap_err().code,
+        ResponseCode::HandleNotFound
+    );
+    assert_eq!(
+        e.resolve(&q(&e, "0.NA/99.1"), None).unwrap_err().code,
+        ResponseCode::ServerNotResponsible
+    );
+}
+
+#[test]
+fn partitions_answer_301_for_other_servers_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+    let p = Prefix::parse("88.100.1").unwrap();
+    init_prefix(&reg, &p, 300, b"pw").unwrap();
+    let part = Partition {
+        index: 0,
+        count: 2,
+        hash_option: 2,
+    };
+    let e = Engine::new(
+        reg,
+        Policy {
+            partition: Some(part),
+            ..Policy::default()
+        },
+    );
+    let owner = e.authenticate_secret(&p.na_handle(), 300, b"pw").unwrap();
+    let (mine, theirs): (Vec<Handle>, Vec<Handle>) = (0..20)
+        .map(|i| e.parse_handle(&format!("88.100.1/P-{i}")).unwrap())
+        .partition(|h| part.server_of(h) == 0);
+    assert!(!mine.is_empty() && !theirs.is_empty());
+    for h in &mine {
+        e.create(
+            &owner,
+            h,
+            vec![HandleValue::new(1, "URL", "u")],
+            Overwrite::No,
+        )
+        .unwrap();
+        assert!(e.in_partition(h));
+    }
+    for h in &theirs {
+        let f = e.create(&owner, h, vec![], Overwrite::No).unwrap_err();
+        assert_eq!(
+            (f.code, f.message.as_str()),
+            (
+                ResponseCode::ServerNotResponsible,
+                "Request was hashed incorrectly"
+            )
+        );
+        assert_eq!(
+            e.resolve(&q(&e, h.as_str()), None).unwrap_err().code,
+            ResponseCode::ServerNotResponsible
+        );
+    }
 }

@@ -180,6 +180,16 @@ fn failure_response(
             obj.insert("values".into(), json!([]));
         }
     }
+    if matches!(
+        f.code,
+        ResponseCode::PrefixReferral | ResponseCode::ServiceReferral
+    ) {
+        if let Some(obj) = body.as_object_mut() {
+            let values: Vec<Value> = f.referral.iter().map(hjson::value_to_json).collect();
+            obj.insert("referralHandle".into(), json!(""));
+            obj.insert("values".into(), json!(values));
+        }
+    }
     let mut resp = json_response(http_status(f.code, resolution), &body, params);
     if f.code == ResponseCode::AuthenticationNeeded {
         resp.headers_mut().insert(
@@ -457,6 +467,7 @@ fn get_handle(
             .map(str::to_string)
             .collect(),
         public_only: params.flag("publicOnly").unwrap_or(identity.is_none()),
+        refer: !params.flag("doNotRefer").unwrap_or(false),
     };
     match state.engine.resolve(&query, identity.as_ref()) {
         Ok(r) => {
@@ -914,6 +925,7 @@ fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Response {
         indexes: vec![],
         types: vec![],
         public_only: true,
+        refer: true,
     };
     let values = match state.engine.resolve(&query, None) {
         Ok(r) => r.values,

@@ -221,6 +221,7 @@ impl RunningNode {
 pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Result<RunningNode> {
     let policy = Policy {
         suffix_case: config.raw.node.suffix_case,
+        partition: config.partition,
         allow_prefix_admins: config.raw.node.allow_prefix_admins,
         server_admins: config.server_admins.clone(),
     };

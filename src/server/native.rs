@@ -296,6 +296,21 @@ impl NativeService {
     }
 
     fn failure(&self, env: &Envelope, header: &Header, hb: Option<&[u8]>, f: &Failure) -> Message {
+        if matches!(
+            f.code,
+            ResponseCode::PrefixReferral | ResponseCode::ServiceReferral
+        ) {
+            return self.respond(
+                env,
+                header,
+                hb,
+                f.code,
+                Body::Referral {
+                    handle: String::new(),
+                    values: f.referral.clone(),
+                },
+            );
+        }
         self.error(env, header, hb, f.code, &f.message)
     }
 
@@ -331,6 +346,7 @@ impl NativeService {
             indexes: indexes.clone(),
             types: types.clone(),
             public_only: req.header.has(flag::PUBLIC_ONLY),
+            refer: !req.header.has(flag::DO_NOT_REFER),
         };
         match self.engine.resolve(&query, identity) {
             Ok(r) => self.respond(

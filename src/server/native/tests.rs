@@ -451,3 +451,54 @@ fn verify_challenge_for_other_servers() {
         Body::VerifyResult { valid: false }
     );
 }
+
+#[test]
+fn prefix_referral_over_the_wire() {
+    let f = fixture();
+    let owner = f
+        .engine
+        .authenticate_secret(
+            &f.engine.parse_handle("0.NA/88.100.1").unwrap(),
+            300,
+            b"password",
+        )
+        .unwrap();
+    // 88.100.1 delegates 88.100.1.7 to another node.
+    let na = f.engine.parse_handle("0.NA/88.100.1").unwrap();
+    f.engine
+        .add_values(
+            &owner,
+            &na,
+            vec![HandleValue::new(1, "HS_SITE.PREFIX", site().encode())],
+            false,
+        )
+        .unwrap();
+    let r = one(
+        &f,
+        &resolve(
+            "0.NA/88.100.1.7",
+            vec![],
+            vec!["HS_SITE"],
+            0x1900_0000,
+        ),
+        Transport::Udp,
+    );
+    assert_eq!(r.header.response_code, 303);
+    let Body::Referral { handle, values } = &r.body else {
+        panic!("{:?}", r.body)
+    };
+    assert!(handle.is_empty());
+    assert_eq!(SiteInfo::decode(&values[0].data).unwrap(), site());
+    // DNRF: no referral, just not found.
+    let r = one(
+        &f,
+        &resolve(
+            "0.NA/88.100.1.7",
+            vec![],
+            vec![],
+            0x1900_0000 | flag::DO_NOT_REFER,
+        ),
+        Transport::Udp,
+    );
+    assert_eq!(r.header.response_code, 100);
+}
