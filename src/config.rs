@@ -59,7 +59,57 @@ pub struct Config {
     #[serde(default)]
     pub handle: HandleConfig,
     #[serde(default)]
+    pub recursion: RecursionConfig,
+    #[serde(default)]
     pub store: StoreConfig,
+}
+
+/// Recursive resolution: answering for identifiers this node does not home by walking the
+/// hierarchy from the root sites, with a cache shared by every front end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecursionConfig {
+    /// Recurse for clients (native requests with the REC flag, which Handle clients set by
+    /// default; HTTP GETs) when the identifier is not homed here.
+    pub enabled: bool,
+    /// Servers of the root (top-level) site, `host:port`, each answering UDP and TCP.
+    pub roots: Vec<SocketAddr>,
+    /// Per-exchange timeout with one upstream server.
+    pub timeout_ms: u64,
+    /// Tries per server (with backoff) before moving on.
+    pub attempts: u32,
+    /// Referrals and service-handle hops followed per lookup.
+    pub max_referrals: usize,
+    /// Requests whose recursion count exceeds this get RC 6.
+    pub max_recursion_count: u8,
+    /// Whole-lookup deadline.
+    pub deadline_ms: u64,
+    /// Cached answers (and, separately, prefix sites) kept at most.
+    pub cache_max_entries: usize,
+    /// Value TTLs are clamped to this.
+    pub cache_max_ttl_secs: u32,
+    /// How long "not found" (100) and "no values" (200) answers are cached (0: not at all).
+    pub negative_ttl_secs: u32,
+    /// How long an expired answer may still be served when upstream is unreachable.
+    pub serve_stale_secs: u32,
+}
+
+impl Default for RecursionConfig {
+    fn default() -> Self {
+        RecursionConfig {
+            enabled: false,
+            roots: Vec::new(),
+            timeout_ms: 2000,
+            attempts: 3,
+            max_referrals: 20,
+            max_recursion_count: 10,
+            deadline_ms: 10_000,
+            cache_max_entries: 100_000,
+            cache_max_ttl_secs: 86_400,
+            negative_ttl_secs: 60,
+            serve_stale_secs: 300,
+        }
+    }
 }
 
 /// The native Handle protocol listeners (UDP and TCP on the same address).
@@ -338,6 +388,19 @@ impl Config {
                 Some(key.public_key().encode())
             }
         };
+        let rc = &self.recursion;
+        if rc.enabled && rc.roots.is_empty() {
+            return Err(invalid("recursion.roots", "recursion needs at least one root server"));
+        }
+        if rc.timeout_ms == 0 || rc.deadline_ms < rc.timeout_ms || rc.attempts == 0 || rc.max_referrals == 0 {
+            return Err(invalid(
+                "recursion",
+                "timeout_ms, attempts and max_referrals must be positive and deadline_ms >= timeout_ms",
+            ));
+        }
+        if rc.cache_max_entries == 0 {
+            return Err(invalid("recursion.cache_max_entries", "must be at least 1"));
+        }
         if self.store.cache_capacity_mb == 0 || self.store.cache_capacity_mb > 1 << 20 {
             return Err(invalid(
                 "store.cache_capacity_mb",
@@ -414,6 +477,8 @@ mod tests {
             ("[store]\nflush_every_ms = 0", "flush_every_ms"),
             ("[handle]\nidle_timeout_secs = 0", "idle_timeout_secs"),
             ("[node]\npartition = { index = 2, count = 2 }", "partition"),
+            ("[recursion]\nenabled = true", "roots"),
+            ("[recursion]\nroots = [\"nowhere\"]", "socket address"),
             (
                 "[node]\npartition = { index = 0, count = 2, hash_option = 7 }",
                 "hash_option",
