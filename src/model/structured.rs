@@ -9,7 +9,20 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::codec::{DecodeError, Reader, Writer};
+use super::handle::MAX_HANDLE_BYTES;
 use super::value::{types, HandleValue, ValueError, ValueReference};
+
+/// A handle named inside value data: at most [`MAX_HANDLE_BYTES`], like every identifier.
+fn bounded_handle(text: &str, what: &'static str) -> Result<String, DecodeError> {
+    if text.len() > MAX_HANDLE_BYTES {
+        return Err(DecodeError::TooLong {
+            what,
+            len: text.len(),
+            max: MAX_HANDLE_BYTES,
+        });
+    }
+    Ok(text.to_string())
+}
 
 /// HS_ADMIN permission bits (12 of them; REST shows them as a 12-char string, bit 11 first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,7 +85,7 @@ impl AdminRef {
     pub fn decode(data: &[u8]) -> Result<AdminRef, DecodeError> {
         let mut r = Reader::new(data);
         let permissions = AdminPermissions(r.u16("HS_ADMIN permissions")?);
-        let handle = r.string("HS_ADMIN handle")?.to_string();
+        let handle = bounded_handle(r.string("HS_ADMIN handle")?, "HS_ADMIN handle")?;
         let index = r.u32("HS_ADMIN index")?;
         // Old records carry two extra bytes after the index ("legacyByteLength").
         if r.remaining() == 2 {
@@ -104,7 +117,7 @@ impl ValueList {
         let n = r.count("HS_VLIST count", 8)?;
         let mut refs = Vec::with_capacity(n);
         for _ in 0..n {
-            let handle = r.string("HS_VLIST handle")?.to_string();
+            let handle = bounded_handle(r.string("HS_VLIST handle")?, "HS_VLIST handle")?;
             let index = r.u32("HS_VLIST index")?;
             refs.push(ValueReference { handle, index });
         }
@@ -439,6 +452,24 @@ mod tests {
             0x07F3
         );
         assert_eq!(AdminPermissions::from_bit_string("0111111111112"), None);
+    }
+
+    #[test]
+    fn handles_in_value_data_are_bounded() {
+        let long = format!("0.NA/{}", "a".repeat(2044));
+        let admin = AdminRef {
+            permissions: AdminPermissions::ALL,
+            admin: ValueReference {
+                handle: long.clone(),
+                index: 200,
+            },
+        };
+        assert!(AdminRef::decode(&admin.encode()).is_err());
+        let list = ValueList(vec![ValueReference {
+            handle: long,
+            index: 1,
+        }]);
+        assert!(ValueList::decode(&list.encode()).is_err());
     }
 
     #[test]

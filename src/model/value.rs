@@ -236,6 +236,14 @@ pub fn validate_values(values: &[HandleValue]) -> Result<(), ValueError> {
         if v.type_name.is_empty() {
             return Err(ValueError::EmptyType { index: v.index });
         }
+        if v.permissions.0 & !0x0F != 0 {
+            // Only four permission bits exist; others could not survive the REST form.
+            return Err(ValueError::BadData {
+                index: v.index,
+                type_name: v.type_name.clone(),
+                reason: format!("permissions 0x{:02x} use undefined bits", v.permissions.0),
+            });
+        }
         super::structured::check_value_data(v)?;
     }
     Ok(())
@@ -293,6 +301,11 @@ mod tests {
         );
         assert!(matches!(
             validate_values(&[HandleValue::new(100, "HS_ADMIN", vec![1, 2])]),
+            Err(ValueError::BadData { .. })
+        ));
+        let odd_perms = HandleValue::new(1, "URL", "x").with_permissions(ValuePermissions(0x51));
+        assert!(matches!(
+            validate_values(&[odd_perms]),
             Err(ValueError::BadData { .. })
         ));
     }

@@ -138,17 +138,35 @@ fn be_u64(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
+/// Open sled, waiting up to two seconds for its file lock: a registry closed a moment ago in
+/// this process (a restart, a test) releases the lock only when sled's background flusher
+/// thread has wound down. Another process holding the lock still fails after the wait.
+fn open_with_lock_wait(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl Registry {
     /// Open (or create) the registry in `path`.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Registry, StoreError> {
         std::fs::create_dir_all(path)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_capacity_bytes)
             .flush_every_ms(Some(options.flush_every_ms.max(1)))
             // Large segments keep records inline in the log file instead of in blob files.
-            .segment_size(8 << 20)
-            .open()?;
+            .segment_size(8 << 20);
+        let db = open_with_lock_wait(&config)?;
         let records = db.open_tree("records")?;
         let prefixes = db.open_tree("prefixes")?;
         let log = db.open_tree("log")?;
