@@ -390,9 +390,16 @@ impl Config {
         };
         let rc = &self.recursion;
         if rc.enabled && rc.roots.is_empty() {
-            return Err(invalid("recursion.roots", "recursion needs at least one root server"));
+            return Err(invalid(
+                "recursion.roots",
+                "recursion needs at least one root server",
+            ));
         }
-        if rc.timeout_ms == 0 || rc.deadline_ms < rc.timeout_ms || rc.attempts == 0 || rc.max_referrals == 0 {
+        if rc.timeout_ms == 0
+            || rc.deadline_ms < rc.timeout_ms
+            || rc.attempts == 0
+            || rc.max_referrals == 0
+        {
             return Err(invalid(
                 "recursion",
                 "timeout_ms, attempts and max_referrals must be positive and deadline_ms >= timeout_ms",

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub records: IntGauge,
     pub last_seq: IntGauge,
     pub store_bytes: IntGauge,
+    /// Resolution cache events: hit, miss, stale, coalesced, evicted, negative_hit.
+    pub cache_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -42,11 +44,19 @@ impl Metrics {
         let records = IntGauge::new("idnode_store_records", "Records in the registry")?;
         let last_seq = IntGauge::new("idnode_store_last_sequence", "Newest change-log sequence")?;
         let store_bytes = IntGauge::new("idnode_store_disk_bytes", "Registry size on disk")?;
+        let cache_events = IntCounterVec::new(
+            Opts::new(
+                "idnode_cache_events_total",
+                "Resolution cache events (hit, miss, stale, coalesced, evicted, negative_hit)",
+            ),
+            &["event"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(last_seq.clone()))?;
         registry.register(Box::new(store_bytes.clone()))?;
+        registry.register(Box::new(cache_events.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -54,6 +64,7 @@ impl Metrics {
             records,
             last_seq,
             store_bytes,
+            cache_events,
         })
     }
 

@@ -24,6 +24,8 @@
 
 use std::sync::Arc;
 
+pub mod cache;
+pub mod recursion;
 pub mod site;
 
 use crate::auth::{AuthError, Authorizer, Identity};

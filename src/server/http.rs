@@ -23,6 +23,8 @@ use crate::auth::Identity;
 use crate::config::PlainHttpAuth;
 use crate::metrics::Metrics;
 use crate::model::{types, HandleValue, Prefix, ResponseCode, SiteInfo};
+use crate::resolve::cache::CachedAnswer;
+use crate::resolve::recursion::Recursor;
 use crate::resolve::{Engine, Failure, Overwrite, Query, WriteOutcome};
 use crate::wire::json as hjson;
 
@@ -41,6 +43,8 @@ pub struct HttpState {
     pub plain_http_auth: PlainHttpAuth,
     /// The node's own HS_SITE, for `/api/site`.
     pub site: SiteInfo,
+    /// Set on recursive nodes: GETs for identifiers not homed here go through the hierarchy.
+    pub recursor: Option<Arc<Recursor>>,
 }
 
 /// The router. Connection info must be inserted into each request's extensions by the caller
@@ -356,7 +360,7 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
     let (op, resp) = match parts.method {
         Method::GET | Method::HEAD => (
             "resolve",
-            get_handle(&state, &parts.headers, conn, &text, &params),
+            get_handle(&state, &parts.headers, conn, &text, &params).await,
         ),
         Method::POST => match read_body(&state, body).await {
             Err(e) => ("resolve", body_error(e, Some(&text), &params)),
@@ -378,7 +382,7 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
                 }
                 (
                     "resolve",
-                    get_handle(&state, &parts.headers, conn, &text, &params),
+                    get_handle(&state, &parts.headers, conn, &text, &params).await,
                 )
             }
         },
@@ -424,7 +428,7 @@ fn preflight() -> Response {
         .into_response()
 }
 
-fn get_handle(
+async fn get_handle(
     state: &HttpState,
     headers: &HeaderMap,
     conn: Option<ConnInfo>,
@@ -469,6 +473,36 @@ fn get_handle(
         public_only: params.flag("publicOnly").unwrap_or(identity.is_none()),
         refer: !params.flag("doNotRefer").unwrap_or(false),
     };
+    // A recursive node answers for identifiers it does not home through the hierarchy.
+    if let Some(recursor) = &state.recursor {
+        if query.public_only && !state.engine.is_responsible(&query.handle).unwrap_or(true) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let answer = recursor
+                .resolve(&query.handle, &query.indexes, &query.types, 0, now)
+                .await;
+            return match answer {
+                Ok(CachedAnswer::Values(values)) => {
+                    let body = hjson::handle_response(1, text, &values);
+                    (
+                        ResponseCode::Success,
+                        json_response(StatusCode::OK, &body, params),
+                    )
+                }
+                Ok(CachedAnswer::HandleNotFound) => {
+                    let f = Failure::new(ResponseCode::HandleNotFound, "Handle Not Found");
+                    (f.code, failure_response(&f, Some(text), true, params))
+                }
+                Ok(CachedAnswer::ValuesNotFound) => {
+                    let f = Failure::new(ResponseCode::ValuesNotFound, "Values Not Found");
+                    (f.code, failure_response(&f, Some(text), true, params))
+                }
+                Err(f) => (f.code, failure_response(&f, Some(text), true, params)),
+            };
+        }
+    }
     match state.engine.resolve(&query, identity.as_ref()) {
         Ok(r) => {
             let body = hjson::handle_response(1, text, &r.values);

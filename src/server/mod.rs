@@ -20,6 +20,8 @@ use crate::config::ValidConfig;
 use crate::metrics::Metrics;
 use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
 use crate::model::{Prefix, SiteInfo};
+use crate::resolve::cache::{Cache, CacheConfig};
+use crate::resolve::recursion::{NetworkUpstream, Recursor, RecursorConfig};
 use crate::resolve::{init_prefix, Engine, Policy};
 use crate::store::{Registry, StoreOptions};
 
@@ -152,6 +154,65 @@ pub fn own_site(config: &ValidConfig, http: SocketAddr, native: Option<SocketAdd
     }
 }
 
+/// A single-server root site for each configured root address (UDP and TCP query on its port).
+pub fn root_sites(roots: &[SocketAddr]) -> Vec<SiteInfo> {
+    roots
+        .iter()
+        .map(|addr| SiteInfo {
+            data_format_version: 1,
+            protocol_major: 2,
+            protocol_minor: 11,
+            serial: 1,
+            primary_mask: SITE_PRIMARY,
+            hash_option: 2,
+            hash_filter: Vec::new(),
+            attributes: vec![("desc".into(), "configured root".into())],
+            servers: vec![ServerInfo {
+                server_id: 1,
+                address: ServerInfo::address_from_ip(addr.ip()),
+                public_key: Vec::new(),
+                interfaces: vec![
+                    Interface {
+                        kind: interface::QUERY,
+                        protocol: interface::UDP,
+                        port: u32::from(addr.port()),
+                    },
+                    Interface {
+                        kind: interface::QUERY,
+                        protocol: interface::TCP,
+                        port: u32::from(addr.port()),
+                    },
+                ],
+            }],
+        })
+        .collect()
+}
+
+fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
+    let rc = &config.raw.recursion;
+    let cache = Arc::new(Cache::new(
+        CacheConfig {
+            max_entries: rc.cache_max_entries,
+            max_ttl_secs: rc.cache_max_ttl_secs,
+            negative_ttl_secs: rc.negative_ttl_secs,
+            serve_stale_secs: rc.serve_stale_secs,
+        },
+        Some(metrics.cache_events.clone()),
+    ));
+    Recursor::new(
+        RecursorConfig {
+            roots: root_sites(&rc.roots),
+            max_referrals: rc.max_referrals,
+            max_recursion_count: rc.max_recursion_count,
+            attempts: rc.attempts,
+            timeout: Duration::from_millis(rc.timeout_ms),
+            deadline: Duration::from_millis(rc.deadline_ms),
+        },
+        Arc::new(NetworkUpstream),
+        cache,
+    )
+}
+
 /// Bind the native protocol's TCP listener and UDP socket on one address. With port 0 the
 /// kernel picks the TCP port and UDP binds the same number (retried if it is taken).
 async fn bind_native(
@@ -239,12 +300,18 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     let http_addr = listener.local_addr()?;
     let (native_tcp, native_udp, native_addr) = bind_native(&config).await?;
     let site = own_site(&config, http_addr, native_addr);
+    let recursor = config
+        .raw
+        .recursion
+        .enabled
+        .then(|| Arc::new(build_recursor(&config, &metrics)));
     let state = Arc::new(http::HttpState {
         engine: engine.clone(),
         metrics: metrics.clone(),
         max_body_bytes: config.raw.http.max_body_bytes,
         plain_http_auth: config.raw.http.plain_http_auth,
         site: site.clone(),
+        recursor: recursor.clone(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.raw.http.max_connections));
@@ -255,7 +322,11 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         limit,
         shutdown_rx.clone(),
     ))];
-    let native = Arc::new(native::NativeService::new(engine.clone(), metrics, &site));
+    let mut native = native::NativeService::new(engine.clone(), metrics, &site);
+    if let Some(r) = &recursor {
+        native = native.with_recursor(r.clone());
+    }
+    let native = Arc::new(native);
     if let Some(tcp) = native_tcp {
         let limit = Arc::new(Semaphore::new(config.raw.handle.max_connections));
         tasks.push(tokio::spawn(native_tcp::serve_tcp(
@@ -268,7 +339,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     }
     if let Some(udp) = native_udp {
         tasks.push(tokio::spawn(native_udp::serve_udp(
-            udp,
+            Arc::new(udp),
             native,
             native_udp::ReassemblyLimits::default(),
             shutdown_rx,

@@ -13,7 +13,7 @@
 //! and only use response codes every Handle client knows.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
@@ -24,6 +24,8 @@ use crate::auth::challenge::{
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{types, Handle, PublicKey, ResponseCode};
+use crate::resolve::cache::CachedAnswer;
+use crate::resolve::recursion::Recursor;
 use crate::resolve::{Engine, Failure, Overwrite, Query};
 use crate::wire::handle::message::{
     flag, header_and_body, op, Body, Envelope, Header, Message, RequestDigest, WireError,
@@ -58,6 +60,25 @@ impl Transport {
     }
 }
 
+/// What [`NativeService::process`] decided.
+pub enum Outcome {
+    /// The encoded responses.
+    Done(Vec<Vec<u8>>),
+    /// A resolution to answer through recursion ([`NativeService::recurse`]).
+    Recurse(Box<RecursionJob>),
+}
+
+/// A resolution waiting for recursion.
+pub struct RecursionJob {
+    request: Message,
+    hb: Option<Vec<u8>>,
+    handle: Handle,
+    indexes: Vec<u32>,
+    types: Vec<String>,
+    transport: Transport,
+    started: Instant,
+}
+
 struct Pending {
     request: Message,
     digest: RequestDigest,
@@ -68,6 +89,9 @@ struct Pending {
 /// Native protocol handler. Shared by every connection and socket.
 pub struct NativeService {
     engine: Engine,
+    /// Set on nodes with recursion enabled: resolutions with REC for identifiers this node is
+    /// not responsible for are resolved through the hierarchy.
+    recursor: Option<Arc<Recursor>>,
     metrics: Metrics,
     site: Vec<u8>,
     site_serial: u16,
@@ -102,11 +126,18 @@ impl NativeService {
     pub fn new(engine: Engine, metrics: Metrics, site: &crate::model::SiteInfo) -> NativeService {
         NativeService {
             engine,
+            recursor: None,
             metrics,
             site: site.encode(),
             site_serial: site.serial,
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Resolve identifiers this node does not home through `recursor` (REC requests).
+    pub fn with_recursor(mut self, recursor: Arc<Recursor>) -> NativeService {
+        self.recursor = Some(recursor);
+        self
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Pending>> {
@@ -116,9 +147,37 @@ impl NativeService {
     /// Handle one complete request: `envelope` and the `message` bytes after it (reassembled
     /// for UDP). Returns the encoded responses, in order (several for list operations); none
     /// when the input deserves no answer (it is a response, or too broken to answer).
-    pub fn handle(&self, envelope: Envelope, message: &[u8], transport: Transport) -> Vec<Vec<u8>> {
+    /// Requests that need recursion are answered by awaiting it.
+    pub async fn handle(
+        &self,
+        envelope: Envelope,
+        message: &[u8],
+        transport: Transport,
+    ) -> Vec<Vec<u8>> {
+        match self.process(envelope, message, transport) {
+            Outcome::Done(responses) => responses,
+            Outcome::Recurse(job) => self.recurse(*job).await,
+        }
+    }
+
+    /// The synchronous part: everything but recursion, which comes back as a job for
+    /// [`NativeService::recurse`] (so a UDP loop can spawn it instead of waiting).
+    pub fn process(&self, envelope: Envelope, message: &[u8], transport: Transport) -> Outcome {
         let started = Instant::now();
+        if let Some(job) = self.recursion_job(envelope, message, transport, started) {
+            return Outcome::Recurse(Box::new(job));
+        }
         let (op_code, responses) = self.dispatch(envelope, message, transport);
+        Outcome::Done(self.finish(op_code, transport, started, &responses))
+    }
+
+    fn finish(
+        &self,
+        op_code: u32,
+        transport: Transport,
+        started: Instant,
+        responses: &[Message],
+    ) -> Vec<Vec<u8>> {
         let code = responses
             .first()
             .map(|m| m.header.response_code)
@@ -132,6 +191,99 @@ impl NativeService {
             .with_label_values(&[transport.label(), op_label(op_code)])
             .observe(started.elapsed().as_secs_f64());
         responses.iter().map(Message::encode).collect()
+    }
+
+    /// A resolution with REC for an identifier this node is not responsible for, on a node
+    /// that recurses.
+    fn recursion_job(
+        &self,
+        envelope: Envelope,
+        message: &[u8],
+        transport: Transport,
+        started: Instant,
+    ) -> Option<RecursionJob> {
+        self.recursor.as_ref()?;
+        if read_u32(message, 0)? != op::RESOLUTION || read_u32(message, 4)? != 0 {
+            return None;
+        }
+        let request = Message::decode(envelope, message).ok()?;
+        if !request.header.has(flag::RECURSIVE) {
+            return None;
+        }
+        let Body::Resolution {
+            handle,
+            indexes,
+            types,
+        } = &request.body
+        else {
+            return None;
+        };
+        let parsed = Handle::parse_lenient(handle, self.engine.policy().suffix_case).ok()?;
+        if self.engine.is_responsible(&parsed).unwrap_or(true) {
+            return None;
+        }
+        Some(RecursionJob {
+            hb: header_and_body(message).map(<[u8]>::to_vec),
+            handle: parsed,
+            indexes: indexes.clone(),
+            types: types.clone(),
+            request,
+            transport,
+            started,
+        })
+    }
+
+    /// Resolve a [`RecursionJob`] through the hierarchy and build its answer.
+    pub async fn recurse(&self, job: RecursionJob) -> Vec<Vec<u8>> {
+        let Some(recursor) = &self.recursor else {
+            return Vec::new();
+        };
+        let req = &job.request;
+        let hb = job.hb.as_deref();
+        let answer = recursor
+            .resolve(
+                &job.handle,
+                &job.indexes,
+                &job.types,
+                req.header.recursion_count,
+                now_unix(),
+            )
+            .await;
+        let text = match &req.body {
+            Body::Resolution { handle, .. } => handle.clone(),
+            _ => job.handle.as_str().to_string(),
+        };
+        let response = match answer {
+            Ok(CachedAnswer::Values(values)) => self.respond(
+                &req.envelope,
+                &req.header,
+                hb,
+                ResponseCode::Success,
+                Body::Values {
+                    handle: text,
+                    values,
+                },
+            ),
+            Ok(CachedAnswer::HandleNotFound) => self.error(
+                &req.envelope,
+                &req.header,
+                hb,
+                ResponseCode::HandleNotFound,
+                "Handle Not Found",
+            ),
+            Ok(CachedAnswer::ValuesNotFound) => self.error(
+                &req.envelope,
+                &req.header,
+                hb,
+                ResponseCode::ValuesNotFound,
+                "Values Not Found",
+            ),
+            Err(f) => self.failure(&req.envelope, &req.header, hb, &f),
+        };
+        let mut response = response;
+        // The answer did not come from this node's own data.
+        response.header.op_flag &= !flag::AUTHORITATIVE;
+        self.finish(op::RESOLUTION, job.transport, job.started, &[response])
     }
 
     fn dispatch(

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use super::native::{NativeService, Transport};
+use super::native::{NativeService, Outcome, Transport};
 use crate::wire::handle::message::{Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 
 /// How long a started message may take to arrive in full.
@@ -97,10 +97,14 @@ async fn connection(
         // Writes fsync before answering and challenge answers run key derivation: keep both
         // off the async workers.
         let svc = service.clone();
-        let responses =
-            tokio::task::spawn_blocking(move || svc.handle(envelope, &message, Transport::Tcp))
+        let outcome =
+            tokio::task::spawn_blocking(move || svc.process(envelope, &message, Transport::Tcp))
                 .await
                 .map_err(std::io::Error::other)?;
+        let responses = match outcome {
+            Outcome::Done(responses) => responses,
+            Outcome::Recurse(job) => service.recurse(*job).await,
+        };
         for r in responses {
             stream.write_all(&r).await?;
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::native::{NativeService, Transport};
+use super::native::{NativeService, Outcome, Transport};
 use crate::wire::handle::message::{udp_fragments, Envelope, ENVELOPE_LEN, UDP_CHUNK};
 
 /// Limits of the reassembly buffer.
@@ -159,10 +159,20 @@ impl Reassembler {
     }
 }
 
-/// Serve UDP until shutdown. Requests are handled inline: resolutions are fast and anything
-/// that writes is refused on UDP.
+async fn send_all(socket: &UdpSocket, peer: SocketAddr, responses: &[Vec<u8>]) {
+    for response in responses {
+        for datagram in udp_fragments(response) {
+            if let Err(e) = socket.send_to(&datagram, peer).await {
+                tracing::debug!(%peer, error = %e, "UDP send failed");
+            }
+        }
+    }
+}
+
+/// Serve UDP until shutdown. Requests are handled inline (resolutions are fast and anything
+/// that writes is refused on UDP); those that need recursion run in their own task.
 pub async fn serve_udp(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     service: Arc<NativeService>,
     limits: ReassemblyLimits,
     mut shutdown: watch::Receiver<bool>,
@@ -183,11 +193,16 @@ pub async fn serve_udp(
         let Some((envelope, message)) = reassembler.offer(peer, &buf[..len], Instant::now()) else {
             continue;
         };
-        for response in service.handle(envelope, &message, Transport::Udp) {
-            for datagram in udp_fragments(&response) {
-                if let Err(e) = socket.send_to(&datagram, peer).await {
-                    tracing::debug!(%peer, error = %e, "UDP send failed");
-                }
+        match service.process(envelope, &message, Transport::Udp) {
+            Outcome::Done(responses) => send_all(&socket, peer, &responses).await,
+            // Recursion waits on other servers: never hold up the receive loop for it.
+            Outcome::Recurse(job) => {
+                let socket = socket.clone();
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let responses = service.recurse(*job).await;
+                    send_all(&socket, peer, &responses).await;
+                });
             }
         }
     }

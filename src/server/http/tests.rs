@@ -73,6 +73,7 @@ fn fixture() -> Fixture {
         max_body_bytes: MAX_BODY,
         plain_http_auth: PlainHttpAuth::default(),
         site: site(),
+        recursor: None,
     });
     let fx = Fixture { _dir: dir, state };
     fx.seed(
@@ -1140,6 +1141,7 @@ async fn plain_http_auth_policies() {
             max_body_bytes: MAX_BODY,
             plain_http_auth: policy,
             site: site(),
+            recursor: None,
         });
         let fx = Fixture {
             _dir: fx._dir,

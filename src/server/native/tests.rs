@@ -94,8 +94,10 @@ fn request(op_code: u32, op_flag: u32, body: Body, request_id: u32, session_id: 
 
 fn send(f: &Fixture, bytes: &[u8], transport: Transport) -> Vec<Message> {
     let env = Envelope::decode(&bytes[..ENVELOPE_LEN]).unwrap();
-    f.svc
-        .handle(env, &bytes[ENVELOPE_LEN..], transport)
+    let Outcome::Done(responses) = f.svc.process(env, &bytes[ENVELOPE_LEN..], transport) else {
+        panic!("no recursion on this node");
+    };
+    responses
         .iter()
         .map(|r| Message::decode_full(r).unwrap())
         .collect()
@@ -475,12 +477,7 @@ fn prefix_referral_over_the_wire() {
         .unwrap();
     let r = one(
         &f,
-        &resolve(
-            "0.NA/88.100.1.7",
-            vec![],
-            vec!["HS_SITE"],
-            0x1900_0000,
-        ),
+        &resolve("0.NA/88.100.1.7", vec![], vec!["HS_SITE"], 0x1900_0000),
         Transport::Udp,
     );
     assert_eq!(r.header.response_code, 303);

@@ -1,0 +1,1194 @@
+//! The resolution cache of recursive (resolving) nodes, with single-flight coalescing of fetches.
+//!
+//! # What it holds
+//!
+//! Two separate keyspaces, each bounded to [`CacheConfig::max_entries`] entries:
+//!
+//! - **answers**, keyed by [`CacheKey`] (handle text + requested indexes + requested types +
+//!   public-only flag): the values of a resolution ([`CachedAnswer::Values`]) or a negative
+//!   answer ([`CachedAnswer::HandleNotFound`], [`CachedAnswer::ValuesNotFound`]);
+//! - **prefix sites**, keyed by the prefix text ASCII-uppercased (as [`crate::model::Prefix`]
+//!   normalizes it): the [`SiteInfo`] list that serves a prefix, found by walking referrals.
+//!
+//! The handle text of a [`CacheKey`] is used as given: the caller passes the normalized handle
+//! (prefix uppercased, suffix case per the node's policy). Indexes and types are normalized
+//! (sorted, deduplicated; types ASCII-uppercased) so equivalent queries share an entry.
+//!
+//! # TTL rules (handle-protocol.md §6.7)
+//!
+//! Time is passed in as unix seconds (`now`), so the cache never reads the clock.
+//!
+//! - A values answer lives for the smallest TTL of its values, each computed with
+//!   [`crate::model::Ttl::seconds_from`]: relative TTLs count from `now`, absolute TTLs are the
+//!   unix expiry time; both are clamped to [`CacheConfig::max_ttl_secs`].
+//! - A TTL of 0 (a value with TTL 0, an absolute TTL already past, an empty value list, a zero
+//!   `max_ttl_secs`) means "do not cache": nothing is stored, and an older entry for the same key
+//!   is dropped, since the newer answer supersedes it.
+//! - Negative answers live [`CacheConfig::negative_ttl_secs`] (also clamped to `max_ttl_secs`);
+//!   0 disables negative caching.
+//! - Site entries live the TTL given to [`Cache::put_sites`], clamped to `max_ttl_secs`; 0 or
+//!   an empty site list stores nothing.
+//!
+//! # Stale serving
+//!
+//! An entry stored at `t` with TTL `ttl` is [`Lookup::Fresh`] while `now < t + ttl`, then
+//! [`Lookup::Stale`] for [`CacheConfig::serve_stale_secs`] more seconds (the caller may serve
+//! it when the authoritative servers cannot be reached, and should refresh it), then dead: the
+//! next lookup drops it and reports [`Lookup::Miss`]. Returned values are the stored values
+//! unchanged (TTL fields are not rewritten).
+//!
+//! # Eviction
+//!
+//! Inserting into a full keyspace first evicts an entry that is dead (past its stale window),
+//! otherwise the least recently used one (a lookup that finds an entry, fresh or stale, counts
+//! as a use). Each keyspace keeps a hash map plus two ordered indexes (by last use, by end of
+//! stale window), so lookups, inserts and evictions cost O(log n), never a scan. Evictions are
+//! counted as the `evicted` event. `max_entries == 0` disables a keyspace.
+//!
+//! # Coalescing
+//!
+//! [`Cache::coalesce`] is single-flight: the first caller for a key (the leader) runs its
+//! fetch; callers arriving while it runs wait for the leader's result (`Ok` or `Err`) instead of
+//! fetching (the `coalesced` event). If the leader's future is dropped before finishing
+//! (cancelled, or its fetch panicked), the waiters wake up and one of them leads a new fetch, so
+//! nobody hangs. Coalescing neither reads nor writes the cache: the caller does `get` before
+//! and `put` after. A caller arriving just after a flight finished starts a new one; callers
+//! that care can re-check the cache inside their fetch.
+//!
+//! # Metrics
+//!
+//! With an `event`-labelled counter vector (`idnode_cache_events_total`, see
+//! [`crate::metrics::Metrics::cache_events`]): `hit` (fresh values or sites), `negative_hit`
+//! (fresh negative answer), `stale`, `miss`, `coalesced`, `evicted`.
+
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use prometheus::IntCounterVec;
+use tokio::sync::watch;
+
+use super::Failure;
+use crate::model::{HandleValue, SiteInfo};
+
+/// Cache limits and lifetimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most answer entries kept; the same bound applies separately to prefix-site entries.
+    pub max_entries: usize,
+    /// Upper bound of every TTL, in seconds.
+    pub max_ttl_secs: u32,
+    /// Lifetime of negative answers (handle or values not found); 0 disables them.
+    pub negative_ttl_secs: u32,
+    /// How long past its TTL an entry may still be served as stale.
+    pub serve_stale_secs: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 100_000,
+            max_ttl_secs: 86_400,
+            negative_ttl_secs: 60,
+            serve_stale_secs: 300,
+        }
+    }
+}
+
+/// What a resolution answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachedAnswer {
+    Values(Vec<HandleValue>),
+    HandleNotFound,
+    ValuesNotFound,
+}
+
+impl CachedAnswer {
+    /// True for the "not found" answers.
+    pub fn is_negative(&self) -> bool {
+        !matches!(self, CachedAnswer::Values(_))
+    }
+}
+
+/// The identity of a resolution: handle, requested indexes and types, public-only flag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    handle_key: String,
+    indexes: Vec<u32>,
+    types: Vec<String>,
+    public_only: bool,
+}
+
+impl CacheKey {
+    /// A key for `handle_key` (used as given: pass the normalized handle). Indexes are sorted and
+    /// deduplicated; types are ASCII-uppercased, sorted and deduplicated.
+    pub fn new(handle_key: &str, indexes: &[u32], types: &[String], public_only: bool) -> CacheKey {
+        let mut indexes = indexes.to_vec();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut types: Vec<String> = types.iter().map(|t| t.to_ascii_uppercase()).collect();
+        types.sort_unstable();
+        types.dedup();
+        CacheKey {
+            handle_key: handle_key.to_string(),
+            indexes,
+            types,
+            public_only,
+        }
+    }
+
+    pub fn handle_key(&self) -> &str {
+        &self.handle_key
+    }
+
+    pub fn indexes(&self) -> &[u32] {
+        &self.indexes
+    }
+
+    pub fn types(&self) -> &[String] {
+        &self.types
+    }
+
+    pub fn public_only(&self) -> bool {
+        self.public_only
+    }
+}
+
+/// The result of a cache lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    /// Within its TTL.
+    Fresh(T),
+    /// Past its TTL but within the serve-stale window.
+    Stale(T),
+    Miss,
+}
+
+/// The counted events.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Hit,
+    NegativeHit,
+    Stale,
+    Miss,
+    Coalesced,
+    Evicted,
+}
+
+impl Event {
+    const ALL: [Event; 6] = [
+        Event::Hit,
+        Event::NegativeHit,
+        Event::Stale,
+        Event::Miss,
+        Event::Coalesced,
+        Event::Evicted,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Event::Hit => "hit",
+            Event::NegativeHit => "negative_hit",
+            Event::Stale => "stale",
+            Event::Miss => "miss",
+            Event::Coalesced => "coalesced",
+            Event::Evicted => "evicted",
+        }
+    }
+}
+
+/// Lock a std mutex, tolerating poisoning (no code path panics while holding one).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Entry<V> {
+    value: V,
+    /// Fresh while `now < expires`.
+    expires: u64,
+    /// Stale while `expires <= now < stale_until`, dead after.
+    stale_until: u64,
+    /// Insertion serial (unique): the tie-breaker of the expiry index.
+    id: u64,
+    /// Tick of the last use: the key of the LRU index.
+    used: u64,
+}
+
+/// One bounded keyspace: a map plus an LRU index and an expiry index, kept in step.
+struct Store<K, V> {
+    map: HashMap<Arc<K>, Entry<V>>,
+    /// Last-use tick → key; the first entry is the least recently used.
+    lru: BTreeMap<u64, Arc<K>>,
+    /// (end of stale window, insertion serial) → key; the first entry dies first.
+    expiry: BTreeMap<(u64, u64), Arc<K>>,
+    tick: u64,
+}
+
+impl<K: Hash + Eq, V: Clone> Store<K, V> {
+    fn new() -> Self {
+        Store {
+            map: HashMap::new(),
+            lru: BTreeMap::new(),
+            expiry: BTreeMap::new(),
+            tick: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.lru.clear();
+        self.expiry.clear();
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        self.tick = self.tick.wrapping_add(1);
+        self.tick
+    }
+
+    fn get(&mut self, key: &K, now: u64) -> Lookup<V> {
+        let tick = self.next_tick();
+        let Some(entry) = self.map.get_mut(key) else {
+            return Lookup::Miss;
+        };
+        if now >= entry.stale_until {
+            self.remove(key);
+            return Lookup::Miss;
+        }
+        if let Some(k) = self.lru.remove(&entry.used) {
+            self.lru.insert(tick, k);
+        }
+        entry.used = tick;
+        if now < entry.expires {
+            Lookup::Fresh(entry.value.clone())
+        } else {
+            Lookup::Stale(entry.value.clone())
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> bool {
+        match self.map.remove(key) {
+            Some(entry) => {
+                self.lru.remove(&entry.used);
+                self.expiry.remove(&(entry.stale_until, entry.id));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Store an entry, evicting as needed to keep at most `max` entries; returns how many were
+    /// evicted.
+    fn insert(&mut self, key: K, value: V, times: (u64, u64), now: u64, max: usize) -> u64 {
+        let (expires, stale_until) = times;
+        self.remove(&key);
+        if max == 0 {
+            return 0;
+        }
+        let mut evicted = 0;
+        while self.map.len() >= max {
+            if !self.evict_one(now) {
+                break;
+            }
+            evicted += 1;
+        }
+        let id = self.next_tick();
+        let key = Arc::new(key);
+        self.lru.insert(id, Arc::clone(&key));
+        self.expiry.insert((stale_until, id), Arc::clone(&key));
+        self.map.insert(
+            key,
+            Entry {
+                value,
+                expires,
+                stale_until,
+                id,
+                used: id,
+            },
+        );
+        evicted
+    }
+
+    /// Evict the first dead entry if there is one, else the least recently used.
+    fn evict_one(&mut self, now: u64) -> bool {
+        let victim = match self.expiry.first_key_value() {
+            Some((&(stale_until, _), key)) if stale_until <= now => Arc::clone(key),
+            _ => match self.lru.first_key_value() {
+                Some((_, key)) => Arc::clone(key),
+                None => return false,
+            },
+        };
+        self.remove(&victim)
+    }
+}
+
+type FlightResult = Option<Result<CachedAnswer, Failure>>;
+
+/// A fetch in progress: waiters subscribe to its channel.
+struct Flight {
+    id: u64,
+    tx: watch::Sender<FlightResult>,
+}
+
+type Flights = Mutex<HashMap<CacheKey, Flight>>;
+
+/// The leader's claim on a flight. Finishing publishes the result; dropping it unfinished
+/// (cancellation, panic) removes the flight and closes its channel, which wakes the waiters.
+struct Leader<'a> {
+    flights: &'a Flights,
+    key: &'a CacheKey,
+    id: u64,
+}
+
+impl Leader<'_> {
+    fn take(&self) -> Option<Flight> {
+        let mut flights = lock(self.flights);
+        if flights.get(self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(self.key)
+        } else {
+            None
+        }
+    }
+
+    fn finish(self, result: &Result<CachedAnswer, Failure>) {
+        if let Some(flight) = self.take() {
+            if flight.tx.receiver_count() > 0 {
+                flight.tx.send_replace(Some(result.clone()));
+            }
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        // Removes the flight only if `finish` did not; the sender is dropped after the lock.
+        drop(self.take());
+    }
+}
+
+enum Role {
+    Lead(u64),
+    Wait(watch::Receiver<FlightResult>),
+}
+
+/// The resolution cache (see the module documentation). `Send + Sync`; share it in an `Arc`.
+pub struct Cache {
+    config: CacheConfig,
+    events: Option<IntCounterVec>,
+    answers: Mutex<Store<CacheKey, Arc<CachedAnswer>>>,
+    sites: Mutex<Store<String, Arc<Vec<SiteInfo>>>>,
+    flights: Flights,
+    next_flight: AtomicU64,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("config", &self.config)
+            .field("answers", &lock(&self.answers).len())
+            .field("sites", &lock(&self.sites).len())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl Cache {
+    /// An empty cache; `events` is the `event`-labelled counter vector to count into.
+    pub fn new(config: CacheConfig, events: Option<IntCounterVec>) -> Cache {
+        if let Some(events) = &events {
+            // Export every series from the start, at zero.
+            for event in Event::ALL {
+                let _ = events.with_label_values(&[event.label()]);
+            }
+        }
+        Cache {
+            config,
+            events,
+            answers: Mutex::new(Store::new()),
+            sites: Mutex::new(Store::new()),
+            flights: Mutex::new(HashMap::new()),
+            next_flight: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    fn count(&self, event: Event) {
+        self.count_n(event, 1);
+    }
+
+    fn count_n(&self, event: Event, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(events) = &self.events {
+            events.with_label_values(&[event.label()]).inc_by(n);
+        }
+    }
+
+    /// Fresh/stale/dead boundaries of an entry stored at `now` with `ttl`.
+    fn times(&self, now: u64, ttl: u32) -> (u64, u64) {
+        let expires = now.saturating_add(u64::from(ttl));
+        (
+            expires,
+            expires.saturating_add(u64::from(self.config.serve_stale_secs)),
+        )
+    }
+
+    /// Look up an answer: fresh, stale (within the serve-stale window) or a miss; a dead entry
+    /// is dropped.
+    pub fn get(&self, key: &CacheKey, now: u64) -> Lookup<CachedAnswer> {
+        let found = lock(&self.answers).get(key, now);
+        match found {
+            Lookup::Fresh(answer) => {
+                self.count(if answer.is_negative() {
+                    Event::NegativeHit
+                } else {
+                    Event::Hit
+                });
+                Lookup::Fresh(Arc::unwrap_or_clone(answer))
+            }
+            Lookup::Stale(answer) => {
+                self.count(Event::Stale);
+                Lookup::Stale(Arc::unwrap_or_clone(answer))
+            }
+            Lookup::Miss => {
+                self.count(Event::Miss);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Store an answer fetched at `now`. Values live for their smallest TTL (clamped), negative
+    /// answers for `negative_ttl_secs`; a TTL of 0 stores nothing and drops an older entry.
+    pub fn put(&self, key: CacheKey, answer: CachedAnswer, now: u64) {
+        let max = self.config.max_ttl_secs;
+        let ttl = match &answer {
+            CachedAnswer::Values(values) => {
+                let now32 = u32::try_from(now).unwrap_or(u32::MAX);
+                values
+                    .iter()
+                    .map(|v| v.ttl.seconds_from(now32, max))
+                    .min()
+                    .unwrap_or(0)
+            }
+            CachedAnswer::HandleNotFound | CachedAnswer::ValuesNotFound => {
+                self.config.negative_ttl_secs.min(max)
+            }
+        };
+        let mut answers = lock(&self.answers);
+        if ttl == 0 {
+            answers.remove(&key);
+            return;
+        }
+        let times = self.times(now, ttl);
+        let evicted = answers.insert(key, Arc::new(answer), times, now, self.config.max_entries);
+        drop(answers);
+        self.count_n(Event::Evicted, evicted);
+    }
+
+    /// Look up the sites of `prefix` (ASCII-case-insensitive).
+    pub fn get_sites(&self, prefix: &str, now: u64) -> Lookup<Vec<SiteInfo>> {
+        let found = lock(&self.sites).get(&prefix.to_ascii_uppercase(), now);
+        match found {
+            Lookup::Fresh(sites) => {
+                self.count(Event::Hit);
+                Lookup::Fresh(Arc::unwrap_or_clone(sites))
+            }
+            Lookup::Stale(sites) => {
+                self.count(Event::Stale);
+                Lookup::Stale(Arc::unwrap_or_clone(sites))
+            }
+            Lookup::Miss => {
+                self.count(Event::Miss);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Store the sites of `prefix` for `ttl_secs` (clamped to `max_ttl_secs`); a TTL of 0 or no
+    /// sites stores nothing and drops an older entry.
+    pub fn put_sites(&self, prefix: &str, sites: Vec<SiteInfo>, ttl_secs: u32, now: u64) {
+        let key = prefix.to_ascii_uppercase();
+        let ttl = ttl_secs.min(self.config.max_ttl_secs);
+        let mut store = lock(&self.sites);
+        if ttl == 0 || sites.is_empty() {
+            store.remove(&key);
+            return;
+        }
+        let times = self.times(now, ttl);
+        let evicted = store.insert(key, Arc::new(sites), times, now, self.config.max_entries);
+        drop(store);
+        self.count_n(Event::Evicted, evicted);
+    }
+
+    /// Run `fetch` for `key` unless a fetch for it is already in flight, in which case wait for
+    /// that one's result. See the module documentation.
+    pub async fn coalesce<F, Fut>(&self, key: &CacheKey, fetch: F) -> Result<CachedAnswer, Failure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CachedAnswer, Failure>>,
+    {
+        let mut counted = false;
+        loop {
+            let role = {
+                let mut flights = lock(&self.flights);
+                match flights.get(key) {
+                    Some(flight) => Role::Wait(flight.tx.subscribe()),
+                    None => {
+                        let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
+                        let (tx, _) = watch::channel(None);
+                        flights.insert(key.clone(), Flight { id, tx });
+                        Role::Lead(id)
+                    }
+                }
+            };
+            match role {
+                Role::Lead(id) => {
+                    let leader = Leader {
+                        flights: &self.flights,
+                        key,
+                        id,
+                    };
+                    let result = fetch().await;
+                    leader.finish(&result);
+                    return result;
+                }
+                Role::Wait(mut rx) => {
+                    if !counted {
+                        self.count(Event::Coalesced);
+                        counted = true;
+                    }
+                    let outcome = match rx.wait_for(Option::is_some).await {
+                        Ok(result) => result.clone(),
+                        // The leader went away without a result: try again (perhaps leading).
+                        Err(_) => None,
+                    };
+                    if let Some(result) = outcome {
+                        return result;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys with a fetch in flight.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.flights).len()
+    }
+
+    /// Answer entries plus site entries currently stored (dead entries not yet dropped
+    /// included).
+    pub fn len(&self) -> usize {
+        lock(&self.answers).len() + lock(&self.sites).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drop every answer and site entry (fetches in flight are not affected).
+    pub fn clear(&self) {
+        lock(&self.answers).clear();
+        lock(&self.sites).clear();
+    }
+
+    /// Waiters subscribed to the flight of `key`, if one is in flight.
+    #[cfg(test)]
+    fn waiters(&self, key: &CacheKey) -> Option<usize> {
+        lock(&self.flights)
+            .get(key)
+            .map(|flight| flight.tx.receiver_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ResponseCode, Ttl};
+    use prometheus::Opts;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+    use tokio::sync::Notify;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn value(index: u32, ttl: Ttl) -> HandleValue {
+        let mut v = HandleValue::new(index, "URL", "https://example.org/");
+        v.ttl = ttl;
+        v
+    }
+
+    fn key(handle: &str) -> CacheKey {
+        CacheKey::new(handle, &[], &[], true)
+    }
+
+    fn config(max_entries: usize, serve_stale_secs: u32) -> CacheConfig {
+        CacheConfig {
+            max_entries,
+            serve_stale_secs,
+            ..CacheConfig::default()
+        }
+    }
+
+    fn no_stale() -> Cache {
+        Cache::new(config(100, 0), None)
+    }
+
+    fn events() -> IntCounterVec {
+        IntCounterVec::new(Opts::new("test_cache_events", "test"), &["event"]).unwrap()
+    }
+
+    fn count(events: &IntCounterVec, event: &str) -> u64 {
+        events.with_label_values(&[event]).get()
+    }
+
+    fn site(serial: u16) -> SiteInfo {
+        SiteInfo {
+            data_format_version: 1,
+            protocol_major: 2,
+            protocol_minor: 10,
+            serial,
+            primary_mask: 0x80,
+            hash_option: 0,
+            hash_filter: Vec::new(),
+            attributes: vec![("desc".into(), "test".into())],
+            servers: Vec::new(),
+        }
+    }
+
+    fn answer(n: u32) -> CachedAnswer {
+        CachedAnswer::Values(vec![value(n, Ttl::Relative(60))])
+    }
+
+    #[test]
+    fn cache_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Cache>();
+    }
+
+    #[test]
+    fn relative_ttl_hit_then_expiry() {
+        let cache = no_stale();
+        let values = CachedAnswer::Values(vec![value(1, Ttl::Relative(60))]);
+        cache.put(key("88.100.1/a"), values.clone(), NOW);
+        assert_eq!(
+            cache.get(&key("88.100.1/a"), NOW),
+            Lookup::Fresh(values.clone())
+        );
+        assert_eq!(
+            cache.get(&key("88.100.1/a"), NOW + 59),
+            Lookup::Fresh(values)
+        );
+        assert_eq!(cache.get(&key("88.100.1/a"), NOW + 60), Lookup::Miss);
+        assert_eq!(cache.len(), 0, "a dead entry is dropped on lookup");
+        assert_eq!(cache.get(&key("88.100.1/other"), NOW), Lookup::Miss);
+    }
+
+    #[test]
+    fn absolute_ttl_is_the_unix_expiry() {
+        let cache = no_stale();
+        let expiry = u32::try_from(NOW + 100).unwrap();
+        let values = CachedAnswer::Values(vec![value(1, Ttl::Absolute(expiry))]);
+        cache.put(key("a/b"), values.clone(), NOW);
+        assert_eq!(cache.get(&key("a/b"), NOW + 99), Lookup::Fresh(values));
+        assert_eq!(cache.get(&key("a/b"), NOW + 100), Lookup::Miss);
+
+        // Already past at retrieval: not cached.
+        let past = u32::try_from(NOW - 1).unwrap();
+        let values = CachedAnswer::Values(vec![value(1, Ttl::Absolute(past))]);
+        cache.put(key("a/c"), values, NOW);
+        assert_eq!(cache.get(&key("a/c"), NOW), Lookup::Miss);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn ttl_is_clamped_to_max() {
+        let cache = Cache::new(
+            CacheConfig {
+                max_ttl_secs: 100,
+                ..config(100, 0)
+            },
+            None,
+        );
+        let relative = CachedAnswer::Values(vec![value(1, Ttl::Relative(1_000_000))]);
+        cache.put(key("a/rel"), relative.clone(), NOW);
+        let far = u32::try_from(NOW + 1_000_000).unwrap();
+        let absolute = CachedAnswer::Values(vec![value(1, Ttl::Absolute(far))]);
+        cache.put(key("a/abs"), absolute.clone(), NOW);
+        assert_eq!(cache.get(&key("a/rel"), NOW + 99), Lookup::Fresh(relative));
+        assert_eq!(cache.get(&key("a/abs"), NOW + 99), Lookup::Fresh(absolute));
+        assert_eq!(cache.get(&key("a/rel"), NOW + 100), Lookup::Miss);
+        assert_eq!(cache.get(&key("a/abs"), NOW + 100), Lookup::Miss);
+    }
+
+    #[test]
+    fn ttl_zero_and_empty_answers_are_not_cached() {
+        let cache = no_stale();
+        cache.put(
+            key("a/zero"),
+            CachedAnswer::Values(vec![value(1, Ttl::Relative(0))]),
+            NOW,
+        );
+        cache.put(key("a/empty"), CachedAnswer::Values(Vec::new()), NOW);
+        assert_eq!(cache.get(&key("a/zero"), NOW), Lookup::Miss);
+        assert_eq!(cache.get(&key("a/empty"), NOW), Lookup::Miss);
+        assert!(cache.is_empty());
+
+        // A non-cacheable newer answer drops the older entry.
+        cache.put(key("a/x"), answer(1), NOW);
+        assert_eq!(cache.len(), 1);
+        cache.put(
+            key("a/x"),
+            CachedAnswer::Values(vec![value(2, Ttl::Relative(0))]),
+            NOW + 1,
+        );
+        assert_eq!(cache.get(&key("a/x"), NOW + 1), Lookup::Miss);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn ttl_is_the_minimum_over_values() {
+        let cache = no_stale();
+        let expiry = u32::try_from(NOW + 100).unwrap();
+        let values = CachedAnswer::Values(vec![
+            value(1, Ttl::Relative(300)),
+            value(2, Ttl::Relative(30)),
+            value(3, Ttl::Absolute(expiry)),
+        ]);
+        cache.put(key("a/b"), values.clone(), NOW);
+        assert_eq!(cache.get(&key("a/b"), NOW + 29), Lookup::Fresh(values));
+        assert_eq!(cache.get(&key("a/b"), NOW + 30), Lookup::Miss);
+    }
+
+    #[test]
+    fn negative_answers_use_negative_ttl() {
+        let cache = Cache::new(
+            CacheConfig {
+                negative_ttl_secs: 60,
+                ..config(100, 0)
+            },
+            None,
+        );
+        cache.put(key("a/gone"), CachedAnswer::HandleNotFound, NOW);
+        cache.put(key("a/novals"), CachedAnswer::ValuesNotFound, NOW);
+        assert_eq!(
+            cache.get(&key("a/gone"), NOW + 59),
+            Lookup::Fresh(CachedAnswer::HandleNotFound)
+        );
+        assert_eq!(
+            cache.get(&key("a/novals"), NOW + 59),
+            Lookup::Fresh(CachedAnswer::ValuesNotFound)
+        );
+        assert_eq!(cache.get(&key("a/gone"), NOW + 60), Lookup::Miss);
+        assert_eq!(cache.get(&key("a/novals"), NOW + 60), Lookup::Miss);
+
+        let disabled = Cache::new(
+            CacheConfig {
+                negative_ttl_secs: 0,
+                ..config(100, 300)
+            },
+            None,
+        );
+        disabled.put(key("a/gone"), CachedAnswer::HandleNotFound, NOW);
+        disabled.put(key("a/novals"), CachedAnswer::ValuesNotFound, NOW);
+        assert_eq!(disabled.get(&key("a/gone"), NOW), Lookup::Miss);
+        assert_eq!(disabled.get(&key("a/novals"), NOW), Lookup::Miss);
+        assert!(disabled.is_empty());
+    }
+
+    #[test]
+    fn stale_window_fresh_then_stale_then_miss() {
+        let cache = Cache::new(config(100, 300), None);
+        let values = answer(1);
+        cache.put(key("a/b"), values.clone(), NOW);
+        assert_eq!(
+            cache.get(&key("a/b"), NOW + 59),
+            Lookup::Fresh(values.clone())
+        );
+        assert_eq!(
+            cache.get(&key("a/b"), NOW + 60),
+            Lookup::Stale(values.clone())
+        );
+        assert_eq!(cache.get(&key("a/b"), NOW + 359), Lookup::Stale(values));
+        assert_eq!(cache.get(&key("a/b"), NOW + 360), Lookup::Miss);
+        assert!(cache.is_empty());
+
+        cache.put(key("a/neg"), CachedAnswer::HandleNotFound, NOW);
+        assert_eq!(
+            cache.get(&key("a/neg"), NOW + 60),
+            Lookup::Stale(CachedAnswer::HandleNotFound)
+        );
+    }
+
+    #[test]
+    fn site_entries() {
+        let cache = Cache::new(
+            CacheConfig {
+                max_ttl_secs: 1000,
+                ..config(100, 100)
+            },
+            None,
+        );
+        let sites = vec![site(1), site(2)];
+        cache.put_sites("88.100.a", sites.clone(), 120, NOW);
+        assert_eq!(
+            cache.get_sites("88.100.A", NOW + 119),
+            Lookup::Fresh(sites.clone())
+        );
+        assert_eq!(
+            cache.get_sites("88.100.a", NOW + 120),
+            Lookup::Stale(sites.clone())
+        );
+        assert_eq!(cache.get_sites("88.100.a", NOW + 220), Lookup::Miss);
+        assert_eq!(cache.get_sites("88.100", NOW), Lookup::Miss);
+
+        // A separate keyspace from answers.
+        cache.put_sites("88.100", sites.clone(), 120, NOW);
+        assert_eq!(cache.get(&key("88.100"), NOW), Lookup::Miss);
+        cache.put(key("88.200"), answer(1), NOW);
+        assert_eq!(cache.get_sites("88.200", NOW), Lookup::Miss);
+
+        // Clamped to max_ttl_secs.
+        cache.put_sites("88.300", sites.clone(), 1_000_000, NOW);
+        assert_eq!(
+            cache.get_sites("88.300", NOW + 999),
+            Lookup::Fresh(sites.clone())
+        );
+        assert_eq!(
+            cache.get_sites("88.300", NOW + 1000),
+            Lookup::Stale(sites.clone())
+        );
+
+        // TTL 0 or no sites: not stored, and an older entry is dropped.
+        cache.put_sites("88.400", sites.clone(), 0, NOW);
+        cache.put_sites("88.500", Vec::new(), 60, NOW);
+        assert_eq!(cache.get_sites("88.400", NOW), Lookup::Miss);
+        assert_eq!(cache.get_sites("88.500", NOW), Lookup::Miss);
+        cache.put_sites("88.100", sites, 0, NOW);
+        assert_eq!(cache.get_sites("88.100", NOW), Lookup::Miss);
+
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn eviction_keeps_the_bound_and_prefers_recently_used() {
+        let events = events();
+        let cache = Cache::new(config(3, 0), Some(events.clone()));
+        cache.put(key("a/1"), answer(1), NOW);
+        cache.put(key("a/2"), answer(2), NOW);
+        cache.put(key("a/3"), answer(3), NOW);
+        // Use 1, so 2 is the least recently used.
+        assert_eq!(cache.get(&key("a/1"), NOW), Lookup::Fresh(answer(1)));
+        cache.put(key("a/4"), answer(4), NOW);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get(&key("a/2"), NOW), Lookup::Miss);
+        for n in [1, 3, 4] {
+            assert_eq!(
+                cache.get(&key(&format!("a/{n}")), NOW),
+                Lookup::Fresh(answer(n))
+            );
+        }
+        assert_eq!(count(&events, "evicted"), 1);
+
+        // Replacing an existing key evicts nothing.
+        cache.put(key("a/4"), answer(44), NOW);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(count(&events, "evicted"), 1);
+
+        // Many inserts: never above the bound; the newest survive.
+        for n in 100..1100 {
+            cache.put(key(&format!("b/{n}")), answer(n), NOW);
+            assert!(cache.len() <= 3);
+        }
+        assert_eq!(count(&events, "evicted"), 1001);
+        assert_eq!(cache.get(&key("b/1099"), NOW), Lookup::Fresh(answer(1099)));
+        assert_eq!(cache.get(&key("b/1000"), NOW), Lookup::Miss);
+    }
+
+    #[test]
+    fn eviction_prefers_dead_entries() {
+        let cache = Cache::new(config(3, 10), None);
+        let short = CachedAnswer::Values(vec![value(1, Ttl::Relative(5))]);
+        cache.put(key("a/short"), short.clone(), NOW);
+        cache.put(key("a/old"), answer(2), NOW);
+        cache.put(key("a/new"), answer(3), NOW);
+        // The short-lived entry is the most recently used, "old" the least.
+        assert_eq!(
+            cache.get(&key("a/short"), NOW + 1),
+            Lookup::Fresh(short.clone())
+        );
+        // Within its stale window it still counts as live: the LRU entry goes.
+        cache.put(key("a/4"), answer(4), NOW + 10);
+        assert_eq!(cache.get(&key("a/old"), NOW + 10), Lookup::Miss);
+        assert_eq!(cache.get(&key("a/short"), NOW + 10), Lookup::Stale(short));
+        // Past its stale window it is dead, and goes first although recently used.
+        cache.put(key("a/5"), answer(5), NOW + 15);
+        assert_eq!(cache.len(), 3);
+        for (k, n) in [("a/new", 3), ("a/4", 4), ("a/5", 5)] {
+            assert_eq!(cache.get(&key(k), NOW + 15), Lookup::Fresh(answer(n)));
+        }
+    }
+
+    #[test]
+    fn site_entries_have_their_own_bound() {
+        let cache = Cache::new(config(2, 0), None);
+        for n in 0..5u16 {
+            cache.put_sites(&format!("p{n}"), vec![site(n)], 60, NOW);
+            cache.put(key(&format!("p{n}/x")), answer(u32::from(n)), NOW);
+        }
+        assert_eq!(cache.len(), 4);
+        assert_eq!(cache.get_sites("P4", NOW), Lookup::Fresh(vec![site(4)]));
+        assert_eq!(cache.get_sites("p2", NOW), Lookup::Miss);
+
+        let disabled = Cache::new(config(0, 0), None);
+        disabled.put(key("a/b"), answer(1), NOW);
+        disabled.put_sites("a", vec![site(1)], 60, NOW);
+        assert!(disabled.is_empty());
+    }
+
+    #[test]
+    fn key_normalization() {
+        let types = |ts: &[&str]| ts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let a = CacheKey::new(
+            "88.100.1/x",
+            &[3, 1, 3, 2],
+            &types(&["url", "HS_SITE", "URL"]),
+            true,
+        );
+        let b = CacheKey::new("88.100.1/x", &[1, 2, 3], &types(&["HS_SITE", "Url"]), true);
+        assert_eq!(a, b);
+        assert_eq!(a.indexes(), &[1, 2, 3]);
+        assert_eq!(a.types(), &types(&["HS_SITE", "URL"])[..]);
+        assert_ne!(
+            a,
+            CacheKey::new("88.100.1/x", &[1, 2, 3], &types(&["HS_SITE", "URL"]), false)
+        );
+        assert_ne!(
+            a,
+            CacheKey::new("88.100.1/x", &[1, 2], &types(&["HS_SITE", "URL"]), true)
+        );
+        // The handle text is the caller's to normalize (suffix case is a node policy).
+        assert_ne!(key("88.100.1/x"), key("88.100.1/X"));
+
+        let cache = no_stale();
+        cache.put(a, answer(1), NOW);
+        assert_eq!(cache.get(&b, NOW), Lookup::Fresh(answer(1)));
+    }
+
+    #[test]
+    fn lookups_are_counted() {
+        let events = events();
+        let cache = Cache::new(config(100, 300), Some(events.clone()));
+        for label in [
+            "hit",
+            "miss",
+            "stale",
+            "coalesced",
+            "evicted",
+            "negative_hit",
+        ] {
+            assert_eq!(count(&events, label), 0);
+        }
+        cache.put(key("a/b"), answer(1), NOW);
+        cache.put(key("a/none"), CachedAnswer::ValuesNotFound, NOW);
+        cache.put_sites("a", vec![site(1)], 60, NOW);
+        let _ = cache.get(&key("a/b"), NOW);
+        let _ = cache.get_sites("a", NOW);
+        let _ = cache.get(&key("a/none"), NOW);
+        let _ = cache.get(&key("a/b"), NOW + 60);
+        let _ = cache.get(&key("a/missing"), NOW);
+        let _ = cache.get_sites("b", NOW);
+        assert_eq!(count(&events, "hit"), 2);
+        assert_eq!(count(&events, "negative_hit"), 1);
+        assert_eq!(count(&events, "stale"), 1);
+        assert_eq!(count(&events, "miss"), 2);
+    }
+
+    /// Wait (yielding, not sleeping) until `cond` holds; callers bound this with a timeout.
+    async fn until(cond: impl Fn() -> bool) {
+        while !cond() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn coalescing_runs_one_fetch_for_concurrent_callers() {
+        let events = events();
+        let cache = Arc::new(Cache::new(CacheConfig::default(), Some(events.clone())));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Notify::new());
+        let k = key("88.100.1/hot");
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (cache, fetches, gate, k) =
+                (cache.clone(), fetches.clone(), gate.clone(), k.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .coalesce(&k, || async move {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok(answer(7))
+                    })
+                    .await
+            }));
+        }
+        tokio::time::timeout(LIMIT, until(|| cache.waiters(&k) == Some(49)))
+            .await
+            .unwrap();
+        gate.notify_one();
+        for task in tasks {
+            let result = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+            assert_eq!(result, Ok(answer(7)));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(count(&events, "coalesced"), 49);
+        assert_eq!(cache.in_flight(), 0);
+        assert!(cache.is_empty(), "coalescing does not write the cache");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn coalesced_error_reaches_every_waiter() {
+        let cache = Arc::new(Cache::new(CacheConfig::default(), None));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Notify::new());
+        let k = key("88.100.1/down");
+        let failure = Failure::new(ResponseCode::ServerTooBusy, "upstream busy");
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let (cache, fetches, gate, k) =
+                (cache.clone(), fetches.clone(), gate.clone(), k.clone());
+            let failure = failure.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .coalesce(&k, || async move {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Err(failure)
+                    })
+                    .await
+            }));
+        }
+        tokio::time::timeout(LIMIT, until(|| cache.waiters(&k) == Some(9)))
+            .await
+            .unwrap();
+        gate.notify_one();
+        for task in tasks {
+            let result = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+            assert_eq!(result, Err(failure.clone()));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.in_flight(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelled_leader_does_not_hang_waiters() {
+        let cache = Arc::new(Cache::new(CacheConfig::default(), None));
+        let k = key("88.100.1/slow");
+
+        // A leader whose fetch never finishes.
+        let leader = {
+            let (cache, k) = (cache.clone(), k.clone());
+            tokio::spawn(async move {
+                cache
+                    .coalesce(&k, || {
+                        std::future::pending::<Result<CachedAnswer, Failure>>()
+                    })
+                    .await
+            })
+        };
+        tokio::time::timeout(LIMIT, until(|| cache.waiters(&k) == Some(0)))
+            .await
+            .unwrap();
+
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Notify::new());
+        let mut waiters = Vec::new();
+        for _ in 0..5 {
+            let (cache, fetches, gate, k) =
+                (cache.clone(), fetches.clone(), gate.clone(), k.clone());
+            waiters.push(tokio::spawn(async move {
+                cache
+                    .coalesce(&k, || async move {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok(answer(9))
+                    })
+                    .await
+            }));
+        }
+        tokio::time::timeout(LIMIT, until(|| cache.waiters(&k) == Some(5)))
+            .await
+            .unwrap();
+
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        // One waiter takes over; the other four wait on it.
+        tokio::time::timeout(LIMIT, until(|| cache.waiters(&k) == Some(4)))
+            .await
+            .unwrap();
+        gate.notify_one();
+        for waiter in waiters {
+            let result = tokio::time::timeout(LIMIT, waiter).await.unwrap().unwrap();
+            assert_eq!(result, Ok(answer(9)));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.in_flight(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn different_keys_do_not_coalesce() {
+        let cache = Arc::new(Cache::new(CacheConfig::default(), None));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let gates = [Arc::new(Notify::new()), Arc::new(Notify::new())];
+        let mut tasks = Vec::new();
+        for (n, k) in [(1, key("a/one")), (2, key("a/two"))] {
+            let (cache, fetches) = (cache.clone(), fetches.clone());
+            let gate = gates[n as usize - 1].clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .coalesce(&k, || async move {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok(answer(n))
+                    })
+                    .await
+            }));
+        }
+        tokio::time::timeout(LIMIT, until(|| cache.in_flight() == 2))
+            .await
+            .unwrap();
+        for gate in &gates {
+            gate.notify_one();
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(tokio::time::timeout(LIMIT, task).await.unwrap().unwrap());
+        }
+        assert_eq!(results, vec![Ok(answer(1)), Ok(answer(2))]);
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn sequential_calls_each_fetch() {
+        let cache = Cache::new(CacheConfig::default(), None);
+        let k = key("a/b");
+        for n in 0..3 {
+            let result = cache.coalesce(&k, || async move { Ok(answer(n)) }).await;
+            assert_eq!(result, Ok(answer(n)));
+        }
+        assert_eq!(cache.in_flight(), 0);
+    }
+}

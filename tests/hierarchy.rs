@@ -1,0 +1,284 @@
+//! The four-role hierarchy in one process on 127.0.0.1: a top-level node (homes 88), a
+//! secondary node (homes 88.100), an enterprise node (homes 88.100.1), a two-server site for
+//! another enterprise (88.100.2, hash-partitioned), and a recursive node. Delegations and
+//! identifiers are registered through the authenticated admin path; a factory-style lookup
+//! goes through the recursive node over UDP, TCP and HTTP, and the second lookup is a cache hit.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idnode::client::{AdminRequest, Authenticator, Client, Transport};
+use idnode::config::Config;
+use idnode::model::{AdminPermissions, AdminRef, HandleValue, ValueReference};
+use idnode::server::{open_registry, prepare_registry, root_sites, start, RunningNode};
+
+const SECRET: &str = "hierarchy-secret";
+
+async fn node(dir: &Path, name: &str, homed: &[&str], extra: &str) -> RunningNode {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    for p in homed {
+        std::fs::write(data.join(format!("{p}.admin-secret")), SECRET).unwrap();
+    }
+    let homed: Vec<String> = homed.iter().map(|p| format!("{p:?}")).collect();
+    let toml = format!(
+        "[node]\ndata_dir = {data:?}\nhomed_prefixes = [{}]\n{extra}\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n",
+        homed.join(", ")
+    );
+    let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));
+    let registry = open_registry(&config).unwrap();
+    prepare_registry(&config, &registry).unwrap();
+    start(config, Arc::new(registry)).await.unwrap()
+}
+
+fn admin_of(prefix: &str) -> Authenticator {
+    Authenticator::SecretKey {
+        identity_handle: format!("0.NA/{prefix}"),
+        index: 300,
+        secret: SECRET.as_bytes().to_vec(),
+    }
+}
+
+/// The HS_SITE value data of a site made of these servers (UDP+TCP query on each).
+fn site_data(servers: &[SocketAddr]) -> Vec<u8> {
+    let mut site = root_sites(&servers[..1]).remove(0);
+    site.servers = servers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut s = root_sites(&[*a]).remove(0).servers.remove(0);
+            s.server_id = i as u32 + 1;
+            s
+        })
+        .collect();
+    site.encode()
+}
+
+fn admin_value(prefix: &str) -> HandleValue {
+    let admin = AdminRef {
+        permissions: AdminPermissions::ALL,
+        admin: ValueReference {
+            handle: format!("0.NA/{prefix}"),
+            index: 200,
+        },
+    };
+    HandleValue::new(100, "HS_ADMIN", admin.encode())
+}
+
+fn ok(r: Result<idnode::client::Response, idnode::client::ClientError>) {
+    let r = r.unwrap();
+    assert!(r.is_success(), "{r:?}");
+}
+
+fn metric(body: &str, name_and_labels: &str) -> u64 {
+    body.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn factory_lookup_through_the_hierarchy() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = node(dir.path(), "top", &["88"], "").await;
+    let secondary = node(dir.path(), "secondary", &["88.100"], "").await;
+    let enterprise = node(dir.path(), "enterprise", &["88.100.1"], "").await;
+    // A two-server site for 88.100.2: each server holds its hash partition.
+    let part0 = node(
+        dir.path(),
+        "part0",
+        &["88.100.2"],
+        "partition = { index = 0, count = 2 }",
+    )
+    .await;
+    let part1 = node(
+        dir.path(),
+        "part1",
+        &["88.100.2"],
+        "partition = { index = 1, count = 2 }",
+    )
+    .await;
+    let top_addr = top.native_addr.unwrap();
+    let recursive = node(
+        dir.path(),
+        "recursive",
+        &[],
+        &format!("\n[recursion]\nenabled = true\nroots = [\"{top_addr}\"]\ntimeout_ms = 1000\n"),
+    )
+    .await;
+    let (sec_addr, ent_addr) = (
+        secondary.native_addr.unwrap(),
+        enterprise.native_addr.unwrap(),
+    );
+    let parts = [part0.native_addr.unwrap(), part1.native_addr.unwrap()];
+    let rec_native = recursive.native_addr.unwrap();
+    let rec_http = recursive.http_addr;
+
+    tokio::task::spawn_blocking(move || {
+        // The top-level operator grants 88.100 to the secondary node: 0.NA/88.100 with the
+        // secondary's admin and its site as HS_SITE.PREFIX.
+        ok(Client::new(top_addr).admin(
+            AdminRequest::Create {
+                handle: "0.NA/88.100".into(),
+                values: vec![
+                    admin_value("88.100"),
+                    HandleValue::new(1, "HS_SITE.PREFIX", site_data(&[sec_addr])),
+                ],
+                overwrite: false,
+            },
+            &admin_of("88"),
+        ));
+        // The secondary grants 88.100.1 to the enterprise node, and 88.100.2 to the two-server site.
+        let sec = Client::new(sec_addr);
+        for (prefix, servers) in [("88.100.1", vec![ent_addr]), ("88.100.2", parts.to_vec())] {
+            ok(sec.admin(
+                AdminRequest::Create {
+                    handle: format!("0.NA/{prefix}"),
+                    values: vec![
+                        admin_value(prefix),
+                        HandleValue::new(1, "HS_SITE", site_data(&servers)),
+                    ],
+                    overwrite: false,
+                },
+                &admin_of("88.100"),
+            ));
+        }
+        // The enterprise registers a product.
+        ok(Client::new(ent_addr).admin(
+            AdminRequest::Create {
+                handle: "88.100.1/SN-0001".into(),
+                values: vec![HandleValue::new(1, "URL", "https://example.com/sn/0001")],
+                overwrite: false,
+            },
+            &admin_of("88.100.1"),
+        ));
+        // The two-server enterprise: each identifier goes to the server its hash picks; the
+        // other server refuses it (301).
+        for i in 0..6 {
+            let handle = format!("88.100.2/P-{i}");
+            let owner = idnode::resolve::site::handle_hash(&handle, 2) as usize % 2;
+            let create = AdminRequest::Create {
+                handle: handle.clone(),
+                values: vec![HandleValue::new(
+                    1,
+                    "URL",
+                    format!("https://example.com/p/{i}"),
+                )],
+                overwrite: false,
+            };
+            let wrong = Client::new(parts[1 - owner])
+                .admin(create.clone(), &admin_of("88.100.2"))
+                .unwrap();
+            assert_eq!(wrong.code, 301, "{handle} on the wrong server");
+            ok(Client::new(parts[owner]).admin(create, &admin_of("88.100.2")));
+        }
+
+        // A factory asks the recursive node: over UDP, then TCP.
+        let factory = Client::new(rec_native).with_timeout(Duration::from_secs(15));
+        let r = factory
+            .resolve("88.100.1/SN-0001", &[], &[], Transport::Udp, true)
+            .unwrap();
+        assert_eq!(r.code, 1, "{r:?}");
+        assert_eq!(r.values[0].data_str(), Some("https://example.com/sn/0001"));
+        let r = factory
+            .resolve(
+                "88.100.1/SN-0001",
+                &[],
+                &["URL".to_string()],
+                Transport::Tcp,
+                true,
+            )
+            .unwrap();
+        assert_eq!(r.code, 1);
+        // Both partitions of the two-server site resolve through the recursive node.
+        for i in 0..6 {
+            let r = factory
+                .resolve(&format!("88.100.2/P-{i}"), &[], &[], Transport::Udp, true)
+                .unwrap();
+            assert_eq!(
+                r.values[0].data_str(),
+                Some(format!("https://example.com/p/{i}").as_str())
+            );
+        }
+        // Not found anywhere: 100 (and cached negatively).
+        assert_eq!(
+            factory
+                .resolve("88.100.1/NOPE", &[], &[], Transport::Udp, true)
+                .unwrap()
+                .code,
+            100
+        );
+        // An unknown industry: the top level has no delegation → 100 for the prefix → 100.
+        assert_eq!(
+            factory
+                .resolve("88.999.1/X", &[], &[], Transport::Udp, true)
+                .unwrap()
+                .code,
+            100
+        );
+    })
+    .await
+    .unwrap();
+
+    // curl-style: HTTP GET at the recursive node.
+    let (status, body) = http_get(rec_http, "/api/handles/88.100.1/SN-0001").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("https://example.com/sn/0001"));
+    let (_, before) = http_get(rec_http, "/metrics").await;
+    let hits_before = metric(&before, "idnode_cache_events_total{event=\"hit\"}");
+    // The second identical lookup comes from the cache: more hits, no new upstream traffic at
+    // the enterprise node.
+    let (_, ent_before) = http_get(enterprise.http_addr, "/metrics").await;
+    let (status, _) = http_get(rec_http, "/api/handles/88.100.1/SN-0001").await;
+    assert_eq!(status, 200);
+    let (_, after) = http_get(rec_http, "/metrics").await;
+    assert!(
+        metric(&after, "idnode_cache_events_total{event=\"hit\"}") > hits_before,
+        "{after}"
+    );
+    let (_, ent_after) = http_get(enterprise.http_addr, "/metrics").await;
+    let served = |m: &str| {
+        m.lines()
+            .filter(|l| {
+                l.starts_with("idnode_requests_total")
+                    && l.contains("op=\"resolve\"")
+                    && !l.contains("proto=\"http\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert_eq!(
+        served(&ent_before),
+        served(&ent_after),
+        "the enterprise node was not asked again"
+    );
+
+    for n in [recursive, part1, part0, enterprise, secondary, top] {
+        n.shutdown().await;
+    }
+}
