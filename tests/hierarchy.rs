@@ -249,6 +249,9 @@ async fn factory_lookup_through_the_hierarchy() {
     let (status, body) = http_get(rec_http, "/api/handles/88.100.1/SN-0001").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("https://example.com/sn/0001"));
+    // The proxy on the recursive node redirects to the product page.
+    let (status, _) = http_get(rec_http, "/88.100.1/SN-0001").await;
+    assert_eq!(status, 302);
     let (_, before) = http_get(rec_http, "/metrics").await;
     let hits_before = metric(&before, "idnode_cache_events_total{event=\"hit\"}");
     // The second identical lookup comes from the cache: more hits, no new upstream traffic at

@@ -473,7 +473,25 @@ async fn get_handle(
         public_only: params.flag("publicOnly").unwrap_or(identity.is_none()),
         refer: !params.flag("doNotRefer").unwrap_or(false),
     };
-    // A recursive node answers for identifiers it does not home through the hierarchy.
+    match resolve_for_client(state, &query, identity.as_ref()).await {
+        Ok(values) => {
+            let body = hjson::handle_response(1, text, &values);
+            (
+                ResponseCode::Success,
+                json_response(StatusCode::OK, &body, params),
+            )
+        }
+        Err(f) => (f.code, failure_response(&f, Some(text), true, params)),
+    }
+}
+
+/// Resolution for GET and the proxy: a recursive node answers public queries for identifiers
+/// it does not home through the hierarchy (and its cache); everything else is the engine's.
+async fn resolve_for_client(
+    state: &HttpState,
+    query: &Query,
+    identity: Option<&Identity>,
+) -> Result<Vec<HandleValue>, Failure> {
     if let Some(recursor) = &state.recursor {
         if query.public_only && !state.engine.is_responsible(&query.handle).unwrap_or(true) {
             let now = std::time::SystemTime::now()
@@ -482,37 +500,21 @@ async fn get_handle(
                 .unwrap_or(0);
             let answer = recursor
                 .resolve(&query.handle, &query.indexes, &query.types, 0, now)
-                .await;
+                .await?;
             return match answer {
-                Ok(CachedAnswer::Values(values)) => {
-                    let body = hjson::handle_response(1, text, &values);
-                    (
-                        ResponseCode::Success,
-                        json_response(StatusCode::OK, &body, params),
-                    )
-                }
-                Ok(CachedAnswer::HandleNotFound) => {
-                    let f = Failure::new(ResponseCode::HandleNotFound, "Handle Not Found");
-                    (f.code, failure_response(&f, Some(text), true, params))
-                }
-                Ok(CachedAnswer::ValuesNotFound) => {
-                    let f = Failure::new(ResponseCode::ValuesNotFound, "Values Not Found");
-                    (f.code, failure_response(&f, Some(text), true, params))
-                }
-                Err(f) => (f.code, failure_response(&f, Some(text), true, params)),
+                CachedAnswer::Values(values) => Ok(values),
+                CachedAnswer::HandleNotFound => Err(Failure::new(
+                    ResponseCode::HandleNotFound,
+                    "Handle Not Found",
+                )),
+                CachedAnswer::ValuesNotFound => Err(Failure::new(
+                    ResponseCode::ValuesNotFound,
+                    "Values Not Found",
+                )),
             };
         }
     }
-    match state.engine.resolve(&query, identity.as_ref()) {
-        Ok(r) => {
-            let body = hjson::handle_response(1, text, &r.values);
-            (
-                ResponseCode::Success,
-                json_response(StatusCode::OK, &body, params),
-            )
-        }
-        Err(f) => (f.code, failure_response(&f, Some(text), true, params)),
-    }
+    state.engine.resolve(query, identity).map(|r| r.values)
 }
 
 /// Why a write was not authenticated.
@@ -914,7 +916,7 @@ fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
 async fn home(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let params = Params::parse(req.uri().query());
     if let Some(h) = params.get("handle").filter(|h| !h.is_empty()) {
-        return proxy_answer(&state, h, &params);
+        return proxy_answer(&state, h, &params).await;
     }
     html_page(
         StatusCode::OK,
@@ -929,7 +931,7 @@ async fn proxy(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let started = Instant::now();
     let params = Params::parse(req.uri().query());
     let text = handle_from_path(req.uri().path(), "/");
-    let resp = proxy_answer(&state, &text, &params);
+    let resp = proxy_answer(&state, &text, &params).await;
     let code = match resp.status() {
         StatusCode::NOT_FOUND => ResponseCode::HandleNotFound,
         StatusCode::BAD_REQUEST => ResponseCode::InvalidHandle,
@@ -939,7 +941,7 @@ async fn proxy(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     resp
 }
 
-fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Response {
+async fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Response {
     let text = ["hdl:", "doi:", "info:hdl/"]
         .iter()
         .find_map(|p| text.strip_prefix(p))
@@ -961,8 +963,8 @@ fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Response {
         public_only: true,
         refer: true,
     };
-    let values = match state.engine.resolve(&query, None) {
-        Ok(r) => r.values,
+    let values = match resolve_for_client(state, &query, None).await {
+        Ok(values) => values,
         Err(f) if f.code == ResponseCode::ValuesNotFound => Vec::new(),
         Err(f) => {
             let status = if matches!(
