@@ -1,6 +1,7 @@
 //! tokio front ends and node start-up: opening the registry, homing prefixes, bootstrapping
 //! administrators, and serving HTTP/HTTPS until shutdown (Ctrl-C or SIGTERM).
 
+pub mod accept;
 pub mod http;
 pub mod native;
 pub mod native_tcp;
@@ -354,87 +355,83 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     })
 }
 
-/// Accept loop: one task per connection, at most `limit` at once, HTTP/1.1 with keep-alive,
-/// TLS when an acceptor is given. On shutdown it stops accepting and lets open connections
-/// finish their current request.
+/// Serve HTTP/1.1 (keep-alive; TLS when an acceptor is given) on `listener` until shutdown;
+/// see [`accept::accept_loop`] for the connection cap and draining.
 pub async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limit: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.changed() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let on_shutdown = shutdown.clone();
+    accept::accept_loop(listener, limit, on_shutdown, move |stream, peer| {
         let router = router.clone();
         let tls = tls.clone();
-        let mut shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let _permit = permit;
+        let shutdown = shutdown.clone();
+        async move {
             let conn = http::ConnInfo {
                 peer,
                 tls: tls.is_some(),
             };
-            let service = tower::ServiceExt::map_request(router, move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(conn);
-                req
-            });
+            let service = tower::ServiceExt::map_request(
+                router,
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(conn);
+                    req
+                },
+            );
             let service = hyper_util::service::TowerToHyperService::new(service);
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            // Without a timer hyper silently applies no header-read timeout at all.
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HTTP_HEADER_TIMEOUT);
             match tls {
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_http_connection(stream, service, peer, shutdown).await
                         }
-                        Err(_) => return,
-                    };
-                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended"); } }
-                        _ = shutdown.changed() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => {
-                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended"); } }
-                        _ = shutdown.changed() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
-                    }
-                }
+                None => serve_http_connection(stream, service, peer, shutdown).await,
             }
-        });
-        // Reap finished connection tasks so the set does not grow.
-        while connections.try_join_next().is_some() {}
-    }
-    // Give open connections a bounded time to finish.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while connections.join_next().await.is_some() {}
+        }
     })
     .await;
+}
+
+/// One HTTP/1.1 connection, with a header-read timeout, ended gracefully on shutdown.
+async fn serve_http_connection<I, S>(
+    io: I,
+    service: S,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<axum::body::Body>,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Without a timer hyper silently applies no header-read timeout at all.
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HTTP_HEADER_TIMEOUT);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

@@ -16,44 +16,24 @@ use crate::wire::handle::message::{Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 /// How long a started message may take to arrive in full.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accept loop: one task per connection, at most `limit` at once.
+/// Serve the native protocol on `listener` until shutdown; see [`super::accept::accept_loop`]
+/// for the connection cap and draining.
 pub async fn serve_tcp(
     listener: TcpListener,
     service: Arc<NativeService>,
     limit: Arc<Semaphore>,
     idle_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.changed() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let on_shutdown = shutdown.clone();
+    super::accept::accept_loop(listener, limit, on_shutdown, move |stream, peer| {
         let service = service.clone();
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let _permit = permit;
+        async move {
             if let Err(e) = connection(stream, service, idle_timeout, shutdown).await {
                 tracing::debug!(%peer, error = %e, "native TCP connection ended");
             }
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while connections.join_next().await.is_some() {}
+        }
     })
     .await;
 }
