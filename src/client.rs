@@ -32,8 +32,8 @@ use crate::auth::challenge::{
 };
 use crate::model::{types, HandleValue, PREFIX_NA};
 use crate::wire::handle::message::{
-    envelope_flag, flag, header_and_body, op, udp_fragments, Body, Envelope, Header, Message,
-    WireError, ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
+    envelope_flag, flag, header_and_body, op, udp_fragments, Body, Envelope, Message, WireError,
+    ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
 };
 
 /// Flags of a Handle.Net resolution request: REC | CA | PO.
@@ -41,7 +41,7 @@ pub const DEFAULT_FLAGS: u32 = flag::RECURSIVE | flag::CACHE_CERTIFY | flag::PUB
 /// How long a request claims to stay valid (Handle.Net: 12 hours).
 pub const REQUEST_LIFETIME_SECS: u32 = 43_200;
 /// Site serial sent when the client knows no HS_SITE (Handle.Net sends -1).
-pub const UNKNOWN_SITE_SERIAL: u16 = 0xFFFF;
+pub use crate::wire::handle::message::UNKNOWN_SITE_SERIAL;
 /// Handle.Net's UDP retry scheme: how long to wait after each (re)transmission.
 pub const UDP_RETRY_SCHEDULE: [Duration; 3] = [
     Duration::from_millis(500),
@@ -460,30 +460,12 @@ fn build_request(
     op_flag: u32,
     body: Body,
 ) -> Message {
-    Message {
-        envelope: Envelope {
-            major: version.0,
-            minor: version.1,
-            flags: 0,
-            suggested_major: OUR_VERSION.0,
-            suggested_minor: OUR_VERSION.1,
-            session_id,
-            request_id,
-            sequence: 0,
-            message_length: 0,
-        },
-        header: Header {
-            op_code,
-            response_code: 0,
-            op_flag,
-            site_serial: UNKNOWN_SITE_SERIAL,
-            recursion_count: 0,
-            expiration,
-        },
-        digest: None,
-        body,
-        credential: Some(Vec::new()),
-    }
+    let mut m = Message::request(op_code, op_flag, body);
+    (m.envelope.major, m.envelope.minor) = version;
+    m.envelope.session_id = session_id;
+    m.envelope.request_id = request_id;
+    m.header.expiration = expiration;
+    m
 }
 
 fn resolution_body(handle: &str, indexes: &[u32], types: &[String]) -> Body {

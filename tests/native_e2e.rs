@@ -12,8 +12,7 @@ use idnode::config::Config;
 use idnode::model::HandleValue;
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
 use idnode::wire::handle::message::{
-    flag, header_and_body, op, udp_fragments, Body, Envelope, Header, Message, ENVELOPE_LEN,
-    UDP_CHUNK,
+    flag, header_and_body, op, udp_fragments, Body, Envelope, Message, ENVELOPE_LEN, UDP_CHUNK,
 };
 
 const SECRET: &str = "e2e-secret";
@@ -31,32 +30,14 @@ async fn node(dir: &std::path::Path) -> RunningNode {
     start(config, Arc::new(registry)).await.unwrap()
 }
 
+/// A request as the Java client sends it on first contact: 2.3 suggesting 2.11.
 fn request(op_code: u32, op_flag: u32, body: Body, request_id: u32, session_id: u32) -> Vec<u8> {
-    Message {
-        envelope: Envelope {
-            major: 2,
-            minor: 3,
-            flags: 0,
-            suggested_major: 2,
-            suggested_minor: 11,
-            session_id,
-            request_id,
-            sequence: 0,
-            message_length: 0,
-        },
-        header: Header {
-            op_code,
-            response_code: 0,
-            op_flag,
-            site_serial: 0xFFFF,
-            recursion_count: 0,
-            expiration: 0x6500_0000,
-        },
-        digest: None,
-        body,
-        credential: Some(vec![]),
-    }
-    .encode()
+    let mut m = Message::request(op_code, op_flag, body);
+    (m.envelope.major, m.envelope.minor) = (2, 3);
+    m.envelope.request_id = request_id;
+    m.envelope.session_id = session_id;
+    m.header.expiration = 0x6500_0000;
+    m.encode()
 }
 
 fn resolution(handle: &str, types: Vec<String>, request_id: u32) -> Vec<u8> {

@@ -3,7 +3,7 @@ use std::thread;
 
 use super::*;
 use crate::auth::challenge::{request_digest, verify_pubkey_answer, verify_seckey_answer};
-use crate::wire::handle::message::RequestDigest;
+use crate::wire::handle::message::{Header, RequestDigest};
 use crate::wire::handle::vectors::*;
 
 fn hex(s: &str) -> Vec<u8> {

@@ -49,8 +49,8 @@ use super::Failure;
 use crate::model::structured::interface;
 use crate::model::{types, Handle, HandleValue, ResponseCode, SiteInfo, PREFIX_NA};
 use crate::wire::handle::message::{
-    envelope_flag, flag, op, udp_fragments, Body, Envelope, Header, Message, ENVELOPE_LEN,
-    MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
+    envelope_flag, flag, op, udp_fragments, Body, Envelope, Message, ENVELOPE_LEN, MAX_MESSAGE_LEN,
+    UDP_CHUNK,
 };
 
 /// A boxed, sendable future (the [`Upstream`] trait is object safe).
@@ -87,7 +87,6 @@ const MAX_RECOGNIZED_TTL: u32 = 172_800;
 /// Requests expire 12 hours after they are sent (Handle.Net's default).
 const REQUEST_LIFETIME_SECS: u64 = 43_200;
 /// Site serial sent when the site's serial is not known to matter.
-const UNKNOWN_SITE_SERIAL: u16 = 0xFFFF;
 /// Backoff between attempts after a timeout: 100 ms, doubling, at most this.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
@@ -1247,36 +1246,22 @@ fn build_request(
     recursion_count: u8,
     now: u64,
 ) -> Message {
-    Message {
-        envelope: Envelope {
-            major: OUR_VERSION.0,
-            minor: OUR_VERSION.1,
-            flags: 0,
-            suggested_major: OUR_VERSION.0,
-            suggested_minor: OUR_VERSION.1,
-            session_id: 0,
-            request_id: new_request_id(),
-            sequence: 0,
-            message_length: 0,
-        },
-        header: Header {
-            op_code: op::RESOLUTION,
-            response_code: 0,
-            op_flag: flag::CACHE_CERTIFY | flag::PUBLIC_ONLY,
-            site_serial: UNKNOWN_SITE_SERIAL,
-            recursion_count,
-            expiration: now
-                .saturating_add(REQUEST_LIFETIME_SECS)
-                .min(u64::from(u32::MAX)) as u32,
-        },
-        digest: None,
-        body: Body::Resolution {
-            handle: handle.to_string(),
-            indexes: indexes.to_vec(),
-            types: types.to_vec(),
-        },
-        credential: Some(Vec::new()),
-    }
+    let body = Body::Resolution {
+        handle: handle.to_string(),
+        indexes: indexes.to_vec(),
+        types: types.to_vec(),
+    };
+    let mut m = Message::request(
+        op::RESOLUTION,
+        flag::CACHE_CERTIFY | flag::PUBLIC_ONLY,
+        body,
+    );
+    m.envelope.request_id = new_request_id();
+    m.header.recursion_count = recursion_count;
+    m.header.expiration = now
+        .saturating_add(REQUEST_LIFETIME_SECS)
+        .min(u64::from(u32::MAX)) as u32;
+    m
 }
 
 /// What every upstream response must be: a response, to our request id and operation, not
@@ -1334,6 +1319,7 @@ mod tests {
     use crate::model::{SuffixCase, Ttl};
     use crate::resolve::cache::CacheConfig;
     use crate::resolve::site::{handle_hash, HASH_BY_HANDLE};
+    use crate::wire::handle::message::{Header, OUR_VERSION};
 
     const NOW: u64 = 1_700_000_000;
     const ROOT: [u8; 4] = [10, 0, 0, 1];

@@ -64,32 +64,14 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A request as the Java client sends it on first contact: 2.3 suggesting 2.11.
 fn request(op_code: u32, op_flag: u32, body: Body, request_id: u32, session_id: u32) -> Vec<u8> {
-    Message {
-        envelope: Envelope {
-            major: 2,
-            minor: 3,
-            flags: 0,
-            suggested_major: 2,
-            suggested_minor: 11,
-            session_id,
-            request_id,
-            sequence: 0,
-            message_length: 0,
-        },
-        header: Header {
-            op_code,
-            response_code: 0,
-            op_flag,
-            site_serial: 0xFFFF,
-            recursion_count: 0,
-            expiration: 0x6500_0000,
-        },
-        digest: None,
-        body,
-        credential: Some(vec![]),
-    }
-    .encode()
+    let mut m = Message::request(op_code, op_flag, body);
+    (m.envelope.major, m.envelope.minor) = (2, 3);
+    m.envelope.request_id = request_id;
+    m.envelope.session_id = session_id;
+    m.header.expiration = 0x6500_0000;
+    m.encode()
 }
 
 fn send(f: &Fixture, bytes: &[u8], transport: Transport) -> Vec<Message> {

@@ -26,6 +26,9 @@ pub const UDP_CHUNK: usize = 492;
 /// The protocol version idnode speaks.
 pub const OUR_VERSION: (u8, u8) = (2, 11);
 
+/// The header's site serial when the sender knows no HS_SITE (Java's −1).
+pub const UNKNOWN_SITE_SERIAL: u16 = 0xFFFF;
+
 /// Operation codes.
 pub mod op {
     pub const RESOLUTION: u32 = 1;
@@ -458,6 +461,36 @@ fn digest_len(hash_type: u8) -> Option<usize> {
 }
 
 impl Message {
+    /// A request as idnode's clients send it: version 2.11 suggesting 2.11, no session,
+    /// request id 0, site serial unknown, recursion count 0, expiration 0, an empty credential
+    /// section. Callers set what differs (`envelope.request_id`, `header.expiration`, ...).
+    pub fn request(op_code: u32, op_flag: u32, body: Body) -> Message {
+        Message {
+            envelope: Envelope {
+                major: OUR_VERSION.0,
+                minor: OUR_VERSION.1,
+                flags: 0,
+                suggested_major: OUR_VERSION.0,
+                suggested_minor: OUR_VERSION.1,
+                session_id: 0,
+                request_id: 0,
+                sequence: 0,
+                message_length: 0,
+            },
+            header: Header {
+                op_code,
+                response_code: 0,
+                op_flag,
+                site_serial: UNKNOWN_SITE_SERIAL,
+                recursion_count: 0,
+                expiration: 0,
+            },
+            digest: None,
+            body,
+            credential: Some(Vec::new()),
+        }
+    }
+
     /// Encode envelope + message; the envelope's `message_length` is computed.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
