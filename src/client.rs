@@ -32,8 +32,8 @@ use crate::auth::challenge::{
 };
 use crate::model::{types, HandleValue, PREFIX_NA};
 use crate::wire::handle::message::{
-    envelope_flag, flag, header_and_body, op, udp_fragments, Body, Envelope, Message, WireError,
-    ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
+    envelope_flag, flag, header_and_body, op, udp_fragments, Body, Envelope, Fragments, Message,
+    WireError, ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
 };
 
 /// Flags of a Handle.Net resolution request: REC | CA | PO.
@@ -508,27 +508,19 @@ pub(crate) enum Feed {
     Complete(Envelope, Vec<u8>),
 }
 
-/// Collects the datagrams of one message (chunk k at offset k × 492, each datagram carrying
-/// the full envelope with the total message length and its own sequence number).
+/// Collects the datagrams of one response: those of other requests or with bad envelopes are
+/// ignored (with the reason), the rest go to a [`Fragments`] assembler.
 #[derive(Debug)]
 pub(crate) struct Reassembly {
     request_id: u32,
-    partial: Option<Partial>,
-}
-
-#[derive(Debug)]
-struct Partial {
-    envelope: Envelope,
-    buf: Vec<u8>,
-    have: Vec<bool>,
-    missing: usize,
+    fragments: Fragments,
 }
 
 impl Reassembly {
     pub(crate) fn new(request_id: u32) -> Reassembly {
         Reassembly {
             request_id,
-            partial: None,
+            fragments: Fragments::new(),
         }
     }
 
@@ -547,53 +539,10 @@ impl Reassembly {
         if envelope.request_id != self.request_id {
             return ignore(format!("datagram for request id {}", envelope.request_id));
         }
-        let total = envelope.message_length as usize;
-        if total == 0 {
-            return ignore("empty message".to_string());
-        }
-        let chunks = total.div_ceil(UDP_CHUNK);
-        let seq = envelope.sequence as usize;
-        if seq >= chunks {
-            return ignore(format!(
-                "sequence number {seq} out of range for a {total}-byte message ({chunks} datagrams)"
-            ));
-        }
-        let start = seq * UDP_CHUNK;
-        let expected = UDP_CHUNK.min(total - start);
-        let payload = &datagram[ENVELOPE_LEN..];
-        if payload.len() != expected {
-            return ignore(format!(
-                "datagram {seq} carries {} bytes, expected {expected}",
-                payload.len()
-            ));
-        }
-        let partial = self.partial.get_or_insert_with(|| Partial {
-            envelope: Envelope {
-                sequence: 0,
-                ..envelope
-            },
-            buf: vec![0; total],
-            have: vec![false; chunks],
-            missing: chunks,
-        });
-        if partial.buf.len() != total {
-            return ignore(format!(
-                "datagram {seq} declares {total} bytes, earlier ones {}",
-                partial.buf.len()
-            ));
-        }
-        if partial.have[seq] {
-            return ignore(format!("duplicate datagram {seq}"));
-        }
-        partial.buf[start..start + expected].copy_from_slice(payload);
-        partial.have[seq] = true;
-        partial.missing -= 1;
-        if partial.missing > 0 {
-            return Feed::Pending;
-        }
-        match self.partial.take() {
-            Some(p) => Feed::Complete(p.envelope, p.buf),
-            None => Feed::Pending,
+        match self.fragments.offer(&envelope, &datagram[ENVELOPE_LEN..]) {
+            Ok(Some((envelope, message))) => Feed::Complete(envelope, message),
+            Ok(None) => Feed::Pending,
+            Err(e) => ignore(e.to_string()),
         }
     }
 }

@@ -49,8 +49,8 @@ use super::Failure;
 use crate::model::structured::interface;
 use crate::model::{types, Handle, HandleValue, ResponseCode, SiteInfo, PREFIX_NA};
 use crate::wire::handle::message::{
-    envelope_flag, flag, op, udp_fragments, Body, Envelope, Message, ENVELOPE_LEN, MAX_MESSAGE_LEN,
-    UDP_CHUNK,
+    envelope_flag, flag, op, udp_fragments, Body, Envelope, FragmentError, Fragments, Message,
+    ENVELOPE_LEN, MAX_MESSAGE_LEN, UDP_CHUNK,
 };
 
 /// A boxed, sendable future (the [`Upstream`] trait is object safe).
@@ -285,15 +285,10 @@ async fn udp_send_and_receive(
     }
 }
 
-/// Collects the datagrams of one UDP response: chunk k goes to offset k × 492, every datagram
-/// carries the full envelope with the total message length and its own sequence number.
+/// Collects the datagrams of one UDP response; a duplicate is harmless, anything else that
+/// does not fit is reported.
 #[derive(Default)]
-struct UdpAssembly {
-    envelope: Option<Envelope>,
-    buf: Vec<u8>,
-    have: Vec<bool>,
-    missing: usize,
-}
+struct UdpAssembly(Fragments);
 
 impl UdpAssembly {
     /// Offer one datagram of our request: `Ok(Some(..))` completes the message, `Ok(None)`
@@ -303,53 +298,10 @@ impl UdpAssembly {
         envelope: Envelope,
         payload: &[u8],
     ) -> Result<Option<(Envelope, Vec<u8>)>, String> {
-        let total = envelope.message_length as usize;
-        let chunks = total.div_ceil(UDP_CHUNK);
-        let seq = envelope.sequence as usize;
-        if seq >= chunks {
-            return Err(format!(
-                "datagram {seq} out of range for a {total}-byte message"
-            ));
+        match self.0.offer(&envelope, payload) {
+            Err(FragmentError::Duplicate(_)) => Ok(None),
+            other => other.map_err(|e| e.to_string()),
         }
-        let start = seq * UDP_CHUNK;
-        let expected = UDP_CHUNK.min(total - start);
-        if payload.len() != expected {
-            return Err(format!(
-                "datagram {seq} carries {} bytes, expected {expected}",
-                payload.len()
-            ));
-        }
-        match &self.envelope {
-            Some(first) if first.message_length != envelope.message_length => {
-                return Err(format!(
-                    "datagram {seq} declares {total} bytes, earlier ones {}",
-                    first.message_length
-                ))
-            }
-            Some(_) => {}
-            None => {
-                self.envelope = Some(Envelope {
-                    sequence: 0,
-                    ..envelope
-                });
-                self.buf = vec![0; total];
-                self.have = vec![false; chunks];
-                self.missing = chunks;
-            }
-        }
-        if self.have[seq] {
-            return Ok(None);
-        }
-        self.buf[start..start + expected].copy_from_slice(payload);
-        self.have[seq] = true;
-        self.missing -= 1;
-        if self.missing > 0 {
-            return Ok(None);
-        }
-        Ok(self
-            .envelope
-            .take()
-            .map(|e| (e, std::mem::take(&mut self.buf))))
     }
 }
 

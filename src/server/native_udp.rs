@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::native::{NativeService, Outcome, Transport};
-use crate::wire::handle::message::{udp_fragments, Envelope, ENVELOPE_LEN, UDP_CHUNK};
+use crate::wire::handle::message::{udp_fragments, Envelope, Fragments, ENVELOPE_LEN, UDP_CHUNK};
 
 /// Limits of the reassembly buffer.
 #[derive(Debug, Clone, Copy)]
@@ -36,10 +36,9 @@ impl Default for ReassemblyLimits {
 }
 
 struct Partial {
-    envelope: Envelope,
-    data: Vec<u8>,
-    received: Vec<bool>,
-    missing: usize,
+    fragments: Fragments,
+    /// Bytes this message holds against the budget.
+    size: usize,
     started: Instant,
 }
 
@@ -73,7 +72,7 @@ impl Reassembler {
         self.partial.retain(|_, p| {
             let keep = now.duration_since(p.started) < timeout;
             if !keep {
-                freed += p.data.len();
+                freed += p.size;
             }
             keep
         });
@@ -100,15 +99,8 @@ impl Reassembler {
             // The common case: one datagram, one message.
             return (env.sequence == 0 && data.len() == total).then(|| (env, data.to_vec()));
         }
-        let chunks = total.div_ceil(UDP_CHUNK);
-        let seq = env.sequence as usize;
-        if seq >= chunks {
-            return None;
-        }
-        let offset = seq * UDP_CHUNK;
-        if data.len() != UDP_CHUNK.min(total - offset) {
-            return None;
-        }
+        // Check the datagram on its own before it may claim buffer space.
+        Fragments::check(&env, data).ok()?;
         if self
             .last_sweep
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
@@ -117,13 +109,12 @@ impl Reassembler {
         }
         let key = (peer, env.request_id);
         if !self.partial.contains_key(&key) {
-            if self.partial.len() >= self.limits.max_messages
-                || self.bytes + total > self.limits.max_bytes
-            {
+            let over = |r: &Self| {
+                r.partial.len() >= r.limits.max_messages || r.bytes + total > r.limits.max_bytes
+            };
+            if over(self) {
                 self.sweep(now);
-                if self.partial.len() >= self.limits.max_messages
-                    || self.bytes + total > self.limits.max_bytes
-                {
+                if over(self) {
                     return None;
                 }
             }
@@ -131,31 +122,19 @@ impl Reassembler {
             self.partial.insert(
                 key,
                 Partial {
-                    envelope: env,
-                    data: vec![0; total],
-                    received: vec![false; chunks],
-                    missing: chunks,
+                    fragments: Fragments::new(),
+                    size: total,
                     started: now,
                 },
             );
         }
         let p = self.partial.get_mut(&key)?;
-        if p.envelope.message_length != env.message_length {
-            return None; // Same request id, different message: ignore the stray datagram.
+        // Stray, duplicate or inconsistent datagrams are dropped; the message stays pending.
+        let (envelope, message) = p.fragments.offer(&env, data).ok().flatten()?;
+        if let Some(done) = self.partial.remove(&key) {
+            self.bytes -= done.size;
         }
-        if !p.received[seq] {
-            p.received[seq] = true;
-            p.missing -= 1;
-            p.data[offset..offset + data.len()].copy_from_slice(data);
-        }
-        if p.missing > 0 {
-            return None;
-        }
-        let done = self.partial.remove(&key)?;
-        self.bytes -= done.data.len();
-        let mut envelope = done.envelope;
-        envelope.sequence = 0;
-        Some((envelope, done.data))
+        Some((envelope, message))
     }
 }
 

@@ -671,5 +671,124 @@ pub fn udp_fragments(encoded: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Why a datagram does not fit the message being reassembled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FragmentError {
+    #[error("the datagram declares an empty message")]
+    Empty,
+    #[error("sequence number {seq} out of range for a {total}-byte message ({chunks} datagrams)")]
+    OutOfRange {
+        seq: usize,
+        total: usize,
+        chunks: usize,
+    },
+    #[error("datagram {seq} carries {got} bytes, expected {expected}")]
+    WrongSize {
+        seq: usize,
+        got: usize,
+        expected: usize,
+    },
+    #[error("datagram {seq} declares {declared} bytes, earlier ones {earlier}")]
+    LengthChanged {
+        seq: usize,
+        declared: usize,
+        earlier: usize,
+    },
+    #[error("duplicate datagram {0}")]
+    Duplicate(usize),
+}
+
+/// Collects the datagrams of one message: chunk k lands at offset k × [`UDP_CHUNK`]; every
+/// datagram carries the full envelope with the total length and its own sequence number.
+/// Sizes are checked against the declared length before anything is copied.
+#[derive(Debug, Default)]
+pub struct Fragments {
+    envelope: Option<Envelope>,
+    buf: Vec<u8>,
+    have: Vec<bool>,
+    missing: usize,
+}
+
+impl Fragments {
+    pub fn new() -> Fragments {
+        Fragments::default()
+    }
+
+    /// The total length the first accepted datagram declared.
+    pub fn declared_len(&self) -> Option<usize> {
+        self.envelope.map(|e| e.message_length as usize)
+    }
+
+    /// Offer one datagram's envelope and payload. `Ok(Some(..))` completes the message (its
+    /// envelope with sequence 0, and the message bytes); `Ok(None)` waits for more.
+    /// Check one datagram against its own envelope (sequence number in range, payload of the
+    /// right size) without buffering anything.
+    pub fn check(envelope: &Envelope, payload: &[u8]) -> Result<(), FragmentError> {
+        let total = envelope.message_length as usize;
+        if total == 0 {
+            return Err(FragmentError::Empty);
+        }
+        let chunks = total.div_ceil(UDP_CHUNK);
+        let seq = envelope.sequence as usize;
+        if seq >= chunks {
+            return Err(FragmentError::OutOfRange { seq, total, chunks });
+        }
+        let expected = UDP_CHUNK.min(total - seq * UDP_CHUNK);
+        if payload.len() != expected {
+            return Err(FragmentError::WrongSize {
+                seq,
+                got: payload.len(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn offer(
+        &mut self,
+        envelope: &Envelope,
+        payload: &[u8],
+    ) -> Result<Option<(Envelope, Vec<u8>)>, FragmentError> {
+        Fragments::check(envelope, payload)?;
+        let total = envelope.message_length as usize;
+        let chunks = total.div_ceil(UDP_CHUNK);
+        let seq = envelope.sequence as usize;
+        let start = seq * UDP_CHUNK;
+        let expected = payload.len();
+        match self.declared_len() {
+            Some(earlier) if earlier != total => {
+                return Err(FragmentError::LengthChanged {
+                    seq,
+                    declared: total,
+                    earlier,
+                })
+            }
+            Some(_) => {}
+            None => {
+                self.envelope = Some(Envelope {
+                    sequence: 0,
+                    ..*envelope
+                });
+                self.buf = vec![0; total];
+                self.have = vec![false; chunks];
+                self.missing = chunks;
+            }
+        }
+        if self.have[seq] {
+            return Err(FragmentError::Duplicate(seq));
+        }
+        self.buf[start..start + expected].copy_from_slice(payload);
+        self.have[seq] = true;
+        self.missing -= 1;
+        if self.missing > 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .envelope
+            .take()
+            .map(|e| (e, std::mem::take(&mut self.buf))))
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -379,3 +379,50 @@ fn legacy_digest_has_no_type_byte() {
     back.envelope.message_length = 0;
     assert_eq!(back, m);
 }
+
+#[test]
+fn fragments_reassemble_and_refuse_what_does_not_fit() {
+    let mut msg = hex(RESP_HEX);
+    // Grow the message past two datagrams by appending to a copy of the body (the assembler
+    // only cares about lengths and positions).
+    msg.extend(std::iter::repeat_n(7u8, 1000));
+    let total = (msg.len() - ENVELOPE_LEN) as u32;
+    msg[16..20].copy_from_slice(&total.to_be_bytes());
+    let frags = udp_fragments(&msg);
+    assert_eq!(frags.len(), 3);
+    let parts: Vec<(Envelope, &[u8])> = frags
+        .iter()
+        .map(|f| {
+            (
+                Envelope::decode(&f[..ENVELOPE_LEN]).unwrap(),
+                &f[ENVELOPE_LEN..],
+            )
+        })
+        .collect();
+    let mut a = Fragments::new();
+    assert_eq!(a.offer(&parts[2].0, parts[2].1), Ok(None));
+    assert_eq!(
+        a.offer(&parts[2].0, parts[2].1),
+        Err(FragmentError::Duplicate(2))
+    );
+    assert!(matches!(
+        a.offer(&parts[0].0, &parts[0].1[1..]),
+        Err(FragmentError::WrongSize { .. })
+    ));
+    let mut longer = parts[0].0;
+    longer.message_length += 1;
+    assert!(matches!(
+        a.offer(&longer, parts[0].1),
+        Err(FragmentError::LengthChanged { .. })
+    ));
+    let mut beyond = parts[0].0;
+    beyond.sequence = 3;
+    assert!(matches!(
+        Fragments::check(&beyond, parts[0].1),
+        Err(FragmentError::OutOfRange { .. })
+    ));
+    assert_eq!(a.offer(&parts[0].0, parts[0].1), Ok(None));
+    let (env, data) = a.offer(&parts[1].0, parts[1].1).unwrap().unwrap();
+    assert_eq!(env.sequence, 0);
+    assert_eq!(data, msg[ENVELOPE_LEN..]);
+}
