@@ -94,6 +94,14 @@ pub fn prepare_registry(
     for prefix in &config.homed_prefixes {
         registry.home_prefix(prefix)?;
         if config.raw.node.bootstrap_admins && registry.get(&prefix.na_handle())?.is_none() {
+            if config.partition.is_some() {
+                tracing::warn!(
+                    %prefix,
+                    "bootstrapping an administrator on one server of a multi-server site: each \
+                     server generates its own secret; run `idnode init-prefix --secret-file` \
+                     with one shared secret on every server instead"
+                );
+            }
             let path = secret_path(&config.raw.node.data_dir, prefix);
             let (secret, _) = read_or_create_secret(&path)?;
             init_prefix(registry, prefix, 300, secret.as_bytes())
