@@ -30,6 +30,7 @@ use crate::auth::challenge::{
     digest_of_type, seckey_answer_pbkdf2, ChallengeError, PrivateKey, SignatureHash,
     DEFAULT_PBKDF2_ITERATIONS, DEFAULT_PBKDF2_KEY_BITS, DEFAULT_PBKDF2_SALT_LEN,
 };
+use crate::model::SiteInfo;
 use crate::model::{types, HandleValue, PREFIX_NA};
 use crate::wire::handle::message::{
     envelope_flag, flag, header_and_body, op, udp_fragments, Body, Envelope, Fragments, Message,
@@ -652,6 +653,52 @@ impl Client {
             }
             Transport::Tcp => self.tcp_exchange(&request, handle, None),
         }
+    }
+
+    /// The server's own HS_SITE (GET_SITE_INFO).
+    pub fn site_info(&self, transport: Transport) -> Result<SiteInfo, ClientError> {
+        let request = build_request(
+            OUR_VERSION,
+            0,
+            new_request_id(),
+            now_unix().saturating_add(REQUEST_LIFETIME_SECS),
+            op::GET_SITE_INFO,
+            0,
+            Body::Handle {
+                handle: "/".to_string(),
+            },
+        );
+        let m = match transport {
+            Transport::Udp => self.udp_exchange(&request)?,
+            Transport::Tcp => {
+                let mut stream = self.connect()?;
+                self.send_and_read(&mut stream, &request.encode(), request.envelope.request_id)?
+            }
+        };
+        match (m.header.response_code, m.body) {
+            (1, Body::SiteInfo { site }) => SiteInfo::decode(&site)
+                .map_err(|e| ClientError::Unexpected(format!("undecodable HS_SITE: {e}"))),
+            (code, _) => Err(ClientError::Unexpected(format!(
+                "GET_SITE_INFO answered RC {code} {}",
+                response_code_name(code)
+            ))),
+        }
+    }
+
+    /// The client for the server of `site` that holds `handle` by the site's hash rule
+    /// (handle-protocol.md §5), reached over `transport`; `None` if that server offers no
+    /// query interface for it.
+    pub fn routed(&self, site: &SiteInfo, handle: &str, transport: Transport) -> Option<Client> {
+        let server = crate::resolve::site::server_for(site, handle)?;
+        let protocol = match transport {
+            Transport::Udp => crate::model::structured::interface::UDP,
+            Transport::Tcp => crate::model::structured::interface::TCP,
+        };
+        let port = crate::resolve::site::query_port(server, protocol)?;
+        Some(Client {
+            server: SocketAddr::new(server.ip(), port),
+            timeout: self.timeout,
+        })
     }
 
     /// Resolve over TCP without the PO flag, answering the server's challenge as `auth`

@@ -165,7 +165,7 @@ pub struct NodeConfig {
 }
 
 /// `node.partition = { index = 0, count = 2, hash_option = 2 }`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionConfig {
     /// This server's position in the site's server list, from 0.
@@ -175,6 +175,10 @@ pub struct PartitionConfig {
     /// The site's hash option: 0 by prefix, 1 by suffix, 2 by whole handle (default).
     #[serde(default = "default_hash_option")]
     pub hash_option: u8,
+    /// The native addresses (`host:port`, UDP and TCP) of all the site's servers in order,
+    /// this one at `index`; published in the node's HS_SITE so clients route by hash.
+    #[serde(default)]
+    pub servers: Vec<SocketAddr>,
 }
 
 fn default_hash_option() -> u8 {
@@ -317,7 +321,7 @@ impl Config {
                     .map_err(|e| invalid("node.server_admins", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let partition = match self.node.partition {
+        let partition = match &self.node.partition {
             None => None,
             Some(p) => {
                 if p.count == 0 || p.index >= p.count {
@@ -325,6 +329,12 @@ impl Config {
                 }
                 if p.hash_option > 2 {
                     return Err(invalid("node.partition", "hash_option is 0, 1 or 2"));
+                }
+                if !p.servers.is_empty() && p.servers.len() != p.count as usize {
+                    return Err(invalid(
+                        "node.partition",
+                        "servers must list all count servers",
+                    ));
                 }
                 Some(crate::resolve::Partition {
                     index: p.index,

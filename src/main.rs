@@ -776,14 +776,26 @@ fn native_resolve(
 ) -> anyhow::Result<std::process::ExitCode> {
     let client = client_for(conn)?;
     let auth = authenticator(auth)?;
-    let response = match &auth {
+    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+    let ask = |client: &Client| match &auth {
         Some(a) => client.resolve_authenticated(handle, indexes, types, a),
-        None => {
-            let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-            client.resolve(handle, indexes, types, transport, !admin_read)
+        None => client.resolve(handle, indexes, types, transport, !admin_read),
+    };
+    let mut response = ask(&client).with_context(|| format!("resolving {handle}"))?;
+    // A server of a multi-server site holds only its hash partition: on 301, route by the
+    // site's hash rule to the server that holds the handle, as Handle clients do.
+    if response.code == 301 {
+        if let Ok(site) = client.site_info(transport) {
+            if site.servers.len() > 1 {
+                if let Some(routed) = client.routed(&site, handle, transport) {
+                    if routed.server() != client.server() {
+                        eprintln!("(routed by the site's hash to {})", routed.server());
+                        response = ask(&routed).with_context(|| format!("resolving {handle}"))?;
+                    }
+                }
+            }
         }
     }
-    .with_context(|| format!("resolving {handle}"))?;
     let found = response.is_success();
     if json {
         let j = if found || response.is_referral() {

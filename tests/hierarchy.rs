@@ -17,6 +17,21 @@ use idnode::server::{open_registry, prepare_registry, root_sites, start, Running
 const SECRET: &str = "hierarchy-secret";
 
 async fn node(dir: &Path, name: &str, homed: &[&str], extra: &str) -> RunningNode {
+    node_at(dir, name, homed, extra, "127.0.0.1:0").await
+}
+
+/// A free port on 127.0.0.1 for both TCP and UDP (bound and released; tests only).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+async fn node_at(dir: &Path, name: &str, homed: &[&str], extra: &str, native: &str) -> RunningNode {
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     for p in homed {
@@ -25,7 +40,7 @@ async fn node(dir: &Path, name: &str, homed: &[&str], extra: &str) -> RunningNod
     let homed: Vec<String> = homed.iter().map(|p| format!("{p:?}")).collect();
     let toml = format!(
         "[node]\ndata_dir = {data:?}\nhomed_prefixes = [{}]\n{extra}\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n",
+         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"{native}\"\n",
         homed.join(", ")
     );
     let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));
@@ -109,18 +124,23 @@ async fn factory_lookup_through_the_hierarchy() {
     let secondary = node(dir.path(), "secondary", &["88.100"], "").await;
     let enterprise = node(dir.path(), "enterprise", &["88.100.1"], "").await;
     // A two-server site for 88.100.2: each server holds its hash partition.
-    let part0 = node(
+    // Its servers publish the whole site (both addresses) so clients can route by hash.
+    let (p0, p1) = (free_port(), free_port());
+    let servers = format!("servers = [\"127.0.0.1:{p0}\", \"127.0.0.1:{p1}\"]");
+    let part0 = node_at(
         dir.path(),
         "part0",
         &["88.100.2"],
-        "partition = { index = 0, count = 2 }",
+        &format!("partition = {{ index = 0, count = 2, {servers} }}"),
+        &format!("127.0.0.1:{p0}"),
     )
     .await;
-    let part1 = node(
+    let part1 = node_at(
         dir.path(),
         "part1",
         &["88.100.2"],
-        "partition = { index = 1, count = 2 }",
+        &format!("partition = {{ index = 1, count = 2, {servers} }}"),
+        &format!("127.0.0.1:{p1}"),
     )
     .await;
     let top_addr = top.native_addr.unwrap();
@@ -196,6 +216,25 @@ async fn factory_lookup_through_the_hierarchy() {
                 .unwrap();
             assert_eq!(wrong.code, 301, "{handle} on the wrong server");
             ok(Client::new(parts[owner]).admin(create, &admin_of("88.100.2")));
+        }
+
+        // The native client asked the wrong server of the site is routed by the site's hash.
+        let site = Client::new(parts[0]).site_info(Transport::Udp).unwrap();
+        assert_eq!(site.servers.len(), 2);
+        for i in 0..6 {
+            let handle = format!("88.100.2/P-{i}");
+            let routed = Client::new(parts[0])
+                .routed(&site, &handle, Transport::Udp)
+                .unwrap();
+            let owner = idnode::resolve::site::handle_hash(&handle, 2) as usize % 2;
+            assert_eq!(routed.server(), parts[owner]);
+            assert_eq!(
+                routed
+                    .resolve(&handle, &[], &[], Transport::Udp, true)
+                    .unwrap()
+                    .code,
+                1
+            );
         }
 
         // A factory asks the recursive node: over UDP, then TCP.

@@ -145,21 +145,46 @@ pub fn own_site(config: &ValidConfig, http: SocketAddr, native: Option<SocketAdd
         port: u32::from(http.port()),
     });
     let ip = native.unwrap_or(http).ip();
+    let this = ServerInfo {
+        server_id: 1,
+        address: ServerInfo::address_from_ip(ip),
+        public_key: config.site_public_key.clone().unwrap_or_default(),
+        interfaces,
+    };
+    // One server of a multi-server site publishes the whole site, so clients route by hash.
+    let (servers, hash_option) = match (&config.raw.node.partition, config.partition) {
+        (Some(p), Some(part)) if !p.servers.is_empty() => {
+            let servers = p
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| {
+                    if i == part.index as usize {
+                        ServerInfo {
+                            server_id: i as u32 + 1,
+                            ..this.clone()
+                        }
+                    } else {
+                        let mut s = root_sites(&[*addr]).remove(0).servers.remove(0);
+                        s.server_id = i as u32 + 1;
+                        s
+                    }
+                })
+                .collect();
+            (servers, part.hash_option)
+        }
+        _ => (vec![this], 2),
+    };
     SiteInfo {
         data_format_version: 1,
         protocol_major: 2,
         protocol_minor: 11,
         serial: config.raw.handle.site_serial,
         primary_mask: SITE_PRIMARY,
-        hash_option: 2,
+        hash_option,
         hash_filter: Vec::new(),
         attributes: vec![("desc".into(), "idnode".into())],
-        servers: vec![ServerInfo {
-            server_id: 1,
-            address: ServerInfo::address_from_ip(ip),
-            public_key: config.site_public_key.clone().unwrap_or_default(),
-            interfaces,
-        }],
+        servers,
     }
 }
 
