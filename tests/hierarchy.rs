@@ -324,3 +324,67 @@ async fn factory_lookup_through_the_hierarchy() {
         n.shutdown().await;
     }
 }
+
+/// A recursive node whose root is unreachable, or answers garbage or with the wrong request
+/// id, answers a clear error within its deadline instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_and_lying_upstreams_give_clear_errors() {
+    // A root that answers every datagram with garbage, and one that echoes a wrong request id.
+    let garbage = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let liar = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (garbage_addr, liar_addr) = (garbage.local_addr().unwrap(), liar.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((_, peer)) = garbage.recv_from(&mut buf).await {
+            let _ = garbage
+                .send_to(b"\xffnot a handle message at all", peer)
+                .await;
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, peer)) = liar.recv_from(&mut buf).await {
+            let mut reply = buf[..n].to_vec();
+            if reply.len() >= 12 {
+                reply[8] ^= 0xff; // another request id
+                let _ = liar.send_to(&reply, peer).await;
+            }
+        }
+    });
+    // An address nothing listens on (TCP refused; UDP silent).
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, root) in [
+        ("garbage", garbage_addr),
+        ("liar", liar_addr),
+        ("closed", closed),
+    ] {
+        let extra = format!(
+            "\n[recursion]\nenabled = true\nroots = [\"{root}\"]\ntimeout_ms = 300\nattempts = 1\ndeadline_ms = 3000\n"
+        );
+        let rec = node(dir.path(), name, &[], &extra).await;
+        let addr = rec.native_addr.unwrap();
+        let started = std::time::Instant::now();
+        let r = tokio::task::spawn_blocking(move || {
+            Client::new(addr)
+                .with_timeout(Duration::from_secs(10))
+                .resolve("88.100.1/SN-0001", &[], &[], Transport::Tcp, true)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        assert!(
+            !r.message.is_empty(),
+            "{name}: the error says what went wrong"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{name}: bounded by the deadline"
+        );
+        rec.shutdown().await;
+    }
+}
