@@ -61,7 +61,53 @@ pub struct Config {
     #[serde(default)]
     pub recursion: RecursionConfig,
     #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
     pub store: StoreConfig,
+}
+
+/// The DNS front end: identifiers as names under `zone` (see `wire::dns` for the mapping).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// UDP and TCP address (5300 so it runs without root; 53 in production).
+    pub listen: SocketAddr,
+    pub udp: bool,
+    pub tcp: bool,
+    /// The zone identifiers live under, e.g. "id.example." (a trailing dot is optional).
+    pub zone: String,
+    /// SOA MNAME (primary name server); default "ns1.<zone>".
+    pub soa_mname: Option<String>,
+    /// SOA RNAME (responsible mailbox as a name); default "hostmaster.<zone>".
+    pub soa_rname: Option<String>,
+    /// NS names of the zone; default ["ns1.<zone>"].
+    pub ns: Vec<String>,
+    /// TTL of SOA/NS and of negative answers (SOA MINIMUM).
+    pub negative_ttl_secs: u32,
+    /// Largest UDP answer offered to EDNS clients (512..=4096).
+    pub max_udp_payload: u16,
+    /// Most simultaneous TCP connections.
+    pub max_connections: usize,
+    /// Seconds a TCP connection may idle between queries.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5300)),
+            udp: true,
+            tcp: true,
+            zone: "id.example.".into(),
+            soa_mname: None,
+            soa_rname: None,
+            ns: Vec::new(),
+            negative_ttl_secs: 60,
+            max_udp_payload: 1232,
+            max_connections: 256,
+            idle_timeout_secs: 10,
+        }
+    }
 }
 
 /// Recursive resolution: answering for identifiers this node does not home by walking the
@@ -398,6 +444,36 @@ impl Config {
                 Some(key.public_key().encode())
             }
         };
+        let dc = &self.dns;
+        if (dc.udp || dc.tcp)
+            && (dc.listen == h.listen || (hc.listen == dc.listen && (hc.udp || hc.tcp)))
+            && dc.listen.port() != 0
+        {
+            return Err(invalid(
+                "dns.listen",
+                "must differ from http.listen and handle.listen",
+            ));
+        }
+        if !(512..=4096).contains(&dc.max_udp_payload) {
+            return Err(invalid(
+                "dns.max_udp_payload",
+                "must be between 512 and 4096",
+            ));
+        }
+        if dc.max_connections == 0 || dc.idle_timeout_secs == 0 {
+            return Err(invalid(
+                "dns",
+                "max_connections and idle_timeout_secs must be positive",
+            ));
+        }
+        for (field, name) in std::iter::once(("dns.zone", &dc.zone))
+            .chain(dc.soa_mname.iter().map(|n| ("dns.soa_mname", n)))
+            .chain(dc.soa_rname.iter().map(|n| ("dns.soa_rname", n)))
+            .chain(dc.ns.iter().map(|n| ("dns.ns", n)))
+        {
+            hickory_proto::rr::Name::from_ascii(name)
+                .map_err(|e| invalid(field, format!("{name:?}: {e}")))?;
+        }
         let rc = &self.recursion;
         if rc.enabled && rc.roots.is_empty() {
             return Err(invalid(
@@ -495,6 +571,9 @@ mod tests {
             ("[handle]\nidle_timeout_secs = 0", "idle_timeout_secs"),
             ("[node]\npartition = { index = 2, count = 2 }", "partition"),
             ("[recursion]\nenabled = true", "roots"),
+            ("[dns]\nzone = \"bad..zone\"", "dns.zone"),
+            ("[dns]\nmax_udp_payload = 100", "max_udp_payload"),
+            ("[dns]\nlisten = \"127.0.0.1:8000\"", "dns.listen"),
             ("[recursion]\nroots = [\"nowhere\"]", "socket address"),
             (
                 "[node]\npartition = { index = 0, count = 2, hash_option = 7 }",
