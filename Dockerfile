@@ -21,6 +21,6 @@ COPY --from=build /src/target/release/idnode /usr/local/bin/idnode
 COPY config/docker.toml /etc/idnode/idnode.toml
 USER idnode
 VOLUME /var/lib/idnode
-EXPOSE 8000 2641/tcp 2641/udp
+EXPOSE 8000 2641/tcp 2641/udp 5300/tcp 5300/udp
 ENTRYPOINT ["idnode"]
 CMD ["serve", "--config", "/etc/idnode/idnode.toml"]

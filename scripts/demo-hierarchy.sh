@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The identifier hierarchy on one machine, end to end, with the repository's role configs:
 #
-#   top-level node  (config/top-level.toml)  homes 88        HTTP 8101, native 2741
-#   secondary node  (config/secondary.toml)  homes 88.100    HTTP 8102, native 2742
-#   enterprise node (config/enterprise.toml) homes 88.100.1  HTTP 8103, native 2743
-#   recursive node  (config/recursive.toml)  homes nothing   HTTP 8104, native 2744
+#   top-level node  (config/top-level.toml)  homes 88        HTTP 8101, native 2741, DNS 5301
+#   secondary node  (config/secondary.toml)  homes 88.100    HTTP 8102, native 2742, DNS 5302
+#   enterprise node (config/enterprise.toml) homes 88.100.1  HTTP 8103, native 2743, DNS 5303
+#   recursive node  (config/recursive.toml)  homes nothing   HTTP 8104, native 2744, DNS 5304
 #
 # The top-level operator delegates 88.100 to the secondary node, the secondary's operator
 # delegates 88.100.1 to the enterprise node (both over the authenticated native admin path),
@@ -42,6 +42,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROLES=(top-level secondary enterprise recursive)
 HTTP_PORTS=(8101 8102 8103 8104)
 NATIVE_PORTS=(2741 2742 2743 2744)
+DNS_PORTS=(5301 5302 5303 5304)
 
 # ---------------------------------------------------------------------------------------------
 # The binary
@@ -78,15 +79,15 @@ port_in_use() {
 }
 
 busy=()
-for port in "${HTTP_PORTS[@]}" "${NATIVE_PORTS[@]}"; do
+for port in "${HTTP_PORTS[@]}" "${NATIVE_PORTS[@]}" "${DNS_PORTS[@]}"; do
     if port_in_use "$port"; then
         busy+=("$port")
     fi
 done
 if ((${#busy[@]} > 0)); then
     echo "error: port(s) ${busy[*]} on 127.0.0.1 already in use; the demo needs 8101-8104" \
-        "(HTTP) and 2741-2744 (native, TCP and UDP) free. Stop whatever listens there" \
-        "(\`ss -ltnup\` shows it), e.g. a node left running by --keep." >&2
+        "(HTTP), 2741-2744 (native) and 5301-5304 (DNS), TCP and UDP, free. Stop whatever" \
+        "listens there (\`ss -ltnup\` shows it), e.g. a node left running by --keep." >&2
     exit 1
 fi
 

@@ -115,6 +115,10 @@ tls_key = "$WORK/key.pem"
 [handle]
 # The native protocol is not under test here: any free port, so runs never collide.
 listen = "127.0.0.1:0"
+
+[dns]
+# Nor is DNS (its default 127.0.0.1:5300 could be taken).
+listen = "127.0.0.1:0"
 EOF
 log "config $CONFIG (port $PORT)"
 

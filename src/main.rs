@@ -338,6 +338,19 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
         let base = format!("{scheme}://{}", node.http_addr);
         tracing::info!(%base, "idnode serving");
         print_welcome(&config, &base, &bootstrapped);
+        if let Some(dns) = node.dns_addr {
+            tracing::info!(%dns, zone = %config.raw.dns.zone, "DNS serving");
+        }
+        if let (Some(dns), Some(p)) = (node.dns_addr, config.homed_prefixes.first()) {
+            let case = config.raw.node.suffix_case;
+            let zone = server::dns::zone_from_config(&config.raw.dns, case);
+            let handle = idnode::model::Handle::parse(&format!("{p}/SN-0001"), case);
+            if let (Ok(zone), Ok(handle)) = (zone, handle) {
+                if let Ok(name) = zone.name_of(&handle) {
+                    println!("  dig @{} -p {} {name} TXT", dns.ip(), dns.port());
+                }
+            }
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         node.shutdown().await;

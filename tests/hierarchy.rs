@@ -40,7 +40,8 @@ async fn node_at(dir: &Path, name: &str, homed: &[&str], extra: &str, native: &s
     let homed: Vec<String> = homed.iter().map(|p| format!("{p:?}")).collect();
     let toml = format!(
         "[node]\ndata_dir = {data:?}\nhomed_prefixes = [{}]\n{extra}\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"{native}\"\n",
+         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"{native}\"\n\
+         [dns]\nlisten = \"127.0.0.1:0\"\n",
         homed.join(", ")
     );
     let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));

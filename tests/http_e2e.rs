@@ -40,7 +40,7 @@ fn config_with(data_dir: &Path, tls: bool, extra_http: &str) -> ValidConfig {
     let text = format!(
         "[node]\ndata_dir = {dir:?}\nhomed_prefixes = [\"88.100.1\"]\n\n\
          [http]\nlisten = \"127.0.0.1:0\"\n{tls}{extra_http}\n\
-         [handle]\ntcp = false\nudp = false\n",
+         [handle]\ntcp = false\nudp = false\n[dns]\nlisten = \"127.0.0.1:0\"\n",
         dir = data_dir.display().to_string()
     );
     Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))

@@ -21,7 +21,8 @@ async fn node(dir: &std::path::Path) -> RunningNode {
     std::fs::write(dir.join("88.100.1.admin-secret"), SECRET).unwrap();
     let toml = format!(
         "[node]\ndata_dir = {:?}\nhomed_prefixes = [\"88.100.1\", \"88.200.2\"]\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n",
+         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n\
+         [dns]\nlisten = \"127.0.0.1:0\"\n",
         dir
     );
     let config = Config::from_toml(&toml).unwrap();

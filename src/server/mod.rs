@@ -1,7 +1,9 @@
 //! tokio front ends and node start-up: opening the registry, homing prefixes, bootstrapping
-//! administrators, and serving HTTP/HTTPS until shutdown (Ctrl-C or SIGTERM).
+//! administrators, and serving HTTP/HTTPS, the native Handle protocol (UDP, TCP) and DNS
+//! (UDP, TCP; see [`dns`]) until shutdown (Ctrl-C or SIGTERM).
 
 pub mod accept;
+pub mod dns;
 pub mod http;
 pub mod native;
 pub mod native_tcp;
@@ -249,46 +251,58 @@ fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
 
 /// Bind the native protocol's TCP listener and UDP socket on one address. With port 0 the
 /// kernel picks the TCP port and UDP binds the same number (retried if it is taken).
-async fn bind_native(
-    config: &ValidConfig,
-) -> anyhow::Result<(
+async fn bind_native(config: &ValidConfig) -> anyhow::Result<BoundPair> {
+    let hc = &config.raw.handle;
+    bind_pair(hc.listen, hc.tcp, hc.udp, "native").await
+}
+
+/// A TCP listener and a UDP socket on one address (each optional), and that address.
+type BoundPair = (
     Option<TcpListener>,
     Option<tokio::net::UdpSocket>,
     Option<SocketAddr>,
-)> {
-    let hc = &config.raw.handle;
-    if !hc.tcp && !hc.udp {
+);
+
+/// Bind TCP and/or UDP on `listen`. With port 0 the kernel picks the TCP port and UDP binds
+/// the same number (retried if it is taken).
+async fn bind_pair(
+    listen: SocketAddr,
+    tcp: bool,
+    udp: bool,
+    what: &str,
+) -> anyhow::Result<BoundPair> {
+    if !tcp && !udp {
         return Ok((None, None, None));
     }
     let mut last_err = None;
     for _ in 0..8 {
-        let tcp = if hc.tcp {
+        let listener = if tcp {
             Some(
-                TcpListener::bind(hc.listen)
+                TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("binding native TCP {}", hc.listen))?,
+                    .with_context(|| format!("binding {what} TCP {listen}"))?,
             )
         } else {
             None
         };
-        let addr = match &tcp {
+        let addr = match &listener {
             Some(t) => t.local_addr()?,
-            None => hc.listen,
+            None => listen,
         };
-        if !hc.udp {
-            return Ok((tcp, None, Some(addr)));
+        if !udp {
+            return Ok((listener, None, Some(addr)));
         }
         match tokio::net::UdpSocket::bind(addr).await {
-            Ok(udp) => {
-                let addr = udp.local_addr()?;
-                return Ok((tcp, Some(udp), Some(addr)));
+            Ok(socket) => {
+                let addr = socket.local_addr()?;
+                return Ok((listener, Some(socket), Some(addr)));
             }
             // A kernel-chosen TCP port may be taken on UDP: try another.
-            Err(e) if hc.listen.port() == 0 && hc.tcp => last_err = Some(e),
-            Err(e) => return Err(e).with_context(|| format!("binding native UDP {addr}")),
+            Err(e) if listen.port() == 0 && tcp => last_err = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("binding {what} UDP {addr}")),
         }
     }
-    Err(anyhow::anyhow!("binding native UDP: {:?}", last_err))
+    Err(anyhow::anyhow!("binding {what} UDP: {:?}", last_err))
 }
 
 /// A running node's handles, for tests and the binary.
@@ -296,6 +310,8 @@ pub struct RunningNode {
     pub http_addr: SocketAddr,
     /// Where the native protocol listens (UDP and TCP), if it runs.
     pub native_addr: Option<SocketAddr>,
+    /// Where the DNS front end listens (UDP and TCP), if it runs.
+    pub dns_addr: Option<SocketAddr>,
     pub engine: Engine,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -332,7 +348,14 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         .await
         .with_context(|| format!("binding HTTP listener {}", config.raw.http.listen))?;
     let http_addr = listener.local_addr()?;
+    let dc = &config.raw.dns;
+    let mut dns_zone =
+        dns::zone_from_config(dc, config.raw.node.suffix_case).context("the [dns] zone")?;
+    dns_zone.homed = engine
+        .homed_prefixes()
+        .map_err(|f| anyhow::anyhow!("{f}"))?;
     let (native_tcp, native_udp, native_addr) = bind_native(&config).await?;
+    let (dns_tcp, dns_udp, dns_addr) = bind_pair(dc.listen, dc.tcp, dc.udp, "DNS").await?;
     let site = own_site(&config, http_addr, native_addr);
     let recursor = config
         .raw
@@ -356,6 +379,33 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         limit,
         shutdown_rx.clone(),
     ))];
+    if dns_tcp.is_some() || dns_udp.is_some() {
+        let service = Arc::new(dns::DnsService::new(
+            engine.clone(),
+            recursor.clone(),
+            &metrics,
+            dns_zone,
+        ));
+        if let Some(tcp) = dns_tcp {
+            tasks.push(tokio::spawn(dns::serve_tcp(
+                tcp,
+                service.clone(),
+                Arc::new(Semaphore::new(dc.max_connections)),
+                Duration::from_secs(dc.idle_timeout_secs),
+                shutdown_rx.clone(),
+            )));
+        }
+        if let Some(udp) = dns_udp {
+            let udp = Arc::new(udp);
+            for _ in 0..dns::udp_workers() {
+                tasks.push(tokio::spawn(dns::serve_udp(
+                    udp.clone(),
+                    service.clone(),
+                    shutdown_rx.clone(),
+                )));
+            }
+        }
+    }
     let mut native = native::NativeService::new(engine.clone(), metrics, &site);
     if let Some(r) = &recursor {
         native = native.with_recursor(r.clone());
@@ -382,6 +432,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     Ok(RunningNode {
         http_addr,
         native_addr,
+        dns_addr,
         engine,
         shutdown,
         tasks,

@@ -1,0 +1,440 @@
+//! The DNS front end on UDP and TCP: identifiers as names under the configured zone
+//! (`sn-0001.1.100.88.id.example.` for `88.100.1/SN-0001`), answered with TXT, URI and NAPTR
+//! records from this node's registry or, on nodes that recurse, through the hierarchy. The
+//! name mapping and the message rules live in [`crate::wire::dns`]; this module adds the
+//! sockets, the lookups and the metrics.
+//!
+//! - **Lookups**: each identifier candidate of the name, in order, goes to
+//!   `Engine::resolve` with public values only and no referral: RC 1 answers, 100 moves to the
+//!   next candidate (none left: NXDOMAIN), 200 is NODATA, 301 (not responsible) goes to the
+//!   recursor when the node has one, else REFUSED; anything else is SERVFAIL. Answers from the
+//!   node's own data are authoritative (AA).
+//! - **Recursion**: the recursor resolves the candidates the same way (its cache shared with
+//!   the native and HTTP front ends; answers are not AA). Every response of a node that
+//!   recurses has RA set. The whole `88.` namespace is one DNS zone, whatever node holds each
+//!   prefix, so recursion does not depend on RD: a DNS resolver asking this node as the
+//!   zone's authority (RD clear) gets the same answer as a stub (RD set). At most
+//!   [`MAX_RECURSIONS`] run at once; beyond that queries get SERVFAIL.
+//! - **UDP**: [`udp_workers`] receive loops share the socket, each with a receive buffer and an
+//!   output buffer reused for every packet; answers from the node's own data are built inline;
+//!   those that need recursion run in their own task (the loop never waits on other servers).
+//!   Answers bigger than the client's limit (512 without EDNS) go out truncated (TC, question
+//!   only) so the client retries over TCP.
+//! - **TCP**: 2-byte length framing, several queries per connection answered in order, an idle
+//!   timeout between queries, the connection cap of [`super::accept::accept_loop`], answers up
+//!   to 65535 bytes.
+//! - **Metrics**: `idnode_requests_total{proto="dns", op="query", code}` with the DNS rcode
+//!   mnemonic as the code (`NOERROR` for answers and NODATA, `NXDOMAIN`, `REFUSED`,
+//!   `SERVFAIL`, `FORMERR`, `NOTIMP`, `BADVERS`), and `DROP` for packets that get no answer
+//!   (responses, scraps shorter than a header); latency in
+//!   `idnode_request_duration_seconds{proto="dns", op="query"}` (answered queries only).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode as Rcode;
+use prometheus::{Histogram, IntCounter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::DnsConfig;
+use crate::metrics::Metrics;
+use crate::model::{Handle, HandleValue, ResponseCode, SuffixCase};
+use crate::resolve::cache::CachedAnswer;
+use crate::resolve::recursion::Recursor;
+use crate::resolve::{Engine, Query};
+use crate::wire::dns::{
+    absolute_name, answer, decide, encode, rcode_label, BadName, Decision, Found, Request,
+    Response, Zone, MAX_TCP_MESSAGE,
+};
+
+/// Recursive lookups in flight at once (all DNS clients together).
+pub const MAX_RECURSIONS: usize = 1024;
+/// How long a started TCP message may take to arrive, and an answer to be written.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The transport a query arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What [`DnsService::process`] did.
+pub enum Outcome {
+    /// The response is in the output buffer.
+    Reply,
+    /// Nothing to send.
+    Drop,
+    /// The query needs recursion: [`DnsService::recurse`] answers it.
+    Recurse(Box<RecursionJob>),
+}
+
+/// A query waiting for recursion.
+pub struct RecursionJob {
+    request: Request,
+    candidates: Vec<Handle>,
+    transport: Transport,
+    started: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What a lookup found, owning the values.
+enum Looked {
+    Values(Vec<HandleValue>),
+    NoHandle,
+    NoValues,
+    NotResponsible,
+    ServFail,
+}
+
+impl Looked {
+    fn found(&self) -> Found<'_> {
+        match self {
+            Looked::Values(v) => Found::Values(v),
+            Looked::NoHandle => Found::NoHandle,
+            Looked::NoValues => Found::NoValues,
+            Looked::NotResponsible => Found::Refused,
+            Looked::ServFail => Found::ServFail,
+        }
+    }
+}
+
+/// The labels counted, created up front so the hot path does not look them up.
+const CODES: [&str; 9] = [
+    "NOERROR", "NXDOMAIN", "REFUSED", "SERVFAIL", "FORMERR", "NOTIMP", "BADVERS", "OTHER", "DROP",
+];
+
+/// The zone a configuration describes.
+pub fn zone_from_config(config: &DnsConfig, suffix_case: SuffixCase) -> Result<Zone, BadName> {
+    let mut zone = Zone::new(&config.zone, suffix_case)?;
+    if let Some(m) = &config.soa_mname {
+        zone.mname = absolute_name(m)?;
+    }
+    if let Some(r) = &config.soa_rname {
+        zone.rname = absolute_name(r)?;
+    }
+    if !config.ns.is_empty() {
+        zone.ns = config
+            .ns
+            .iter()
+            .map(|n| absolute_name(n))
+            .collect::<Result<_, _>>()?;
+    }
+    zone.negative_ttl = config.negative_ttl_secs;
+    zone.max_udp_payload = config.max_udp_payload;
+    Ok(zone)
+}
+
+/// How many UDP receive loops to run on the socket: one per core, at most 4.
+pub fn udp_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// DNS query handling, shared by every socket and connection.
+pub struct DnsService {
+    engine: Engine,
+    recursor: Option<Arc<Recursor>>,
+    zone: Zone,
+    requests: [IntCounter; CODES.len()],
+    latency: Histogram,
+    recursions: Arc<Semaphore>,
+}
+
+impl DnsService {
+    pub fn new(
+        engine: Engine,
+        recursor: Option<Arc<Recursor>>,
+        metrics: &Metrics,
+        zone: Zone,
+    ) -> DnsService {
+        let requests =
+            CODES.map(|code| metrics.requests.with_label_values(&["dns", "query", code]));
+        DnsService {
+            engine,
+            recursor,
+            zone,
+            requests,
+            latency: metrics.latency.with_label_values(&["dns", "query"]),
+            recursions: Arc::new(Semaphore::new(MAX_RECURSIONS)),
+        }
+    }
+
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    fn count(&self, label: &str) {
+        if let Some(i) = CODES.iter().position(|c| *c == label) {
+            self.requests[i].inc();
+        }
+    }
+
+    /// The SOA serial: the registry's newest change-log sequence (truncated to 32 bits).
+    fn serial(&self) -> u32 {
+        self.engine.registry().last_seq() as u32
+    }
+
+    /// Handle one query packet; a response, if any, is written to `out`. Lookups in the node's
+    /// own data happen here; recursion comes back as a job for [`DnsService::recurse`].
+    pub fn process(&self, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
+        let started = Instant::now();
+        match decide(packet, &self.zone, self.serial()) {
+            Decision::Drop => {
+                self.count("DROP");
+                Outcome::Drop
+            }
+            Decision::Reply(response) => {
+                self.finish(response, transport, started, out);
+                Outcome::Reply
+            }
+            Decision::Lookup {
+                request,
+                candidates,
+            } => self.lookup(request, candidates, transport, started, out),
+        }
+    }
+
+    fn lookup(
+        &self,
+        request: Request,
+        candidates: Vec<Handle>,
+        transport: Transport,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let mut looked = Looked::NoHandle;
+        for handle in &candidates {
+            let query = Query {
+                handle: handle.clone(),
+                indexes: Vec::new(),
+                types: Vec::new(),
+                public_only: true,
+                refer: false,
+            };
+            looked = match self.engine.resolve(&query, None) {
+                Ok(r) => Looked::Values(r.values),
+                Err(f) => match f.code {
+                    ResponseCode::HandleNotFound => continue,
+                    ResponseCode::ValuesNotFound => Looked::NoValues,
+                    ResponseCode::ServerNotResponsible => Looked::NotResponsible,
+                    _ => {
+                        tracing::debug!(handle = handle.as_str(), error = %f, "DNS lookup failed");
+                        Looked::ServFail
+                    }
+                },
+            };
+            break;
+        }
+        if matches!(looked, Looked::NoHandle | Looked::NotResponsible)
+            && request
+                .name()
+                .is_some_and(|n| self.zone.is_empty_non_terminal(n))
+        {
+            // `1.100.88.<zone>` may read as 88.100/1, but it is also the path to homed
+            // 88.100.1: an empty non-terminal, answered NODATA (never NXDOMAIN or REFUSED).
+            looked = Looked::NoValues;
+        }
+        if matches!(looked, Looked::NotResponsible) && self.recursor.is_some() {
+            match self.recursions.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    return Outcome::Recurse(Box::new(RecursionJob {
+                        request,
+                        candidates,
+                        transport,
+                        started,
+                        _permit: permit,
+                    }))
+                }
+                Err(_) => looked = Looked::ServFail,
+            }
+        }
+        let now = now_unix().min(u64::from(u32::MAX)) as u32;
+        let response = answer(
+            request,
+            looked.found(),
+            &self.zone,
+            self.serial(),
+            now,
+            true,
+        );
+        self.finish(response, transport, started, out);
+        Outcome::Reply
+    }
+
+    /// Resolve a [`RecursionJob`] through the hierarchy; the response is written to `out`.
+    pub async fn recurse(&self, job: RecursionJob, out: &mut Vec<u8>) {
+        let now = now_unix();
+        let mut looked = Looked::NoHandle;
+        if let Some(recursor) = &self.recursor {
+            for handle in &job.candidates {
+                looked = match recursor.resolve(handle, &[], &[], 0, now).await {
+                    Ok(CachedAnswer::Values(values)) => Looked::Values(values),
+                    Ok(CachedAnswer::HandleNotFound) => continue,
+                    Ok(CachedAnswer::ValuesNotFound) => Looked::NoValues,
+                    Err(f) => {
+                        tracing::debug!(handle = handle.as_str(), error = %f, "DNS recursion failed");
+                        Looked::ServFail
+                    }
+                };
+                break;
+            }
+        } else {
+            looked = Looked::ServFail;
+        }
+        let now = now.min(u64::from(u32::MAX)) as u32;
+        let response = answer(
+            job.request,
+            looked.found(),
+            &self.zone,
+            self.serial(),
+            now,
+            false,
+        );
+        self.finish(response, job.transport, job.started, out);
+    }
+
+    fn finish(
+        &self,
+        response: Response,
+        transport: Transport,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) {
+        let mut message = response.message;
+        message.metadata.recursion_available = self.recursor.is_some();
+        let limit = match transport {
+            Transport::Udp => response.udp_limit,
+            Transport::Tcp => MAX_TCP_MESSAGE,
+        };
+        encode(&message, limit, out);
+        let code: Rcode = message.metadata.response_code;
+        self.count(rcode_label(code));
+        self.latency.observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Serve DNS on a UDP socket until shutdown (run several on one socket to use more cores).
+pub async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    service: Arc<DnsService>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65_535];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let (len, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "DNS UDP receive failed");
+                    continue;
+                }
+            },
+        };
+        let Some(packet) = buf.get(..len) else {
+            continue;
+        };
+        match service.process(packet, Transport::Udp, &mut out) {
+            Outcome::Reply => send(&socket, &out, peer).await,
+            Outcome::Drop => {}
+            // Recursion waits on other servers: never hold up the receive loop for it.
+            Outcome::Recurse(job) => {
+                let socket = socket.clone();
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    service.recurse(*job, &mut out).await;
+                    send(&socket, &out, peer).await;
+                });
+            }
+        }
+    }
+}
+
+async fn send(socket: &UdpSocket, datagram: &[u8], peer: SocketAddr) {
+    if let Err(e) = socket.send_to(datagram, peer).await {
+        tracing::debug!(%peer, error = %e, "DNS UDP send failed");
+    }
+}
+
+/// Serve DNS over TCP on `listener` until shutdown; see [`super::accept::accept_loop`] for
+/// the connection cap and draining.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    service: Arc<DnsService>,
+    limit: Arc<Semaphore>,
+    idle_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
+    let on_shutdown = shutdown.clone();
+    super::accept::accept_loop(listener, limit, on_shutdown, move |stream, peer| {
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            if let Err(e) = connection(stream, service, idle_timeout, shutdown).await {
+                tracing::debug!(%peer, error = %e, "DNS TCP connection ended");
+            }
+        }
+    })
+    .await;
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    service: Arc<DnsService>,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut head = [0u8; 2];
+    let mut message = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(4096);
+    let mut frame = Vec::with_capacity(4098);
+    loop {
+        // Wait for the next query: idle timeout, client close or shutdown end the connection.
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            r = tokio::time::timeout(idle_timeout, stream.read_exact(&mut head)) => match r {
+                Err(_) => return Ok(()),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(_)) => {}
+            },
+        }
+        let len = usize::from(u16::from_be_bytes(head));
+        message.resize(len, 0);
+        match tokio::time::timeout(IO_TIMEOUT, stream.read_exact(&mut message)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        match service.process(&message, Transport::Tcp, &mut out) {
+            Outcome::Reply => {}
+            Outcome::Drop => continue,
+            Outcome::Recurse(job) => service.recurse(*job, &mut out).await,
+        }
+        let Ok(n) = u16::try_from(out.len()) else {
+            continue;
+        };
+        frame.clear();
+        frame.extend_from_slice(&n.to_be_bytes());
+        frame.extend_from_slice(&out);
+        match tokio::time::timeout(IO_TIMEOUT, stream.write_all(&frame)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        }
+    }
+}
