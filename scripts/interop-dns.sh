@@ -424,6 +424,14 @@ c_nodata() {
     q "$1" A "$SN_NAME"
     want_status NOERROR && want_flag aa && want_count ANSWER 0 && want_neg_soa
 }
+c_ent() {
+    # The names on the path down to the homed prefix 88.100.1 are empty non-terminals.
+    local name
+    for name in "88.$ZONE" "100.88.$ZONE" "1.100.88.$ZONE"; do
+        q "$1" TXT "$name"
+        want_status NOERROR && want_count ANSWER 0 && want_neg_soa || return 1
+    done
+}
 c_refused() {
     q "$1" A example.com.
     want_status REFUSED && want_count ANSWER 0
@@ -504,6 +512,7 @@ for tool in dig kdig; do
     check "$tool: NS at the apex $ZONE" c_ns "$tool"
     check "$tool: NXDOMAIN for $NOPE_NAME with SOA (TTL $NEG_TTL) in AUTHORITY" c_nxdomain "$tool"
     check "$tool: NODATA for A $SN_NAME (NOERROR, no answer, SOA in AUTHORITY)" c_nodata "$tool"
+    check "$tool: NODATA (not NXDOMAIN) for the empty non-terminals 88 / 100.88 / 1.100.88" c_ent "$tool"
     check "$tool: REFUSED for example.com (outside the zone)" c_refused "$tool"
     check "$tool: AXFR $ZONE refused" c_axfr "$tool"
     check "$tool: TXT over TCP (+tcp)" c_tcp "$tool"

@@ -28,7 +28,10 @@
 //! - The label right below the prefix labels is always the suffix. A name with one label
 //!   under the zone (e.g. `88.id.example.`) has no prefix; it and every other name that does
 //!   not decode to an identifier passing `Handle::parse` under the node's suffix case rule is
-//!   [`NameMeaning::NotAnIdentifier`] (NXDOMAIN). The apex itself has the SOA and NS records.
+//!   [`NameMeaning::NotAnIdentifier`] (NXDOMAIN), except the names on the path down to a
+//!   homed prefix (`88.`, `100.88.`, `1.100.88.<zone>` when 88.100.1 is homed): those are
+//!   empty non-terminals and get NODATA ([`Zone::is_empty_non_terminal`]), so resolvers that
+//!   minimise query names still reach the records. The apex has the SOA and NS records.
 //! - DNS names hold at most 255 bytes: identifiers whose name would be longer (roughly, a
 //!   suffix beyond ~130 bytes once encoded, less with long prefixes or zones) are **not
 //!   reachable through DNS** ([`MappingError::NameTooLong`]); the native protocol and HTTP
