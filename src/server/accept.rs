@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -57,4 +58,37 @@ pub async fn accept_loop<F, Fut>(
         while connections.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Wait for the start of the next request on a long-lived connection: fill `head`, or
+/// return `Ok(false)` when the connection should end quietly (idle for `idle_timeout`, closed
+/// by the client between requests, or shutdown).
+pub async fn read_next(
+    stream: &mut TcpStream,
+    head: &mut [u8],
+    idle_timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<bool> {
+    tokio::select! {
+        _ = shutdown.changed() => Ok(false),
+        r = tokio::time::timeout(idle_timeout, stream.read_exact(head)) => match r {
+            Err(_) => Ok(false),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => Ok(true),
+        },
+    }
+}
+
+/// Read the rest of a started request, at most `timeout`: `Ok(false)` if it did not arrive.
+pub async fn read_rest(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> std::io::Result<bool> {
+    match tokio::time::timeout(timeout, stream.read_exact(buf)).await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(false),
+    }
 }

@@ -35,10 +35,11 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode as Rcode;
 use prometheus::{Histogram, IntCounter};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use super::accept::{read_next, read_rest};
 use crate::config::DnsConfig;
 use crate::metrics::Metrics;
 use crate::model::{Handle, HandleValue, ResponseCode, SuffixCase};
@@ -405,21 +406,13 @@ async fn connection(
     let mut frame = Vec::with_capacity(4098);
     loop {
         // Wait for the next query: idle timeout, client close or shutdown end the connection.
-        tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
-            r = tokio::time::timeout(idle_timeout, stream.read_exact(&mut head)) => match r {
-                Err(_) => return Ok(()),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(_)) => {}
-            },
+        if !read_next(&mut stream, &mut head, idle_timeout, &mut shutdown).await? {
+            return Ok(());
         }
         let len = usize::from(u16::from_be_bytes(head));
         message.resize(len, 0);
-        match tokio::time::timeout(IO_TIMEOUT, stream.read_exact(&mut message)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
+        if !read_rest(&mut stream, &mut message, IO_TIMEOUT).await? {
+            return Ok(());
         }
         match service.process(&message, Transport::Tcp, &mut out) {
             Outcome::Reply => {}

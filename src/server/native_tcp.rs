@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use super::accept::{read_next, read_rest};
 use super::native::{NativeService, Outcome, Transport};
 use crate::wire::handle::message::{Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 
@@ -47,14 +48,8 @@ async fn connection(
     let mut head = [0u8; ENVELOPE_LEN];
     loop {
         // Wait for the next request: idle timeout, client close or shutdown end the connection.
-        tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
-            r = tokio::time::timeout(idle_timeout, stream.read_exact(&mut head)) => match r {
-                Err(_) => return Ok(()),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(_)) => {}
-            },
+        if !read_next(&mut stream, &mut head, idle_timeout, &mut shutdown).await? {
+            return Ok(());
         }
         let envelope = match Envelope::decode(&head) {
             Ok(e) => e,
@@ -69,10 +64,8 @@ async fn connection(
         let len = envelope.message_length as usize;
         debug_assert!(len <= MAX_MESSAGE_LEN);
         let mut message = vec![0u8; len];
-        match tokio::time::timeout(READ_TIMEOUT, stream.read_exact(&mut message)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
+        if !read_rest(&mut stream, &mut message, READ_TIMEOUT).await? {
+            return Ok(());
         }
         // Writes fsync before answering and challenge answers run key derivation: keep both
         // off the async workers.
