@@ -64,6 +64,51 @@ pub struct Config {
     pub dns: DnsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// Replication: which followers this node serves (`[[sync.allow]]`) and which upstreams it
+/// follows (`[[sync.follow]]`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Serve and follow change feeds over plain HTTP (closed test networks only); otherwise
+    /// the feed answers only on the node's HTTPS listener.
+    pub allow_plain: bool,
+    /// Change-log entries kept (older ones are dropped at start and every 30 s; followers
+    /// further behind re-bootstrap). 0 keeps everything.
+    pub log_retention: u64,
+    /// Followers this node serves, and the prefixes each may receive.
+    pub allow: Vec<SyncAllow>,
+    /// Upstreams this node follows.
+    pub follow: Vec<SyncFollow>,
+}
+
+/// `[[sync.allow]] identity = "300:0.NA/88.100", prefixes = ["88.100"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncAllow {
+    pub identity: String,
+    pub prefixes: Vec<String>,
+}
+
+/// `[[sync.follow]] upstream = "https://host:port", identity = "300:0.NA/88.100",
+/// secret_file = "...", prefixes = ["88.100"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncFollow {
+    pub upstream: String,
+    pub identity: String,
+    pub secret_file: PathBuf,
+    pub prefixes: Vec<String>,
+    /// PEM certificates trusted for an `https://` upstream (its CA, or its self-signed
+    /// certificate). There are no built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any upstream certificate (tests with self-signed certificates only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// The DNS front end: identifiers as names under `zone` (see `wire::dns` for the mapping).
@@ -305,6 +350,8 @@ pub struct ValidConfig {
     pub site_public_key: Option<Vec<u8>>,
     /// The hash partition this node holds, if it is one server of a multi-server site.
     pub partition: Option<crate::resolve::Partition>,
+    /// `[[sync.allow]]`, parsed: a follower identity and the prefixes it may receive.
+    pub sync_allow: Vec<(Identity, Vec<Prefix>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -506,7 +553,50 @@ impl Config {
                 "must be between 1 and 60000",
             ));
         }
+        let case = self.node.suffix_case;
+        let mut sync_allow = Vec::new();
+        for a in &self.sync.allow {
+            let identity =
+                parse_identity(&a.identity, case).map_err(|e| invalid("sync.allow.identity", e))?;
+            let prefixes = a
+                .prefixes
+                .iter()
+                .map(|p| {
+                    Prefix::parse(p).map_err(|e| invalid("sync.allow.prefixes", e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            sync_allow.push((identity, prefixes));
+        }
+        for f in &self.sync.follow {
+            parse_identity(&f.identity, case).map_err(|e| invalid("sync.follow.identity", e))?;
+            for p in &f.prefixes {
+                Prefix::parse(p).map_err(|e| invalid("sync.follow.prefixes", e.to_string()))?;
+            }
+            if f.prefixes.is_empty() {
+                return Err(invalid("sync.follow.prefixes", "at least one prefix"));
+            }
+            let plain = f.upstream.starts_with("http://");
+            if !(plain || f.upstream.starts_with("https://")) {
+                return Err(invalid(
+                    "sync.follow.upstream",
+                    "must be http(s)://host:port",
+                ));
+            }
+            if !plain && f.ca_file.is_none() && !f.insecure_skip_verify {
+                return Err(invalid(
+                    "sync.follow.ca_file",
+                    "an https:// upstream needs ca_file (or insecure_skip_verify for tests)",
+                ));
+            }
+            if plain && !self.sync.allow_plain {
+                return Err(invalid(
+                    "sync.follow.upstream",
+                    "plain http:// needs sync.allow_plain = true (tests only)",
+                ));
+            }
+        }
         Ok(ValidConfig {
+            sync_allow,
             raw: self,
             homed_prefixes,
             server_admins,

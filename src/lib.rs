@@ -25,4 +25,5 @@ pub mod model;
 pub mod resolve;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod wire;

@@ -30,6 +30,15 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum SyncOp {
+    /// Ask the running node (its HTTP listener, from the configuration) for its follow links.
+    Status {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the node (without --config: the embedded default, a standalone node on 127.0.0.1).
     Serve {
@@ -93,6 +102,11 @@ enum Command {
         admin_read: bool,
         #[command(flatten)]
         auth: AuthArgs,
+    },
+    /// Replication: `idnode sync status` shows the running node's follow links.
+    Sync {
+        #[command(subcommand)]
+        op: SyncOp,
     },
     /// Administer identifiers over the native Handle protocol (TCP, challenge-response).
     Admin {
@@ -312,6 +326,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             &handle, &conn, &types, &indexes, tcp, json, admin_read, &auth,
         ),
         Command::Admin { op } => native_admin(op),
+        Command::Sync {
+            op: SyncOp::Status { config },
+        } => sync_status(&load_config(config.as_deref())?),
         Command::Keygen {
             out,
             bits,
@@ -319,6 +336,58 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             force,
         } => keygen(&out, bits, index, force),
     }
+}
+
+/// `idnode sync status`: GET /sync/status from the node's HTTP listener and print each link.
+fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::{Read, Write};
+    anyhow::ensure!(
+        config.tls.is_none(),
+        "the node's listener speaks HTTPS: use `curl https://{}/sync/status`",
+        config.raw.http.listen
+    );
+    let mut addr = config.raw.http.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .with_context(|| format!("connecting to the node at {addr}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /sync/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out);
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(body).context("the node's /sync/status answer")?;
+    println!("node {addr}: last sequence {}", v["last_seq"]);
+    let links = v["links"].as_array().cloned().unwrap_or_default();
+    if links.is_empty() {
+        println!("no follow links");
+    }
+    for l in links {
+        println!(
+            "{}  prefixes {}  state {}  cursor {}  upstream last {}  lag {}  applied {}  \
+             bootstraps {}  errors {}{}",
+            l["upstream"].as_str().unwrap_or("?"),
+            l["prefixes"],
+            l["state"].as_str().unwrap_or("?"),
+            l["cursor"],
+            l["upstream_last_seq"],
+            l["lag_sequences"],
+            l["applied"],
+            l["bootstraps"],
+            l["errors"],
+            l["last_error"]
+                .as_str()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {

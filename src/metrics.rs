@@ -4,7 +4,8 @@
 //! that answers from memory.
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Histogram buckets: 10 µs doubling to ~5 s.
@@ -24,6 +25,13 @@ pub struct Metrics {
     pub store_bytes: IntGauge,
     /// Resolution cache events: hit, miss, stale, coalesced, evicted, negative_hit.
     pub cache_events: IntCounterVec,
+    /// Follow links (label `link`): lag in upstream sequences and in seconds, changes
+    /// applied, snapshot bootstraps, link errors (including refused batches).
+    pub sync_lag_sequences: IntGaugeVec,
+    pub sync_lag_seconds: prometheus::GaugeVec,
+    pub sync_applied: IntCounterVec,
+    pub sync_bootstraps: IntCounterVec,
+    pub sync_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -57,7 +65,46 @@ impl Metrics {
         registry.register(Box::new(last_seq.clone()))?;
         registry.register(Box::new(store_bytes.clone()))?;
         registry.register(Box::new(cache_events.clone()))?;
+        let sync_lag_sequences = IntGaugeVec::new(
+            Opts::new(
+                "idnode_sync_lag_sequences",
+                "Upstream sequences not yet applied",
+            ),
+            &["link"],
+        )?;
+        let sync_lag_seconds = prometheus::GaugeVec::new(
+            Opts::new(
+                "idnode_sync_lag_seconds",
+                "Age of the newest applied upstream change when applied (0 when caught up)",
+            ),
+            &["link"],
+        )?;
+        let sync_applied = IntCounterVec::new(
+            Opts::new("idnode_sync_applied_total", "Replicated changes applied"),
+            &["link"],
+        )?;
+        let sync_bootstraps = IntCounterVec::new(
+            Opts::new("idnode_sync_bootstraps_total", "Snapshot bootstraps"),
+            &["link"],
+        )?;
+        let sync_errors = IntCounterVec::new(
+            Opts::new(
+                "idnode_sync_errors_total",
+                "Link errors and refused batches",
+            ),
+            &["link"],
+        )?;
+        registry.register(Box::new(sync_lag_sequences.clone()))?;
+        registry.register(Box::new(sync_lag_seconds.clone()))?;
+        registry.register(Box::new(sync_applied.clone()))?;
+        registry.register(Box::new(sync_bootstraps.clone()))?;
+        registry.register(Box::new(sync_errors.clone()))?;
         Ok(Metrics {
+            sync_lag_sequences,
+            sync_lag_seconds,
+            sync_applied,
+            sync_bootstraps,
+            sync_errors,
             registry,
             requests,
             latency,

@@ -93,6 +93,9 @@ pub struct Policy {
     pub allow_prefix_admins: bool,
     /// Identities with every right on this node.
     pub server_admins: Vec<Identity>,
+    /// Prefixes this node mirrors read-only from an upstream (`[[sync.follow]]`), with the
+    /// upstream's address: resolutions are answered, writes refused with RC 7 naming it.
+    pub mirrored: Vec<(Prefix, String)>,
 }
 
 impl Default for Policy {
@@ -102,6 +105,7 @@ impl Default for Policy {
             partition: None,
             allow_prefix_admins: true,
             server_admins: Vec::new(),
+            mirrored: Vec::new(),
         }
     }
 }
@@ -269,8 +273,11 @@ impl Engine {
         }
     }
 
-    /// Is this node responsible for `handle`?
+    /// Is this node responsible for `handle` (homed, or mirrored read-only)?
     pub fn is_responsible(&self, handle: &Handle) -> Result<bool, Failure> {
+        if self.mirror_of(handle).is_some() {
+            return Ok(true);
+        }
         if let Some(described) = handle.described_prefix() {
             for p in described.ancestry() {
                 if self.registry.is_homed(&p)? {
@@ -280,6 +287,27 @@ impl Engine {
             return Ok(false);
         }
         Ok(self.registry.is_homed(&handle.prefix())?)
+    }
+
+    /// The upstream `handle` is mirrored from, when this node holds it as a read-only mirror.
+    pub fn mirror_of(&self, handle: &Handle) -> Option<&str> {
+        let prefix = handle.prefix();
+        self.policy
+            .mirrored
+            .iter()
+            .find(|(p, _)| *p == prefix)
+            .map(|(_, up)| up.as_str())
+    }
+
+    /// Refuse writes to mirrored prefixes: RC 7 (server backup), naming the primary.
+    fn require_writable(&self, handle: &Handle) -> Result<(), Failure> {
+        match self.mirror_of(handle) {
+            Some(up) => Err(Failure::new(
+                ResponseCode::ServerBackup,
+                format!("read-only mirror of {up}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn require_responsible(&self, handle: &Handle) -> Result<(), Failure> {
@@ -527,6 +555,7 @@ impl Engine {
         overwrite: Overwrite,
     ) -> Result<WriteOutcome, Failure> {
         self.require_responsible(handle)?;
+        self.require_writable(handle)?;
         validate_values(&values)?;
         Self::stamp(&mut values);
         let values = sorted(values);
@@ -564,6 +593,7 @@ impl Engine {
         overwrite: bool,
     ) -> Result<WriteOutcome, Failure> {
         self.require_responsible(handle)?;
+        self.require_writable(handle)?;
         validate_values(&values)?;
         Self::stamp(&mut values);
         let mut replaced_any = false;
@@ -607,6 +637,7 @@ impl Engine {
         mut values: Vec<HandleValue>,
     ) -> Result<WriteOutcome, Failure> {
         self.require_responsible(handle)?;
+        self.require_writable(handle)?;
         validate_values(&values)?;
         Self::stamp(&mut values);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
@@ -646,6 +677,7 @@ impl Engine {
         indexes: &[u32],
     ) -> Result<WriteOutcome, Failure> {
         self.require_responsible(handle)?;
+        self.require_writable(handle)?;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -676,6 +708,7 @@ impl Engine {
     /// Delete a handle.
     pub fn delete(&self, identity: &Identity, handle: &Handle) -> Result<WriteOutcome, Failure> {
         self.require_responsible(handle)?;
+        self.require_writable(handle)?;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;

@@ -205,7 +205,7 @@ fn failure_response(
 }
 
 /// Credentials presented with a request.
-enum Credentials {
+pub(crate) enum Credentials {
     None,
     Valid(Identity),
     /// Present but refused; answered with 401 so clients (pyhandle) see an authentication
@@ -214,7 +214,11 @@ enum Credentials {
 }
 
 /// Authenticate `Authorization: Basic base64(pct(index:handle) ":" secret)`.
-fn authenticate(state: &HttpState, headers: &HeaderMap, conn: Option<ConnInfo>) -> Credentials {
+pub(crate) fn authenticate(
+    state: &HttpState,
+    headers: &HeaderMap,
+    conn: Option<ConnInfo>,
+) -> Credentials {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Credentials::None;
     };
@@ -357,6 +361,23 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
     let (parts, body) = req.into_parts();
     let mut params = Params::parse(parts.uri.query());
     let text = handle_from_path(parts.uri.path(), "/api/handles/");
+    // A read-only mirror refuses writes up front (before credentials, which it may not
+    // hold), naming its primary.
+    if matches!(parts.method, Method::PUT | Method::DELETE) {
+        if let Some(up) = state
+            .engine
+            .parse_handle(&text)
+            .ok()
+            .and_then(|h| state.engine.mirror_of(&h).map(str::to_string))
+        {
+            let f = Failure::new(
+                ResponseCode::ServerBackup,
+                format!("read-only mirror of {up}"),
+            );
+            observe(&state, "put", f.code, started);
+            return failure_response(&f, Some(&text), false, &params);
+        }
+    }
     let (op, resp) = match parts.method {
         Method::GET | Method::HEAD => (
             "resolve",

@@ -335,6 +335,19 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         partition: config.partition,
         allow_prefix_admins: config.raw.node.allow_prefix_admins,
         server_admins: config.server_admins.clone(),
+        mirrored: config
+            .raw
+            .sync
+            .follow
+            .iter()
+            .flat_map(|f| {
+                f.prefixes.iter().filter_map(|p| {
+                    Prefix::parse(p)
+                        .ok()
+                        .map(|p| (p, f.upstream.trim_end_matches('/').to_string()))
+                })
+            })
+            .collect(),
     };
     let engine = Engine::new(registry, policy);
     let metrics = Metrics::new().context("creating metrics")?;
@@ -372,13 +385,46 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.raw.http.max_connections));
-    let mut tasks = vec![tokio::spawn(serve_http(
+    let links: crate::sync::follower::Links = Default::default();
+    let mut follow_links = Vec::new();
+    for f in &config.raw.sync.follow {
+        follow_links.push(crate::sync::follower::Link::from_config(
+            f,
+            config.raw.node.suffix_case,
+        )?);
+    }
+    let feed = Arc::new(crate::sync::feed::FeedState {
+        http: state.clone(),
+        allow: config.sync_allow.clone(),
+        allow_plain: config.raw.sync.allow_plain,
+        links: links.clone(),
+        shutdown: shutdown_rx.clone(),
+    });
+    let mut tasks = Vec::new();
+    let retention = config.raw.sync.log_retention;
+    if retention > 0 {
+        tasks.push(tokio::spawn(retain_log(
+            engine.registry().clone(),
+            retention,
+            shutdown_rx.clone(),
+        )));
+    }
+    for link in follow_links {
+        tasks.push(tokio::spawn(crate::sync::follower::run_link(
+            link,
+            engine.registry().clone(),
+            metrics.clone(),
+            links.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(serve_http(
         listener,
-        http::router(state),
+        http::router(state).merge(crate::sync::feed::router(feed)),
         tls,
         limit,
         shutdown_rx.clone(),
-    ))];
+    )));
     if dns_tcp.is_some() || dns_udp.is_some() {
         let service = Arc::new(dns::DnsService::new(
             engine.clone(),
@@ -437,6 +483,25 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         shutdown,
         tasks,
     })
+}
+
+/// Keep the newest `keep` change-log entries: truncate now and every 30 s until shutdown.
+async fn retain_log(registry: Arc<Registry>, keep: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let reg = registry.clone();
+        let floor = reg.last_seq().saturating_sub(keep) + 1;
+        match tokio::task::spawn_blocking(move || reg.truncate_log_before(floor)).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, floor, "change log truncated"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "change log truncation failed"),
+            Err(e) => tracing::warn!(error = %e, "change log truncation task failed"),
+        }
+    }
 }
 
 /// Serve HTTP/1.1 (keep-alive; TLS when an acceptor is given) on `listener` until shutdown;

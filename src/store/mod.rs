@@ -4,7 +4,8 @@
 //! - `records`: normalized handle key → [`Record`] (checksummed, strictly decoded);
 //! - `prefixes`: normalized prefix → u64 unix seconds when it was homed;
 //! - `log`: u64 sequence → [`Change`], the record as it is after the change;
-//! - `meta`: `schema_version` (u32), `last_seq` (u64).
+//! - `meta`: `schema_version` (u32), `last_seq` (u64), `cursor/<link>` (u64: the upstream
+//!   sequence a follow link has applied up to; see [`Registry::apply_replicated`]).
 //!
 //! Every mutation is one sled transaction over `records`, `log` and `meta`, so a record and the
 //! log entry describing it are written together or not at all. Writers are serialized by a
@@ -125,6 +126,16 @@ fn now_unix_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+fn bad_change(c: &Change, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: c.key.clone(),
+        source: DecodeError::Invalid {
+            what: "replicated change",
+            reason: reason.to_string(),
+        },
+    }
 }
 
 fn be_u64(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
@@ -536,6 +547,226 @@ impl Registry {
             );
         }
         Ok(out)
+    }
+
+    /// A consistent snapshot of the records under `prefixes` (keys `P/...`; the prefix handle
+    /// `0.NA/P` belongs to the delegating parent and is not included), in key order, with the
+    /// sequence it reflects: every change up to that sequence and none after.
+    ///
+    /// Consistency comes from holding the writer lock while scanning, so **writers wait for
+    /// the whole scan** (cost: proportional to the number of records under the prefixes;
+    /// snapshots are only taken to bootstrap a follower, which is rare).
+    pub fn snapshot(
+        &self,
+        prefixes: &[Prefix],
+    ) -> Result<(u64, Vec<(String, Record)>), StoreError> {
+        let last_seq = lock(&self.writer);
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            let scan = format!("{}/", prefix.as_str());
+            for item in self.records.scan_prefix(scan.as_bytes()) {
+                let (k, v) = item?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let rec = record::decode_record(&v).map_err(|source| StoreError::Corrupt {
+                    key: key.clone(),
+                    source,
+                })?;
+                out.push((key, rec));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
+        Ok((*last_seq, out))
+    }
+
+    /// The cursor (upstream sequence applied up to) of the follow link `cursor_key`; 0 when
+    /// the link has never applied anything.
+    pub fn cursor(&self, cursor_key: &str) -> Result<u64, StoreError> {
+        let key = format!("cursor/{cursor_key}");
+        match self.meta.get(key.as_bytes())? {
+            Some(v) => be_u64(&v, &key),
+            None => Ok(0),
+        }
+    }
+
+    /// Apply changes received from an upstream together with the link's cursor, in **one**
+    /// sled transaction over `records`, `log` and `meta`, then make them durable: after a
+    /// crash either the batch and its cursor are both there or neither is, so a batch is
+    /// never applied twice nor skipped.
+    ///
+    /// Each change is also appended to this node's own change log, re-sequenced with this
+    /// node's sequence numbers (the upstream's sequence lives only in the cursor), so a mirror
+    /// can itself be followed. Only record changes (create, update, delete) are accepted;
+    /// the caller verifies keys and sequences before calling.
+    pub fn apply_replicated(
+        &self,
+        changes: &[Change],
+        cursor_key: &str,
+        cursor: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut entries = Vec::with_capacity(changes.len());
+        for c in changes {
+            let record = match c.action {
+                Action::Create | Action::Update => match &c.record {
+                    Some(r) => {
+                        let bytes = record::encode_record(r);
+                        if bytes.len() > MAX_RECORD_BYTES {
+                            return Err(StoreError::RecordTooLarge(bytes.len()));
+                        }
+                        Some((bytes, r.clone()))
+                    }
+                    None => return Err(bad_change(c, "create/update without a record")),
+                },
+                Action::Delete => None,
+                _ => return Err(bad_change(c, "only record changes are replicated")),
+            };
+            entries.push((c.key.clone(), c.action, record));
+        }
+        self.replicate_commit(&entries, false, cursor_key, cursor)
+    }
+
+    /// Replace the content of the followed `prefixes` (as [`Registry::snapshot`] defines it) by
+    /// a snapshot (`records`, as of the
+    /// upstream's sequence `seq`) and set the link's cursor to `seq`, atomically and durably.
+    /// Records under the prefixes that are not in the snapshot are deleted; every change
+    /// is appended to this node's own log.
+    pub fn load_snapshot(
+        &self,
+        prefixes: &[Prefix],
+        records: &[(String, Record)],
+        cursor_key: &str,
+        seq: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut keep = HashSet::new();
+        let mut entries = Vec::with_capacity(records.len());
+        for (key, rec) in records {
+            let bytes = record::encode_record(rec);
+            if bytes.len() > MAX_RECORD_BYTES {
+                return Err(StoreError::RecordTooLarge(bytes.len()));
+            }
+            keep.insert(key.clone());
+            entries.push((key.clone(), Action::Update, Some((bytes, rec.clone()))));
+        }
+        let mut deletes = Vec::new();
+        for prefix in prefixes {
+            let scan = format!("{}/", prefix.as_str());
+            for k in self.records.scan_prefix(scan.as_bytes()).keys() {
+                let key = String::from_utf8_lossy(&k?).into_owned();
+                if !keep.contains(&key) {
+                    deletes.push((key, Action::Delete, None));
+                }
+            }
+        }
+        deletes.extend(entries);
+        self.replicate_commit(&deletes, true, cursor_key, seq)
+    }
+
+    /// Commit replicated entries (key, action, encoded record) and the cursor in one
+    /// transaction. With `snapshot`, unchanged records are not rewritten nor logged.
+    #[allow(clippy::type_complexity)]
+    fn replicate_commit(
+        &self,
+        entries: &[(String, Action, Option<(Vec<u8>, Record)>)],
+        snapshot: bool,
+        cursor_key: &str,
+        cursor: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let mut last_seq = lock(&self.writer);
+        let now = now_unix_millis();
+        let cursor_meta = format!("cursor/{cursor_key}");
+        let mut writes: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+        let mut changes = Vec::new();
+        let mut seq = *last_seq;
+        for (key, action, rec) in entries {
+            let existing = self.records.get(key.as_bytes())?;
+            let action = match (action, &existing, rec) {
+                (Action::Delete, None, _) => continue,
+                (_, Some(old), Some((bytes, _)))
+                    if snapshot && old.as_ref() == bytes.as_slice() =>
+                {
+                    continue
+                }
+                (Action::Delete, Some(_), _) => Action::Delete,
+                (_, Some(_), _) => Action::Update,
+                (_, None, _) => Action::Create,
+            };
+            seq += 1;
+            changes.push((
+                seq,
+                record::encode_change(&Change {
+                    seq,
+                    unix_millis: now,
+                    action,
+                    key: key.clone(),
+                    record: rec.as_ref().map(|(_, r)| r.clone()),
+                }),
+            ));
+            writes.push((key.as_bytes(), rec.as_ref().map(|(b, _)| b.as_slice())));
+        }
+        let result = (&self.records, &self.log, &self.meta).transaction(|(records, log, meta)| {
+            for (key, value) in &writes {
+                match value {
+                    Some(v) => records.insert(*key, *v)?,
+                    None => records.remove(*key)?,
+                };
+            }
+            for (s, bytes) in &changes {
+                log.insert(&s.to_be_bytes(), bytes.as_slice())?;
+            }
+            if seq != *last_seq {
+                meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
+            }
+            meta.insert(cursor_meta.as_bytes(), &cursor.to_be_bytes())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                return Err(std::io::Error::other("transaction aborted").into())
+            }
+        }
+        let changed = seq != *last_seq;
+        *last_seq = seq;
+        self.committed_seq.store(seq, Ordering::Release);
+        drop(last_seq);
+        // The cursor moved even when no record did: always make it durable.
+        self.make_durable_force(seq)?;
+        Ok(changed.then_some(seq))
+    }
+
+    fn make_durable_force(&self, seq: u64) -> Result<(), StoreError> {
+        let mut state = lock(&self.durability);
+        let target = self.committed_seq.load(Ordering::Acquire);
+        self.sync_to_disk(&mut state)?;
+        state.durable_seq = state.durable_seq.max(target).max(seq);
+        Ok(())
+    }
+
+    /// Drop change-log entries with a sequence below `seq` (log retention). Followers whose
+    /// cursor is below `seq - 1` must then re-bootstrap from a snapshot. Returns how many
+    /// entries were removed.
+    pub fn truncate_log_before(&self, seq: u64) -> Result<usize, StoreError> {
+        let _writer = lock(&self.writer);
+        let mut removed = 0;
+        let mut batch = sled::Batch::default();
+        for k in self.log.range(..seq.to_be_bytes()).keys() {
+            batch.remove(k?);
+            removed += 1;
+        }
+        self.log.apply_batch(batch)?;
+        Ok(removed)
+    }
+
+    /// The oldest sequence still in the change log (`last_seq + 1` when the log is empty):
+    /// "changes after N" can be served exactly when `N + 1 >= first_retained_seq()`.
+    pub fn first_retained_seq(&self) -> Result<u64, StoreError> {
+        let _writer = lock(&self.writer);
+        match self.log.first()? {
+            Some((k, _)) => be_u64(&k, "log key"),
+            None => Ok(self.last_seq() + 1),
+        }
     }
 
     /// Approximate bytes on disk (metrics).

@@ -279,3 +279,103 @@ proptest! {
         prop_assert_eq!(replay, model);
     }
 }
+
+fn change(seq: u64, action: Action, key: &str, values: Option<Vec<HandleValue>>) -> Change {
+    Change {
+        seq,
+        unix_millis: 0,
+        action,
+        key: key.to_string(),
+        record: values.map(|v| rec(key, v)),
+    }
+}
+
+#[test]
+fn replicated_batches_and_cursor_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = |s: &str| Some(vec![HandleValue::new(1, "URL", s)]);
+    {
+        let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(reg.cursor("up").unwrap(), 0);
+        let batch = [
+            change(5, Action::Create, "88.100/A", v("a")),
+            change(6, Action::Create, "88.100/B", v("b")),
+        ];
+        assert_eq!(reg.apply_replicated(&batch, "up", 6).unwrap(), Some(2));
+        // Simulated crash: dropped between batches.
+    }
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(reg.cursor("up").unwrap(), 6);
+    assert_eq!(reg.record_count(), 2);
+    // The follower's own log holds the applied changes, re-sequenced.
+    let log = reg.changes_after(0, 10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].seq, 2);
+    let batch = [
+        change(7, Action::Delete, "88.100/A", None),
+        change(8, Action::Update, "88.100/B", v("b2")),
+    ];
+    reg.apply_replicated(&batch, "up", 8).unwrap();
+    drop(reg);
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(reg.cursor("up").unwrap(), 8);
+    assert!(reg.get_key("88.100/A").unwrap().is_none());
+    assert_eq!(
+        reg.get_key("88.100/B").unwrap().unwrap().values[0].data,
+        b"b2".to_vec()
+    );
+    assert_eq!(reg.last_seq(), 4);
+    // Prefix changes are never replicated.
+    let bad = [change(9, Action::HomePrefix, "88.100", None)];
+    assert!(reg.apply_replicated(&bad, "up", 9).is_err());
+    assert_eq!(reg.cursor("up").unwrap(), 8);
+}
+
+#[test]
+fn snapshot_load_replaces_followed_prefixes_only() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let up = Registry::open(up_dir.path(), &StoreOptions::default()).unwrap();
+    put(&up, "88.100/A", vec![HandleValue::new(1, "URL", "a")]);
+    put(&up, "88.100/B", vec![HandleValue::new(1, "URL", "b")]);
+    put(&up, "88.200/X", vec![HandleValue::new(1, "URL", "x")]);
+    let p = Prefix::parse("88.100").unwrap();
+    let (seq, records) = up.snapshot(std::slice::from_ref(&p)).unwrap();
+    assert_eq!(seq, 3);
+    assert_eq!(records.len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    put(&reg, "88.100/STALE", vec![HandleValue::new(1, "URL", "s")]);
+    put(&reg, "88.300/OTHER", vec![HandleValue::new(1, "URL", "o")]);
+    reg.load_snapshot(std::slice::from_ref(&p), &records, "up", seq)
+        .unwrap();
+    assert_eq!(reg.cursor("up").unwrap(), 3);
+    assert!(reg.get_key("88.100/STALE").unwrap().is_none());
+    assert!(reg.get_key("88.300/OTHER").unwrap().is_some());
+    assert_eq!(reg.snapshot(std::slice::from_ref(&p)).unwrap().1, records);
+    // Loading the same snapshot again changes nothing but the cursor.
+    let before = reg.last_seq();
+    assert_eq!(
+        reg.load_snapshot(std::slice::from_ref(&p), &records, "up", 4)
+            .unwrap(),
+        None
+    );
+    assert_eq!(reg.last_seq(), before);
+    assert_eq!(reg.cursor("up").unwrap(), 4);
+}
+
+#[test]
+fn log_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(reg.first_retained_seq().unwrap(), 1);
+    for i in 0..5 {
+        put(&reg, &format!("88.100/{i}"), vec![]);
+    }
+    assert_eq!(reg.truncate_log_before(4).unwrap(), 3);
+    assert_eq!(reg.first_retained_seq().unwrap(), 4);
+    assert_eq!(reg.changes_after(0, 10).unwrap()[0].seq, 4);
+    reg.truncate_log_before(100).unwrap();
+    assert_eq!(reg.first_retained_seq().unwrap(), 6);
+    assert_eq!(reg.last_seq(), 5);
+}
