@@ -100,7 +100,13 @@ pub struct SyncAllow {
 pub struct SyncFollow {
     pub upstream: String,
     pub identity: String,
-    pub secret_file: PathBuf,
+    /// The identity's HS_SECKEY secret (sent as HTTP Basic over HTTPS) ...
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// ... or the PEM private key of its HS_PUBKEY: every request is then signed (see
+    /// `sync::request_signature`), and no secret crosses the link.
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
     pub prefixes: Vec<String>,
     /// PEM certificates trusted for an `https://` upstream (its CA, or its self-signed
     /// certificate). There are no built-in roots.
@@ -569,6 +575,12 @@ impl Config {
         }
         for f in &self.sync.follow {
             parse_identity(&f.identity, case).map_err(|e| invalid("sync.follow.identity", e))?;
+            if f.secret_file.is_some() == f.private_key.is_some() {
+                return Err(invalid(
+                    "sync.follow",
+                    "give the follower identity's secret_file or its private_key (one of them)",
+                ));
+            }
             for p in &f.prefixes {
                 Prefix::parse(p).map_err(|e| invalid("sync.follow.prefixes", e.to_string()))?;
             }

@@ -560,3 +560,86 @@ async fn log_retention_is_applied_at_start() {
     assert_eq!(s, 410, "{v}");
     p.shutdown().await;
 }
+
+/// A follower that signs its requests with its HS_PUBKEY private key (no secret on the link):
+/// it converges; a key the upstream does not know, or a stale signature, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_can_sign_requests_with_their_key() {
+    use idnode::auth::challenge::PrivateKey;
+    use idnode::store::Mutation;
+    let dir = tempfile::tempdir().unwrap();
+    let p = node(
+        dir.path(),
+        "primary",
+        "homed_prefixes = [\"88.100\", \"88.200\"]",
+        "[sync]\nallow_plain = true\n[[sync.allow]]\nidentity = \"301:0.NA/88.100\"\n\
+         prefixes = [\"88.100\"]\n",
+        "127.0.0.1:0",
+    )
+    .await;
+    // The follower identity 301:0.NA/88.100 holds an HS_PUBKEY on the primary.
+    let key = PrivateKey::generate_rsa(1024).unwrap();
+    let na = Handle::parse("0.NA/88.100", SuffixCase::Sensitive).unwrap();
+    let public = key.public_key().encode();
+    p.engine
+        .registry()
+        .mutate::<StoreError, _>(&na, |cur| {
+            let mut rec = cur.cloned().unwrap();
+            rec.values
+                .push(HandleValue::new(301, "HS_PUBKEY", public.clone()));
+            Ok(Mutation::Put(rec))
+        })
+        .unwrap();
+    write(&p, "88.100/SIGNED-1", "https://example.com/1");
+    let key_file = dir.path().join("follower.pem");
+    std::fs::write(&key_file, key.to_pem()).unwrap();
+    let m = node(
+        dir.path(),
+        "mirror",
+        "homed_prefixes = []",
+        &format!(
+            "[sync]\nallow_plain = true\n[[sync.follow]]\nupstream = \"http://{}\"\n\
+             identity = \"301:0.NA/88.100\"\nprivate_key = {key_file:?}\nprefixes = [\"88.100\"]\n",
+            p.http_addr
+        ),
+        "127.0.0.1:0",
+    )
+    .await;
+    converge(p.http_addr, m.http_addr).await;
+    write(&p, "88.100/SIGNED-2", "https://example.com/2");
+    converge_key(&m, "88.100/SIGNED-2").await;
+
+    // A signature by another key, and one with a stale timestamp, are refused.
+    let path = "/sync/changes?after=0&limit=10&wait_ms=0";
+    let signed = |k: &PrivateKey, t: u64| {
+        let (nonce, digest) = idnode::sync::request_signature_input(t, path);
+        let sig = base64::engine::general_purpose::STANDARD.encode(k.sign_answer(&nonce, &digest));
+        format!("HS_PUBKEY id=\"301:0.NA/88.100\", t=\"{t}\", sig=\"{sig}\"")
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stranger = PrivateKey::generate_rsa(1024).unwrap();
+    for (auth, why) in [
+        (signed(&key, now), "the right key"),
+        (signed(&stranger, now), "another key"),
+        (signed(&key, now - 3600), "a stale timestamp"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(p.http_addr).await.unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        let status = &out[9..12];
+        let expected = if why == "the right key" { "200" } else { "401" };
+        assert_eq!(status, expected, "{why}: {out}");
+    }
+    m.shutdown().await;
+    p.shutdown().await;
+}

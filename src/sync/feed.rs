@@ -15,9 +15,12 @@
 //!   of the content reveals nothing but whether it changed).
 //! - `GET /sync/status` → this node's follow links.
 //!
-//! `changes` and `snapshot` need HTTP Basic credentials of an identity listed in
-//! `[[sync.allow]]` (401 without valid ones, 403 for prefixes it may not receive), and HTTPS
-//! unless `sync.allow_plain = true`.
+//! `changes` and `snapshot` need an identity listed in `[[sync.allow]]` (401 without valid
+//! credentials, 403 for prefixes it may not receive), and HTTPS unless
+//! `sync.allow_plain = true`. The identity proves itself with HTTP Basic (its HS_SECKEY
+//! secret) or, better, by signing each request with its HS_PUBKEY private key
+//! (`Authorization: HS_PUBKEY id=…, t=…, sig=…`; no secret crosses the link). The follower
+//! authenticates the upstream by its TLS certificate (`ca_file`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +97,55 @@ fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Check `Authorization: HS_PUBKEY id="<index:handle>", t="<unix>", sig="<base64>"`: the
+/// timestamp within [`crate::sync::SIGNATURE_WINDOW_SECS`] and the signature by one of the
+/// identity's HS_PUBKEY values in this node's registry (see
+/// [`crate::sync::request_signature_input`]).
+fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<Identity, String> {
+    let field = |name: &str| {
+        params.split(',').find_map(|part| {
+            let (k, v) = part.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+        })
+    };
+    let (Some(id), Some(t), Some(sig)) = (field("id"), field("t"), field("sig")) else {
+        return Err("HS_PUBKEY authorization needs id, t and sig".into());
+    };
+    let engine = &state.http.engine;
+    let identity = crate::config::parse_identity(&id, engine.policy().suffix_case)?;
+    let t: u64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now.abs_diff(t) > crate::sync::SIGNATURE_WINDOW_SECS {
+        return Err("signed request outside the time window (check the clocks)".into());
+    }
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .map_err(|_| "signature is not base64".to_string())?;
+    let record = engine
+        .registry()
+        .get(&identity.handle)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("identity {identity} is not known here"))?;
+    let (nonce, digest) = crate::sync::request_signature_input(t, path);
+    let valid = record
+        .values
+        .iter()
+        .filter(|v| v.is_type(crate::model::types::HS_PUBKEY) && v.index == identity.index)
+        .filter_map(|v| crate::model::PublicKey::decode(&v.data).ok())
+        .any(|key| {
+            crate::auth::challenge::verify_pubkey_answer(&key, &nonce, &digest, &sig)
+                .unwrap_or(false)
+        });
+    if valid {
+        Ok(identity)
+    } else {
+        Err(format!("signature of {identity} does not verify"))
+    }
+}
+
 /// Authenticate the follower and work out the prefixes it asked for and may receive.
 fn authorize(
     state: &FeedState,
@@ -108,7 +160,25 @@ fn authorize(
             "the change feed is served over HTTPS only",
         )));
     }
-    let identity = match authenticate(&state.http, req.headers(), conn) {
+    let signed = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("HS_PUBKEY "))
+        .map(|params| {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            verify_signed_request(state, params, path)
+        });
+    let credentials = match signed {
+        Some(Ok(id)) => Credentials::Valid(id),
+        Some(Err(reason)) => Credentials::Refused(reason),
+        None => authenticate(&state.http, req.headers(), conn),
+    };
+    let identity = match credentials {
         Credentials::Valid(id) => id,
         Credentials::None => {
             return Err(Box::new(error(

@@ -61,8 +61,38 @@ pub struct Link {
         rustls::pki_types::ServerName<'static>,
     )>,
     pub prefixes: Vec<Prefix>,
-    pub authorization: String,
+    authorization: LinkAuth,
     pub case: SuffixCase,
+}
+
+/// How a link authenticates its requests to the upstream.
+enum LinkAuth {
+    /// `Authorization: Basic` with the identity's HS_SECKEY secret (HTTPS keeps it private).
+    Basic(String),
+    /// Every request signed with the identity's HS_PUBKEY private key:
+    /// `Authorization: HS_PUBKEY id="<index:handle>", t="<unix>", sig="<base64>"`.
+    Key {
+        identity: String,
+        key: Box<crate::auth::challenge::PrivateKey>,
+    },
+}
+
+impl LinkAuth {
+    fn header(&self, path_and_query: &str) -> String {
+        match self {
+            LinkAuth::Basic(h) => h.clone(),
+            LinkAuth::Key { identity, key } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let (nonce, digest) = crate::sync::request_signature_input(now, path_and_query);
+                let sig = base64::engine::general_purpose::STANDARD
+                    .encode(key.sign_answer(&nonce, &digest));
+                format!("HS_PUBKEY id=\"{identity}\", t=\"{now}\", sig=\"{sig}\"")
+            }
+        }
+    }
 }
 
 impl Link {
@@ -93,13 +123,31 @@ impl Link {
         } else {
             None
         };
-        let secret = std::fs::read_to_string(&f.secret_file)
-            .with_context(|| format!("reading {}", f.secret_file.display()))?;
-        let user: String =
-            percent_encoding::utf8_percent_encode(&f.identity, percent_encoding::NON_ALPHANUMERIC)
+        let authorization = match (&f.secret_file, &f.private_key) {
+            (_, Some(key_file)) => {
+                let pem = std::fs::read_to_string(key_file)
+                    .with_context(|| format!("reading {}", key_file.display()))?;
+                let key = crate::auth::challenge::PrivateKey::from_pem(&pem)
+                    .map_err(|e| anyhow!("{}: {e}", key_file.display()))?;
+                LinkAuth::Key {
+                    identity: f.identity.clone(),
+                    key: Box::new(key),
+                }
+            }
+            (Some(secret_file), None) => {
+                let secret = std::fs::read_to_string(secret_file)
+                    .with_context(|| format!("reading {}", secret_file.display()))?;
+                let user: String = percent_encoding::utf8_percent_encode(
+                    &f.identity,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
                 .to_string();
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", secret.trim()));
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{user}:{}", secret.trim()));
+                LinkAuth::Basic(format!("Basic {token}"))
+            }
+            (None, None) => return Err(anyhow!("no secret_file or private_key for the follower")),
+        };
         Ok(Link {
             name: f.upstream.trim_end_matches('/').to_string(),
             host,
@@ -109,7 +157,7 @@ impl Link {
                 .iter()
                 .map(|p| Prefix::parse(p))
                 .collect::<Result<_, _>>()?,
-            authorization: format!("Basic {token}"),
+            authorization,
             case,
         })
     }
@@ -154,7 +202,10 @@ impl Link {
         let driver = tokio::spawn(conn);
         let req = hyper::Request::get(path)
             .header(hyper::header::HOST, &self.host)
-            .header(hyper::header::AUTHORIZATION, &self.authorization)
+            .header(
+                hyper::header::AUTHORIZATION,
+                self.authorization.header(path),
+            )
             .body(Empty::<Bytes>::new())?;
         let fut = async {
             let resp = sender.send_request(req).await?;

@@ -52,3 +52,18 @@ pub fn key_under(key: &str, prefixes: &[Prefix]) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
     })
 }
+
+/// The bytes a follower signs with its HS_PUBKEY private key for one feed request, and the
+/// upstream verifies: the signature covers `nonce = "<unix seconds>"` and
+/// `digest = SHA-256("GET <path and query>")` (the same `nonce ‖ digest` form as the native
+/// protocol's challenge answers). The upstream accepts timestamps within
+/// [`SIGNATURE_WINDOW_SECS`] of its clock.
+pub fn request_signature_input(unix: u64, path_and_query: &str) -> (Vec<u8>, Vec<u8>) {
+    use sha2::{Digest, Sha256};
+    let nonce = unix.to_string().into_bytes();
+    let digest = Sha256::digest(format!("GET {path_and_query}").as_bytes()).to_vec();
+    (nonce, digest)
+}
+
+/// How far a signed request's timestamp may be from the upstream's clock.
+pub const SIGNATURE_WINDOW_SECS: u64 = 300;
