@@ -1,18 +1,24 @@
 //! idnode: an identifier resolution node for the industrial internet.
 //!
 //! ```text
-//!  bytes in ─► front end ─► wire decode ─► Request ─► engine ─► Answer ─► wire encode ─► bytes out
-//!  (http; native Handle and DNS later)        │        authority (store)
-//!                                              └─ admin ops ─► auth ─► store (record + change log, one batch)
+//!  bytes in ─► front end ─► wire decode ─► Query ─► Engine ─► answer ─► wire encode ─► bytes out
+//!  (HTTP/HTTPS, native Handle           │        authority (store), referrals, partitions
+//!   UDP/TCP, DNS UDP/TCP)               ├─ not homed here ─► Recursor ─► cache / upstream sites
+//!                                       └─ admin ops ─► auth ─► store (record + change log, one batch)
+//!  store change log ─► /sync feed ─► followers (mirrors, upstream hosting)
 //! ```
 //!
 //! Layers, each depending only on those above it:
 //! - [`model`]: identifiers, prefixes, values, structured value types (std only);
-//! - [`wire`]: pure codecs (native Handle binary layouts, REST JSON);
+//! - [`wire`]: pure codecs (native Handle messages and values, REST JSON, DNS);
 //! - [`store`]: the sled registry (records, homed prefixes, change log, schema version);
-//! - [`auth`]: authentication of identities and authorization through HS_ADMIN / HS_VLIST;
-//! - [`resolve`]: the protocol-neutral engine every front end calls;
-//! - [`server`]: tokio front ends (HTTP/HTTPS today);
+//! - [`auth`]: authentication of identities (secrets, challenge answers, keys) and
+//!   authorization through HS_ADMIN / HS_VLIST;
+//! - [`resolve`]: the protocol-neutral engine every front end calls, site hashing, the
+//!   resolution cache and the recursor;
+//! - [`server`]: tokio front ends (HTTP/HTTPS, native UDP/TCP, DNS UDP/TCP) and node start-up;
+//! - [`sync`]: the change feed and followers;
+//! - [`client`]: the blocking native client behind `idnode resolve` / `idnode admin`;
 //! - [`config`], [`metrics`]: configuration and the prometheus registry, passed in.
 
 #![forbid(unsafe_code)]
