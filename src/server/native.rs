@@ -360,7 +360,18 @@ impl NativeService {
             | op::MODIFY_VALUE
             | op::REMOVE_VALUE
             | op::DELETE_HANDLE
-            | op::LIST_HANDLES => vec![self.challenge(request, hb.as_deref())],
+            | op::LIST_HANDLES => match self.mirror_of(&request) {
+                // A read-only mirror refuses writes before any challenge: it may not hold the
+                // administrators' keys, and the client should go to the primary.
+                Some(up) if op_code != op::LIST_HANDLES => vec![self.error(
+                    &request.envelope,
+                    &request.header,
+                    hb.as_deref(),
+                    ResponseCode::ServerBackup,
+                    &format!("read-only mirror of {up}"),
+                )],
+                _ => vec![self.challenge(request, hb.as_deref())],
+            },
             _ => vec![self.error(
                 &request.envelope,
                 &request.header,
@@ -370,6 +381,18 @@ impl NativeService {
             )],
         };
         (op_code, responses)
+    }
+
+    /// The upstream a write's target is mirrored from, if this node is a read-only mirror of it.
+    fn mirror_of(&self, request: &Message) -> Option<String> {
+        let text = match &request.body {
+            Body::HandleValues { handle, .. }
+            | Body::RemoveValues { handle, .. }
+            | Body::Handle { handle } => handle,
+            _ => return None,
+        };
+        let handle = Handle::parse_lenient(text, self.engine.policy().suffix_case).ok()?;
+        self.engine.mirror_of(&handle).map(str::to_string)
     }
 
     /// Build a response to `req_env`/`req_header`.

@@ -481,3 +481,31 @@ fn prefix_referral_over_the_wire() {
     );
     assert_eq!(r.header.response_code, 100);
 }
+
+#[test]
+fn mirrors_refuse_native_writes_naming_the_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+    let policy = Policy {
+        mirrored: vec![(
+            Prefix::parse("88.100.1").unwrap(),
+            "https://primary.example:8000".into(),
+        )],
+        ..Policy::default()
+    };
+    let engine = Engine::new(reg, policy);
+    let svc = NativeService::new(engine, Metrics::new().unwrap(), &site());
+    let bytes = hex(CREATE_HANDLE_REQ_HEX);
+    let env = Envelope::decode(&bytes[..ENVELOPE_LEN]).unwrap();
+    let Outcome::Done(out) = svc.process(env, &bytes[ENVELOPE_LEN..], Transport::Tcp) else {
+        panic!("no recursion here");
+    };
+    let r = Message::decode_full(&out[0]).unwrap();
+    assert_eq!(r.header.response_code, 7);
+    assert_eq!(
+        r.body,
+        Body::Error {
+            message: "read-only mirror of https://primary.example:8000".into()
+        }
+    );
+}
