@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod metrics;

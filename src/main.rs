@@ -38,6 +38,53 @@ enum SyncOp {
     },
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// handle-udp, handle-tcp or dns-udp.
+    #[arg(long, default_value = "handle-udp")]
+    proto: idnode::bench::Proto,
+    /// Target HOST:PORT.
+    #[arg(long)]
+    server: String,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Requests outstanding (spread over the sockets).
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Source UDP sockets.
+    #[arg(long, default_value_t = 4)]
+    sockets: usize,
+    /// Fixed offered rate in queries per second (open loop); default: as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Identifiers, one per line.
+    #[arg(long, conflicts_with = "generate")]
+    ids: Option<PathBuf>,
+    /// Generate N identifiers PREFIX/<suffix-format>.
+    #[arg(long)]
+    generate: Option<usize>,
+    #[arg(long, default_value = "88.100.1")]
+    prefix: String,
+    #[arg(long, default_value = "SN-{:07}")]
+    suffix_format: String,
+    /// Zipf popularity exponent (default: uniform).
+    #[arg(long)]
+    zipf: Option<f64>,
+    /// Share of queries for identifiers that do not exist.
+    #[arg(long, default_value_t = 0.0)]
+    miss_share: f64,
+    /// DNS zone the identifiers are under (dns-udp).
+    #[arg(long, default_value = "id.example.")]
+    zone: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the node (without --config: the embedded default, a standalone node on 127.0.0.1).
@@ -113,6 +160,8 @@ enum Command {
         #[command(subcommand)]
         op: AdminOp,
     },
+    /// Load-test a node's UDP front end (Handle resolution or DNS); dnsperf-style summary.
+    Bench(BenchArgs),
     /// Generate an RSA key for HS_PUBKEY authentication; prints its HS_PUBKEY value (REST JSON).
     Keygen {
         /// Where to write the private key (PKCS#8 PEM, mode 0600).
@@ -326,6 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             &handle, &conn, &types, &indexes, tcp, json, admin_read, &auth,
         ),
         Command::Admin { op } => native_admin(op),
+        Command::Bench(args) => bench(args),
         Command::Sync {
             op: SyncOp::Status { config },
         } => sync_status(&load_config(config.as_deref())?),
@@ -386,6 +436,49 @@ fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
                 .map(|e| format!("  last error: {e}"))
                 .unwrap_or_default(),
         );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    let ids = match (&args.ids, args.generate) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        (None, Some(n)) => idnode::bench::generate_ids(&args.prefix, &args.suffix_format, n)?,
+        (None, None) => anyhow::bail!("give --ids FILE or --generate N"),
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.miss_share),
+        "--miss-share must be between 0 and 1"
+    );
+    let cfg = idnode::bench::BenchConfig {
+        proto: args.proto,
+        server: server_addr(&args.server)?,
+        duration: args.duration,
+        concurrency: args.concurrency,
+        sockets: args.sockets,
+        rate: args.rate,
+        timeout: args.timeout,
+        ids,
+        zipf: args.zipf,
+        miss_share: args.miss_share,
+        zone: args.zone,
+        seed: args.seed,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let summary = rt.block_on(idnode::bench::run(&cfg))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{summary}");
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
