@@ -1,22 +1,40 @@
-//! Micro-benchmarks of the hot paths: value codec, REST JSON encoding, registry reads and
-//! durable writes, and the engine's resolve path.
+//! Micro-benchmarks of the CPU-only hot paths: the value codec and REST JSON, whole native
+//! Handle messages (a resolution request and its response), and the resolver cache.
 //!
-//! `cargo bench --bench core` (criterion). Under `cargo test --all-targets` each benchmark runs
-//! once as a smoke test.
+//! The registry, the engine's resolve path and DNS have their own files (`benches/store.rs`,
+//! `benches/dns.rs`).
+//!
+//! `cargo bench --bench core` (criterion). Under `cargo test --all-targets` (or
+//! `cargo bench -- --test`) each benchmark runs once as a smoke test.
 
-use std::sync::Arc;
+// Each bench binary uses only part of the shared set-up.
+#[allow(dead_code)]
+mod common;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+use idnode::metrics::Metrics;
 use idnode::model::codec::Reader;
-use idnode::model::{Handle, HandleValue, Prefix, SuffixCase};
-use idnode::resolve::{init_prefix, Engine, Policy, Query};
-use idnode::store::{Record, Registry, StoreOptions};
-use idnode::wire::handle::{decode_values, encode_values};
+use idnode::model::HandleValue;
+use idnode::resolve::cache::{Cache, CacheConfig, CacheKey, CachedAnswer};
+use idnode::wire::handle::message::{flag, op, Envelope, ENVELOPE_LEN};
+use idnode::wire::handle::{decode_values, encode_values, Body, Message};
 use idnode::wire::json::value_to_json;
 
-/// Records in the registry benchmarks.
-const RECORDS: u32 = 20_000;
+use common::{handle, product_values, SplitMix64, NOW};
+
+/// The resolution request of handle-protocol.md §11 (`88.100.1/SN-0001`, public only,
+/// recursive), as the reference encoder wrote it (`src/wire/handle/vectors.rs`, `REQ_HEX`).
+const REQ_HEX: &str = "0203020b00000000010203040000000000000038000000010000000019000000ffff0000650000000000001c0000001038382e3130302e312f534e2d30303031000000000000000000000000";
+/// Its response with one URL value (`RESP_HEX` of the same file).
+const RESP_HEX: &str = "020b020b0000000001020304000000000000006c000000010000000119000000ffff000065000000000000500000001038382e3130302e312f534e2d3030303100000001000000016400000000000151800e0000000355524c0000001b68747470733a2f2f6578616d706c652e636f6d2f736e2f303030310000000000000000";
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
 
 fn sample_values() -> Vec<HandleValue> {
     vec![
@@ -26,6 +44,8 @@ fn sample_values() -> Vec<HandleValue> {
     ]
 }
 
+/// `codec`: the HandleValue wire layout (also the stored record format) of three values,
+/// encoded and decoded, and the same values as Handle.Net REST JSON.
 fn codec(c: &mut Criterion) {
     let values = sample_values();
     let mut encoded = Vec::new();
@@ -51,75 +71,130 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-fn handle(i: u32) -> Handle {
-    Handle::parse(&format!("88.100.1/SN-{i:07}"), SuffixCase::Sensitive)
-        .unwrap_or_else(|e| panic!("{e}"))
+/// Decode a whole datagram as the native UDP server does: envelope, then the message.
+fn decode_datagram(bytes: &[u8]) -> Message {
+    let envelope = Envelope::decode(&bytes[..ENVELOPE_LEN]).expect("envelope");
+    Message::decode(envelope, &bytes[ENVELOPE_LEN..]).expect("message")
 }
 
-fn store_and_engine(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let registry = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).expect("open"));
-    let prefix = Prefix::parse("88.100.1").expect("prefix");
-    init_prefix(&registry, &prefix, 300, b"bench").expect("init");
-    let batch: Vec<(Handle, Record)> = (0..RECORDS)
-        .map(|i| {
-            let h = handle(i);
-            let rec = Record {
-                handle: h.as_str().to_string(),
-                values: sample_values(),
-            };
-            (h, rec)
-        })
-        .collect();
-    for chunk in batch.chunks(5_000) {
-        registry.put_batch(chunk).expect("load");
-    }
-    let mut g = c.benchmark_group("store");
-    let mut i = 0u32;
-    g.bench_function("get_hit", |b| {
+/// `handle_message`: a whole native resolution exchange through
+/// `idnode::wire::handle::message`.
+///
+/// - `decode_request` / `encode_request`: the reference resolution request (`REQ_HEX`, 76
+///   bytes): `Envelope::decode` + `Message::decode`, and `Message::encode` of the result.
+/// - `encode_request_new`: `Message::request(RESOLUTION, PUBLIC_ONLY, …)` built and encoded,
+///   as `idnode resolve` and `idnode bench` do for each request.
+/// - `decode_response_4_values` / `encode_response_4_values`: the reference response's
+///   envelope and header with a realistic product record (URL, EMAIL, DESC, HS_ADMIN: 4
+///   values; 326 bytes).
+fn handle_message(c: &mut Criterion) {
+    let request_bytes = hex(REQ_HEX);
+    let request = decode_datagram(&request_bytes);
+    assert_eq!(request.encode(), request_bytes, "request vector round trip");
+
+    let mut response = decode_datagram(&hex(RESP_HEX));
+    let Body::Values { handle: name, .. } = &response.body else {
+        panic!("RESP_HEX is not a values response: {:?}", response.body);
+    };
+    response.body = Body::Values {
+        handle: name.clone(),
+        values: product_values(1),
+    };
+    let response_bytes = response.encode();
+    response.envelope.message_length = (response_bytes.len() - ENVELOPE_LEN) as u32;
+    assert_eq!(decode_datagram(&response_bytes), response);
+
+    let mut g = c.benchmark_group("handle_message");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode_request", |b| {
+        b.iter(|| decode_datagram(std::hint::black_box(&request_bytes)))
+    });
+    g.bench_function("encode_request", |b| {
+        b.iter(|| std::hint::black_box(&request).encode())
+    });
+    g.bench_function("encode_request_new", |b| {
+        let text = handle(1).as_str().to_string();
         b.iter(|| {
-            i = (i + 7919) % RECORDS;
-            registry.get(&handle(i))
+            Message::request(
+                op::RESOLUTION,
+                flag::PUBLIC_ONLY,
+                Body::Resolution {
+                    handle: std::hint::black_box(&text).clone(),
+                    indexes: Vec::new(),
+                    types: Vec::new(),
+                },
+            )
+            .encode()
         })
+    });
+    g.bench_function("decode_response_4_values", |b| {
+        b.iter(|| decode_datagram(std::hint::black_box(&response_bytes)))
+    });
+    g.bench_function("encode_response_4_values", |b| {
+        b.iter(|| std::hint::black_box(&response).encode())
+    });
+    g.finish();
+}
+
+/// Entries in the cache benchmarks: `CacheConfig::default().max_entries`, a full cache.
+const CACHE_ENTRIES: u32 = 100_000;
+
+/// `cache`: the recursive node's resolution cache (`resolve::cache::Cache`, default config,
+/// counting events into the Prometheus counter as a node does), full with 100k answers of 4
+/// values each. Keys are drawn uniformly at random (SplitMix64) in the untimed set-up.
+///
+/// - `get_hit`: `CacheKey::new` + `Cache::get` of a cached handle, as the recursor does per
+///   lookup (the values are cloned out of the cache).
+/// - `get_miss`: the same for a handle that is not cached.
+/// - `put_evict`: `Cache::put` of a new answer into the full cache, evicting the least
+///   recently used entry.
+fn cache(c: &mut Criterion) {
+    let metrics = Metrics::new().expect("metrics");
+    let config = CacheConfig::default();
+    assert_eq!(config.max_entries, CACHE_ENTRIES as usize);
+    let cache = Cache::new(config, Some(metrics.cache_events.clone()));
+    let now = u64::from(NOW);
+    for i in 0..CACHE_ENTRIES {
+        let key = CacheKey::new(handle(i).key(), &[], &[], true);
+        cache.put(key, CachedAnswer::Values(product_values(i)), now);
+    }
+    assert_eq!(cache.len(), CACHE_ENTRIES as usize);
+
+    let mut rng = SplitMix64::new(0xCAC4E);
+    let answer = CachedAnswer::Values(product_values(7));
+
+    let mut g = c.benchmark_group("cache");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("get_hit", |b| {
+        b.iter_batched(
+            || handle(rng.below(CACHE_ENTRIES)),
+            |h| cache.get(&CacheKey::new(h.key(), &[], &[], true), now),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("get_miss", |b| {
-        b.iter(|| registry.get(&handle(RECORDS + 1)))
+        b.iter_batched(
+            || handle(CACHE_ENTRIES + rng.below(CACHE_ENTRIES)),
+            |h| cache.get(&CacheKey::new(h.key(), &[], &[], true), now),
+            BatchSize::SmallInput,
+        )
     });
-    g.sample_size(20);
-    g.bench_function("durable_put", |b| {
+    let mut next = 2 * CACHE_ENTRIES;
+    g.bench_function("put_evict", |b| {
         b.iter_batched(
             || {
-                i = (i + 1) % RECORDS;
-                let h = handle(i);
-                let rec = Record {
-                    handle: h.as_str().to_string(),
-                    values: sample_values(),
-                };
-                (h, rec)
+                next += 1;
+                (
+                    CacheKey::new(handle(next).key(), &[], &[], true),
+                    answer.clone(),
+                )
             },
-            |entry| registry.put_batch(&[entry]),
+            |(key, answer)| cache.put(key, answer, now),
             BatchSize::SmallInput,
         )
     });
     g.finish();
-
-    let engine = Engine::new(registry.clone(), Policy::default());
-    let mut g = c.benchmark_group("engine");
-    g.bench_function("resolve_public", |b| {
-        b.iter(|| {
-            i = (i + 7919) % RECORDS;
-            let q = Query {
-                handle: handle(i),
-                indexes: vec![],
-                types: vec![],
-                public_only: true,
-                refer: true,
-            };
-            engine.resolve(&q, None)
-        })
-    });
-    g.finish();
 }
 
-criterion_group!(benches, codec, store_and_engine);
+criterion_group!(benches, codec, handle_message, cache);
 criterion_main!(benches);

@@ -141,6 +141,11 @@ pub struct DnsConfig {
     pub max_connections: usize,
     /// Seconds a TCP connection may idle between queries.
     pub idle_timeout_secs: u64,
+    /// UDP worker threads, each with its own `SO_REUSEPORT` socket; 0 = one per core (at most 4).
+    pub udp_threads: usize,
+    /// Encoded answers kept for replay, shared out among the UDP workers; 0 disables the
+    /// answer cache (see `server::udp`).
+    pub answer_cache_entries: usize,
 }
 
 impl Default for DnsConfig {
@@ -157,6 +162,8 @@ impl Default for DnsConfig {
             max_udp_payload: 1232,
             max_connections: 256,
             idle_timeout_secs: 10,
+            udp_threads: 0,
+            answer_cache_entries: 200_000,
         }
     }
 }
@@ -225,6 +232,11 @@ pub struct HandleConfig {
     pub site_serial: u16,
     /// PEM private key (RSA) whose public half the node publishes in its HS_SITE.
     pub site_key: Option<PathBuf>,
+    /// UDP worker threads, each with its own `SO_REUSEPORT` socket; 0 = one per core (at most 4).
+    pub udp_threads: usize,
+    /// Encoded answers kept for replay, shared out among the UDP workers; 0 disables the
+    /// answer cache (see `server::udp`).
+    pub answer_cache_entries: usize,
 }
 
 impl Default for HandleConfig {
@@ -237,6 +249,8 @@ impl Default for HandleConfig {
             idle_timeout_secs: 60,
             site_serial: 1,
             site_key: None,
+            udp_threads: 0,
+            answer_cache_entries: 200_000,
         }
     }
 }
@@ -547,6 +561,35 @@ impl Config {
         if rc.cache_max_entries == 0 {
             return Err(invalid("recursion.cache_max_entries", "must be at least 1"));
         }
+        for (key, threads, entries) in [
+            (
+                "handle",
+                self.handle.udp_threads,
+                self.handle.answer_cache_entries,
+            ),
+            ("dns", self.dns.udp_threads, self.dns.answer_cache_entries),
+        ] {
+            if threads > 256 {
+                return Err(invalid(
+                    if key == "dns" {
+                        "dns.udp_threads"
+                    } else {
+                        "handle.udp_threads"
+                    },
+                    "must be between 0 (one per core) and 256",
+                ));
+            }
+            if entries > 100_000_000 {
+                return Err(invalid(
+                    if key == "dns" {
+                        "dns.answer_cache_entries"
+                    } else {
+                        "handle.answer_cache_entries"
+                    },
+                    "must be at most 100000000",
+                ));
+            }
+        }
         if self.store.cache_capacity_mb == 0 || self.store.cache_capacity_mb > 1 << 20 {
             return Err(invalid(
                 "store.cache_capacity_mb",
@@ -675,6 +718,11 @@ mod tests {
             ("[recursion]\nenabled = true", "roots"),
             ("[dns]\nzone = \"bad..zone\"", "dns.zone"),
             ("[dns]\nmax_udp_payload = 100", "max_udp_payload"),
+            ("[dns]\nudp_threads = 1000", "dns.udp_threads"),
+            (
+                "[handle]\nanswer_cache_entries = 1000000000",
+                "handle.answer_cache_entries",
+            ),
             ("[dns]\nlisten = \"127.0.0.1:8000\"", "dns.listen"),
             ("[recursion]\nroots = [\"nowhere\"]", "socket address"),
             (

@@ -40,21 +40,24 @@ enum SyncOp {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// handle-udp, handle-tcp or dns-udp.
+    /// handle-udp, handle-tcp, dns-udp, http or https (GET /api/handles/<id>).
     #[arg(long, default_value = "handle-udp")]
     proto: idnode::bench::Proto,
-    /// Target HOST:PORT.
+    /// Target HOST[:PORT] (default port: 2641 native, 5300 DNS, 8000 HTTP/HTTPS; http and
+    /// https also take a URL base such as https://node.example:8000/).
     #[arg(long)]
     server: String,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: std::time::Duration,
-    /// Requests outstanding (spread over the sockets).
+    /// Requests outstanding (UDP: spread over the sockets); handle-tcp, http, https: the
+    /// number of connections, each with one request in flight.
     #[arg(long, default_value_t = 100)]
     concurrency: usize,
-    /// Source UDP sockets.
+    /// Source UDP sockets (handle-udp, dns-udp).
     #[arg(long, default_value_t = 4)]
     sockets: usize,
-    /// Fixed offered rate in queries per second (open loop); default: as fast as possible.
+    /// Fixed offered rate in queries per second (open loop; not handle-tcp); default: as fast
+    /// as possible.
     #[arg(long)]
     rate: Option<f64>,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
@@ -80,6 +83,21 @@ struct BenchArgs {
     zone: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Set the REC flag on Handle requests (handle-udp, handle-tcp), so a recursive node
+    /// resolves through the hierarchy instead of answering 301 (dns-udp always sets RD).
+    #[arg(long)]
+    recursive: bool,
+    /// https: PEM certificates to trust (default: the system's CA bundle).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca_file: Option<PathBuf>,
+    /// https: accept any server certificate (self-signed test certificates only).
+    #[arg(long)]
+    insecure: bool,
+    /// Worker threads of the generator (UDP: the sockets are spread over them, and --rate adds
+    /// one that sends) [default: one per core this process may run on, as `taskset` leaves
+    /// them].
+    #[arg(long)]
+    threads: Option<usize>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -107,21 +125,37 @@ enum Command {
         index: u32,
     },
     /// Load records from JSON Lines ({"handle":..,"values":[..]} per line; node stopped).
+    ///
+    /// Each batch is written atomically with its change-log entries; everything is flushed
+    /// and fsynced once at the end, before "imported N records" is printed.
     Import {
         file: PathBuf,
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Records per durable batch.
+        /// Records per atomic batch (one sled transaction).
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Write no change-log entries: faster, but the change log is emptied first and every
+        /// sync follower re-bootstraps from a full snapshot. For loading a fresh node.
+        #[arg(long)]
+        no_change_log: bool,
     },
-    /// Write every record as JSON Lines (includes secrets: keep the file safe; node stopped).
+    /// Write every record as JSON Lines (includes secrets: keep the file safe; node stopped),
+    /// or with --format zone the DNS zone file of what the DNS front end answers.
     Export {
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// jsonl: every record, the format `import` reads (a full backup). zone: an RFC 1035
+        /// zone file of the public DNS answers (SOA and NS at the apex; TXT, URI and NAPTR per
+        /// identifier, as the DNS front end answers them), for NSD, Knot or BIND.
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "zone"])]
+        format: String,
+        /// The zone with --format zone (default: the configuration's [dns] zone).
+        #[arg(long)]
+        zone: Option<String>,
     },
     /// Resolve an identifier over the native Handle protocol (UDP unless --tcp).
     ///
@@ -358,10 +392,24 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             file,
             config,
             batch,
-        } => import(&load_config(config.as_deref())?, &file, batch.max(1)),
-        Command::Export { config, output } => {
-            export(&load_config(config.as_deref())?, output.as_deref())
-        }
+            no_change_log,
+        } => import(
+            &load_config(config.as_deref())?,
+            &file,
+            batch.max(1),
+            no_change_log,
+        ),
+        Command::Export {
+            config,
+            output,
+            format,
+            zone,
+        } => export(
+            &load_config(config.as_deref())?,
+            output.as_deref(),
+            &format,
+            zone.as_deref(),
+        ),
         Command::Resolve {
             handle,
             conn,
@@ -456,9 +504,38 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         (0.0..=1.0).contains(&args.miss_share),
         "--miss-share must be between 0 and 1"
     );
+    let https = args.proto == idnode::bench::Proto::Https;
+    anyhow::ensure!(
+        https || (args.ca_file.is_none() && !args.insecure),
+        "--ca-file and --insecure apply to --proto https only"
+    );
+    let tls = if https {
+        let ca_file = match (&args.ca_file, args.insecure) {
+            (Some(file), _) => Some(file.clone()),
+            (None, true) => None,
+            (None, false) => Some(idnode::bench::system_ca_bundle().ok_or_else(|| {
+                anyhow::anyhow!("no system CA bundle found: give --ca-file FILE or --insecure")
+            })?),
+        };
+        Some(idnode::server::tls::client_config(
+            ca_file.as_deref(),
+            args.insecure,
+        )?)
+    } else {
+        None
+    };
+    let threads = match args.threads {
+        Some(n @ 1..=1024) => n,
+        Some(_) => anyhow::bail!("--threads must be between 1 and 1024"),
+        // One worker thread per core this process may run on (`taskset` narrows it).
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let target = idnode::bench::parse_server(&args.server, args.proto)?;
     let cfg = idnode::bench::BenchConfig {
         proto: args.proto,
-        server: server_addr(&args.server)?,
+        server: target.addr,
+        host: Some(target.host),
+        tls,
         duration: args.duration,
         concurrency: args.concurrency,
         sockets: args.sockets,
@@ -469,9 +546,12 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         miss_share: args.miss_share,
         zone: args.zone,
         seed: args.seed,
+        threads: Some(threads),
+        recursive: args.recursive,
+        progress: !args.json && std::io::stderr().is_terminal(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     let summary = rt.block_on(idnode::bench::run(&cfg))?;
@@ -579,7 +659,10 @@ fn import(
     config: &ValidConfig,
     file: &Path,
     batch_size: usize,
+    no_change_log: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
+    use idnode::store::{ImportLog, PreparedRecord};
+    let started = std::time::Instant::now();
     let registry = Arc::new(server::open_registry(config)?);
     server::prepare_registry(config, &registry)?;
     let engine = Engine::new(
@@ -592,53 +675,102 @@ fn import(
     );
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let bar = progress(f.metadata().ok().map(|m| m.len()));
-    let reader = std::io::BufReader::new(f);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0);
-    let (mut imported, mut rejected, mut other_partitions) = (0usize, 0usize, 0usize);
-    let mut batch = Vec::with_capacity(batch_size);
-    let mut reject = |line_no: usize, reason: String| {
-        rejected += 1;
-        bar.suspend(|| eprintln!("line {line_no}: rejected: {reason}"));
+    let log = if no_change_log {
+        // Before any record is written: followers re-bootstrap from a snapshot.
+        ImportLog::Unlogged(registry.reset_change_feed()?)
+    } else {
+        ImportLog::Entries
     };
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let line_no = i + 1;
-        let line = line.with_context(|| format!("reading {}", file.display()))?;
-        bar.inc(line.len() as u64 + 1);
-        let text = match std::str::from_utf8(&line) {
-            Ok(t) => t.trim(),
-            Err(_) => {
-                reject(line_no, "not UTF-8".into());
-                continue;
+    // Pipeline: this thread reads, parses, validates and encodes lines into batches; a writer
+    // thread commits them to sled (one transaction per batch). A few batches in flight keep
+    // both busy without holding the file in memory.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PreparedRecord>>(4);
+    let (written, parsed) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| -> anyhow::Result<usize> {
+            let mut written = 0usize;
+            for batch in rx {
+                registry.import_batch(&batch, &log)?;
+                written += batch.len();
             }
-        };
-        if text.is_empty() {
-            continue;
-        }
-        match parse_import_line(&engine, text, now) {
-            // On a server of a multi-server site, the same file feeds every server: each keeps
-            // the records that hash to it.
-            Ok(entry) if !engine.in_partition(&entry.0) => other_partitions += 1,
-            Ok(entry) => batch.push(entry),
-            Err(reason) => {
-                reject(line_no, reason);
-                continue;
+            Ok(written)
+        });
+        let parsed = (|| -> anyhow::Result<(usize, usize)> {
+            let (mut rejected, mut other_partitions) = (0usize, 0usize);
+            let mut reject = |line_no: usize, reason: String| {
+                rejected += 1;
+                bar.suspend(|| eprintln!("line {line_no}: rejected: {reason}"));
+            };
+            // Homing does not change during an import: remember each prefix's answer.
+            let mut responsible = std::collections::HashMap::new();
+            let mut batch = Vec::with_capacity(batch_size);
+            let reader = std::io::BufReader::with_capacity(1 << 20, f);
+            for (i, line) in reader.split(b'\n').enumerate() {
+                let line_no = i + 1;
+                let line = line.with_context(|| format!("reading {}", file.display()))?;
+                bar.inc(line.len() as u64 + 1);
+                let text = match std::str::from_utf8(&line) {
+                    Ok(t) => t.trim(),
+                    Err(_) => {
+                        reject(line_no, "not UTF-8".into());
+                        continue;
+                    }
+                };
+                if text.is_empty() {
+                    continue;
+                }
+                match parse_import_line(&engine, &mut responsible, text, now) {
+                    // On a server of a multi-server site, the same file feeds every server:
+                    // each keeps the records that hash to it.
+                    Ok((handle, _)) if !engine.in_partition(&handle) => other_partitions += 1,
+                    Ok((handle, record)) => match PreparedRecord::new(&handle, &record) {
+                        Ok(prepared) => batch.push(prepared),
+                        Err(e) => reject(line_no, e.to_string()),
+                    },
+                    Err(reason) => reject(line_no, reason),
+                }
+                if batch.len() >= batch_size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    if tx.send(full).is_err() {
+                        // The writer stopped on an error; it is reported below.
+                        return Ok((rejected, other_partitions));
+                    }
+                }
             }
-        }
-        if batch.len() >= batch_size {
-            registry.put_batch(&batch)?;
-            imported += batch.len();
-            batch.clear();
-        }
-    }
-    registry.put_batch(&batch)?;
-    imported += batch.len();
+            if !batch.is_empty() {
+                // An error here means the writer stopped; it is reported below.
+                let _ = tx.send(batch);
+            }
+            Ok((rejected, other_partitions))
+        })();
+        // Closing the channel ends the writer's loop.
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the import writer thread panicked")));
+        (written, parsed)
+    });
+    let written = written?;
+    let (rejected, other_partitions) = parsed?;
+    // Nothing is reported as imported before it is on disk.
+    registry
+        .make_all_durable()
+        .context("making the imported records durable")?;
     bar.finish_and_clear();
-    println!("imported {imported} records, rejected {rejected} lines");
+    let secs = started.elapsed().as_secs_f64();
+    println!("imported {written} records, rejected {rejected} lines");
+    println!(
+        "{secs:.1} s, {:.0} records/s, durable",
+        written as f64 / secs.max(1e-9)
+    );
     if other_partitions > 0 {
         println!("skipped {other_partitions} records that hash to other servers of the site");
+    }
+    if no_change_log {
+        println!("change log reset: followers re-bootstrap from a snapshot");
     }
     Ok(if rejected == 0 {
         std::process::ExitCode::SUCCESS
@@ -648,8 +780,11 @@ fn import(
 }
 
 /// One JSON Lines record: `{"handle": "...", "values": [...]}` in the REST value shape.
+/// `responsible` caches the node's responsibility per prefix (prefix handles `0.NA/X` are
+/// always asked afresh: their answer depends on `X`).
 fn parse_import_line(
     engine: &Engine,
+    responsible: &mut std::collections::HashMap<String, bool>,
     text: &str,
     now: u32,
 ) -> Result<(idnode::model::Handle, Record), String> {
@@ -659,15 +794,25 @@ fn parse_import_line(
         hjson::values_from_request_body(&json).map_err(|e| e.to_string())?;
     let handle_text = handle_text.ok_or("no \"handle\" field")?;
     let handle = engine.parse_handle(&handle_text).map_err(|f| f.message)?;
-    match engine.is_responsible(&handle) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(format!(
-                "prefix {} is not homed by this node (add it to node.homed_prefixes)",
-                handle.prefix()
-            ))
+    let prefix = handle.prefix();
+    let cached = match handle.described_prefix() {
+        None => responsible.get(prefix.as_str()).copied(),
+        Some(_) => None,
+    };
+    let is_responsible = match cached {
+        Some(known) => known,
+        None => {
+            let known = engine.is_responsible(&handle).map_err(|f| f.message)?;
+            if handle.described_prefix().is_none() {
+                responsible.insert(prefix.as_str().to_string(), known);
+            }
+            known
         }
-        Err(f) => return Err(f.message),
+    };
+    if !is_responsible {
+        return Err(format!(
+            "prefix {prefix} is not homed by this node (add it to node.homed_prefixes)"
+        ));
     }
     validate_values(&values).map_err(|e| e.to_string())?;
     for v in &mut values {
@@ -683,7 +828,19 @@ fn parse_import_line(
     Ok((handle, record))
 }
 
-fn export(config: &ValidConfig, output: Option<&Path>) -> anyhow::Result<std::process::ExitCode> {
+fn export(
+    config: &ValidConfig,
+    output: Option<&Path>,
+    format: &str,
+    zone: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use idnode::model::ResponseCode;
+    use idnode::wire::dns::{zonefile::ZoneFileWriter, NameMeaning};
+
+    anyhow::ensure!(
+        zone.is_none() || format == "zone",
+        "--zone only applies to --format zone"
+    );
     let registry = Registry::open(
         &config.raw.node.data_dir,
         &idnode::store::StoreOptions::default(),
@@ -701,18 +858,144 @@ fn export(config: &ValidConfig, output: Option<&Path>) -> anyhow::Result<std::pr
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(out);
-    let mut n = 0usize;
-    for item in registry.iter_records() {
-        let (_, record) = item?;
-        let values: Vec<serde_json::Value> =
-            record.values.iter().map(hjson::value_to_json).collect();
-        let line = serde_json::json!({"handle": record.handle, "values": values});
-        serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
-        n += 1;
+    if format != "zone" {
+        let mut n = 0usize;
+        for item in registry.iter_records() {
+            let (_, record) = item?;
+            let values: Vec<serde_json::Value> =
+                record.values.iter().map(hjson::value_to_json).collect();
+            let line = serde_json::json!({"handle": record.handle, "values": values});
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+        out.flush()?;
+        eprintln!("exported {n} records");
+        return Ok(std::process::ExitCode::SUCCESS);
     }
-    out.flush()?;
-    eprintln!("exported {n} records");
+
+    // The zone file: what the DNS front end (server::dns) answers, name by name. The zone and
+    // the engine are set up as `serve` sets them up, and each record is looked up the way a
+    // query for its name is: the name's identifier candidates in order, public values only,
+    // the first that exists answers (so a record another candidate shadows is left out).
+    let registry = Arc::new(registry);
+    let mut dns_config = config.raw.dns.clone();
+    if let Some(z) = zone {
+        dns_config.zone = z.to_string();
+    }
+    let suffix_case = config.raw.node.suffix_case;
+    let mut dns_zone =
+        server::dns::zone_from_config(&dns_config, suffix_case).context("the DNS zone")?;
+    let engine = Engine::new(
+        registry.clone(),
+        Policy {
+            suffix_case,
+            partition: config.partition,
+            mirrored: config
+                .raw
+                .sync
+                .follow
+                .iter()
+                .flat_map(|f| {
+                    f.prefixes.iter().filter_map(|p| {
+                        Prefix::parse(p)
+                            .ok()
+                            .map(|p| (p, f.upstream.trim_end_matches('/').to_string()))
+                    })
+                })
+                .collect(),
+            ..Policy::default()
+        },
+    );
+    dns_zone.homed = engine
+        .homed_prefixes()
+        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+        .unwrap_or(0);
+    // The front end's SOA serial: the change-log sequence, truncated to 32 bits.
+    let mut writer = ZoneFileWriter::new(out, &dns_zone, registry.last_seq() as u32)?;
+    let (mut written, mut unnamed, mut shadowed, mut no_public, mut not_served) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    for item in registry.iter_records() {
+        let (key, record) = item?;
+        let handle = match idnode::model::Handle::parse(&record.handle, suffix_case) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("{}: skipped: {e}", record.handle);
+                not_served += 1;
+                continue;
+            }
+        };
+        let name = match dns_zone.name_of(&handle) {
+            Ok(n) => n,
+            Err(e) => {
+                unnamed += 1;
+                eprintln!("{}: no DNS name: {e}", record.handle);
+                continue;
+            }
+        };
+        let NameMeaning::Identifier(candidates) = dns_zone.classify(&name) else {
+            not_served += 1;
+            continue;
+        };
+        let mut answer = None;
+        for candidate in candidates {
+            let query = idnode::resolve::Query {
+                handle: candidate.clone(),
+                indexes: Vec::new(),
+                types: Vec::new(),
+                public_only: true,
+                refer: false,
+            };
+            answer = Some(match engine.resolve(&query, None) {
+                Ok(r) => (candidate, Ok(r.values)),
+                Err(f) if f.code == ResponseCode::HandleNotFound => continue,
+                Err(f) => (candidate, Err(f.code)),
+            });
+            break;
+        }
+        match answer {
+            Some((c, Ok(values))) if c.key() == key => {
+                writer.identifier(&name, &values, now)?;
+                written += 1;
+            }
+            Some((c, Err(ResponseCode::ValuesNotFound))) if c.key() == key => no_public += 1,
+            Some((c, _)) if c.key() != key => shadowed += 1,
+            _ => not_served += 1,
+        }
+    }
+    let records = writer.records();
+    let mixed = writer.mixed_ttl_identifiers();
+    writer.finish()?;
+    eprintln!(
+        "exported {written} identifiers as zone {} ({records} records)",
+        dns_zone.origin()
+    );
+    for (n, why) in [
+        (unnamed, "have no DNS name (not reachable over DNS)"),
+        (
+            shadowed,
+            "share their DNS name with another identifier that DNS answers for",
+        ),
+        (
+            no_public,
+            "have no public value (NODATA at idnode; absent from the zone file)",
+        ),
+        (
+            not_served,
+            "are not answered from this node's data over DNS",
+        ),
+        (
+            mixed,
+            "have one RRset with several TTLs (RFC 2181 §5.2; servers may unify them)",
+        ),
+    ] {
+        if n > 0 {
+            eprintln!("{n} identifiers {why}");
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -149,3 +149,62 @@ fn missing_files_are_clear_errors() {
     let out = idnode(&["init-prefix", "88..1", "--config", &config]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn export_zone_writes_what_dns_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "data");
+    let lines = [
+        r#"{"handle":"88.100.1/SN-1","values":[{"index":1,"type":"URL","data":"https://example.com/1"},{"index":2,"type":"EMAIL","data":"qa@example.com"},{"index":3,"type":"HS_SECKEY","data":"hidden","permissions":"1100"}]}"#,
+        r#"{"handle":"88.100.1/Lot.7","values":[{"index":1,"type":"DESC","data":"Pump \"A\""}]}"#,
+    ];
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = idnode(&["import", input.to_str().unwrap(), "--config", &config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let zone_file = dir.path().join("id.test.zone");
+    let out = idnode(&[
+        "export",
+        "--config",
+        &config,
+        "--format",
+        "zone",
+        "--zone",
+        "id.test",
+        "--output",
+        zone_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exported 2 identifiers as zone id.test."),
+        "{}",
+        text(&out.stderr)
+    );
+    let zone = std::fs::read_to_string(&zone_file).unwrap();
+    let records: Vec<&str> = zone
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.starts_with('$'))
+        .collect();
+    assert!(records[0].starts_with("id.test. 60 IN SOA ns1.id.test. hostmaster.id.test. "));
+    assert_eq!(records[1], "id.test. 60 IN NS ns1.id.test.");
+    let sn1 = "sn-1.1.100.88.id.test. 86400 IN";
+    for want in [
+        format!("{sn1} TXT \"1 URL https://example.com/1\""),
+        format!("{sn1} TXT \"2 EMAIL qa@example.com\""),
+        format!("{sn1} URI 1 1 \"https://example.com/1\""),
+        format!("{sn1} NAPTR 1 10 \"u\" \"E2U+web:https\" \"!^.*$!https://example.com/1!\" ."),
+        // A suffix with a dot and mixed case is an encoded label (base32 of "Lot.7").
+        "x--jrxxilrx.1.100.88.id.test. 86400 IN TXT \"1 DESC Pump \\\"A\\\"\"".to_string(),
+    ] {
+        assert!(records.contains(&want.as_str()), "{want} not in\n{zone}");
+    }
+    assert_eq!(records.len(), 7, "{zone}");
+    assert!(!zone.contains("hidden"), "non-public values stay out");
+
+    // --zone needs --format zone; unknown formats are refused.
+    let out = idnode(&["export", "--config", &config, "--zone", "id.test"]);
+    assert!(!out.status.success());
+    let out = idnode(&["export", "--config", &config, "--format", "csv"]);
+    assert!(!out.status.success());
+}

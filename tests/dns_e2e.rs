@@ -486,3 +486,78 @@ async fn recursion_through_dns() {
         n.shutdown().await;
     }
 }
+
+/// The UDP workers replay encoded answers for repeated queries: each copy carries its own
+/// query's ID, and a write to the registry retires them (the next answer shows the write and
+/// the new SOA serial).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_answers_follow_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), "replay", &["88.100.1"], "").await;
+    let addr = n.dns_addr.unwrap();
+    create(
+        &n,
+        "88.100.1",
+        "88.100.1/SN-R1",
+        vec![HandleValue::new(1, "DESC", "first")],
+    );
+    let mut q = query_message("sn-r1.1.100.88.id.example.", RecordType::TXT, Some(1232));
+    let mut first = Vec::new();
+    for id in [100u16, 200, 300, 400] {
+        q.metadata.id = id;
+        let bytes = udp_raw(addr, &q.to_vec().unwrap(), WAIT).await.unwrap();
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(m.metadata.id, id);
+        assert_eq!(txts(&m), vec!["1 DESC first".to_string()]);
+        if first.is_empty() {
+            first = bytes;
+        } else {
+            // Byte for byte the same answer, but for the ID.
+            assert_eq!(bytes[2..], first[2..]);
+        }
+    }
+    // A miss is replayed too, until the name is created.
+    let mut miss = query_message("sn-r2.1.100.88.id.example.", RecordType::TXT, Some(1232));
+    for id in [1u16, 2] {
+        miss.metadata.id = id;
+        let (m, _) = udp(addr, &miss.to_vec().unwrap()).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    }
+    let engine = &n.engine;
+    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
+    let identity = engine
+        .authenticate_secret(&admin, 300, SECRET.as_bytes())
+        .unwrap();
+    let handle = Handle::parse("88.100.1/SN-R1", SuffixCase::Sensitive).unwrap();
+    engine
+        .create(
+            &identity,
+            &handle,
+            vec![HandleValue::new(1, "DESC", "second")],
+            Overwrite::Yes,
+        )
+        .unwrap();
+    create(
+        &n,
+        "88.100.1",
+        "88.100.1/SN-R2",
+        vec![HandleValue::new(1, "DESC", "new")],
+    );
+    q.metadata.id = 500;
+    let (m, _) = udp(addr, &q.to_vec().unwrap()).await;
+    assert_eq!(m.metadata.id, 500);
+    assert_eq!(txts(&m), vec!["1 DESC second".to_string()]);
+    miss.metadata.id = 3;
+    let (m, _) = udp(addr, &miss.to_vec().unwrap()).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(txts(&m), vec!["1 DESC new".to_string()]);
+    // Every replay is counted like any other answer.
+    let metrics = http_get(n.http_addr, "/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "idnode_requests_total{code=\"NOERROR\",op=\"query\",proto=\"dns\"}"
+        ) >= 6
+    );
+    n.shutdown().await;
+}

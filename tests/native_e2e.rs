@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use idnode::auth::challenge::{request_digest, seckey_answer_pbkdf2};
 use idnode::config::Config;
-use idnode::model::HandleValue;
+use idnode::model::{Handle, HandleValue, SuffixCase};
+use idnode::resolve::Overwrite;
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
 use idnode::wire::handle::message::{
     flag, header_and_body, op, udp_fragments, Body, Envelope, Message, ENVELOPE_LEN, UDP_CHUNK,
@@ -420,5 +421,83 @@ async fn native_client_against_a_running_node() {
     })
     .await
     .unwrap();
+    node.shutdown().await;
+}
+
+/// The UDP workers replay encoded answers to repeated resolutions: each copy carries its own
+/// request id and a fresh expiration; a request digest (RD) is the digest of that request;
+/// and a write retires the replayed answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_resolutions_follow_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let addr = node.native_addr.unwrap();
+    let engine = node.engine.clone();
+    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
+    let identity = engine
+        .authenticate_secret(&admin, 300, SECRET.as_bytes())
+        .unwrap();
+    let handle = Handle::parse("88.100.1/SN-R1", SuffixCase::Sensitive).unwrap();
+    let put = |text: &str, overwrite| {
+        engine
+            .create(
+                &identity,
+                &handle,
+                vec![HandleValue::new(1, "DESC", text)],
+                overwrite,
+            )
+            .unwrap();
+    };
+    put("first", Overwrite::No);
+    let desc = |m: &Message| match &m.body {
+        Body::Values { values, .. } => values[0].data_str().unwrap_or_default().to_string(),
+        other => panic!("unexpected body {other:?}"),
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for id in 1..=4u32 {
+            let mut req = resolution("88.100.1/SN-R1", vec![], id);
+            // Clients stamp their own expiration on each request.
+            req[36..40].copy_from_slice(&(0x6500_0000u32 + id).to_be_bytes());
+            let m = udp(addr, &req);
+            assert_eq!(m.envelope.request_id, id);
+            assert_eq!(m.header.response_code, 1);
+            assert!(m.header.expiration > 0x6500_0000);
+            seen.push(desc(&m));
+        }
+        // With RD the digest must be of this very request.
+        for id in [10u32, 11] {
+            let mut m = Message::request(
+                op::RESOLUTION,
+                0x1900_0000 | flag::RETURN_DIGEST,
+                Body::Resolution {
+                    handle: "88.100.1/SN-R1".into(),
+                    indexes: vec![],
+                    types: vec![],
+                },
+            );
+            m.envelope.request_id = id;
+            m.header.expiration = 0x6600_0000 + id;
+            let hb = m.encode_message();
+            let answer = udp(addr, &m.encode());
+            let digest = answer.digest.expect("RD answered with a digest");
+            let (hash_type, expected) = request_digest(
+                answer.envelope.major,
+                answer.envelope.minor,
+                idnode::wire::handle::message::header_and_body(&hb).unwrap(),
+            );
+            assert_eq!((digest.hash_type, digest.digest), (hash_type, expected));
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    assert_eq!(result, vec!["first"; 4]);
+    put("second", Overwrite::Yes);
+    let after =
+        tokio::task::spawn_blocking(move || udp(addr, &resolution("88.100.1/SN-R1", vec![], 9)))
+            .await
+            .unwrap();
+    assert_eq!(desc(&after), "second");
     node.shutdown().await;
 }

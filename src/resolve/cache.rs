@@ -468,11 +468,11 @@ impl Cache {
         }
     }
 
-    /// Store an answer fetched at `now`. Values live for their smallest TTL (clamped), negative
-    /// answers for `negative_ttl_secs`; a TTL of 0 stores nothing and drops an older entry.
-    pub fn put(&self, key: CacheKey, answer: CachedAnswer, now: u64) {
+    /// How long `answer`, fetched at `now`, stays fresh in this cache: the smallest TTL of
+    /// its values or the negative TTL, clamped to `max_ttl_secs` (0: not cached).
+    pub fn lifetime(&self, answer: &CachedAnswer, now: u64) -> u32 {
         let max = self.config.max_ttl_secs;
-        let ttl = match &answer {
+        match answer {
             CachedAnswer::Values(values) => {
                 let now32 = u32::try_from(now).unwrap_or(u32::MAX);
                 values
@@ -484,7 +484,13 @@ impl Cache {
             CachedAnswer::HandleNotFound | CachedAnswer::ValuesNotFound => {
                 self.config.negative_ttl_secs.min(max)
             }
-        };
+        }
+    }
+
+    /// Store an answer fetched at `now`. Values live for their smallest TTL (clamped), negative
+    /// answers for `negative_ttl_secs`; a TTL of 0 stores nothing and drops an older entry.
+    pub fn put(&self, key: CacheKey, answer: CachedAnswer, now: u64) {
+        let ttl = self.lifetime(&answer, now);
         let mut answers = lock(&self.answers);
         if ttl == 0 {
             answers.remove(&key);

@@ -15,11 +15,14 @@
 //!   prefix, so recursion does not depend on RD: a DNS resolver asking this node as the
 //!   zone's authority (RD clear) gets the same answer as a stub (RD set). At most
 //!   [`MAX_RECURSIONS`] run at once; beyond that queries get SERVFAIL.
-//! - **UDP**: [`udp_workers`] receive loops share the socket, each with a receive buffer and an
-//!   output buffer reused for every packet; answers from the node's own data are built inline;
-//!   those that need recursion run in their own task (the loop never waits on other servers).
-//!   Answers bigger than the client's limit (512 without EDNS) go out truncated (TC, question
-//!   only) so the client retries over TCP.
+//! - **UDP**: served by [`super::udp`]: one `SO_REUSEPORT` socket and thread per worker,
+//!   batched receive and send, and the worker's cache of encoded answers, replayed for a
+//!   repeated query with only the ID patched. Answers from the node's own data are replayed
+//!   until the registry changes (the SOA serial moves with it), recursive answers for their
+//!   TTL (at most [`super::udp::RELAYED_REUSE_SECS`]), answers whose TTLs count down to an
+//!   absolute expiry never. Queries that need recursion run in their own task (a worker never
+//!   waits on other servers). Answers bigger than the client's limit (512 without EDNS) go out
+//!   truncated (TC, question only) so the client retries over TCP.
 //! - **TCP**: 2-byte length framing, several queries per connection answered in order, an idle
 //!   timeout between queries, the connection cap of [`super::accept::accept_loop`], answers up
 //!   to 65535 bytes.
@@ -36,13 +39,14 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode as Rcode;
 use prometheus::{Histogram, IntCounter};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::accept::{read_next, read_rest};
+use super::udp::{DatagramService, Handled, Replies, Reuse, RELAYED_REUSE_SECS};
 use crate::config::DnsConfig;
 use crate::metrics::Metrics;
-use crate::model::{Handle, HandleValue, ResponseCode, SuffixCase};
+use crate::model::{Handle, HandleValue, ResponseCode, SuffixCase, Ttl};
 use crate::resolve::cache::CachedAnswer;
 use crate::resolve::recursion::Recursor;
 use crate::resolve::{Engine, Query};
@@ -65,8 +69,9 @@ pub enum Transport {
 
 /// What [`DnsService::process`] did.
 pub enum Outcome {
-    /// The response is in the output buffer.
-    Reply,
+    /// The response is in the output buffer; it may be replayed for the same query bytes as
+    /// `Reuse` says.
+    Reply(Reuse),
     /// Nothing to send.
     Drop,
     /// The query needs recursion: [`DnsService::recurse`] answers it.
@@ -127,14 +132,6 @@ pub fn zone_from_config(config: &DnsConfig, suffix_case: SuffixCase) -> Result<Z
     zone.negative_ttl = config.negative_ttl_secs;
     zone.max_udp_payload = config.max_udp_payload;
     Ok(zone)
-}
-
-/// How many UDP receive loops to run on the socket: one per core, at most 4.
-pub fn udp_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
 }
 
 fn now_unix() -> u64 {
@@ -199,7 +196,7 @@ impl DnsService {
             }
             Decision::Reply(response) => {
                 self.finish(response, transport, started, out);
-                Outcome::Reply
+                Outcome::Reply(Reuse::UntilChange)
             }
             Decision::Lookup {
                 request,
@@ -262,6 +259,14 @@ impl DnsService {
                 Err(_) => looked = Looked::ServFail,
             }
         }
+        let reuse = match &looked {
+            // TTLs counting down to an absolute expiry change every second.
+            Looked::Values(values) if values.iter().any(|v| matches!(v.ttl, Ttl::Absolute(_))) => {
+                Reuse::Never
+            }
+            Looked::ServFail => Reuse::Never,
+            _ => Reuse::UntilChange,
+        };
         let now = now_unix().min(u64::from(u32::MAX)) as u32;
         let response = answer(
             request,
@@ -272,16 +277,24 @@ impl DnsService {
             true,
         );
         self.finish(response, transport, started, out);
-        Outcome::Reply
+        Outcome::Reply(reuse)
     }
 
     /// Resolve a [`RecursionJob`] through the hierarchy; the response is written to `out`.
-    pub async fn recurse(&self, job: RecursionJob, out: &mut Vec<u8>) {
+    /// Returns how long the answer may be replayed: its cache lifetime, at most
+    /// [`RELAYED_REUSE_SECS`].
+    pub async fn recurse(&self, job: RecursionJob, out: &mut Vec<u8>) -> Reuse {
         let now = now_unix();
         let mut looked = Looked::NoHandle;
+        let mut lifetime = 0u32;
         if let Some(recursor) = &self.recursor {
             for handle in &job.candidates {
-                looked = match recursor.resolve(handle, &[], &[], 0, now).await {
+                let answer = recursor.resolve(handle, &[], &[], 0, now).await;
+                if let Ok(a) = &answer {
+                    let l = recursor.cache().lifetime(a, now);
+                    lifetime = if lifetime == 0 { l } else { lifetime.min(l) };
+                }
+                looked = match answer {
                     Ok(CachedAnswer::Values(values)) => Looked::Values(values),
                     Ok(CachedAnswer::HandleNotFound) => continue,
                     Ok(CachedAnswer::ValuesNotFound) => Looked::NoValues,
@@ -295,6 +308,14 @@ impl DnsService {
         } else {
             looked = Looked::ServFail;
         }
+        let reuse = match &looked {
+            Looked::ServFail => Reuse::Never,
+            Looked::Values(values) if values.iter().any(|v| matches!(v.ttl, Ttl::Absolute(_))) => {
+                Reuse::Never
+            }
+            _ if lifetime == 0 => Reuse::Never,
+            _ => Reuse::Until(now + u64::from(lifetime).min(RELAYED_REUSE_SECS)),
+        };
         let now = now.min(u64::from(u32::MAX)) as u32;
         let response = answer(
             job.request,
@@ -305,6 +326,7 @@ impl DnsService {
             false,
         );
         self.finish(response, job.transport, job.started, out);
+        reuse
     }
 
     fn finish(
@@ -327,48 +349,67 @@ impl DnsService {
     }
 }
 
-/// Serve DNS on a UDP socket until shutdown (run several on one socket to use more cores).
-pub async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    service: Arc<DnsService>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 65_535];
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let (len, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "DNS UDP receive failed");
-                    continue;
-                }
-            },
-        };
-        let Some(packet) = buf.get(..len) else {
-            continue;
-        };
-        match service.process(packet, Transport::Udp, &mut out) {
-            Outcome::Reply => send(&socket, &out, peer).await,
-            Outcome::Drop => {}
-            // Recursion waits on other servers: never hold up the receive loop for it.
+impl DatagramService for DnsService {
+    type State = ();
+    type Job = Box<RecursionJob>;
+
+    fn new_state(&self) {}
+
+    /// Everything after the 2-byte ID: queries equal in it get the same answer.
+    fn cache_key(&self, request: &[u8], key: &mut Vec<u8>) -> bool {
+        key.clear();
+        match request.get(2..) {
+            Some(rest) if request.len() >= 12 => {
+                key.extend_from_slice(rest);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn patch(&self, request: &[u8], answer: &[u8], _now_unix: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(answer);
+        if let (Some(id), Some(slot)) = (request.get(..2), out.get_mut(..2)) {
+            slot.copy_from_slice(id);
+        }
+    }
+
+    fn count_replay(&self, _state: &mut (), answer: &[u8], started: Instant) {
+        let code = answer.get(3).map_or(0, |b| u16::from(b & 0x0F));
+        self.count(rcode_label(Rcode::from_low(code as u8)));
+        self.latency.observe(started.elapsed().as_secs_f64());
+    }
+
+    fn epoch(&self) -> u64 {
+        self.engine.registry().last_seq()
+    }
+
+    fn handle(
+        &self,
+        _state: &mut (),
+        request: &[u8],
+        peer: SocketAddr,
+        _now: Instant,
+        replies: &mut Replies,
+    ) -> Handled<Box<RecursionJob>> {
+        let out = replies.next(peer);
+        match self.process(request, Transport::Udp, out) {
+            Outcome::Reply(reuse) => Handled::Answered(reuse),
+            Outcome::Drop => {
+                replies.pop();
+                Handled::Answered(Reuse::Never)
+            }
             Outcome::Recurse(job) => {
-                let socket = socket.clone();
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let mut out = Vec::new();
-                    service.recurse(*job, &mut out).await;
-                    send(&socket, &out, peer).await;
-                });
+                replies.pop();
+                Handled::Recurse(job)
             }
         }
     }
-}
 
-async fn send(socket: &UdpSocket, datagram: &[u8], peer: SocketAddr) {
-    if let Err(e) = socket.send_to(datagram, peer).await {
-        tracing::debug!(%peer, error = %e, "DNS UDP send failed");
+    async fn run_job(self: Arc<Self>, job: Box<RecursionJob>) -> (Vec<Vec<u8>>, Reuse) {
+        let mut out = Vec::new();
+        let reuse = self.recurse(*job, &mut out).await;
+        (vec![out], reuse)
     }
 }
 
@@ -415,9 +456,11 @@ async fn connection(
             return Ok(());
         }
         match service.process(&message, Transport::Tcp, &mut out) {
-            Outcome::Reply => {}
+            Outcome::Reply(_) => {}
             Outcome::Drop => continue,
-            Outcome::Recurse(job) => service.recurse(*job, &mut out).await,
+            Outcome::Recurse(job) => {
+                service.recurse(*job, &mut out).await;
+            }
         }
         let Ok(n) = u16::try_from(out.len()) else {
             continue;

@@ -9,6 +9,7 @@ pub mod native;
 pub mod native_tcp;
 pub mod native_udp;
 pub mod tls;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -249,30 +250,32 @@ fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
     )
 }
 
-/// Bind the native protocol's TCP listener and UDP socket on one address. With port 0 the
+/// Bind the native protocol's TCP listener and UDP sockets on one address. With port 0 the
 /// kernel picks the TCP port and UDP binds the same number (retried if it is taken).
 async fn bind_native(config: &ValidConfig) -> anyhow::Result<BoundPair> {
     let hc = &config.raw.handle;
-    bind_pair(hc.listen, hc.tcp, hc.udp, "native").await
+    let threads = hc.udp.then(|| udp::thread_count(hc.udp_threads));
+    bind_pair(hc.listen, hc.tcp, threads, "native").await
 }
 
-/// A TCP listener and a UDP socket on one address (each optional), and that address.
+/// A TCP listener and a group of `SO_REUSEPORT` UDP sockets on one address (each optional),
+/// and that address.
 type BoundPair = (
     Option<TcpListener>,
-    Option<tokio::net::UdpSocket>,
+    Vec<std::net::UdpSocket>,
     Option<SocketAddr>,
 );
 
-/// Bind TCP and/or UDP on `listen`. With port 0 the kernel picks the TCP port and UDP binds
-/// the same number (retried if it is taken).
+/// Bind TCP and/or `udp_sockets` UDP sockets on `listen`. With port 0 the kernel picks the
+/// TCP port and UDP binds the same number (retried if it is taken).
 async fn bind_pair(
     listen: SocketAddr,
     tcp: bool,
-    udp: bool,
+    udp_sockets: Option<usize>,
     what: &str,
 ) -> anyhow::Result<BoundPair> {
-    if !tcp && !udp {
-        return Ok((None, None, None));
+    if !tcp && udp_sockets.is_none() {
+        return Ok((None, Vec::new(), None));
     }
     let mut last_err = None;
     for _ in 0..8 {
@@ -289,13 +292,16 @@ async fn bind_pair(
             Some(t) => t.local_addr()?,
             None => listen,
         };
-        if !udp {
-            return Ok((listener, None, Some(addr)));
-        }
-        match tokio::net::UdpSocket::bind(addr).await {
-            Ok(socket) => {
-                let addr = socket.local_addr()?;
-                return Ok((listener, Some(socket), Some(addr)));
+        let Some(count) = udp_sockets else {
+            return Ok((listener, Vec::new(), Some(addr)));
+        };
+        match udp::bind_group(addr, count) {
+            Ok(sockets) => {
+                let addr = match sockets.first() {
+                    Some(s) => s.local_addr()?,
+                    None => addr,
+                };
+                return Ok((listener, sockets, Some(addr)));
             }
             // A kernel-chosen TCP port may be taken on UDP: try another.
             Err(e) if listen.port() == 0 && tcp => last_err = Some(e),
@@ -368,7 +374,8 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         .homed_prefixes()
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let (native_tcp, native_udp, native_addr) = bind_native(&config).await?;
-    let (dns_tcp, dns_udp, dns_addr) = bind_pair(dc.listen, dc.tcp, dc.udp, "DNS").await?;
+    let dns_threads = dc.udp.then(|| udp::thread_count(dc.udp_threads));
+    let (dns_tcp, dns_udp, dns_addr) = bind_pair(dc.listen, dc.tcp, dns_threads, "DNS").await?;
     let site = own_site(&config, http_addr, native_addr);
     let recursor = config
         .raw
@@ -425,7 +432,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         limit,
         shutdown_rx.clone(),
     )));
-    if dns_tcp.is_some() || dns_udp.is_some() {
+    if dns_tcp.is_some() || !dns_udp.is_empty() {
         let service = Arc::new(dns::DnsService::new(
             engine.clone(),
             recursor.clone(),
@@ -441,16 +448,13 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
                 shutdown_rx.clone(),
             )));
         }
-        if let Some(udp) = dns_udp {
-            let udp = Arc::new(udp);
-            for _ in 0..dns::udp_workers() {
-                tasks.push(tokio::spawn(dns::serve_udp(
-                    udp.clone(),
-                    service.clone(),
-                    shutdown_rx.clone(),
-                )));
-            }
-        }
+        tasks.extend(udp::spawn_workers(
+            dns_udp,
+            service,
+            dc.answer_cache_entries,
+            &shutdown_rx,
+            "dns",
+        ));
     }
     let mut native = native::NativeService::new(engine.clone(), metrics, &site);
     if let Some(r) = &recursor {
@@ -467,14 +471,13 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             shutdown_rx.clone(),
         )));
     }
-    if let Some(udp) = native_udp {
-        tasks.push(tokio::spawn(native_udp::serve_udp(
-            Arc::new(udp),
-            native,
-            native_udp::ReassemblyLimits::default(),
-            shutdown_rx,
-        )));
-    }
+    tasks.extend(udp::spawn_workers(
+        native_udp,
+        native,
+        config.raw.handle.answer_cache_entries,
+        &shutdown_rx,
+        "native",
+    ));
     Ok(RunningNode {
         http_addr,
         native_addr,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
+use super::udp::{Reuse, RELAYED_REUSE_SECS};
 use crate::auth::challenge::{
     request_digest, verify_pubkey_answer, verify_seckey_answer_with_limit,
 };
@@ -42,7 +43,7 @@ pub const LIST_PER_MESSAGE: usize = 50;
 /// clients use (10 000 iterations, one block), so an answer cannot pin a core for seconds.
 pub const MAX_PBKDF2_WORK: u32 = 200_000;
 /// Expiration put in responses: now + 12 h.
-const RESPONSE_LIFETIME_SECS: u64 = 43_200;
+pub const RESPONSE_LIFETIME_SECS: u64 = 43_200;
 
 /// The transport a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub enum Transport {
 }
 
 impl Transport {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
@@ -105,7 +106,7 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn op_label(op_code: u32) -> &'static str {
+pub(crate) fn op_label(op_code: u32) -> &'static str {
     match op_code {
         op::RESOLUTION => "resolve",
         op::GET_SITE_INFO => "site",
@@ -138,6 +139,15 @@ impl NativeService {
     pub fn with_recursor(mut self, recursor: Arc<Recursor>) -> NativeService {
         self.recursor = Some(recursor);
         self
+    }
+
+    /// The registry's change-log sequence (answers from this node's data change with it).
+    pub(crate) fn registry_seq(&self) -> u64 {
+        self.engine.registry().last_seq()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Pending>> {
@@ -235,9 +245,16 @@ impl NativeService {
 
     /// Resolve a [`RecursionJob`] through the hierarchy and build its answer.
     pub async fn recurse(&self, job: RecursionJob) -> Vec<Vec<u8>> {
+        self.recurse_for_reuse(job).await.0
+    }
+
+    /// [`NativeService::recurse`], also saying how long the answer may be replayed for the
+    /// same request bytes: its cache lifetime, at most [`super::udp::RELAYED_REUSE_SECS`].
+    pub async fn recurse_for_reuse(&self, job: RecursionJob) -> (Vec<Vec<u8>>, Reuse) {
         let Some(recursor) = &self.recursor else {
-            return Vec::new();
+            return (Vec::new(), Reuse::Never);
         };
+        let now = now_unix();
         let req = &job.request;
         let hb = job.hb.as_deref();
         let answer = recursor
@@ -246,9 +263,16 @@ impl NativeService {
                 &job.indexes,
                 &job.types,
                 req.header.recursion_count,
-                now_unix(),
+                now,
             )
             .await;
+        let reuse = match &answer {
+            Ok(a) => match recursor.cache().lifetime(a, now) {
+                0 => Reuse::Never,
+                secs => Reuse::Until(now + u64::from(secs).min(RELAYED_REUSE_SECS)),
+            },
+            Err(_) => Reuse::Never,
+        };
         let text = match &req.body {
             Body::Resolution { handle, .. } => handle.clone(),
             _ => job.handle.as_str().to_string(),
@@ -283,7 +307,10 @@ impl NativeService {
         let mut response = response;
         // The answer did not come from this node's own data.
         response.header.op_flag &= !flag::AUTHORITATIVE;
-        self.finish(op::RESOLUTION, job.transport, job.started, &[response])
+        (
+            self.finish(op::RESOLUTION, job.transport, job.started, &[response]),
+            reuse,
+        )
     }
 
     fn dispatch(

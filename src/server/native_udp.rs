@@ -8,11 +8,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use prometheus::{Histogram, IntCounter};
 
-use super::native::{NativeService, Outcome, Transport};
-use crate::wire::handle::message::{udp_fragments, Envelope, Fragments, ENVELOPE_LEN, UDP_CHUNK};
+use super::native::{
+    op_label, NativeService, Outcome, RecursionJob, Transport, RESPONSE_LIFETIME_SECS,
+};
+use super::udp::{DatagramService, Handled, Replies, Reuse};
+use crate::wire::handle::message::{
+    flag, op, udp_fragments, Envelope, Fragments, ENVELOPE_LEN, UDP_CHUNK,
+};
 
 /// Limits of the reassembly buffer.
 #[derive(Debug, Clone, Copy)]
@@ -138,51 +142,157 @@ impl Reassembler {
     }
 }
 
-async fn send_all(socket: &UdpSocket, peer: SocketAddr, responses: &[Vec<u8>]) {
-    for response in responses {
-        for datagram in udp_fragments(response) {
-            if let Err(e) = socket.send_to(&datagram, peer).await {
-                tracing::debug!(%peer, error = %e, "UDP send failed");
-            }
+/// Response codes whose answers to a resolution depend only on the request bytes and the
+/// registry (so they may be replayed): success, handle/values not found, referral.
+const REPLAYABLE_CODES: [u32; 4] = [1, 100, 200, 303];
+
+/// Offsets in a single-datagram request or response: envelope fields, then the message header.
+mod at {
+    pub const REQUEST_ID: std::ops::Range<usize> = 8..12;
+    pub const SEQUENCE: std::ops::Range<usize> = 12..16;
+    pub const MESSAGE_LENGTH: std::ops::Range<usize> = 16..20;
+    pub const OP_CODE: std::ops::Range<usize> = 20..24;
+    pub const RESPONSE_CODE: std::ops::Range<usize> = 24..28;
+    pub const OP_FLAG: std::ops::Range<usize> = 28..32;
+    pub const EXPIRATION: std::ops::Range<usize> = 36..40;
+    pub const BODY_LENGTH: std::ops::Range<usize> = 40..44;
+    pub const BODY: usize = 44;
+}
+
+fn u32_at(bytes: &[u8], range: std::ops::Range<usize>) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(range)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}
+
+/// A UDP worker's own state.
+pub struct WorkerState {
+    reassembler: Reassembler,
+    /// `idnode_requests_total{proto="udp", op="resolve", code}` by response code, looked up
+    /// once per code.
+    replayed: Vec<(u32, IntCounter)>,
+    latency: Histogram,
+}
+
+impl DatagramService for NativeService {
+    type State = WorkerState;
+    type Job = Box<RecursionJob>;
+
+    fn new_state(&self) -> WorkerState {
+        WorkerState {
+            reassembler: Reassembler::new(ReassemblyLimits::default()),
+            replayed: Vec::new(),
+            latency: self
+                .metrics()
+                .latency
+                .with_label_values(&[Transport::Udp.label(), op_label(op::RESOLUTION)]),
         }
+    }
+
+    /// Single-datagram resolution requests without credentials: the datagram with its
+    /// request id zeroed and, unless the client asked for a request digest (which covers
+    /// it), the expiration it stamped zeroed too.
+    fn cache_key(&self, request: &[u8], key: &mut Vec<u8>) -> bool {
+        key.clear();
+        let single = u32_at(request, at::SEQUENCE) == Some(0)
+            && u32_at(request, at::MESSAGE_LENGTH)
+                .is_some_and(|l| l as usize == request.len().saturating_sub(ENVELOPE_LEN));
+        if !single || u32_at(request, at::OP_CODE) != Some(op::RESOLUTION) {
+            return false;
+        }
+        let (Some(op_flag), Some(body_len)) = (
+            u32_at(request, at::OP_FLAG),
+            u32_at(request, at::BODY_LENGTH),
+        ) else {
+            return false;
+        };
+        let credential_at = at::BODY.saturating_add(body_len as usize);
+        // No credential section, or an empty one.
+        let anonymous = request.len() == credential_at
+            || (request.len() == credential_at + 4
+                && u32_at(request, credential_at..credential_at + 4) == Some(0));
+        if !anonymous {
+            return false;
+        }
+        key.extend_from_slice(request);
+        key[at::REQUEST_ID].fill(0);
+        if op_flag & flag::RETURN_DIGEST == 0 {
+            key[at::EXPIRATION].fill(0);
+        }
+        true
+    }
+
+    fn patch(&self, request: &[u8], answer: &[u8], now_unix: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(answer);
+        if let (Some(id), Some(slot)) = (request.get(at::REQUEST_ID), out.get_mut(at::REQUEST_ID)) {
+            slot.copy_from_slice(id);
+        }
+        let expiration = (now_unix + RESPONSE_LIFETIME_SECS).min(u64::from(u32::MAX)) as u32;
+        if let Some(slot) = out.get_mut(at::EXPIRATION) {
+            slot.copy_from_slice(&expiration.to_be_bytes());
+        }
+    }
+
+    fn count_replay(&self, state: &mut WorkerState, answer: &[u8], started: Instant) {
+        let code = u32_at(answer, at::RESPONSE_CODE).unwrap_or(0);
+        let counter = match state.replayed.iter().find(|(c, _)| *c == code) {
+            Some((_, counter)) => counter,
+            None => {
+                let counter = self.metrics().requests.with_label_values(&[
+                    Transport::Udp.label(),
+                    op_label(op::RESOLUTION),
+                    &code.to_string(),
+                ]);
+                state.replayed.push((code, counter));
+                &state.replayed[state.replayed.len() - 1].1
+            }
+        };
+        counter.inc();
+        state.latency.observe(started.elapsed().as_secs_f64());
+    }
+
+    fn epoch(&self) -> u64 {
+        self.registry_seq()
+    }
+
+    fn handle(
+        &self,
+        state: &mut WorkerState,
+        request: &[u8],
+        peer: SocketAddr,
+        now: Instant,
+        replies: &mut Replies,
+    ) -> Handled<Box<RecursionJob>> {
+        let Some((envelope, message)) = state.reassembler.offer(peer, request, now) else {
+            return Handled::Answered(Reuse::Never);
+        };
+        let responses = match self.process(envelope, &message, Transport::Udp) {
+            Outcome::Done(responses) => responses,
+            // Recursion waits on other servers: never hold up the worker for it.
+            Outcome::Recurse(job) => return Handled::Recurse(job),
+        };
+        queue(replies, peer, &responses);
+        match responses.as_slice() {
+            [one] if REPLAYABLE_CODES.contains(&u32_at(one, at::RESPONSE_CODE).unwrap_or(0)) => {
+                Handled::Answered(Reuse::UntilChange)
+            }
+            _ => Handled::Answered(Reuse::Never),
+        }
+    }
+
+    async fn run_job(self: Arc<Self>, job: Box<RecursionJob>) -> (Vec<Vec<u8>>, Reuse) {
+        let (responses, reuse) = self.recurse_for_reuse(*job).await;
+        let replayable = matches!(responses.as_slice(),
+            [one] if REPLAYABLE_CODES.contains(&u32_at(one, at::RESPONSE_CODE).unwrap_or(0)));
+        let datagrams = responses.iter().flat_map(|r| udp_fragments(r)).collect();
+        (datagrams, if replayable { reuse } else { Reuse::Never })
     }
 }
 
-/// Serve UDP until shutdown. Requests are handled inline (resolutions are fast and anything
-/// that writes is refused on UDP); those that need recursion run in their own task.
-pub async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    service: Arc<NativeService>,
-    limits: ReassemblyLimits,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 65_536];
-    let mut reassembler = Reassembler::new(limits);
-    loop {
-        let (len, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "UDP receive failed");
-                    continue;
-                }
-            },
-        };
-        let Some((envelope, message)) = reassembler.offer(peer, &buf[..len], Instant::now()) else {
-            continue;
-        };
-        match service.process(envelope, &message, Transport::Udp) {
-            Outcome::Done(responses) => send_all(&socket, peer, &responses).await,
-            // Recursion waits on other servers: never hold up the receive loop for it.
-            Outcome::Recurse(job) => {
-                let socket = socket.clone();
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let responses = service.recurse(*job).await;
-                    send_all(&socket, peer, &responses).await;
-                });
-            }
+/// Queue `responses` (encoded messages, envelope included) as datagrams.
+fn queue(replies: &mut Replies, peer: SocketAddr, responses: &[Vec<u8>]) {
+    for response in responses {
+        for datagram in udp_fragments(response) {
+            replies.next(peer).extend_from_slice(&datagram);
         }
     }
 }

@@ -21,6 +21,18 @@
 //! any new blob files. Concurrent writers share one flush (group commit): a writer whose change
 //! was covered by another writer's flush returns without flushing again. When a mutation
 //! returns `Ok`, the change is on disk.
+//!
+//! # Bulk loads
+//!
+//! `idnode import` writes through [`Registry::import_batch`]: each batch is one transaction
+//! (records, their change-log entries and `last_seq`, all or nothing after a crash) but is
+//! not flushed on its own; sled's background flusher writes it out within `flush_every_ms`,
+//! and the loader calls [`Registry::make_all_durable`] (flush + `fsync`) once at the end,
+//! before it reports anything as imported. So an interrupted load leaves some whole batches
+//! behind (re-running it is safe: a record imported twice is replaced, its entry says
+//! "update"), and a finished one is on disk. An unlogged load
+//! ([`Registry::reset_change_feed`] + [`ImportLog::Unlogged`]) skips the per-record
+//! entries and makes followers re-bootstrap instead.
 
 pub mod record;
 
@@ -37,6 +49,9 @@ pub use record::{Action, Change, Record};
 /// The on-disk schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Change-log entries removed per sled batch when truncating.
+const TRUNCATE_CHUNK: usize = 100_000;
+
 /// Largest encoded record accepted (values of one identifier together).
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 
@@ -52,6 +67,11 @@ pub enum StoreError {
     Schema { found: u32, expected: u32 },
     #[error("record is {0} bytes encoded, more than the {MAX_RECORD_BYTES}-byte limit")]
     RecordTooLarge(usize),
+    #[error(
+        "the change log moved on (sequence {now}) since it was reset at {reset}: \
+         an unlogged bulk load needs the registry to itself"
+    )]
+    FeedMoved { reset: u64, now: u64 },
 }
 
 /// What a mutation closure decided to do with the record.
@@ -63,6 +83,52 @@ pub enum Mutation {
     Delete,
     /// Nothing to write.
     Unchanged,
+}
+
+/// A record encoded for a bulk write: its normalized key and stored bytes, checked against
+/// [`MAX_RECORD_BYTES`]. Preparing is pure CPU work, so a loader can do it on another thread
+/// than the one writing to sled.
+#[derive(Debug, Clone)]
+pub struct PreparedRecord {
+    key: String,
+    bytes: Vec<u8>,
+}
+
+impl PreparedRecord {
+    pub fn new(handle: &Handle, record: &Record) -> Result<PreparedRecord, StoreError> {
+        let bytes = record::encode_record(record);
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(StoreError::RecordTooLarge(bytes.len()));
+        }
+        Ok(PreparedRecord {
+            key: handle.key().to_string(),
+            bytes,
+        })
+    }
+
+    /// The normalized key the record is stored under.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Proof that [`Registry::reset_change_feed`] ran: the sequence the feed was reset to.
+#[derive(Debug)]
+pub struct FeedReset {
+    seq: u64,
+}
+
+/// What a bulk load ([`Registry::import_batch`]) writes to the change log.
+#[derive(Debug)]
+pub enum ImportLog {
+    /// A create/update entry per record, in the batch's transaction: followers receive the
+    /// records through the change feed like any other change.
+    Entries,
+    /// No entries, after the feed was reset (followers re-bootstrap from a snapshot). The
+    /// sequence does not move for these batches, so whatever is keyed on
+    /// [`Registry::last_seq`] in a running node (answer caches, the DNS SOA serial) would
+    /// not notice them: for offline loads only (`idnode import`, node stopped).
+    Unlogged(FeedReset),
 }
 
 /// Result of a committed (and durable) mutation.
@@ -299,48 +365,130 @@ impl Registry {
         })
     }
 
-    /// Write many records at once (bulk import): one transaction, one log entry per record,
-    /// one flush. Existing records are replaced. Returns the last sequence number.
+    /// Write many records at once: one transaction, one log entry per record, one flush.
+    /// Existing records are replaced. Returns the last sequence number once the batch is
+    /// durable. (Bulk loads use [`Registry::import_batch`], which defers the flush.)
     pub fn put_batch(&self, records: &[(Handle, Record)]) -> Result<Option<u64>, StoreError> {
         if records.is_empty() {
             return Ok(None);
         }
+        let prepared = records
+            .iter()
+            .map(|(h, r)| PreparedRecord::new(h, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let seq = self.import_batch(&prepared, &ImportLog::Entries)?;
+        self.make_durable(seq)?;
+        Ok(Some(seq))
+    }
+
+    /// Bulk load: write `batch` (existing records are replaced) in **one** sled transaction,
+    /// with, under [`ImportLog::Entries`], a create or update entry per record in the change
+    /// log and the new `last_seq`: after a crash the whole batch, entries included, is there
+    /// or none of it is. Returns the last sequence number.
+    ///
+    /// The batch is **committed, not yet durable**: it reaches the disk with sled's
+    /// background flush (every `flush_every_ms`, without our `fsync`) or with the next
+    /// [`Registry::make_durable`] / [`Registry::make_all_durable`] / acknowledged write. A bulk
+    /// load calls [`Registry::make_all_durable`] once at the end and reports success only
+    /// after it returned.
+    ///
+    /// Cost: one read (the transaction's insert returns the old value, which decides create
+    /// or update) and one or two sled inserts per record; no decoding, no second encoding.
+    pub fn import_batch(
+        &self,
+        batch: &[PreparedRecord],
+        log: &ImportLog,
+    ) -> Result<u64, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
         let mut last_seq = lock(&self.writer);
-        let mut writes = Vec::with_capacity(records.len());
-        let mut changes = Vec::with_capacity(records.len());
-        let mut seq = *last_seq;
-        let now = now_unix_millis();
-        for (handle, rec) in records {
-            let bytes = record::encode_record(rec);
-            if bytes.len() > MAX_RECORD_BYTES {
-                return Err(StoreError::RecordTooLarge(bytes.len()));
+        let start = *last_seq;
+        let logged = match log {
+            ImportLog::Entries => true,
+            ImportLog::Unlogged(reset) if reset.seq == start => false,
+            ImportLog::Unlogged(reset) => {
+                return Err(StoreError::FeedMoved {
+                    reset: reset.seq,
+                    now: start,
+                })
             }
-            let action = if self.records.contains_key(handle.key().as_bytes())? {
-                Action::Update
-            } else {
-                Action::Create
-            };
-            seq += 1;
-            changes.push((
-                seq,
-                record::encode_change(&Change {
-                    seq,
-                    unix_millis: now,
-                    action,
-                    key: handle.key().to_string(),
-                    record: Some(rec.clone()),
-                }),
-            ));
-            writes.push((handle.key().as_bytes(), Some(bytes)));
+        };
+        if batch.is_empty() {
+            return Ok(start);
         }
-        let write_refs: Vec<(&[u8], Option<&[u8]>)> =
-            writes.iter().map(|(k, v)| (*k, v.as_deref())).collect();
-        self.commit(&write_refs, &changes)?;
+        let now = now_unix_millis();
+        // The closure may run again on a conflict: it only reads `batch` and writes through
+        // the transaction.
+        let result = (&self.records, &self.log, &self.meta).transaction(|(records, log, meta)| {
+            let mut seq = start;
+            for p in batch {
+                let old = records.insert(p.key.as_bytes(), p.bytes.as_slice())?;
+                if logged {
+                    seq += 1;
+                    let action = if old.is_some() {
+                        Action::Update
+                    } else {
+                        Action::Create
+                    };
+                    let change = record::encode_change_for_record(now, action, &p.key, &p.bytes);
+                    log.insert(&seq.to_be_bytes(), change)?;
+                }
+            }
+            if logged {
+                meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
+            }
+            Ok::<u64, ConflictableTransactionError<()>>(seq)
+        });
+        let seq = match result {
+            Ok(seq) => seq,
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            // The closure never aborts.
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::Io(std::io::Error::other("transaction aborted")))
+            }
+        };
+        *last_seq = seq;
+        self.committed_seq.store(seq, Ordering::Release);
+        Ok(seq)
+    }
+
+    /// Prepare a bulk load that writes **no** change-log entries: drop the whole change log
+    /// and move `last_seq` on by one with no entry, durably, before any record is written.
+    /// Every follower then finds its cursor below the first retained sequence, is told to
+    /// re-bootstrap (410) and takes a snapshot, which includes whatever the load wrote. The
+    /// returned token lets [`Registry::import_batch`] skip the log as long as nothing else
+    /// was logged since (otherwise it fails with [`StoreError::FeedMoved`]).
+    ///
+    /// Order matters for crashes: the log is emptied first (a partial truncation is plain
+    /// log retention), then the sequence moves and is made durable; records follow only
+    /// after that, so no record is ever written unlogged while a follower could still
+    /// catch up from the log.
+    pub fn reset_change_feed(&self) -> Result<FeedReset, StoreError> {
+        let mut last_seq = lock(&self.writer);
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for k in self.log.iter().keys().take(TRUNCATE_CHUNK) {
+                batch.remove(k?);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.log.apply_batch(batch)?;
+        }
+        let seq = *last_seq + 1;
+        self.meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
         *last_seq = seq;
         self.committed_seq.store(seq, Ordering::Release);
         drop(last_seq);
         self.make_durable(seq)?;
-        Ok(Some(seq))
+        Ok(FeedReset { seq })
+    }
+
+    /// Make everything committed so far durable (flush + `fsync`), even writes that moved no
+    /// sequence number (an unlogged bulk load).
+    pub fn make_all_durable(&self) -> Result<(), StoreError> {
+        self.make_durable_force(self.last_seq())
     }
 
     fn commit(
@@ -747,16 +895,33 @@ impl Registry {
     /// Drop change-log entries with a sequence below `seq` (log retention). Followers whose
     /// cursor is below `seq - 1` must then re-bootstrap from a snapshot. Returns how many
     /// entries were removed.
+    ///
+    /// Removes in batches of 100,000 entries (oldest first), so the memory this takes
+    /// stays bounded however long the log is (a first retention pass after a bulk import may
+    /// drop millions of entries); a crash in between leaves a shorter prefix removed, which
+    /// is the same as a smaller truncation. Writers wait for one batch at a time, not for the
+    /// whole truncation.
     pub fn truncate_log_before(&self, seq: u64) -> Result<usize, StoreError> {
-        let _writer = lock(&self.writer);
         let mut removed = 0;
-        let mut batch = sled::Batch::default();
-        for k in self.log.range(..seq.to_be_bytes()).keys() {
-            batch.remove(k?);
-            removed += 1;
+        loop {
+            let _writer = lock(&self.writer);
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for k in self
+                .log
+                .range(..seq.to_be_bytes())
+                .keys()
+                .take(TRUNCATE_CHUNK)
+            {
+                batch.remove(k?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(removed);
+            }
+            self.log.apply_batch(batch)?;
+            removed += n;
         }
-        self.log.apply_batch(batch)?;
-        Ok(removed)
     }
 
     /// The oldest sequence still in the change log (`last_seq + 1` when the log is empty):

@@ -41,11 +41,19 @@ impl Record {
     }
 }
 
+/// Bytes before the body of every stored value: format byte and CRC-32.
+const HEADER_LEN: usize = 5;
+
 fn seal(body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut out = vec![FORMAT, 0, 0, 0, 0];
+    seal_with_capacity(64, body)
+}
+
+fn seal_with_capacity(capacity: usize, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(HEADER_LEN));
+    out.extend_from_slice(&[FORMAT, 0, 0, 0, 0]);
     body(&mut out);
-    let crc = crc32fast::hash(&out[5..]);
-    out[1..5].copy_from_slice(&crc.to_be_bytes());
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[1..HEADER_LEN].copy_from_slice(&crc.to_be_bytes());
     out
 }
 
@@ -127,6 +135,27 @@ pub fn encode_change(c: &Change) -> Vec<u8> {
     })
 }
 
+/// The change-log entry of a create or update whose record is already encoded: the same bytes
+/// [`encode_change`] gives for a [`Change`] carrying that record, built from the record's
+/// encoded body (bulk import encodes each record once and copies it into its log entry).
+///
+/// `record_bytes` must come from [`encode_record`] (the store keeps them in
+/// [`super::PreparedRecord`], which only that function fills).
+pub(crate) fn encode_change_for_record(
+    unix_millis: u64,
+    action: Action,
+    key: &str,
+    record_bytes: &[u8],
+) -> Vec<u8> {
+    let body = record_bytes.get(HEADER_LEN..).unwrap_or_default();
+    seal_with_capacity(HEADER_LEN + 13 + key.len() + body.len(), |out| {
+        out.put_u64(unix_millis);
+        out.put_u8(action as u8);
+        out.put_bytes(key.as_bytes());
+        out.extend_from_slice(body);
+    })
+}
+
 pub fn decode_change(seq: u64, bytes: &[u8]) -> Result<Change, DecodeError> {
     let mut r = Reader::new(open(bytes)?);
     let unix_millis = r.u64("change time")?;
@@ -189,5 +218,29 @@ mod tests {
             ..c
         };
         assert_eq!(decode_change(9, &encode_change(&d)).unwrap(), d);
+    }
+
+    #[test]
+    fn change_from_encoded_record_is_the_same_entry() {
+        let rec = Record {
+            handle: "88.100.1/Sn-1".into(),
+            values: vec![
+                HandleValue::new(1, "URL", "https://e.example/1"),
+                HandleValue::new(2, "EMAIL", "qa@e.example"),
+            ],
+        };
+        for action in [Action::Create, Action::Update] {
+            let c = Change {
+                seq: 4,
+                unix_millis: 1_700_000_000_123,
+                action,
+                key: "88.100.1/SN-1".into(),
+                record: Some(rec.clone()),
+            };
+            let fast =
+                encode_change_for_record(c.unix_millis, action, &c.key, &encode_record(&rec));
+            assert_eq!(fast, encode_change(&c));
+            assert_eq!(decode_change(4, &fast).unwrap(), c);
+        }
     }
 }

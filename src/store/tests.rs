@@ -379,3 +379,236 @@ fn log_truncation() {
     assert_eq!(reg.first_retained_seq().unwrap(), 6);
     assert_eq!(reg.last_seq(), 5);
 }
+
+fn prepared(h: &str, data: &str) -> PreparedRecord {
+    PreparedRecord::new(&handle(h), &rec(h, vec![HandleValue::new(1, "URL", data)])).unwrap()
+}
+
+#[test]
+fn import_batches_are_logged_and_durable_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        put(&reg, "88.1/a", vec![]);
+        let first = [prepared("88.1/a", "x"), prepared("88.1/b", "y")];
+        assert_eq!(reg.import_batch(&first, &ImportLog::Entries).unwrap(), 3);
+        // The same key twice in one batch: created, then updated.
+        let second = [prepared("88.1/c", "1"), prepared("88.1/c", "2")];
+        assert_eq!(reg.import_batch(&second, &ImportLog::Entries).unwrap(), 5);
+        assert_eq!(reg.import_batch(&[], &ImportLog::Entries).unwrap(), 5);
+        reg.make_all_durable().unwrap();
+        let log = reg.changes_after(1, 10).unwrap();
+        assert_eq!(
+            log.iter().map(|c| (c.seq, c.action)).collect::<Vec<_>>(),
+            [
+                (2, Action::Update),
+                (3, Action::Create),
+                (4, Action::Create),
+                (5, Action::Update)
+            ]
+        );
+        // Each entry carries the record as written, exactly as `mutate` would log it.
+        assert_eq!(log[3].record, reg.get(&handle("88.1/c")).unwrap());
+    }
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(reg.last_seq(), 5);
+    assert_eq!(
+        reg.get(&handle("88.1/c")).unwrap().unwrap().values[0].data,
+        b"2".to_vec()
+    );
+    assert_eq!(put(&reg, "88.1/d", vec![]).seq, Some(6));
+}
+
+#[test]
+fn unlogged_import_resets_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        for i in 0..3 {
+            put(&reg, &format!("88.1/{i}"), vec![]);
+        }
+        // A follower that had caught up (cursor 3) must be sent back to a snapshot.
+        let reset = reg.reset_change_feed().unwrap();
+        assert_eq!(reg.last_seq(), 4);
+        assert!(reg.changes_after(0, 10).unwrap().is_empty());
+        assert!(3 + 1 < reg.first_retained_seq().unwrap());
+        let log = ImportLog::Unlogged(reset);
+        reg.import_batch(&[prepared("88.1/x", "x")], &log).unwrap();
+        assert_eq!(reg.last_seq(), 4);
+        reg.make_all_durable().unwrap();
+        // Anything logged since the reset ends the unlogged load.
+        put(&reg, "88.1/y", vec![]);
+        assert!(matches!(
+            reg.import_batch(&[prepared("88.1/z", "z")], &log),
+            Err(StoreError::FeedMoved { reset: 4, now: 5 })
+        ));
+        assert!(reg.get(&handle("88.1/z")).unwrap().is_none());
+    }
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert!(reg.get(&handle("88.1/x")).unwrap().is_some());
+    assert_eq!(reg.last_seq(), 5);
+    assert_eq!(reg.first_retained_seq().unwrap(), 5);
+}
+
+#[test]
+fn oversized_records_are_refused_before_writing() {
+    let big = "x".repeat(MAX_RECORD_BYTES);
+    let h = handle("88.1/big");
+    assert!(matches!(
+        PreparedRecord::new(&h, &rec("88.1/big", vec![HandleValue::new(1, "URL", big)])),
+        Err(StoreError::RecordTooLarge(_))
+    ));
+}
+
+/// Random point reads against an existing data directory (the node stopped), the path a
+/// resolution takes below any answer cache: `Registry::get_key` with decoding and CRC check.
+/// Run by `scripts/bench-scale.sh`:
+///
+/// ```sh
+/// IDNODE_GET_BENCH_DIR=data IDNODE_GET_BENCH_IDS=ids.txt IDNODE_GET_BENCH_SECS=20 \
+///   cargo test --release --lib store::tests::random_get_rate -- --ignored --nocapture
+/// ```
+///
+/// Prints one line per phase: `get-rate <phase> <gets/s> <µs/get> rss_kb=<VmRSS>`.
+#[test]
+#[ignore = "needs IDNODE_GET_BENCH_DIR and IDNODE_GET_BENCH_IDS (a loaded data directory)"]
+fn random_get_rate() {
+    use rand::{Rng, SeedableRng};
+    let (Ok(dir), Ok(ids)) = (
+        std::env::var("IDNODE_GET_BENCH_DIR"),
+        std::env::var("IDNODE_GET_BENCH_IDS"),
+    ) else {
+        eprintln!("set IDNODE_GET_BENCH_DIR and IDNODE_GET_BENCH_IDS");
+        return;
+    };
+    let secs: u64 = std::env::var("IDNODE_GET_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let cache_mb: u64 = std::env::var("IDNODE_GET_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    let keys: Vec<String> = std::fs::read_to_string(&ids)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| handle(l.trim()).key().to_string())
+        .collect();
+    assert!(!keys.is_empty(), "no identifiers in {ids}");
+    let reg = Registry::open(
+        std::path::Path::new(&dir),
+        &StoreOptions {
+            cache_capacity_bytes: cache_mb << 20,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let rss = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            })
+            .unwrap_or_default()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // Two halves: the first warms sled's cache from disk, the second is the steady state.
+    for phase in ["first-half", "second-half"] {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(secs.div_ceil(2));
+        let started = std::time::Instant::now();
+        let mut n = 0u64;
+        while std::time::Instant::now() < until {
+            for _ in 0..1000 {
+                let key = &keys[rng.gen_range(0..keys.len())];
+                assert!(reg.get_key(key).unwrap().is_some(), "{key} missing");
+            }
+            n += 1000;
+        }
+        let el = started.elapsed().as_secs_f64();
+        println!(
+            "get-rate {phase} {:.0} {:.2} rss_kb={}",
+            n as f64 / el,
+            el * 1e6 / n as f64,
+            rss()
+        );
+    }
+}
+
+const IMPORT_CRASH_ENV: &str = "IDNODE_IMPORT_CRASH_DIR";
+const IMPORT_CRASH_BATCH: usize = 50;
+
+/// The child of `import_killed_midway_keeps_whole_batches`: imports batches of 50 new records
+/// until killed, making everything durable every 4th batch and printing `DURABLE <records>`.
+#[test]
+fn import_crash_child() {
+    let Ok(dir) = std::env::var(IMPORT_CRASH_ENV) else {
+        return; // Only meaningful when spawned by the test below.
+    };
+    let reg = Registry::open(
+        std::path::Path::new(&dir),
+        &StoreOptions {
+            flush_every_ms: 20, // sled's own flusher writes at random points between ours
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    for b in 0.. {
+        let batch: Vec<PreparedRecord> = (0..IMPORT_CRASH_BATCH)
+            .map(|i| prepared(&format!("88.1/k{:08}", b * IMPORT_CRASH_BATCH + i), "v"))
+            .collect();
+        reg.import_batch(&batch, &ImportLog::Entries).unwrap();
+        if b % 4 == 3 {
+            reg.make_all_durable().unwrap();
+            println!("DURABLE {}", (b + 1) * IMPORT_CRASH_BATCH);
+        }
+    }
+}
+
+/// SIGKILL during a bulk import: what `make_all_durable` covered is there, batches are whole,
+/// and every record has exactly its change-log entry (dense sequences, `last_seq` matching).
+#[test]
+fn import_killed_midway_keeps_whole_batches() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::import_crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(IMPORT_CRASH_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut durable = 0usize;
+    for line in std::io::BufReader::new(stdout).lines() {
+        if let Some(n) = line.unwrap().strip_prefix("DURABLE ") {
+            durable = n.trim().parse().unwrap();
+            if durable >= 40 * IMPORT_CRASH_BATCH {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(durable > 0, "the child made nothing durable");
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    let n = reg.record_count();
+    assert!(n >= durable, "{n} records, {durable} were durable");
+    assert_eq!(n % IMPORT_CRASH_BATCH, 0, "a batch was split: {n} records");
+    assert_eq!(reg.last_seq(), n as u64);
+    let log = reg.changes_after(0, usize::MAX).unwrap();
+    assert_eq!(log.len(), n);
+    for (i, c) in log.iter().enumerate() {
+        assert_eq!(c.seq, i as u64 + 1);
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.key, format!("88.1/k{i:08}"));
+        assert_eq!(c.record, reg.get_key(&c.key).unwrap());
+    }
+}

@@ -83,6 +83,8 @@ use hickory_proto::serialize::binary::BinEncoder;
 
 use crate::model::{Handle, HandleValue, Prefix, SuffixCase};
 
+pub mod zonefile;
+
 /// The mark of an encoded suffix label.
 pub const ENCODED_MARK: &[u8] = b"x--";
 /// Base32 characters per encoded label (3 + 60 = 63 bytes, the label limit).

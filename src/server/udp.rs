@@ -1,0 +1,623 @@
+//! The datagram engine shared by the DNS and native Handle UDP front ends: the techniques of
+//! the fastest C DNS servers, in safe Rust.
+//!
+//! - **One socket per worker thread** ([`bind_group`]): `SO_REUSEPORT` sockets on the same
+//!   address, so the kernel spreads clients across workers by their address and port, with no
+//!   shared socket lock. Each worker is a plain thread blocked in the kernel; tokio only runs
+//!   the rare queries that wait on other servers (recursion).
+//! - **Batched system calls**: on Linux a worker receives up to [`BATCH`] datagrams with one
+//!   `recvmmsg` and sends all their answers with one `sendmmsg` (through `nix`, so this crate
+//!   keeps `#![forbid(unsafe_code)]`). Elsewhere it falls back to one `recv_from`/`send_to`
+//!   per datagram.
+//! - **Prepared answers** ([`HotAnswers`]): each worker keeps the encoded answers it sent,
+//!   keyed by the request's bytes (minus the request id and, for Handle, the expiration the
+//!   client stamps on it). A repeated request is answered by copying the bytes and patching
+//!   the id (and the Handle expiration): no decoding, no lookup, no allocation and no lock.
+//!   Answers from the node's own registry are replayed until the registry changes (its
+//!   change-log sequence moves); answers relayed from upstream for their TTL, at most
+//!   [`RELAYED_REUSE_SECS`]; answers that depend on the clock (absolute Handle TTLs in DNS)
+//!   are never replayed.
+//! - Buffers are allocated once per worker and reused.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+/// Datagrams received (and answers sent) per system call.
+pub const BATCH: usize = 32;
+/// Largest request datagram handled; longer ones are dropped. DNS queries and Handle UDP
+/// fragments (20 + 492 bytes) are far smaller.
+pub const MAX_REQUEST: usize = 4096;
+/// Longest time an answer relayed from another server is replayed from [`HotAnswers`].
+pub const RELAYED_REUSE_SECS: u64 = 30;
+/// How often a blocked worker wakes up to check for shutdown.
+const WAKE_EVERY: Duration = Duration::from_millis(200);
+/// Kernel receive and send buffers asked for each socket (Linux caps them at `rmem_max` /
+/// `wmem_max` unless raised).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// How long an encoded answer may be replayed for the same request bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Not at all.
+    Never,
+    /// Until the registry changes (its newest change-log sequence moves).
+    UntilChange,
+    /// Until this unix time (seconds).
+    Until(u64),
+}
+
+/// What a service did with one datagram.
+pub enum Handled<J> {
+    /// Zero or more datagrams were queued on the [`Replies`]; when exactly one was queued
+    /// for a request that has a cache key, `Reuse` says whether it may be replayed.
+    Answered(Reuse),
+    /// The request waits on other servers: the job runs on the tokio runtime.
+    Recurse(J),
+}
+
+/// A protocol served by [`run_worker`].
+pub trait DatagramService: Send + Sync + 'static {
+    /// Per-worker state (reassembly buffers, metric handles).
+    type State: Send;
+    /// A request waiting for recursion.
+    type Job: Send + 'static;
+
+    fn new_state(&self) -> Self::State;
+
+    /// Write into `key` the bytes identifying requests whose answers are interchangeable
+    /// (after [`DatagramService::patch`]), or return false when `request` is not cacheable.
+    fn cache_key(&self, request: &[u8], key: &mut Vec<u8>) -> bool;
+
+    /// Copy a cached `answer` into `out`, made into the answer to `request`.
+    fn patch(&self, request: &[u8], answer: &[u8], now_unix: u64, out: &mut Vec<u8>);
+
+    /// Count an answer replayed from the cache.
+    fn count_replay(&self, state: &mut Self::State, answer: &[u8], started: Instant);
+
+    /// The registry's change-log sequence: cached answers marked [`Reuse::UntilChange`]
+    /// are valid while it stays the same.
+    fn epoch(&self) -> u64;
+
+    /// Handle one datagram from `peer`, queueing answers on `replies`.
+    fn handle(
+        &self,
+        state: &mut Self::State,
+        request: &[u8],
+        peer: SocketAddr,
+        now: Instant,
+        replies: &mut Replies,
+    ) -> Handled<Self::Job>;
+
+    /// Answer a recursion job: the datagrams to send and whether the (single) answer may be
+    /// replayed.
+    fn run_job(
+        self: Arc<Self>,
+        job: Self::Job,
+    ) -> impl std::future::Future<Output = (Vec<Vec<u8>>, Reuse)> + Send;
+}
+
+/// Answers queued during one batch, sent together. Buffers are reused across batches.
+#[derive(Default)]
+pub struct Replies {
+    items: Vec<(SocketAddr, Vec<u8>)>,
+    len: usize,
+}
+
+impl Replies {
+    /// A cleared buffer for the next datagram to `peer`.
+    pub fn next(&mut self, peer: SocketAddr) -> &mut Vec<u8> {
+        if self.len == self.items.len() {
+            self.items.push((peer, Vec::with_capacity(512)));
+        }
+        let i = self.len;
+        self.len += 1;
+        let (p, buf) = &mut self.items[i];
+        *p = peer;
+        buf.clear();
+        buf
+    }
+
+    /// Drop the datagram most recently added (when it turned out there is nothing to send).
+    pub fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn last(&self) -> Option<&[u8]> {
+        self.len.checked_sub(1).map(|i| self.items[i].1.as_slice())
+    }
+
+    fn queued(&self) -> &[(SocketAddr, Vec<u8>)] {
+        &self.items[..self.len]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+struct HotEntry {
+    answer: Box<[u8]>,
+    reuse: Reuse,
+    epoch: u64,
+}
+
+/// A worker's prepared answers: a bounded map from request bytes to encoded answers.
+///
+/// Eviction is by generations: new entries go into the young map; when it holds half the
+/// capacity, the old map is dropped and the young one becomes old. Entries found in the old
+/// map move back to the young one, so what is asked often stays (an LRU approximation with
+/// no per-entry bookkeeping).
+pub struct HotAnswers {
+    young: HashMap<Box<[u8]>, HotEntry>,
+    old: HashMap<Box<[u8]>, HotEntry>,
+    half: usize,
+}
+
+impl HotAnswers {
+    /// A cache of at most `capacity` answers (0 disables it).
+    pub fn new(capacity: usize) -> HotAnswers {
+        HotAnswers {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            half: capacity / 2,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn fresh(entry: &HotEntry, epoch: u64, now_unix: u64) -> bool {
+        match entry.reuse {
+            Reuse::Never => false,
+            Reuse::UntilChange => entry.epoch == epoch,
+            Reuse::Until(t) => now_unix < t,
+        }
+    }
+
+    /// The answer stored under `key`, if still valid at `epoch` and `now_unix`.
+    pub fn get(&mut self, key: &[u8], epoch: u64, now_unix: u64) -> Option<&[u8]> {
+        if self.half == 0 {
+            return None;
+        }
+        if !self.young.contains_key(key) {
+            let (k, entry) = self.old.remove_entry(key)?;
+            if !Self::fresh(&entry, epoch, now_unix) {
+                return None;
+            }
+            self.make_room();
+            self.young.insert(k, entry);
+        }
+        // A stale entry stays until the fresh answer replaces it.
+        let entry = self.young.get(key)?;
+        Self::fresh(entry, epoch, now_unix).then_some(&*entry.answer)
+    }
+
+    /// Keep `answer` for requests with `key`.
+    pub fn insert(&mut self, key: &[u8], answer: &[u8], reuse: Reuse, epoch: u64) {
+        if self.half == 0 || reuse == Reuse::Never {
+            return;
+        }
+        self.make_room();
+        self.young.insert(
+            key.into(),
+            HotEntry {
+                answer: answer.into(),
+                reuse,
+                epoch,
+            },
+        );
+    }
+
+    fn make_room(&mut self) {
+        if self.young.len() >= self.half {
+            self.old = std::mem::take(&mut self.young);
+        }
+    }
+}
+
+/// Bind `count` UDP sockets to `addr` with `SO_REUSEPORT` (port 0 picks one port for all).
+/// The sockets are blocking, with a receive timeout so workers notice shutdown.
+pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let mut sockets = Vec::with_capacity(count.max(1));
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(true)?;
+        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+        socket.set_reuse_port(true)?;
+        // Best effort: the kernel may cap the sizes.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        socket.bind(&addr.into())?;
+        socket.set_read_timeout(Some(WAKE_EVERY))?;
+        let std_socket: std::net::UdpSocket = socket.into();
+        if addr.port() == 0 {
+            addr = std_socket.local_addr()?;
+        }
+        sockets.push(std_socket);
+    }
+    Ok(sockets)
+}
+
+/// Threads to run for a front end: `configured`, or one per core (at most 4) when 0.
+pub fn thread_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An answer from recursion, sent back to its worker for the hot cache.
+struct Relayed {
+    key: Vec<u8>,
+    answer: Vec<u8>,
+    reuse: Reuse,
+}
+
+/// Serve `socket` on the calling thread until `shutdown` turns true. `runtime` runs
+/// recursion jobs; `cache_entries` bounds this worker's [`HotAnswers`].
+pub fn run_worker<S: DatagramService>(
+    socket: std::net::UdpSocket,
+    service: Arc<S>,
+    cache_entries: usize,
+    shutdown: watch::Receiver<bool>,
+    runtime: tokio::runtime::Handle,
+) {
+    let socket = Arc::new(socket);
+    let mut state = service.new_state();
+    let mut hot = HotAnswers::new(cache_entries);
+    let (relayed_tx, relayed_rx) = mpsc::channel::<Relayed>();
+    let mut batch = io_batch::Receiver::new();
+    let mut replies = Replies::default();
+    let mut key = Vec::with_capacity(256);
+    loop {
+        // Stop on shutdown, and when the node went away without one (its sender dropped).
+        if *shutdown.borrow() || shutdown.has_changed().is_err() {
+            break;
+        }
+        while let Ok(r) = relayed_rx.try_recv() {
+            hot.insert(&r.key, &r.answer, r.reuse, 0);
+        }
+        let received = match batch.receive(&socket) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive failed");
+                // Errors such as ICMP reports from earlier sends must not spin the loop.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        };
+        let epoch = service.epoch();
+        let now = Instant::now();
+        let unix = now_unix();
+        for i in 0..received {
+            let Some((request, peer)) = batch.get(i) else {
+                continue;
+            };
+            let started = Instant::now();
+            let keyed = service.cache_key(request, &mut key);
+            if keyed {
+                if let Some(answer) = hot.get(&key, epoch, unix) {
+                    let out = replies.next(peer);
+                    service.patch(request, answer, unix, out);
+                    service.count_replay(&mut state, out, started);
+                    continue;
+                }
+            }
+            let before = replies.len();
+            match service.handle(&mut state, request, peer, now, &mut replies) {
+                Handled::Answered(reuse) => {
+                    if keyed && replies.len() == before + 1 {
+                        if let Some(answer) = replies.last() {
+                            hot.insert(&key, answer, reuse, epoch);
+                        }
+                    }
+                }
+                Handled::Recurse(job) => {
+                    let socket = socket.clone();
+                    let service = service.clone();
+                    let tx = relayed_tx.clone();
+                    let key = keyed.then(|| key.clone());
+                    runtime.spawn(async move {
+                        let (datagrams, reuse) = service.run_job(job).await;
+                        for d in &datagrams {
+                            if let Err(e) = socket.send_to(d, peer) {
+                                tracing::debug!(%peer, error = %e, "UDP send failed");
+                            }
+                        }
+                        if let (Some(key), [answer]) = (key, datagrams.as_slice()) {
+                            if reuse != Reuse::Never {
+                                let _ = tx.send(Relayed {
+                                    key,
+                                    answer: answer.clone(),
+                                    reuse,
+                                });
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        io_batch::send(&socket, replies.queued());
+        replies.clear();
+    }
+}
+
+/// Start `threads` workers on sockets bound together to `addr`, as tokio blocking tasks so
+/// the server's shutdown waits for them. Returns the bound address.
+pub fn spawn_workers<S: DatagramService>(
+    sockets: Vec<std::net::UdpSocket>,
+    service: Arc<S>,
+    cache_entries: usize,
+    shutdown: &watch::Receiver<bool>,
+    name: &str,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let per_worker = cache_entries / sockets.len().max(1);
+    let runtime = tokio::runtime::Handle::current();
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let service = service.clone();
+            let shutdown = shutdown.clone();
+            let runtime = runtime.clone();
+            let name = format!("{name}-udp-{i}");
+            tokio::task::spawn_blocking(move || {
+                tracing::debug!(worker = name, "UDP worker started");
+                run_worker(socket, service, per_worker, shutdown, runtime);
+            })
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+mod io_batch {
+    //! `recvmmsg`/`sendmmsg` through nix's safe wrappers.
+    use std::io::{IoSlice, IoSliceMut};
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+
+    use super::{BATCH, MAX_REQUEST};
+
+    pub struct Receiver {
+        buffers: Vec<Vec<u8>>,
+        headers: MultiHeaders<SockaddrStorage>,
+        got: Vec<(usize, Option<SocketAddr>)>,
+    }
+
+    fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
+        if let Some(v4) = a.as_sockaddr_in() {
+            return Some(SocketAddr::V4(SocketAddrV4::new(v4.ip(), v4.port())));
+        }
+        a.as_sockaddr_in6().map(|v6| {
+            SocketAddr::V6(SocketAddrV6::new(
+                v6.ip(),
+                v6.port(),
+                v6.flowinfo(),
+                v6.scope_id(),
+            ))
+        })
+    }
+
+    impl Receiver {
+        pub fn new() -> Receiver {
+            Receiver {
+                buffers: (0..BATCH).map(|_| vec![0u8; MAX_REQUEST + 1]).collect(),
+                headers: MultiHeaders::preallocate(BATCH, None),
+                got: Vec::with_capacity(BATCH),
+            }
+        }
+
+        /// Block until at least one datagram arrives (or the socket's timeout passes), then
+        /// take up to [`BATCH`] at once.
+        pub fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+            self.got.clear();
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+                .buffers
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+                .collect();
+            let results = recvmmsg(
+                socket.as_raw_fd(),
+                &mut self.headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            )
+            .map_err(std::io::Error::from)?;
+            for msg in results {
+                let addr = msg.address.as_ref().and_then(to_std);
+                // A datagram that filled the buffer was longer than MAX_REQUEST: dropped.
+                let len = if msg.bytes > MAX_REQUEST {
+                    0
+                } else {
+                    msg.bytes
+                };
+                self.got.push((len, addr));
+            }
+            Ok(self.got.len())
+        }
+
+        pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+            let (len, addr) = *self.got.get(i)?;
+            let addr = addr?;
+            if len == 0 {
+                return None;
+            }
+            Some((self.buffers.get(i)?.get(..len)?, addr))
+        }
+    }
+
+    /// Send every queued datagram, [`BATCH`] per system call. A datagram the kernel refuses
+    /// (an unreachable address, say) is skipped; the rest still go.
+    pub fn send(socket: &UdpSocket, queued: &[(SocketAddr, Vec<u8>)]) {
+        let mut headers: Option<MultiHeaders<SockaddrStorage>> = None;
+        let mut rest = queued;
+        while !rest.is_empty() {
+            let chunk = &rest[..rest.len().min(BATCH)];
+            let headers = headers.get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
+            let slices: Vec<[IoSlice<'_>; 1]> =
+                chunk.iter().map(|(_, d)| [IoSlice::new(d)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> = chunk
+                .iter()
+                .map(|(a, _)| Some(SockaddrStorage::from(*a)))
+                .collect();
+            let sent = match sendmmsg(
+                socket.as_raw_fd(),
+                headers,
+                slices.iter(),
+                &addrs,
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => results.count(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP sendmmsg failed");
+                    0
+                }
+            };
+            // sendmmsg stops at the first datagram it cannot send: skip that one.
+            rest = &rest[(sent.max(1)).min(rest.len())..];
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod io_batch {
+    //! One datagram per system call where `recvmmsg` is not available.
+    use std::net::{SocketAddr, UdpSocket};
+
+    use super::MAX_REQUEST;
+
+    pub struct Receiver {
+        buffer: Vec<u8>,
+        got: Option<(usize, SocketAddr)>,
+    }
+
+    impl Receiver {
+        pub fn new() -> Receiver {
+            Receiver {
+                buffer: vec![0u8; MAX_REQUEST + 1],
+                got: None,
+            }
+        }
+
+        pub fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+            let (len, addr) = socket.recv_from(&mut self.buffer)?;
+            self.got = (len <= MAX_REQUEST).then_some((len, addr));
+            Ok(1)
+        }
+
+        pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+            let (len, addr) = self.got.filter(|_| i == 0)?;
+            Some((self.buffer.get(..len)?, addr))
+        }
+    }
+
+    pub fn send(socket: &UdpSocket, queued: &[(SocketAddr, Vec<u8>)]) {
+        for (addr, d) in queued {
+            if let Err(e) = socket.send_to(d, addr) {
+                tracing::debug!(peer = %addr, error = %e, "UDP send failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_answers_expire_by_epoch_and_time() {
+        let mut hot = HotAnswers::new(100);
+        hot.insert(b"a", b"A", Reuse::UntilChange, 7);
+        hot.insert(b"b", b"B", Reuse::Until(1000), 7);
+        hot.insert(b"c", b"C", Reuse::Never, 7);
+        assert_eq!(hot.get(b"a", 7, 0), Some(&b"A"[..]));
+        assert_eq!(hot.get(b"a", 8, 0), None);
+        hot.insert(b"a", b"A2", Reuse::UntilChange, 8);
+        assert_eq!(hot.get(b"a", 8, 0), Some(&b"A2"[..]));
+        assert_eq!(hot.get(b"b", 99, 999), Some(&b"B"[..]));
+        assert_eq!(hot.get(b"b", 99, 1000), None);
+        assert_eq!(hot.get(b"c", 7, 0), None);
+    }
+
+    #[test]
+    fn hot_answers_stay_bounded_and_keep_what_is_used() {
+        let mut hot = HotAnswers::new(10);
+        hot.insert(b"keep", b"K", Reuse::UntilChange, 0);
+        for i in 0..100u32 {
+            hot.insert(&i.to_be_bytes(), b"x", Reuse::UntilChange, 0);
+            assert!(hot.len() <= 10);
+            // Asked all the time: survives the turnover.
+            assert_eq!(hot.get(b"keep", 0, 0), Some(&b"K"[..]));
+        }
+        assert!(hot.get(&0u32.to_be_bytes(), 0, 0).is_none());
+        assert!(HotAnswers::new(0).get(b"keep", 0, 0).is_none());
+    }
+
+    #[test]
+    fn group_shares_one_port() {
+        let sockets = bind_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert!(ports.iter().all(|p| *p == ports[0] && *p != 0));
+    }
+
+    #[test]
+    fn replies_reuse_buffers() {
+        let mut r = Replies::default();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        r.next(peer).extend_from_slice(b"one");
+        r.next(peer).extend_from_slice(b"two");
+        r.pop();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.last(), Some(&b"one"[..]));
+        r.clear();
+        assert!(r.is_empty());
+        assert!(r.next(peer).is_empty());
+    }
+}
