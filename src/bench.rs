@@ -1763,8 +1763,9 @@ struct Lane {
     pending: Arc<Mutex<Pending>>,
 }
 
-/// Open loop: sends every query at its scheduled time, the sockets taking turns; latency is
-/// measured from the scheduled time. When it is behind, all queries due go out at once.
+/// Open loop: sends every query at its scheduled time; latency is measured from the
+/// scheduled time. The queries due at one wake-up go out together on one socket (up to a
+/// batch each), the sockets taking turns. When it is behind, all queries due go out at once.
 struct UdpSender {
     lanes: Vec<Lane>,
     queries: Queries,
@@ -1777,9 +1778,10 @@ struct UdpSender {
 impl UdpSender {
     fn run(mut self, mut stats: Stats) -> Stats {
         let mut error = None;
-        let lanes = self.lanes.len() as u64;
         // Per socket (built here: batch headers stay on the thread that uses them).
         let mut outs: Vec<Outbox> = self.lanes.iter().map(|_| Outbox::new()).collect();
+        // The socket whose turn it is.
+        let mut turn = 0;
         let mut n = 0u64;
         while let Some(next) = self.schedule.due(n).filter(|d| *d < self.end) {
             let now = Instant::now();
@@ -1788,16 +1790,15 @@ impl UdpSender {
                 continue;
             }
             stats.push_live(now, false);
-            // Everything due by now (a batch per socket at most before the clock is read
-            // again), then one send per socket.
-            let most = n + lanes * UDP_BATCH as u64;
+            // Everything due by now (at most a batch per socket before the clock is read
+            // again), a batch per socket and system call.
+            let most = n + (self.lanes.len() * UDP_BATCH) as u64;
             while let Some(at) = self
                 .schedule
                 .due(n)
                 .filter(|d| *d < self.end && *d <= now && n < most)
             {
-                let i = (n % lanes) as usize;
-                let (lane, out) = (&self.lanes[i], &mut outs[i]);
+                let (lane, out) = (&self.lanes[turn], &mut outs[turn]);
                 n += 1;
                 stats.sent += 1;
                 let id = lock(&lane.pending).insert(at);
@@ -1806,14 +1807,16 @@ impl UdpSender {
                         self.queries.next_into(id, out.next_buf());
                         if out.is_full() {
                             out.flush_blocking(&lane.sock, &mut error);
+                            turn = (turn + 1) % self.lanes.len();
                         }
                     }
                     // Cannot track more: offered but not sent, counted lost.
                     None => stats.lost += 1,
                 }
             }
-            for (lane, out) in self.lanes.iter().zip(&mut outs) {
-                out.flush_blocking(&lane.sock, &mut error);
+            if outs[turn].len > 0 {
+                outs[turn].flush_blocking(&self.lanes[turn].sock, &mut error);
+                turn = (turn + 1) % self.lanes.len();
             }
         }
         self.done.store(true, Ordering::Release);

@@ -178,7 +178,9 @@ pub struct Zone {
 }
 
 impl Zone {
-    /// Is `name` on the path from the apex down to one of the homed prefixes?
+    /// Is `name` on the path from the apex down to one of the homed prefixes, or to the
+    /// prefix handles `0.NA/<prefix>` (`0.<zone>`, `na.0.<zone>`) that a node homing
+    /// prefixes holds?
     pub fn is_empty_non_terminal(&self, name: &Name) -> bool {
         if self.homed.is_empty() || !self.origin.zone_of(name) {
             return false;
@@ -195,7 +197,11 @@ impl Zone {
             segments.push(String::from_utf8_lossy(label).into_owned());
         }
         segments.reverse();
-        match Prefix::parse(&segments.join(".")) {
+        let path = segments.join(".");
+        if path == "0" || path.eq_ignore_ascii_case("0.na") {
+            return true;
+        }
+        match Prefix::parse(&path) {
             Ok(path) => self.homed.iter().any(|h| path.is_ancestor_or_self_of(h)),
             Err(_) => false,
         }
@@ -1242,6 +1248,9 @@ mod tests {
             "88.id.example.",
             "100.88.id.example.",
             "1.100.88.id.example.",
+            "0.id.example.",
+            "na.0.id.example.",
+            "NA.0.id.example.",
         ] {
             assert!(z.is_empty_non_terminal(&name(ent)), "{ent}");
         }
@@ -1249,6 +1258,7 @@ mod tests {
             "sn-0001.1.100.88.id.example.",
             "200.88.id.example.",
             "99.id.example.",
+            "x.0.id.example.",
             "id.example.",
             "88.example.com.",
         ] {
