@@ -894,27 +894,7 @@ fn export(
     let suffix_case = config.raw.node.suffix_case;
     let mut dns_zone =
         server::dns::zone_from_config(&dns_config, suffix_case).context("the DNS zone")?;
-    let engine = Engine::new(
-        registry.clone(),
-        Policy {
-            suffix_case,
-            partition: config.partition,
-            mirrored: config
-                .raw
-                .sync
-                .follow
-                .iter()
-                .flat_map(|f| {
-                    f.prefixes.iter().filter_map(|p| {
-                        Prefix::parse(p)
-                            .ok()
-                            .map(|p| (p, f.upstream.trim_end_matches('/').to_string()))
-                    })
-                })
-                .collect(),
-            ..Policy::default()
-        },
-    );
+    let engine = Engine::new(registry.clone(), server::engine_policy(config));
     dns_zone.homed = engine
         .homed_prefixes()
         .map_err(|f| anyhow::anyhow!("{f}"))?;

@@ -333,10 +333,10 @@ impl RunningNode {
     }
 }
 
-/// Start a node from a validated configuration: everything that can fail (store, ports, TLS
-/// files) fails here, before the node reports ready.
-pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Result<RunningNode> {
-    let policy = Policy {
+/// The engine's policy for a node configured by `config`: suffix case, partition, admin
+/// rules, and the prefixes it mirrors read-only (with their upstreams).
+pub fn engine_policy(config: &ValidConfig) -> Policy {
+    Policy {
         suffix_case: config.raw.node.suffix_case,
         partition: config.partition,
         allow_prefix_admins: config.raw.node.allow_prefix_admins,
@@ -354,7 +354,13 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
                 })
             })
             .collect(),
-    };
+    }
+}
+
+/// Start a node from a validated configuration: everything that can fail (store, ports, TLS
+/// files) fails here, before the node reports ready.
+pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Result<RunningNode> {
+    let policy = engine_policy(&config);
     let engine = Engine::new(registry, policy);
     let metrics = Metrics::new().context("creating metrics")?;
     let tls = match &config.tls {

@@ -359,6 +359,8 @@ pub fn run_worker<S: DatagramService>(
                     let key = keyed.then(|| key.clone());
                     runtime.spawn(async move {
                         let (datagrams, reuse) = service.run_job(job).await;
+                        // A blocking send from a runtime thread: UDP sends do not wait for
+                        // the peer, only (rarely, briefly) for room in the 4 MiB buffer.
                         for d in &datagrams {
                             if let Err(e) = socket.send_to(d, peer) {
                                 tracing::debug!(%peer, error = %e, "UDP send failed");
@@ -382,8 +384,8 @@ pub fn run_worker<S: DatagramService>(
     }
 }
 
-/// Start `threads` workers on sockets bound together to `addr`, as tokio blocking tasks so
-/// the server's shutdown waits for them. Returns the bound address.
+/// Start one worker per socket of a [`bind_group`], as tokio blocking tasks so the server's
+/// shutdown waits for them; `cache_entries` is shared out among them.
 pub fn spawn_workers<S: DatagramService>(
     sockets: Vec<std::net::UdpSocket>,
     service: Arc<S>,
