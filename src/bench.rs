@@ -690,14 +690,23 @@ fn templates(cfg: &BenchConfig) -> anyhow::Result<(Datagrams, Datagrams)> {
             }
         }
     };
+    hits_and_misses(cfg, encode)
+}
+
+/// `make` applied to every identifier (the hits) and, when misses are asked for, to up to
+/// 10 000 names derived from them that do not exist (`<id>-nx<i>`).
+fn hits_and_misses<T>(
+    cfg: &BenchConfig,
+    make: impl Fn(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<(Vec<T>, Vec<T>)> {
     let hits = cfg
         .ids
         .iter()
-        .map(|id| encode(id))
+        .map(|id| make(id))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let misses = if cfg.miss_share > 0.0 {
         (0..cfg.ids.len().min(10_000))
-            .map(|i| encode(&format!("{}-nx{i}", cfg.ids[i])))
+            .map(|i| make(&format!("{}-nx{i}", cfg.ids[i])))
             .collect::<anyhow::Result<Vec<_>>>()?
     } else {
         Vec::new()
@@ -1044,19 +1053,7 @@ fn http_uris(cfg: &BenchConfig) -> anyhow::Result<(Vec<Uri>, Vec<Uri>)> {
     let uri = |id: &str| -> anyhow::Result<Uri> {
         Uri::try_from(http_path(id)).map_err(|e| anyhow::anyhow!("{id}: not usable in a URL: {e}"))
     };
-    let hits = cfg
-        .ids
-        .iter()
-        .map(|id| uri(id))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let misses = if cfg.miss_share > 0.0 {
-        (0..cfg.ids.len().min(10_000))
-            .map(|i| uri(&format!("{}-nx{i}", cfg.ids[i])))
-            .collect::<anyhow::Result<Vec<_>>>()?
-    } else {
-        Vec::new()
-    };
-    Ok((hits, misses))
+    hits_and_misses(cfg, uri)
 }
 
 /// Where and how HTTP workers connect.
