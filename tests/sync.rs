@@ -255,11 +255,16 @@ async fn mirror_follows_restarts_and_rebootstraps() {
         m.engine.registry().get_key("88.100/A0").unwrap().is_none(),
         "{d}"
     );
-    let (_, status) = http(m.http_addr, "GET", "/sync/status", None, "").await;
-    assert!(
-        status["links"][0]["bootstraps"].as_u64().unwrap() >= 1,
-        "{status}"
-    );
+    // The snapshot's records land before the link's status counts the bootstrap: wait for it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, status) = http(m.http_addr, "GET", "/sync/status", None, "").await;
+        if status["links"][0]["bootstraps"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no bootstrap counted: {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     m.shutdown().await;
     p.shutdown().await;
 }
