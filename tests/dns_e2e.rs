@@ -441,6 +441,9 @@ async fn recursion_through_dns() {
         "88.100.1/SN-0001",
         vec![HandleValue::new(1, "URL", URL)],
     );
+    let mut short = HandleValue::new(1, "URL", URL);
+    short.ttl = Ttl::Relative(40);
+    create(&enterprise, "88.100.1", "88.100.1/SHORT", vec![short]);
     let recursive = node(
         dir.path(),
         "recursive",
@@ -481,6 +484,22 @@ async fn recursion_through_dns() {
     // The apex is this node's own.
     let (m, _) = udp(addr, &query("id.example.", RecordType::SOA, None)).await;
     assert!(m.metadata.authoritative && m.metadata.recursion_available);
+
+    // TTLs count down as the cache entry ages, on answers built from the cache (TCP) and on
+    // replayed ones (UDP): no record outlives the entry it came from. (The value's TTL, 40,
+    // is under the negative TTL, 60, of the candidate `88.100.1/short` tried first.)
+    let short = "short.1.100.88.id.example.";
+    let packet = query(short, RecordType::TXT, None);
+    let (m, _) = udp(addr, &packet).await;
+    let first = m.answers[0].ttl;
+    assert!((39..=40).contains(&first), "{m}");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (m, _) = udp(addr, &packet).await;
+    assert!(m.answers[0].ttl <= first - 2, "replayed: {m}");
+    assert!(m.answers[0].ttl >= 30, "{m}");
+    let m = tcp(addr, &packet).await;
+    assert!(m.answers[0].ttl <= first - 2, "from the cache: {m}");
+    assert!(m.answers[0].ttl >= 30, "{m}");
 
     for n in [recursive, enterprise, top] {
         n.shutdown().await;

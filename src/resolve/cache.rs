@@ -35,7 +35,8 @@
 //! [`Lookup::Stale`] for [`CacheConfig::serve_stale_secs`] more seconds (the caller may serve
 //! it when the authoritative servers cannot be reached, and should refresh it), then dead: the
 //! next lookup drops it and reports [`Lookup::Miss`]. Returned values are the stored values
-//! unchanged (TTL fields are not rewritten).
+//! unchanged (TTL fields are not rewritten); [`Cache::get_expiring`] also gives the end of
+//! freshness, for front ends that count TTLs down (DNS).
 //!
 //! # Eviction
 //!
@@ -254,6 +255,15 @@ impl<K: Hash + Eq, V: Clone> Store<K, V> {
     }
 
     fn get(&mut self, key: &K, now: u64) -> Lookup<V> {
+        match self.get_expiring(key, now) {
+            Lookup::Fresh((v, _)) => Lookup::Fresh(v),
+            Lookup::Stale((v, _)) => Lookup::Stale(v),
+            Lookup::Miss => Lookup::Miss,
+        }
+    }
+
+    /// [`Keyspace::get`], with the entry's end of freshness (unix seconds).
+    fn get_expiring(&mut self, key: &K, now: u64) -> Lookup<(V, u64)> {
         let tick = self.next_tick();
         let Some(entry) = self.map.get_mut(key) else {
             return Lookup::Miss;
@@ -266,10 +276,11 @@ impl<K: Hash + Eq, V: Clone> Store<K, V> {
             self.lru.insert(tick, k);
         }
         entry.used = tick;
+        let found = (entry.value.clone(), entry.expires);
         if now < entry.expires {
-            Lookup::Fresh(entry.value.clone())
+            Lookup::Fresh(found)
         } else {
-            Lookup::Stale(entry.value.clone())
+            Lookup::Stale(found)
         }
     }
 
@@ -447,19 +458,29 @@ impl Cache {
     /// Look up an answer: fresh, stale (within the serve-stale window) or a miss; a dead entry
     /// is dropped.
     pub fn get(&self, key: &CacheKey, now: u64) -> Lookup<CachedAnswer> {
-        let found = lock(&self.answers).get(key, now);
+        match self.get_expiring(key, now) {
+            Lookup::Fresh((answer, _)) => Lookup::Fresh(answer),
+            Lookup::Stale((answer, _)) => Lookup::Stale(answer),
+            Lookup::Miss => Lookup::Miss,
+        }
+    }
+
+    /// [`Cache::get`], with the unix second at which the entry stops being fresh (what a DNS
+    /// front end counts its TTLs down to).
+    pub fn get_expiring(&self, key: &CacheKey, now: u64) -> Lookup<(CachedAnswer, u64)> {
+        let found = lock(&self.answers).get_expiring(key, now);
         match found {
-            Lookup::Fresh(answer) => {
+            Lookup::Fresh((answer, expires)) => {
                 self.count(if answer.is_negative() {
                     Event::NegativeHit
                 } else {
                     Event::Hit
                 });
-                Lookup::Fresh(Arc::unwrap_or_clone(answer))
+                Lookup::Fresh((Arc::unwrap_or_clone(answer), expires))
             }
-            Lookup::Stale(answer) => {
+            Lookup::Stale((answer, expires)) => {
                 self.count(Event::Stale);
-                Lookup::Stale(Arc::unwrap_or_clone(answer))
+                Lookup::Stale((Arc::unwrap_or_clone(answer), expires))
             }
             Lookup::Miss => {
                 self.count(Event::Miss);

@@ -73,6 +73,10 @@ const HS_NA_DELEGATE: &str = "HS_NA_DELEGATE";
 /// `HS_SERV 0.NA/0.NA` means "the global service": the roots.
 const GLOBAL_SERVICE: &str = "0.NA/0.NA";
 
+/// The TTL, in seconds, of a stale answer served because the upstream failed (RFC 8767 §4
+/// recommends 30): short, so downstream caches ask again soon.
+pub const STALE_ANSWER_TTL: u32 = 30;
+
 /// Service-handle chains are followed this deep (Handle.Net `BootstrapHandles.MAX_DEPTH`).
 pub const MAX_SERVICE_DEPTH: usize = 20;
 /// Upstream exchanges one resolve may make, retries included.
@@ -636,14 +640,32 @@ impl Recursor {
         recursion_count: u8,
         now: u64,
     ) -> Result<CachedAnswer, Failure> {
+        self.resolve_aged(handle, indexes, types, recursion_count, now)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`Recursor::resolve`], with how many more seconds the answer stays fresh: the rest of
+    /// its cache lifetime when it came from the cache, its whole lifetime when it was just
+    /// fetched (0 when not cacheable), and [`STALE_ANSWER_TTL`] for a stale answer served
+    /// because the upstream failed (RFC 8767 §4). DNS answers count their TTLs down to it.
+    pub async fn resolve_aged(
+        &self,
+        handle: &Handle,
+        indexes: &[u32],
+        types: &[String],
+        recursion_count: u8,
+        now: u64,
+    ) -> Result<(CachedAnswer, u32), Failure> {
         let key = CacheKey::new(handle.key(), indexes, types, true);
-        let stale = match self.cache.get(&key, now) {
-            Lookup::Fresh(answer) => {
+        let stale = match self.cache.get_expiring(&key, now) {
+            Lookup::Fresh((answer, expires)) => {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(handle = handle.as_str(), "answered from the cache");
-                return Ok(answer);
+                let left = u32::try_from(expires.saturating_sub(now)).unwrap_or(u32::MAX);
+                return Ok((answer, left));
             }
-            Lookup::Stale(answer) => Some(answer),
+            Lookup::Stale((answer, _)) => Some(answer),
             Lookup::Miss => None,
         };
         // The leader stores the answer before the flight ends, so callers arriving later find
@@ -659,7 +681,10 @@ impl Recursor {
             })
             .await;
         match fetched {
-            Ok(answer) => Ok(answer),
+            Ok(answer) => {
+                let left = self.cache.lifetime(&answer, now);
+                Ok((answer, left))
+            }
             Err(failure) => match stale {
                 Some(answer) => {
                     self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
@@ -668,7 +693,7 @@ impl Recursor {
                         error = %failure,
                         "upstream failed; serving a stale answer"
                     );
-                    Ok(answer)
+                    Ok((answer, STALE_ANSWER_TTL))
                 }
                 None => Err(failure),
             },

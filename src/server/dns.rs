@@ -10,7 +10,9 @@
 //!   recursor when the node has one, else REFUSED; anything else is SERVFAIL. Answers from the
 //!   node's own data are authoritative (AA).
 //! - **Recursion**: the recursor resolves the candidates the same way (its cache shared with
-//!   the native and HTTP front ends; answers are not AA). Every response of a node that
+//!   the native and HTTP front ends; answers are not AA). TTLs count down: no record of a
+//!   recursive answer outlives the cache entry it came from (a stale answer served while the
+//!   upstream is down gets 30 s, RFC 8767). Every response of a node that
 //!   recurses has RA set. The whole `88.` namespace is one DNS zone, whatever node holds each
 //!   prefix, so recursion does not depend on RD: a DNS resolver asking this node as the
 //!   zone's authority (RD clear) gets the same answer as a stub (RD set). At most
@@ -19,7 +21,8 @@
 //!   batched receive and send, and the worker's cache of encoded answers, replayed for a
 //!   repeated query with only the ID patched. Answers from the node's own data are replayed
 //!   until the registry changes (the SOA serial moves with it), recursive answers for their
-//!   TTL (at most [`super::udp::RELAYED_REUSE_SECS`]), answers whose TTLs count down to an
+//!   TTL (at most [`super::udp::RELAYED_REUSE_SECS`], their TTLs lowered by the seconds since
+//!   they were prepared), answers whose TTLs count down to an
 //!   absolute expiry never. Queries that need recursion run in their own task (a worker never
 //!   waits on other servers). Answers bigger than the client's limit (512 without EDNS) go out
 //!   truncated (TC, question only) so the client retries over TCP.
@@ -51,8 +54,8 @@ use crate::resolve::cache::CachedAnswer;
 use crate::resolve::recursion::Recursor;
 use crate::resolve::{Engine, Query};
 use crate::wire::dns::{
-    absolute_name, answer, decide, encode, rcode_label, BadName, Decision, Found, Request,
-    Response, Zone, MAX_TCP_MESSAGE,
+    absolute_name, answer, decide, encode, rcode_label, rewrite_ttls, BadName, Decision, Found,
+    Request, Response, Zone, MAX_TCP_MESSAGE,
 };
 
 /// Recursive lookups in flight at once (all DNS clients together).
@@ -286,18 +289,18 @@ impl DnsService {
     pub async fn recurse(&self, job: RecursionJob, out: &mut Vec<u8>) -> Reuse {
         let now = now_unix();
         let mut looked = Looked::NoHandle;
-        let mut lifetime = 0u32;
+        // Seconds the answer stays fresh: the least over the candidates asked.
+        let mut left: Option<u32> = None;
         if let Some(recursor) = &self.recursor {
             for handle in &job.candidates {
-                let answer = recursor.resolve(handle, &[], &[], 0, now).await;
-                if let Ok(a) = &answer {
-                    let l = recursor.cache().lifetime(a, now);
-                    lifetime = if lifetime == 0 { l } else { lifetime.min(l) };
+                let answer = recursor.resolve_aged(handle, &[], &[], 0, now).await;
+                if let Ok((_, l)) = &answer {
+                    left = Some(left.map_or(*l, |left| left.min(*l)));
                 }
                 looked = match answer {
-                    Ok(CachedAnswer::Values(values)) => Looked::Values(values),
-                    Ok(CachedAnswer::HandleNotFound) => continue,
-                    Ok(CachedAnswer::ValuesNotFound) => Looked::NoValues,
+                    Ok((CachedAnswer::Values(values), _)) => Looked::Values(values),
+                    Ok((CachedAnswer::HandleNotFound, _)) => continue,
+                    Ok((CachedAnswer::ValuesNotFound, _)) => Looked::NoValues,
                     Err(f) => {
                         tracing::debug!(handle = handle.as_str(), error = %f, "DNS recursion failed");
                         Looked::ServFail
@@ -313,8 +316,10 @@ impl DnsService {
             Looked::Values(values) if values.iter().any(|v| matches!(v.ttl, Ttl::Absolute(_))) => {
                 Reuse::Never
             }
-            _ if lifetime == 0 => Reuse::Never,
-            _ => Reuse::Until(now + u64::from(lifetime).min(RELAYED_REUSE_SECS)),
+            _ => match left {
+                None | Some(0) => Reuse::Never,
+                Some(left) => Reuse::Until(now + u64::from(left).min(RELAYED_REUSE_SECS)),
+            },
         };
         let now = now.min(u64::from(u32::MAX)) as u32;
         let response = answer(
@@ -326,6 +331,10 @@ impl DnsService {
             false,
         );
         self.finish(response, job.transport, job.started, out);
+        // A cached answer is as old as its entry: no TTL outlives the entry's freshness.
+        if let Some(left) = left {
+            rewrite_ttls(out, |ttl| ttl.min(left));
+        }
         reuse
     }
 
@@ -367,10 +376,15 @@ impl DatagramService for DnsService {
         }
     }
 
-    fn patch(&self, request: &[u8], answer: &[u8], _now_unix: u64, out: &mut Vec<u8>) {
+    /// The request's ID, and for relayed answers TTLs counted down by the answer's age.
+    fn patch(&self, request: &[u8], answer: &[u8], age_secs: u64, _now: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(answer);
         if let (Some(id), Some(slot)) = (request.get(..2), out.get_mut(..2)) {
             slot.copy_from_slice(id);
+        }
+        if age_secs > 0 {
+            let age = u32::try_from(age_secs).unwrap_or(u32::MAX);
+            rewrite_ttls(out, |ttl| ttl.saturating_sub(age));
         }
     }
 

@@ -221,7 +221,9 @@ impl DatagramService for NativeService {
         true
     }
 
-    fn patch(&self, request: &[u8], answer: &[u8], now_unix: u64, out: &mut Vec<u8>) {
+    /// The request's ID and a fresh expiration. Value TTLs are left as cached: Handle caches
+    /// hand values on with their own TTLs.
+    fn patch(&self, request: &[u8], answer: &[u8], _age: u64, now_unix: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(answer);
         if let (Some(id), Some(slot)) = (request.get(at::REQUEST_ID), out.get_mut(at::REQUEST_ID)) {
             slot.copy_from_slice(id);

@@ -75,8 +75,10 @@ pub trait DatagramService: Send + Sync + 'static {
     /// (after [`DatagramService::patch`]), or return false when `request` is not cacheable.
     fn cache_key(&self, request: &[u8], key: &mut Vec<u8>) -> bool;
 
-    /// Copy a cached `answer` into `out`, made into the answer to `request`.
-    fn patch(&self, request: &[u8], answer: &[u8], now_unix: u64, out: &mut Vec<u8>);
+    /// Copy a cached `answer` into `out`, made into the answer to `request`. `age_secs` is
+    /// how long ago a relayed answer ([`Reuse::Until`]) was prepared (0 for answers from the
+    /// node's own data); `now_unix` is the current unix time.
+    fn patch(&self, request: &[u8], answer: &[u8], age_secs: u64, now_unix: u64, out: &mut Vec<u8>);
 
     /// Count an answer replayed from the cache.
     fn count_replay(&self, state: &mut Self::State, answer: &[u8], started: Instant);
@@ -154,6 +156,8 @@ struct HotEntry {
     answer: Box<[u8]>,
     reuse: Reuse,
     epoch: u64,
+    /// Unix seconds when the answer was prepared.
+    prepared: u64,
 }
 
 /// A worker's prepared answers: a bounded map from request bytes to encoded answers.
@@ -194,8 +198,9 @@ impl HotAnswers {
         }
     }
 
-    /// The answer stored under `key`, if still valid at `epoch` and `now_unix`.
-    pub fn get(&mut self, key: &[u8], epoch: u64, now_unix: u64) -> Option<&[u8]> {
+    /// The answer stored under `key`, if still valid at `epoch` and `now_unix`, with its age
+    /// in seconds for [`Reuse::Until`] answers (0 for the others, which do not age).
+    pub fn get(&mut self, key: &[u8], epoch: u64, now_unix: u64) -> Option<(&[u8], u64)> {
         if self.half == 0 {
             return None;
         }
@@ -209,11 +214,15 @@ impl HotAnswers {
         }
         // A stale entry stays until the fresh answer replaces it.
         let entry = self.young.get(key)?;
-        Self::fresh(entry, epoch, now_unix).then_some(&*entry.answer)
+        let age = match entry.reuse {
+            Reuse::Until(_) => now_unix.saturating_sub(entry.prepared),
+            _ => 0,
+        };
+        Self::fresh(entry, epoch, now_unix).then_some((&*entry.answer, age))
     }
 
-    /// Keep `answer` for requests with `key`.
-    pub fn insert(&mut self, key: &[u8], answer: &[u8], reuse: Reuse, epoch: u64) {
+    /// Keep `answer`, prepared at unix second `prepared`, for requests with `key`.
+    pub fn insert(&mut self, key: &[u8], answer: &[u8], reuse: Reuse, epoch: u64, prepared: u64) {
         if self.half == 0 || reuse == Reuse::Never {
             return;
         }
@@ -224,6 +233,7 @@ impl HotAnswers {
                 answer: answer.into(),
                 reuse,
                 epoch,
+                prepared,
             },
         );
     }
@@ -282,6 +292,7 @@ struct Relayed {
     key: Vec<u8>,
     answer: Vec<u8>,
     reuse: Reuse,
+    prepared: u64,
 }
 
 /// Serve `socket` on the calling thread until `shutdown` turns true. `runtime` runs
@@ -306,7 +317,7 @@ pub fn run_worker<S: DatagramService>(
             break;
         }
         while let Ok(r) = relayed_rx.try_recv() {
-            hot.insert(&r.key, &r.answer, r.reuse, 0);
+            hot.insert(&r.key, &r.answer, r.reuse, 0, r.prepared);
         }
         let received = match batch.receive(&socket) {
             Ok(n) => n,
@@ -336,9 +347,9 @@ pub fn run_worker<S: DatagramService>(
             let started = Instant::now();
             let keyed = service.cache_key(request, &mut key);
             if keyed {
-                if let Some(answer) = hot.get(&key, epoch, unix) {
+                if let Some((answer, age)) = hot.get(&key, epoch, unix) {
                     let out = replies.next(peer);
-                    service.patch(request, answer, unix, out);
+                    service.patch(request, answer, age, unix, out);
                     service.count_replay(&mut state, out, started);
                     continue;
                 }
@@ -348,7 +359,7 @@ pub fn run_worker<S: DatagramService>(
                 Handled::Answered(reuse) => {
                     if keyed && replies.len() == before + 1 {
                         if let Some(answer) = replies.last() {
-                            hot.insert(&key, answer, reuse, epoch);
+                            hot.insert(&key, answer, reuse, epoch, unix);
                         }
                     }
                 }
@@ -359,6 +370,7 @@ pub fn run_worker<S: DatagramService>(
                     let key = keyed.then(|| key.clone());
                     runtime.spawn(async move {
                         let (datagrams, reuse) = service.run_job(job).await;
+                        let prepared = now_unix();
                         // A blocking send from a runtime thread: UDP sends do not wait for
                         // the peer, only (rarely, briefly) for room in the 4 MiB buffer.
                         for d in &datagrams {
@@ -372,6 +384,7 @@ pub fn run_worker<S: DatagramService>(
                                     key,
                                     answer: answer.clone(),
                                     reuse,
+                                    prepared,
                                 });
                             }
                         }
@@ -573,14 +586,23 @@ mod tests {
     #[test]
     fn hot_answers_expire_by_epoch_and_time() {
         let mut hot = HotAnswers::new(100);
-        hot.insert(b"a", b"A", Reuse::UntilChange, 7);
-        hot.insert(b"b", b"B", Reuse::Until(1000), 7);
-        hot.insert(b"c", b"C", Reuse::Never, 7);
-        assert_eq!(hot.get(b"a", 7, 0), Some(&b"A"[..]));
+        hot.insert(b"a", b"A", Reuse::UntilChange, 7, 0);
+        hot.insert(b"b", b"B", Reuse::Until(1000), 7, 990);
+        hot.insert(b"c", b"C", Reuse::Never, 7, 0);
+        assert_eq!(
+            hot.get(b"a", 7, 500),
+            Some((&b"A"[..], 0)),
+            "own data does not age"
+        );
         assert_eq!(hot.get(b"a", 8, 0), None);
-        hot.insert(b"a", b"A2", Reuse::UntilChange, 8);
-        assert_eq!(hot.get(b"a", 8, 0), Some(&b"A2"[..]));
-        assert_eq!(hot.get(b"b", 99, 999), Some(&b"B"[..]));
+        hot.insert(b"a", b"A2", Reuse::UntilChange, 8, 0);
+        assert_eq!(hot.get(b"a", 8, 0), Some((&b"A2"[..], 0)));
+        assert_eq!(hot.get(b"b", 99, 990), Some((&b"B"[..], 0)));
+        assert_eq!(
+            hot.get(b"b", 99, 999),
+            Some((&b"B"[..], 9)),
+            "relayed answers age"
+        );
         assert_eq!(hot.get(b"b", 99, 1000), None);
         assert_eq!(hot.get(b"c", 7, 0), None);
     }
@@ -588,12 +610,12 @@ mod tests {
     #[test]
     fn hot_answers_stay_bounded_and_keep_what_is_used() {
         let mut hot = HotAnswers::new(10);
-        hot.insert(b"keep", b"K", Reuse::UntilChange, 0);
+        hot.insert(b"keep", b"K", Reuse::UntilChange, 0, 0);
         for i in 0..100u32 {
-            hot.insert(&i.to_be_bytes(), b"x", Reuse::UntilChange, 0);
+            hot.insert(&i.to_be_bytes(), b"x", Reuse::UntilChange, 0, 0);
             assert!(hot.len() <= 10);
             // Asked all the time: survives the turnover.
-            assert_eq!(hot.get(b"keep", 0, 0), Some(&b"K"[..]));
+            assert_eq!(hot.get(b"keep", 0, 0), Some((&b"K"[..], 0)));
         }
         assert!(hot.get(&0u32.to_be_bytes(), 0, 0).is_none());
         assert!(HotAnswers::new(0).get(b"keep", 0, 0).is_none());

@@ -879,6 +879,51 @@ pub fn encode(message: &Message, limit: u16, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Rewrite, in place, the TTL of every resource record of an encoded DNS message (answer,
+/// authority and additional sections; the OPT pseudo-record's TTL field holds EDNS flags and
+/// is left alone) to `f(ttl)`. Used to count the TTLs of recursive answers down, both when
+/// an answer is built from a cache entry and when a prepared answer is replayed. Returns false,
+/// having maybe rewritten a part, when the message is malformed.
+pub fn rewrite_ttls(message: &mut [u8], f: impl Fn(u32) -> u32) -> bool {
+    fn count(message: &[u8], at: usize) -> Option<usize> {
+        let b = message.get(at..at + 2)?;
+        Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+    /// The offset just past the (possibly compressed) name starting at `at`.
+    fn skip_name(message: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let len = *message.get(at)?;
+            match len & 0xC0 {
+                0x00 if len == 0 => return Some(at + 1),
+                0x00 => at += 1 + usize::from(len),
+                0xC0 => return Some(at + 2),
+                _ => return None,
+            }
+        }
+    }
+    fn walk(message: &mut [u8], f: impl Fn(u32) -> u32) -> Option<()> {
+        let questions = count(message, 4)?;
+        let records = count(message, 6)? + count(message, 8)? + count(message, 10)?;
+        let mut at = 12;
+        for _ in 0..questions {
+            at = skip_name(message, at)? + 4;
+        }
+        for _ in 0..records {
+            at = skip_name(message, at)?;
+            let fixed = message.get_mut(at..at + 10)?;
+            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            if rtype != u16::from(RecordType::OPT) {
+                let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+                fixed[4..8].copy_from_slice(&f(ttl).to_be_bytes());
+            }
+            let rdlength = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+            at += 10 + rdlength;
+        }
+        (at <= message.len()).then_some(())
+    }
+    walk(message, f).is_some()
+}
+
 /// A 12-byte SERVFAIL header with no sections (the last resort; cannot fail).
 fn servfail_header(metadata: &Metadata, out: &mut Vec<u8>) {
     out.clear();
@@ -1122,6 +1167,14 @@ mod tests {
                 }
             }
         }
+
+        /// TTL rewriting walks arbitrary bytes without panicking and keeps their length.
+        #[test]
+        fn rewriting_ttls_of_any_bytes_is_safe(mut packet in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let len = packet.len();
+            let _ = rewrite_ttls(&mut packet, |t| t / 2);
+            prop_assert_eq!(packet.len(), len);
+        }
     }
 
     fn value(index: u32, t: &str, data: &[u8]) -> HandleValue {
@@ -1212,6 +1265,70 @@ mod tests {
         assert_eq!(of(RecordType::NAPTR).len(), 2);
         assert_eq!(of(RecordType::ANY).len(), 8);
         assert!(of(RecordType::A).is_empty());
+    }
+
+    #[test]
+    fn ttls_are_rewritten_in_place_except_the_opt_flags() {
+        let z = zone(S);
+        let lookup = |qname: &str| match decide(&query(qname, RecordType::TXT, Some(1232)), &z, 1) {
+            Decision::Lookup { request, .. } => request,
+            other => panic!("{other:?}"),
+        };
+        let mut short = value(2, "DESC", b"a product");
+        short.ttl = Ttl::Relative(300);
+        let values = vec![value(1, "URL", b"https://e.com/"), short];
+        let r = answer(
+            lookup("sn.1.88.id.example."),
+            Found::Values(&values),
+            &z,
+            7,
+            0,
+            false,
+        );
+        let mut out = Vec::new();
+        encode(&r.message, r.udp_limit, &mut out);
+        let before = out.clone();
+        assert!(rewrite_ttls(&mut out, |t| t.min(100)));
+        assert_eq!(out.len(), before.len());
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(
+            m.answers.iter().map(|r| r.ttl).collect::<Vec<_>>(),
+            [100, 100]
+        );
+        assert_eq!(
+            txt_strings(&m),
+            txt_strings(&Message::from_vec(&before).unwrap())
+        );
+        // The OPT record's TTL field (extended rcode, version, DO) is not a TTL.
+        assert!(rewrite_ttls(&mut out, |_| u32::MAX));
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.answers[0].ttl, u32::MAX);
+        let edns = m.edns.as_ref().unwrap();
+        assert_eq!((edns.version(), edns.max_payload()), (0, 1232));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        // Negative answers: the SOA in the authority section counts down too.
+        let r = answer(
+            lookup("nope.1.88.id.example."),
+            Found::NoHandle,
+            &z,
+            7,
+            0,
+            false,
+        );
+        encode(&r.message, r.udp_limit, &mut out);
+        assert!(rewrite_ttls(&mut out, |t| t.saturating_sub(45)));
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.authorities[0].ttl, 15);
+        // Malformed: cut short, or a reserved label type.
+        let mut cut = before[..before.len() - 3].to_vec();
+        assert!(!rewrite_ttls(&mut cut, |t| t));
+        let mut bad = before.clone();
+        bad[12] = 0x80;
+        assert!(!rewrite_ttls(&mut bad, |t| t));
+    }
+
+    fn txt_strings(m: &Message) -> Vec<String> {
+        m.answers.iter().map(|r| r.data.to_string()).collect()
     }
 
     fn query(qname: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
