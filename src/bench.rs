@@ -753,10 +753,6 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Summary> {
             Arc::new(misses),
         )
     } else {
-        anyhow::ensure!(
-            cfg.proto != Proto::HandleTcp || cfg.rate.is_none(),
-            "--rate is not supported for handle-tcp"
-        );
         let (hits, misses) = templates(cfg)?;
         Prepared::Datagrams(Arc::new(hits), Arc::new(misses))
     };
@@ -796,7 +792,8 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// Handle over TCP: `concurrency` connections, closed loop.
+/// Handle over TCP: `concurrency` connections, closed loop or (with `rate`) a shared
+/// schedule of send times, like HTTP.
 async fn run_tcp(
     cfg: &BenchConfig,
     hits: Arc<Datagrams>,
@@ -806,23 +803,27 @@ async fn run_tcp(
     live: Option<&Arc<Live>>,
 ) -> anyhow::Result<(Stats, Duration)> {
     let end = start + cfg.duration;
+    let schedule = Schedule::for_rate(cfg.rate, start);
     let mut tasks = Vec::new();
     for i in 0..cfg.concurrency {
-        let (hits, misses, sampler) = (hits.clone(), misses.clone(), sampler.clone());
-        let rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(i as u64));
-        let (server, timeout, miss_share) = (cfg.server, cfg.timeout, cfg.miss_share);
-        let stats = Stats::with_live(live);
-        tasks.push(tokio::spawn(async move {
-            tcp_worker(
-                server, hits, misses, sampler, miss_share, rng, end, timeout, stats,
-            )
-            .await
-        }));
+        let worker = TcpWorker {
+            server: cfg.server,
+            hits: hits.clone(),
+            misses: misses.clone(),
+            sampler: sampler.clone(),
+            miss_share: cfg.miss_share,
+            rng: StdRng::seed_from_u64(cfg.seed.wrapping_add(i as u64)),
+            end,
+            timeout: cfg.timeout,
+            schedule: schedule.clone(),
+        };
+        tasks.push(tokio::spawn(worker.run(Stats::with_live(live))));
     }
     let mut total = Stats::default();
     for t in tasks {
-        total.merge(&t.await??);
+        total.merge(&t.await?);
     }
+    Schedule::count_unsent(schedule.as_deref(), cfg.duration, &mut total);
     Ok((total, cfg.duration))
 }
 
@@ -984,13 +985,7 @@ async fn run_http(
     live: Option<&Arc<Live>>,
 ) -> anyhow::Result<(Stats, Duration)> {
     let end = start + cfg.duration;
-    let schedule = cfg.rate.map(|rate| {
-        Arc::new(Schedule {
-            start,
-            rate,
-            next: AtomicU64::new(0),
-        })
-    });
+    let schedule = Schedule::for_rate(cfg.rate, start);
     let mut tasks = Vec::new();
     for i in 0..cfg.concurrency {
         let worker = HttpWorker {
@@ -1009,14 +1004,7 @@ async fn run_http(
     for t in tasks {
         total.merge(&t.await?);
     }
-    if let Some(schedule) = &schedule {
-        // Scheduled before the end but never sent (every connection busy): offered, lost.
-        let unsent = schedule
-            .slots_before(cfg.duration)
-            .saturating_sub(total.sent);
-        total.sent = total.sent.saturating_add(unsent);
-        total.lost = total.lost.saturating_add(unsent);
-    }
+    Schedule::count_unsent(schedule.as_deref(), cfg.duration, &mut total);
     Ok((total, cfg.duration))
 }
 
@@ -1148,6 +1136,44 @@ impl Schedule {
             .checked_add(self.offset(self.next.fetch_add(1, Ordering::Relaxed)))
     }
 
+    /// For a rate, a schedule starting at `start`.
+    fn for_rate(rate: Option<f64>, start: Instant) -> Option<Arc<Schedule>> {
+        rate.map(|rate| {
+            Arc::new(Schedule {
+                start,
+                rate,
+                next: AtomicU64::new(0),
+            })
+        })
+    }
+
+    /// Wait for this worker's next turn and return the time its latency counts from: `now` in
+    /// closed loop (no schedule); in open loop the next slot's due time when the worker is
+    /// already late for it (busy with earlier requests: that wait is the server's), else the
+    /// moment it woke up for it (the runtime's timer wakes up to a millisecond late, which is
+    /// the generator's delay, not the server's). `None` when the run is over.
+    async fn turn(schedule: Option<&Schedule>, now: Instant, end: Instant) -> Option<Instant> {
+        let Some(schedule) = schedule else {
+            return Some(now);
+        };
+        let due = schedule.take().filter(|due| *due < end)?;
+        if due > now {
+            tokio::time::sleep_until(due.into()).await;
+            return Some(Instant::now());
+        }
+        Some(due)
+    }
+
+    /// Count slots that were due before the end but never sent (every worker busy) as sent
+    /// and lost: offered load the server did not get to answer.
+    fn count_unsent(schedule: Option<&Schedule>, duration: Duration, total: &mut Stats) {
+        if let Some(schedule) = schedule {
+            let unsent = schedule.slots_before(duration).saturating_sub(total.sent);
+            total.sent = total.sent.saturating_add(unsent);
+            total.lost = total.lost.saturating_add(unsent);
+        }
+    }
+
     /// How many slots are due before `duration` has passed.
     fn slots_before(&self, duration: Duration) -> u64 {
         let mut n = (duration.as_secs_f64() * self.rate).ceil().max(0.0) as u64;
@@ -1182,18 +1208,8 @@ impl HttpWorker {
             if now >= self.end {
                 break;
             }
-            let due = match &self.schedule {
-                None => now,
-                Some(schedule) => {
-                    let due = match schedule.take() {
-                        Some(due) if due < self.end => due,
-                        _ => break,
-                    };
-                    if due > now {
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                    due
-                }
+            let Some(due) = Schedule::turn(self.schedule.as_deref(), now, self.end).await else {
+                break;
             };
             // A connection the server closed between requests (idle timeout, `Connection:
             // close`) is replaced without counting a loss.
@@ -1243,77 +1259,87 @@ impl HttpWorker {
     }
 }
 
-/// One TCP connection with one request outstanding (closed loop); reconnects after errors.
-#[allow(clippy::too_many_arguments)]
-async fn tcp_worker(
+/// One Handle TCP connection with one request outstanding; reconnects after errors.
+struct TcpWorker {
     server: SocketAddr,
     hits: Arc<Datagrams>,
     misses: Arc<Datagrams>,
     sampler: Arc<Sampler>,
     miss_share: f64,
-    mut rng: StdRng,
+    rng: StdRng,
     end: Instant,
     timeout: Duration,
-    mut stats: Stats,
-) -> anyhow::Result<Stats> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn: Option<tokio::net::TcpStream> = None;
-    let mut next_id: u32 = rng.gen();
-    let mut scratch = Vec::with_capacity(512);
-    let mut body = Vec::with_capacity(4096);
-    loop {
-        let now = Instant::now();
-        stats.push_live(now, false);
-        if now >= end {
-            break;
-        }
-        let template = if !misses.is_empty() && rng.gen::<f64>() < miss_share {
-            &misses[rng.gen_range(0..misses.len())]
-        } else {
-            &hits[sampler.sample(&mut rng)]
-        };
-        next_id = next_id.wrapping_add(1);
-        scratch.clear();
-        scratch.extend_from_slice(template);
-        scratch[8..12].copy_from_slice(&next_id.to_be_bytes());
-        stats.sent += 1;
-        let sent = Instant::now();
-        let exchange = async {
-            if conn.is_none() {
-                let s = tokio::net::TcpStream::connect(server).await?;
-                s.set_nodelay(true)?;
-                conn = Some(s);
+    schedule: Option<Arc<Schedule>>,
+}
+
+impl TcpWorker {
+    async fn run(mut self, mut stats: Stats) -> Stats {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn: Option<tokio::net::TcpStream> = None;
+        let mut next_id: u32 = self.rng.gen();
+        let mut scratch = Vec::with_capacity(512);
+        let mut body = Vec::with_capacity(4096);
+        loop {
+            let now = Instant::now();
+            stats.push_live(now, false);
+            if now >= self.end {
+                break;
             }
-            let s = conn.as_mut().expect("connected");
-            s.write_all(&scratch).await?;
-            loop {
-                let mut env = [0u8; 20];
-                s.read_exact(&mut env).await?;
-                let len = u32::from_be_bytes(env[16..20].try_into().expect("4 bytes")) as usize;
-                anyhow::ensure!(len <= 262_144, "response too long");
-                body.resize(len, 0);
-                s.read_exact(&mut body).await?;
-                let id = u32::from_be_bytes(env[8..12].try_into().expect("4 bytes"));
-                if id == next_id && body.len() >= 8 {
-                    let rc = u32::from_be_bytes(body[4..8].try_into().expect("4 bytes"));
-                    return Ok::<u32, anyhow::Error>(rc);
+            let Some(due) = Schedule::turn(self.schedule.as_deref(), now, self.end).await else {
+                break;
+            };
+            let template = if !self.misses.is_empty() && self.rng.gen::<f64>() < self.miss_share {
+                &self.misses[self.rng.gen_range(0..self.misses.len())]
+            } else {
+                &self.hits[self.sampler.sample(&mut self.rng)]
+            };
+            next_id = next_id.wrapping_add(1);
+            scratch.clear();
+            scratch.extend_from_slice(template);
+            scratch[8..12].copy_from_slice(&next_id.to_be_bytes());
+            stats.sent += 1;
+            let server = self.server;
+            let exchange = async {
+                if conn.is_none() {
+                    let s = tokio::net::TcpStream::connect(server).await?;
+                    s.set_nodelay(true)?;
+                    conn = Some(s);
+                }
+                let s = conn.as_mut().expect("connected");
+                s.write_all(&scratch).await?;
+                loop {
+                    let mut env = [0u8; 20];
+                    s.read_exact(&mut env).await?;
+                    let len = u32::from_be_bytes(env[16..20].try_into().expect("4 bytes")) as usize;
+                    anyhow::ensure!(len <= 262_144, "response too long");
+                    body.resize(len, 0);
+                    s.read_exact(&mut body).await?;
+                    let id = u32::from_be_bytes(env[8..12].try_into().expect("4 bytes"));
+                    if id == next_id && body.len() >= 8 {
+                        let rc = u32::from_be_bytes(body[4..8].try_into().expect("4 bytes"));
+                        return Ok::<u32, anyhow::Error>(rc);
+                    }
+                }
+            };
+            match tokio::time::timeout(self.timeout, exchange).await {
+                // Latency from the due time: in open loop a late send counts against the server.
+                Ok(Ok(rc)) => stats.record(
+                    Instant::now().saturating_duration_since(due),
+                    format!("RC{rc}"),
+                ),
+                Ok(Err(e)) => {
+                    stats.lose(|| format!("{e:#}"));
+                    conn = None;
+                }
+                Err(_) => {
+                    stats.lose(|| format!("no response within {:?}", self.timeout));
+                    conn = None;
                 }
             }
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(rc)) => stats.record(sent.elapsed(), format!("RC{rc}")),
-            Ok(Err(e)) => {
-                stats.lose(|| format!("{e:#}"));
-                conn = None;
-            }
-            Err(_) => {
-                stats.lose(|| format!("no response within {timeout:?}"));
-                conn = None;
-            }
         }
+        stats.push_live(Instant::now(), true);
+        stats
     }
-    stats.push_live(Instant::now(), true);
-    Ok(stats)
 }
 
 /// Datagrams sent or received per system call (UDP protocols, Linux).

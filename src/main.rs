@@ -64,8 +64,8 @@ struct BenchArgs {
     /// Source UDP sockets (handle-udp, dns-udp).
     #[arg(long, default_value_t = 4)]
     sockets: usize,
-    /// Fixed offered rate in queries per second (open loop; not handle-tcp); default: as fast
-    /// as possible.
+    /// Fixed offered rate in queries per second (open loop; latency counts from each query's
+    /// scheduled send time); default: as fast as possible.
     #[arg(long)]
     rate: Option<f64>,
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

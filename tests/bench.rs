@@ -155,6 +155,23 @@ async fn bench_udp_open_loop() {
     node.shutdown().await;
 }
 
+/// Handle TCP open loop: 200 q/s for a second over 4 connections; every scheduled query
+/// counts as sent, and on loopback they are all answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_tcp_open_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, ids) = node_with_ids(dir.path(), false).await;
+    let mut cfg = config(Proto::HandleTcp, node.native_addr.unwrap(), &ids);
+    cfg.rate = Some(200.0);
+    cfg.concurrency = 4;
+    let s = run(&cfg).await.unwrap();
+    assert_eq!(s.queries_sent, 200, "{s}");
+    assert_eq!(s.queries_completed + s.queries_lost, 200, "{s}");
+    assert!(s.queries_completed > 0, "{s}");
+    assert!(s.response_codes.get("RC1").copied().unwrap_or(0) > 0, "{s}");
+    node.shutdown().await;
+}
+
 /// Nothing listens: every UDP query is lost (after the timeout), and the run ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_udp_no_server_counts_lost() {
