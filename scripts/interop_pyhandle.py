@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """pyhandle 1.5.0 against a running idnode (run by scripts/interop-pyhandle.sh).
 
+Basic auth (username + password) and, with --cert-file etc., pyhandle's
+client-certificate mode: requests sends the certificate in the TLS handshake
+and pyhandle adds `Authorization: Handle clientCert="true"` to PUT/DELETE.
+
 Every check prints one PASS line; the first failure prints FAIL with the
 reason (pyhandle's exceptions carry URL, HTTP status and body) and exits 1.
 """
 
 import argparse
+import json
+import os
 import sys
 import traceback
 import uuid
 
 import urllib3
 from pyhandle.client.resthandleclient import RESTHandleClient
+from pyhandle.clientcredentials import PIDClientCredentials
 from pyhandle.handleexceptions import (
     GenericHandleError,
     HandleAlreadyExistsException,
@@ -102,7 +109,17 @@ def main():
     ap.add_argument("--other-prefix", required=True)
     ap.add_argument("--other-user", required=True)
     ap.add_argument("--other-password-file", required=True)
+    # Client-certificate mode (all or none): the identity "index:handle" the
+    # certificates name, the certificate + key registered as its HS_PUBKEY (CN
+    # subject, two files), the same key in one file with a UID-subject
+    # certificate, and a certificate of the same CN with an unregistered key.
+    cert_opts = ["cert_user", "cert_file", "key_file", "cert_and_key_file", "wrong_cert_file", "wrong_key_file"]
+    for opt in cert_opts:
+        ap.add_argument("--" + opt.replace("_", "-"))
     args = ap.parse_args()
+    given = [o for o in cert_opts if getattr(args, o)]
+    if given and len(given) != len(cert_opts):
+        ap.error("client-certificate checks need all of --%s" % ", --".join(o.replace("_", "-") for o in cert_opts))
 
     url, prefix = args.url, args.prefix
     secret = read_secret(args.password_file)
@@ -297,7 +314,152 @@ def main():
 
     check("delete_handle removes it (then None / HandleNotFoundException)", delete_handle)
 
+    if given:
+        client_cert_checks(args, c, run)
+
     print("%d passed, 0 failed" % len(PASSED), flush=True)
+
+
+def cert_client_from_json(url, cert_file, key_file, workdir, name):
+    """pyhandle's documented certificate setup: a credentials JSON file with
+    certificate_only + private_key, loaded with PIDClientCredentials."""
+    path = os.path.join(workdir, name)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "client": "rest",
+                "handle_server_url": url,
+                "certificate_only": os.path.abspath(cert_file),
+                "private_key": os.path.abspath(key_file),
+                "HTTPS_verify": "False",
+            },
+            f,
+        )
+    creds = PIDClientCredentials.load_from_JSON(path)
+    return RESTHandleClient.instantiate_with_credentials(creds)
+
+
+def client_cert_checks(args, c, run):
+    """pyhandle in client-certificate mode (c: the Basic client, for reading)."""
+    url, prefix = args.url, args.prefix
+    cert_index, cert_handle = args.cert_user.split(":", 1)
+    handle = "%s/PyHandle-Cert-%s" % (prefix, run)
+    url1 = "https://example.com/cert/%s" % run
+    url2 = "https://example.org/cert-moved/%s" % run
+    # Credentials files next to the certificates (the caller's scratch dir).
+    workdir = os.path.dirname(os.path.abspath(args.cert_file))
+    state = {}
+
+    def identity_handle():
+        rec = c.retrieve_handle_record_json(cert_handle)
+        expect(rec is not None, "%s not found" % cert_handle)
+        vals = values_by_index(rec)
+        key = vals.get(int(cert_index))
+        expect(key is not None and key["type"] == "HS_PUBKEY", "no HS_PUBKEY at index %s: %r" % (cert_index, rec["values"]))
+
+    check("identity handle %s holds the certificate key as HS_PUBKEY@%s" % (cert_handle, cert_index), identity_handle)
+
+    def instantiate():
+        cc = cert_client_from_json(url, args.cert_file, args.key_file, workdir, "credentials-cert.json")
+        # Nothing is checked on the server at instantiation in this mode; the
+        # first request (a GET) already presents the certificate.
+        rec = cc.retrieve_handle_record_json(cert_handle)
+        expect(rec is not None and rec["handle"] == cert_handle, "read of %s through the certificate client: %r" % (cert_handle, rec))
+        state["cc"] = cc
+
+    check("instantiate_with_credentials(certificate_only + private_key, CN=%s) reads" % args.cert_user, instantiate)
+    cc = state["cc"]
+
+    def register():
+        got = cc.register_handle(handle, url1, checksum="sha256:cert", overwrite=False)
+        expect(got == handle, "register_handle returned %r, expected %r" % (got, handle))
+        rec = c.retrieve_handle_record_json(handle)
+        expect(rec is not None, "%s not readable after creation" % handle)
+        vals = values_by_index(rec)
+        expect(vals.get(1, {}).get("type") == "URL", "no URL at index 1: %r" % rec["values"])
+        expect(vals[1]["data"]["value"] == url1, "URL data %r" % vals[1]["data"])
+        adm = vals.get(100, {}).get("data", {}).get("value", {})
+        # pyhandle's default owner: 200:0.NA/<prefix>, the group the identity is in.
+        expect(adm.get("handle") == "0.NA/" + prefix and adm.get("index") == 200, "HS_ADMIN@100 %r" % vals.get(100))
+        types = sorted(v["type"] for v in rec["values"])
+        expect(types == ["CHECKSUM", "HS_ADMIN", "URL"], "types %r" % types)
+        expect(cc.get_value_from_handle(handle, "CHECKSUM") == "sha256:cert", "CHECKSUM not read back")
+
+    check("certificate client: register_handle(%s) creates it, read back" % handle, register)
+
+    def modify():
+        expect(cc.modify_handle_value(handle, URL=url2) == handle, "modify_handle_value(URL) failed")
+        expect(cc.add_handle_value(handle, EMAIL="cert@example.com") == handle, "add_handle_value(EMAIL) failed")
+        expect(cc.delete_handle_value(handle, "CHECKSUM") == handle, "delete_handle_value(CHECKSUM) failed")
+        rec = c.retrieve_handle_record_json(handle)
+        vals = values_by_index(rec)
+        expect(vals[1]["data"]["value"] == url2, "URL not changed: %r" % vals[1])
+        types = sorted(v["type"] for v in rec["values"])
+        expect(types == ["EMAIL", "HS_ADMIN", "URL"], "types %r" % types)
+
+    check("certificate client: modify_handle_value, add_handle_value, delete_handle_value", modify)
+
+    # The same key in one PEM file with a certificate whose subject names the
+    # identity in UID (CN is something else), and handleowner = the identity
+    # itself: the created handle's HS_ADMIN names it directly.
+    def one_file_uid():
+        oc = RESTHandleClient.instantiate_with_credentials(
+            PIDClientCredentials(
+                client="rest",
+                handle_server_url=url,
+                certificate_and_key=os.path.abspath(args.cert_and_key_file),
+                handleowner=args.cert_user,
+            ),
+            HTTPS_verify=False,
+        )
+        h = "%s/PyHandle-CertUID-%s" % (prefix, run)
+        expect(oc.register_handle(h, url1, overwrite=False) == h, "register_handle(%s) failed" % h)
+        vals = values_by_index(c.retrieve_handle_record_json(h))
+        adm = vals.get(100, {}).get("data", {}).get("value", {})
+        expect(adm.get("handle") == cert_handle and adm.get("index") == int(cert_index), "HS_ADMIN@100 %r" % vals.get(100))
+        expect(oc.modify_handle_value(h, URL=url2) == h, "modify_handle_value(%s) failed" % h)
+        expect(c.get_value_from_handle(h, "URL") == url2, "URL of %s not changed" % h)
+        expect(oc.delete_handle(h) == h, "delete_handle(%s) failed" % h)
+        expect(c.retrieve_handle_record_json(h) is None, "%s still there" % h)
+
+    check("certificate_and_key (one file, UID subject), handleowner=%s: create, modify, delete" % args.cert_user, one_file_uid)
+
+    # Authenticated by certificate but no admin of the other prefix: 403.
+    def other_prefix():
+        foreign = "%s/PyHandle-CertForeign-%s" % (args.other_prefix, run)
+        how = expect_refused(lambda: cc.register_handle(foreign, url1, overwrite=True), "create under %s" % args.other_prefix)
+        expect(c.retrieve_handle_record_json(foreign) is None, "%s was created" % foreign)
+        print("      refused as: %s" % how)
+
+    check("certificate identity cannot create under %s" % args.other_prefix, other_prefix)
+
+    # Same subject, key not an HS_PUBKEY of the identity: authentication fails.
+    def wrong_key():
+        bad = cert_client_from_json(url, args.wrong_cert_file, args.wrong_key_file, workdir, "credentials-wrong.json")
+        bad_handle = "%s/PyHandle-CertBad-%s" % (prefix, run)
+        attempts = [
+            ("register_handle(%s)" % bad_handle, lambda: bad.register_handle(bad_handle, url1, overwrite=True)),
+            ("modify_handle_value(%s)" % handle, lambda: bad.modify_handle_value(handle, URL=url1)),
+            ("delete_handle(%s)" % handle, lambda: bad.delete_handle(handle)),
+        ]
+        for what, call in attempts:
+            try:
+                result = call()
+            except HandleAuthenticationError as e:
+                expect(status_of(e) == 401, "%s: expected HTTP 401, got %s: %s" % (what, status_of(e), e))
+            else:
+                raise CheckFailed("%s with an unregistered key was accepted (returned %r)" % (what, result))
+        expect(c.retrieve_handle_record_json(bad_handle) is None, "%s created with the wrong key" % bad_handle)
+        expect(c.retrieve_handle_record_json(handle) is not None, "%s deleted with the wrong key" % handle)
+        expect(c.get_value_from_handle(handle, "URL") == url2, "%s modified with the wrong key" % handle)
+
+    check("certificate with the same subject but an unregistered key is refused (HTTP 401), nothing written", wrong_key)
+
+    def delete():
+        expect(cc.delete_handle(handle) == handle, "delete_handle(%s) failed" % handle)
+        expect(c.retrieve_handle_record_json(handle) is None, "%s still there" % handle)
+
+    check("certificate client: delete_handle(%s) removes it" % handle, delete)
 
 
 if __name__ == "__main__":

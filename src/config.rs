@@ -324,6 +324,9 @@ pub struct HttpConfig {
     pub plain_http_auth: PlainHttpAuth,
     /// Most simultaneous connections; more wait in the accept queue.
     pub max_connections: usize,
+    /// With HTTPS: ask clients for a certificate (optional for them), so that requests with
+    /// `Authorization: Handle clientCert="true"` authenticate by it (HS_PUBKEY).
+    pub client_cert_auth: bool,
 }
 
 impl Default for HttpConfig {
@@ -335,6 +338,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             plain_http_auth: PlainHttpAuth::Loopback,
             max_connections: 1024,
+            client_cert_auth: true,
         }
     }
 }
@@ -378,6 +382,8 @@ pub struct ValidConfig {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Ask clients for a certificate (`http.client_cert_auth`).
+    pub client_certs: bool,
 }
 
 /// Parse `index:handle` (index required, positive).
@@ -475,6 +481,7 @@ impl Config {
                 let files = TlsFiles {
                     cert: cert.clone(),
                     key: key.clone(),
+                    client_certs: h.client_cert_auth,
                 };
                 // Load now so a bad certificate stops the node before it binds anything.
                 crate::server::tls::load_server_config(&files)

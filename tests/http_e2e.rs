@@ -4,7 +4,9 @@
 //!
 //! - keep-alive: several requests, including a refused PUT with a body, on one TLS connection;
 //! - a body over the limit gets 413 and the node keeps serving; garbage is survived;
-//! - an acknowledged PUT is there after shutdown and reopening the data directory.
+//! - an acknowledged PUT is there after shutdown and reopening the data directory;
+//! - client-certificate authentication (`Authorization: Handle clientCert="true"`) through a
+//!   real TLS handshake with a self-signed client certificate.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -94,7 +96,23 @@ fn basic(secret: &str) -> String {
 // client configuration, as `insecure_skip_verify` follow links use it.
 
 async fn tls_connect(addr: SocketAddr) -> Conn<tokio_rustls::client::TlsStream<TcpStream>> {
-    let config = idnode::server::tls::client_config(None, true).unwrap();
+    tls_connect_as(addr, None).await
+}
+
+/// [`tls_connect`], presenting the client certificate `tests/data/<cert>` with the key
+/// `tests/data/<key>` when the server asks for one.
+async fn tls_connect_as(
+    addr: SocketAddr,
+    client_cert: Option<(&str, &str)>,
+) -> Conn<tokio_rustls::client::TlsStream<TcpStream>> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let files = client_cert.map(|(cert, key)| (data.join(cert), data.join(key)));
+    let config = idnode::server::tls::client_config_with_cert(
+        None,
+        true,
+        files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .unwrap();
     let connector = tokio_rustls::TlsConnector::from(config);
     let tcp = timeout(WAIT, TcpStream::connect(addr))
         .await
@@ -407,6 +425,71 @@ async fn https_keep_alive_session() {
     assert_eq!(r.status, 200);
 
     drop(c);
+    stop_node(node, weak).await;
+}
+
+/// Handle.Net client-certificate authentication over a real handshake: the listener asks for
+/// a certificate (optional: Basic clients without one are served as before), and a request with
+/// `Authorization: Handle clientCert="true"` acts as the identity the certificate names when
+/// its key is that identity's HS_PUBKEY. With `client_cert_auth = false` no certificate is
+/// asked for, so none arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_over_tls() {
+    use idnode::model::{types, HandleValue, ValueList, ValueReference};
+    let dir = tempfile::tempdir().unwrap();
+    let (node, secret, weak) = start_node(dir.path(), true).await;
+    // 301:0.NA/88.100.1 holds the key of client-a.key and joins the admin group.
+    let engine = &node.engine;
+    let na = engine.parse_handle("0.NA/88.100.1").unwrap();
+    let owner = engine
+        .authenticate_secret(&na, 300, secret.as_bytes())
+        .unwrap();
+    let pem = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/client-a.key"),
+    )
+    .unwrap();
+    let key = idnode::auth::challenge::PrivateKey::from_pem(&pem).unwrap();
+    let member = |index| ValueReference {
+        handle: "0.NA/88.100.1".into(),
+        index,
+    };
+    let values = vec![
+        HandleValue::new(301, types::HS_PUBKEY, key.public_key().encode()),
+        HandleValue::new(
+            200,
+            types::HS_VLIST,
+            ValueList(vec![member(300), member(301)]).encode(),
+        ),
+    ];
+    engine.add_values(&owner, &na, values, true).unwrap();
+
+    let cert_auth = ("Authorization", "Handle clientCert=\"true\"");
+    let path = "/api/handles/88.100.1/by-cert";
+    let body = url_body("https://example.com/by-cert");
+    let mut c = tls_connect_as(node.http_addr, Some(("client-a-cn.pem", "client-a.key"))).await;
+    let r = c.request("PUT", path, &[JSON, cert_auth], &body).await;
+    assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    // Another key under the same name: refused, nothing written.
+    let mut c = tls_connect_as(node.http_addr, Some(("client-b-cn.pem", "client-b.key"))).await;
+    let other = "/api/handles/88.100.1/by-other-cert";
+    let r = c.request("PUT", other, &[JSON, cert_auth], &body).await;
+    assert_eq!((r.status, r.rc()), (401, 403), "{}", r.text());
+    let r = c.request("GET", other, &[], b"").await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // No certificate on the connection: the header alone proves nothing.
+    let mut c = tls_connect(node.http_addr).await;
+    let r = c.request("DELETE", path, &[cert_auth], b"").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    stop_node(node, weak).await;
+
+    // Turned off: the listener asks for no certificate, so the client sends none.
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _, weak) =
+        start_with(config_with(dir.path(), true, "client_cert_auth = false\n")).await;
+    let mut c = tls_connect_as(node.http_addr, Some(("client-a-cn.pem", "client-a.key"))).await;
+    let r = c.request("PUT", path, &[JSON, cert_auth], &body).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("no client certificate"), "{}", r.text());
     stop_node(node, weak).await;
 }
 

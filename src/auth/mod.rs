@@ -3,7 +3,8 @@
 //! An identity is a value of a handle: `300:0.NA/88.100.1` is index 300 of `0.NA/88.100.1`.
 //! - **Authentication** here proves possession of the HS_SECKEY secret stored at that value
 //!   (HTTP Basic sends it directly; the native protocol's challenge-response builds on the same
-//!   lookup). Comparison is constant-time.
+//!   lookup; comparison is constant-time), or of the private key of an HS_PUBKEY value (a TLS
+//!   client certificate whose key is that value, [`authenticate_public_key`]).
 //! - **Authorization** follows Handle.Net: an identity may do an operation on a handle if an
 //!   HS_ADMIN value with the needed permission bits names it, directly or through HS_VLIST
 //!   groups (nested groups are followed to a bounded depth, cycles are ignored). An HS_ADMIN
@@ -19,7 +20,9 @@ use std::collections::HashSet;
 
 use subtle::ConstantTimeEq;
 
-use crate::model::{types, AdminRef, Handle, HandleValue, SuffixCase, ValueList, ValueReference};
+use crate::model::{
+    types, AdminRef, Handle, HandleValue, PublicKey, SuffixCase, ValueList, ValueReference,
+};
 use crate::store::{Registry, StoreError};
 
 /// How deep HS_VLIST groups may nest.
@@ -46,6 +49,12 @@ pub enum AuthError {
     NoSecretKey(String),
     #[error("wrong secret for {0}")]
     WrongSecret(String),
+    #[error("identity {0} has no HS_PUBKEY value")]
+    NoPublicKey(String),
+    #[error("the client certificate's key is not an HS_PUBKEY of {0}")]
+    KeyMismatch(String),
+    #[error("client certificate: {0}")]
+    BadCertificate(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -79,6 +88,100 @@ pub fn authenticate_secret(
         }
     }
     Err(AuthError::WrongSecret(who))
+}
+
+/// What a TLS client certificate claims (Handle.Net client-certificate authentication): the
+/// identity its subject names, `index:handle` in the UID attribute or else the CN, and its RSA
+/// public key. The TLS handshake has already proven that the client holds the private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertClaim {
+    pub identity: String,
+    /// Big-endian magnitudes, leading zero bytes removed.
+    pub modulus: Vec<u8>,
+    pub exponent: Vec<u8>,
+}
+
+/// The UID attribute (RFC 4519, `0.9.2342.19200300.100.1.1`).
+const UID_OID: &[u64] = &[0, 9, 2342, 19_200_300, 100, 1, 1];
+
+fn magnitude(bytes: &[u8]) -> &[u8] {
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    &bytes[zeros..]
+}
+
+/// Read a DER client certificate: its identity claim and RSA key (HS_PUBKEY has no other key
+/// kind that TLS clients still sign with).
+pub fn read_client_cert(der: &[u8]) -> Result<CertClaim, AuthError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::public_key::PublicKey as CertKey;
+    let bad = |m: String| AuthError::BadCertificate(m);
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| bad(format!("not a certificate: {e}")))?;
+    let subject = cert.subject();
+    let uid = subject.iter_attributes().find(|a| {
+        a.attr_type()
+            .iter()
+            .is_some_and(|arcs| arcs.eq(UID_OID.iter().copied()))
+    });
+    let named = match uid {
+        Some(attr) => attr.as_str(),
+        None => subject
+            .iter_common_name()
+            .next()
+            .ok_or_else(|| bad(format!("subject {subject} has neither UID nor CN")))?
+            .as_str(),
+    };
+    let identity = named
+        .map_err(|e| bad(format!("subject {subject}: identity is not text: {e}")))?
+        .to_string();
+    let key = cert
+        .public_key()
+        .parsed()
+        .map_err(|e| bad(format!("unreadable public key: {e}")))?;
+    let CertKey::RSA(rsa) = key else {
+        return Err(bad(format!(
+            "{} key; only RSA keys can match an HS_PUBKEY",
+            cert.public_key().algorithm.algorithm
+        )));
+    };
+    Ok(CertClaim {
+        identity,
+        modulus: magnitude(rsa.modulus).to_vec(),
+        exponent: magnitude(rsa.exponent).to_vec(),
+    })
+}
+
+/// Check that `claim`'s key is an HS_PUBKEY value at `index` of `handle` (index 0: any
+/// HS_PUBKEY value of the handle; the identity then carries the index that matched).
+pub fn authenticate_public_key(
+    registry: &Registry,
+    handle: &Handle,
+    index: u32,
+    claim: &CertClaim,
+) -> Result<Identity, AuthError> {
+    let record = registry
+        .get(handle)?
+        .ok_or_else(|| AuthError::UnknownIdentity(handle.to_string()))?;
+    let who = format!("{index}:{handle}");
+    let mut candidates = record
+        .values
+        .iter()
+        .filter(|v| v.is_type(types::HS_PUBKEY) && (index == 0 || v.index == index))
+        .peekable();
+    if candidates.peek().is_none() {
+        return Err(AuthError::NoPublicKey(who));
+    }
+    for v in candidates {
+        if let Ok(PublicKey::Rsa { exponent, modulus }) = PublicKey::decode(&v.data) {
+            if magnitude(&modulus) == claim.modulus && magnitude(&exponent) == claim.exponent {
+                return Ok(Identity {
+                    handle: handle.clone(),
+                    index: v.index,
+                });
+            }
+        }
+    }
+    Err(AuthError::KeyMismatch(who))
 }
 
 /// Answers authorization questions against the registry.

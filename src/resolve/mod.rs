@@ -266,6 +266,31 @@ impl Engine {
         )?)
     }
 
+    /// Authenticate by the identity `claim` names (`index:handle`, the index required, `:` and
+    /// `%` possibly percent-encoded) and the HS_PUBKEY value there that its key matches.
+    pub fn authenticate_public_key(
+        &self,
+        claim: &crate::auth::CertClaim,
+    ) -> Result<Identity, Failure> {
+        let text = percent_encoding::percent_decode_str(&claim.identity).decode_utf8_lossy();
+        let refused = |why: String| Failure::new(ResponseCode::AuthenticationFailed, why);
+        let (index, handle) = text
+            .split_once(':')
+            .and_then(|(i, h)| Some((i.parse::<u32>().ok().filter(|&i| i > 0)?, h)))
+            .ok_or_else(|| {
+                refused(format!(
+                    "certificate subject names {text:?}, not index:handle"
+                ))
+            })?;
+        let handle = self.parse_handle(handle).map_err(|f| refused(f.message))?;
+        Ok(crate::auth::authenticate_public_key(
+            &self.registry,
+            &handle,
+            index,
+            claim,
+        )?)
+    }
+
     fn authorizer(&self) -> Authorizer<'_> {
         Authorizer {
             registry: &self.registry,

@@ -29,10 +29,12 @@ use crate::resolve::{Engine, Failure, Overwrite, Query, WriteOutcome};
 use crate::wire::json as hjson;
 
 /// What the accept loop knows about a connection, attached to every request on it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The TLS client's certificate (DER), when it presented one.
+    pub client_cert: Option<Arc<[u8]>>,
 }
 
 /// Shared state of the HTTP front end.
@@ -229,10 +231,19 @@ pub(crate) fn authenticate(
         .strip_prefix("Basic ")
         .or_else(|| value.strip_prefix("basic "))
     else {
-        // `Authorization: Handle clientCert="true"` and session auth are not offered.
-        return Credentials::Refused("only HTTP Basic authentication is supported".into());
+        return match handle_scheme(value) {
+            Some(params) if params.client_cert => by_client_cert(state, conn.as_ref()),
+            Some(_) => Credentials::Refused(
+                "Handle session authentication is not offered: use Basic, or a client \
+                 certificate with Authorization: Handle clientCert=\"true\""
+                    .into(),
+            ),
+            None => Credentials::Refused(
+                "only Basic and Handle clientCert authentication are supported".into(),
+            ),
+        };
     };
-    let tls = conn.is_some_and(|c| c.tls);
+    let tls = conn.as_ref().is_some_and(|c| c.tls);
     let allowed = tls
         || match state.plain_http_auth {
             PlainHttpAuth::Always => true,
@@ -265,6 +276,53 @@ pub(crate) fn authenticate(
         Ok(identity) => Credentials::Valid(identity),
         Err(f) => {
             tracing::info!(user = %user, reason = %f.message, "HTTP authentication refused");
+            Credentials::Refused(f.message)
+        }
+    }
+}
+
+/// The parameters of an `Authorization: Handle k="v", ...` header that matter here.
+struct HandleScheme {
+    client_cert: bool,
+}
+
+/// Parse the `Handle` authorization scheme (case-insensitive name and keys, values quoted or
+/// not); `None` for other schemes.
+fn handle_scheme(value: &str) -> Option<HandleScheme> {
+    let (scheme, rest) = value.trim().split_once(char::is_whitespace)?;
+    if !scheme.eq_ignore_ascii_case("Handle") {
+        return None;
+    }
+    let mut client_cert = false;
+    for param in rest.split(',') {
+        let Some((key, val)) = param.split_once('=') else {
+            continue;
+        };
+        let val = val.trim().trim_matches('"');
+        if key.trim().eq_ignore_ascii_case("clientCert") && val.eq_ignore_ascii_case("true") {
+            client_cert = true;
+        }
+    }
+    Some(HandleScheme { client_cert })
+}
+
+/// Authenticate by the TLS client certificate of the connection (Handle.Net's
+/// `Authorization: Handle clientCert="true"`): the identity its subject names, when its key is
+/// an HS_PUBKEY value there.
+fn by_client_cert(state: &HttpState, conn: Option<&ConnInfo>) -> Credentials {
+    let Some(der) = conn.filter(|c| c.tls).and_then(|c| c.client_cert.as_ref()) else {
+        return Credentials::Refused(
+            "clientCert=\"true\" but no client certificate was presented over HTTPS".into(),
+        );
+    };
+    let claim = match crate::auth::read_client_cert(der) {
+        Ok(claim) => claim,
+        Err(e) => return Credentials::Refused(e.to_string()),
+    };
+    match state.engine.authenticate_public_key(&claim) {
+        Ok(identity) => Credentials::Valid(identity),
+        Err(f) => {
+            tracing::info!(user = %claim.identity, reason = %f.message, "client certificate refused");
             Credentials::Refused(f.message)
         }
     }
@@ -357,7 +415,7 @@ fn body_error(e: BodyError, handle: Option<&str>, params: &Params) -> (ResponseC
 /// a JSON body is a GET with its parameters in the body.
 async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let started = Instant::now();
-    let conn = req.extensions().get::<ConnInfo>().copied();
+    let conn = req.extensions().get::<ConnInfo>().cloned();
     let (parts, body) = req.into_parts();
     let mut params = Params::parse(parts.uri.query());
     let text = handle_from_path(parts.uri.path(), "/api/handles/");
@@ -779,7 +837,7 @@ async fn delete_handle(
 /// `GET /api/handles?prefix=P[&page=N&pageSize=M]`: needs LIST_HANDLES on `0.NA/P`.
 async fn list_handles(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let started = Instant::now();
-    let conn = req.extensions().get::<ConnInfo>().copied();
+    let conn = req.extensions().get::<ConnInfo>().cloned();
     let params = Params::parse(req.uri().query());
     let Some(prefix_text) = params.get("prefix").map(str::to_string) else {
         let f = Failure::new(

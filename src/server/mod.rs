@@ -528,30 +528,47 @@ pub async fn serve_http(
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         async move {
-            let conn = http::ConnInfo {
-                peer,
-                tls: tls.is_some(),
+            // Every request on the connection carries what is known about it.
+            let service = |conn: http::ConnInfo| {
+                let service = tower::ServiceExt::map_request(
+                    router,
+                    move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(conn.clone());
+                        req
+                    },
+                );
+                hyper_util::service::TowerToHyperService::new(service)
             };
-            let service = tower::ServiceExt::map_request(
-                router,
-                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(conn);
-                    req
-                },
-            );
-            let service = hyper_util::service::TowerToHyperService::new(service);
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            serve_http_connection(stream, service, peer, shutdown).await
+                            let client_cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|cert| Arc::<[u8]>::from(cert.as_ref()));
+                            let conn = http::ConnInfo {
+                                peer,
+                                tls: true,
+                                client_cert,
+                            };
+                            serve_http_connection(stream, service(conn), peer, shutdown).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_http_connection(stream, service, peer, shutdown).await,
+                None => {
+                    let conn = http::ConnInfo {
+                        peer,
+                        tls: false,
+                        client_cert: None,
+                    };
+                    serve_http_connection(stream, service(conn), peer, shutdown).await
+                }
             }
         }
     })

@@ -152,8 +152,8 @@ fn authorize(
     req: &Request,
     params: &[(String, String)],
 ) -> Result<Vec<Prefix>, Box<Response>> {
-    let conn = req.extensions().get::<ConnInfo>().copied();
-    if !state.allow_plain && !conn.is_some_and(|c| c.tls) {
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    if !state.allow_plain && !conn.as_ref().is_some_and(|c| c.tls) {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             402,

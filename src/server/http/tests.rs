@@ -10,7 +10,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
-use crate::model::{AdminPermissions, AdminRef, ValuePermissions, ValueReference};
+use crate::model::{AdminPermissions, AdminRef, ValueList, ValuePermissions, ValueReference};
 use crate::resolve::{init_prefix, Policy};
 use crate::store::{Record, Registry, StoreOptions};
 
@@ -188,6 +188,7 @@ impl Req {
             conn: Some(ConnInfo {
                 peer: loopback(),
                 tls: false,
+                client_cert: None,
             }),
         }
     }
@@ -234,8 +235,23 @@ impl Req {
     }
 
     fn conn(mut self, peer: SocketAddr, tls: bool) -> Req {
-        self.conn = Some(ConnInfo { peer, tls });
+        self.conn = Some(ConnInfo {
+            peer,
+            tls,
+            client_cert: None,
+        });
         self
+    }
+
+    /// Over HTTPS with the client certificate in `tests/data/<file>`, asking for
+    /// client-certificate authentication.
+    fn client_cert(mut self, file: &str) -> Req {
+        self.conn = Some(ConnInfo {
+            peer: remote(),
+            tls: true,
+            client_cert: Some(fixture_cert(file).into()),
+        });
+        self.header(header::AUTHORIZATION, CLIENT_CERT)
     }
 
     fn build(self) -> HttpRequest<Body> {
@@ -914,6 +930,131 @@ async fn put_authentication_failures_are_401_and_write_nothing() {
         .await;
     assert_eq!(r.codes(), (400, 301), "{}", r.text());
     assert_eq!(fx.snapshot(), before);
+}
+
+const CLIENT_CERT: &str = "Handle clientCert=\"true\"";
+
+/// The DER of the PEM certificate `tests/data/<file>`.
+fn fixture_cert(file: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    rustls::pki_types::CertificateDer::from_pem_file(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .to_vec()
+}
+
+impl Fixture {
+    /// Give `0.NA/88.100.1` an HS_PUBKEY at 301 (the key of `tests/data/client-a.key`) and
+    /// make `301:0.NA/88.100.1` a member of the prefix's admin group.
+    fn add_certificate_admin(&self) {
+        let pem = std::fs::read_to_string(format!(
+            "{}/tests/data/client-a.key",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let key = crate::auth::challenge::PrivateKey::from_pem(&pem).unwrap();
+        let na = self.engine().parse_handle("0.NA/88.100.1").unwrap();
+        let member = |index| ValueReference {
+            handle: "0.NA/88.100.1".into(),
+            index,
+        };
+        let values = vec![
+            HandleValue::new(301, types::HS_PUBKEY, key.public_key().encode()),
+            HandleValue::new(
+                200,
+                types::HS_VLIST,
+                ValueList(vec![member(300), member(301)]).encode(),
+            ),
+        ];
+        self.engine()
+            .add_values(&self.owner(), &na, values, true)
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn client_certificate_authentication() {
+    let fx = fixture();
+    fx.add_certificate_admin();
+    let body = url_body(1, "https://cert.example");
+    // The identity in the CN, or in the UID attribute (which wins over the CN).
+    for (n, file) in ["client-a-cn.pem", "client-a-uid.pem"].iter().enumerate() {
+        let path = format!("/api/handles/88.100.1/cert-{n}");
+        let r = fx.send(Req::put(&path).client_cert(file).json(&body)).await;
+        assert_eq!(r.codes(), (201, 1), "{file}: {}", r.text());
+        let r = fx.send(Req::delete(&path).client_cert(file)).await;
+        assert_eq!(r.codes(), (200, 1), "{file}: {}", r.text());
+    }
+    // Refused, nothing written: a certificate for another key; the header without a
+    // certificate; a certificate over plain HTTP; session authentication.
+    let before = fx.snapshot();
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/cert-x")
+                .client_cert("client-b-cn.pem")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.codes(), (401, 403), "{}", r.text());
+    assert!(r.text().contains("not an HS_PUBKEY"), "{}", r.text());
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/cert-x")
+                .conn(remote(), true)
+                .header(header::AUTHORIZATION, CLIENT_CERT)
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert!(r.text().contains("no client certificate"), "{}", r.text());
+    let mut plain = Req::put("/api/handles/88.100.1/cert-x")
+        .client_cert("client-a-cn.pem")
+        .json(&body);
+    if let Some(conn) = plain.conn.as_mut() {
+        conn.tls = false;
+    }
+    let r = fx.send(plain).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/cert-x")
+                .conn(remote(), true)
+                .header(header::AUTHORIZATION, "Handle sessionId=\"abc\"")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert!(r.text().contains("session"), "{}", r.text());
+    assert_eq!(fx.snapshot(), before);
+}
+
+#[tokio::test]
+async fn client_certificate_without_an_hs_pubkey_is_refused() {
+    // Nobody registered the key: the identity has no HS_PUBKEY at 301.
+    let fx = fixture();
+    let before = fx.snapshot();
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/cert-y")
+                .client_cert("client-a-cn.pem")
+                .json(&url_body(1, "https://cert.example")),
+        )
+        .await;
+    assert_eq!(r.codes(), (401, 403), "{}", r.text());
+    assert!(r.text().contains("no HS_PUBKEY"), "{}", r.text());
+    assert_eq!(fx.snapshot(), before);
+}
+
+#[test]
+fn handle_scheme_parameters() {
+    let p = |v| handle_scheme(v).map(|s| s.client_cert);
+    assert_eq!(p("Handle clientCert=\"true\""), Some(true));
+    assert_eq!(p("handle  clientcert=TRUE"), Some(true));
+    assert_eq!(p("Handle sessionId=\"1\", clientCert=\"true\""), Some(true));
+    assert_eq!(p("Handle clientCert=\"false\""), Some(false));
+    assert_eq!(p("Handle sessionId=\"1\""), Some(false));
+    assert_eq!(p("Handle"), None);
+    assert_eq!(p("Bearer x"), None);
 }
 
 #[tokio::test]
