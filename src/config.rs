@@ -107,6 +107,11 @@ pub struct SyncFollow {
     /// `sync::request_signature`), and no secret crosses the link.
     #[serde(default)]
     pub private_key: Option<PathBuf>,
+    /// With `private_key`, over HTTPS: a PEM certificate for that key naming the identity
+    /// (subject UID or CN `index:handle`), presented as a TLS client certificate; requests
+    /// then carry `Authorization: Handle clientCert="true"` instead of a signature.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
     pub prefixes: Vec<String>,
     /// PEM certificates trusted for an `https://` upstream (its CA, or its self-signed
     /// certificate). There are no built-in roots.
@@ -648,6 +653,12 @@ impl Config {
                 return Err(invalid(
                     "sync.follow.ca_file",
                     "an https:// upstream needs ca_file (or insecure_skip_verify for tests)",
+                ));
+            }
+            if f.client_cert.is_some() && (plain || f.private_key.is_none()) {
+                return Err(invalid(
+                    "sync.follow.client_cert",
+                    "a client certificate goes with private_key (its key) and an https:// upstream",
                 ));
             }
             if plain && !self.sync.allow_plain {

@@ -457,7 +457,8 @@ async fn forged_batches_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_links_and_plain_feed_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let allow = "[[sync.allow]]\nidentity = \"300:0.NA/88.100\"\nprefixes = [\"88.100\"]\n";
+    let allow = "[[sync.allow]]\nidentity = \"300:0.NA/88.100\"\nprefixes = [\"88.100\"]\n\
+                 [[sync.allow]]\nidentity = \"301:0.NA/88.100\"\nprefixes = [\"88.100\"]\n";
     // Without allow_plain the feed is not served over plain HTTP.
     let plain = node(
         dir.path(),
@@ -494,11 +495,36 @@ async fn https_links_and_plain_feed_refused() {
     for i in 0..5 {
         write(&p, &format!("88.100/T{i}"), "tls");
     }
+    // 301:0.NA/88.100 holds the key of tests/data/client-a.key: a follower proving it with
+    // the client certificate tests/data/client-a-sync.pem.
+    let na = p.engine.parse_handle("0.NA/88.100").unwrap();
+    let owner = p
+        .engine
+        .authenticate_secret(&na, 300, SECRET.as_bytes())
+        .unwrap();
+    let key_pem = std::fs::read_to_string("tests/data/client-a.key").unwrap();
+    let key = idnode::auth::challenge::PrivateKey::from_pem(&key_pem).unwrap();
+    let pubkey = HandleValue::new(301, "HS_PUBKEY", key.public_key().encode());
+    p.engine
+        .add_values(&owner, &na, vec![pubkey], false)
+        .unwrap();
     let secret = dir.path().join("follow-secret");
     std::fs::write(&secret, SECRET).unwrap();
-    for (name, trust) in [
-        ("m-ca", "ca_file = \"tests/data/sync-ca.pem\""),
-        ("m-insecure", "insecure_skip_verify = true"),
+    let by_secret = format!("identity = \"300:0.NA/88.100\"\nsecret_file = {secret:?}");
+    let by_cert = "identity = \"301:0.NA/88.100\"\nprivate_key = \"tests/data/client-a.key\"\n\
+                   client_cert = \"tests/data/client-a-sync.pem\"";
+    for (name, trust, auth) in [
+        (
+            "m-ca",
+            "ca_file = \"tests/data/sync-ca.pem\"",
+            by_secret.as_str(),
+        ),
+        ("m-insecure", "insecure_skip_verify = true", &by_secret),
+        (
+            "m-client-cert",
+            "ca_file = \"tests/data/sync-ca.pem\"",
+            by_cert,
+        ),
     ] {
         let m = node(
             dir.path(),
@@ -506,8 +532,7 @@ async fn https_links_and_plain_feed_refused() {
             "homed_prefixes = []",
             &format!(
                 "[[sync.follow]]\nupstream = \"https://localhost:{}\"\n\
-                 identity = \"300:0.NA/88.100\"\nsecret_file = {secret:?}\n\
-                 prefixes = [\"88.100\"]\n{trust}\n",
+                 {auth}\nprefixes = [\"88.100\"]\n{trust}\n",
                 p.http_addr.port()
             ),
             "127.0.0.1:0",

@@ -75,6 +75,8 @@ enum LinkAuth {
         identity: String,
         key: Box<crate::auth::challenge::PrivateKey>,
     },
+    /// The identity proven by the TLS client certificate the connection presents.
+    ClientCert,
 }
 
 impl LinkAuth {
@@ -91,6 +93,7 @@ impl LinkAuth {
                     .encode(key.sign_answer(&nonce, &digest));
                 format!("HS_PUBKEY id=\"{identity}\", t=\"{now}\", sig=\"{sig}\"")
             }
+            LinkAuth::ClientCert => "Handle clientCert=\"true\"".to_string(),
         }
     }
 }
@@ -108,8 +111,12 @@ impl Link {
         };
         let host = host.trim_end_matches('/').to_string();
         let tls = if https {
-            let config =
-                crate::server::tls::client_config(f.ca_file.as_deref(), f.insecure_skip_verify)?;
+            let client_cert = f.client_cert.as_deref().zip(f.private_key.as_deref());
+            let config = crate::server::tls::client_config_with_cert(
+                f.ca_file.as_deref(),
+                f.insecure_skip_verify,
+                client_cert,
+            )?;
             let name = host
                 .rsplit_once(':')
                 .map(|(h, _)| h)
@@ -124,6 +131,7 @@ impl Link {
             None
         };
         let authorization = match (&f.secret_file, &f.private_key) {
+            (_, Some(_)) if f.client_cert.is_some() => LinkAuth::ClientCert,
             (_, Some(key_file)) => {
                 let pem = std::fs::read_to_string(key_file)
                     .with_context(|| format!("reading {}", key_file.display()))?;
