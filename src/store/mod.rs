@@ -381,10 +381,11 @@ impl Registry {
         Ok(Some(seq))
     }
 
-    /// Bulk load: write `batch` (existing records are replaced) in **one** sled transaction,
-    /// with, under [`ImportLog::Entries`], a create or update entry per record in the change
-    /// log and the new `last_seq`: after a crash the whole batch, entries included, is there
-    /// or none of it is. Returns the last sequence number.
+    /// Bulk load: write `batch` (existing records are replaced) atomically: under
+    /// [`ImportLog::Entries`] in **one** sled transaction with a create or update entry per
+    /// record in the change log and the new `last_seq` (after a crash the whole batch, entries
+    /// included, is there or none of it is); under [`ImportLog::Unlogged`] as one atomic sled
+    /// batch on the records tree alone. Returns the last sequence number.
     ///
     /// The batch is **committed, not yet durable**: it reaches the disk with sled's
     /// background flush (every `flush_every_ms`, without our `fsync`) or with the next
@@ -392,8 +393,9 @@ impl Registry {
     /// load calls [`Registry::make_all_durable`] once at the end and reports success only
     /// after it returned.
     ///
-    /// Cost: one read (the transaction's insert returns the old value, which decides create
-    /// or update) and one or two sled inserts per record; no decoding, no second encoding.
+    /// Cost: logged, one read (the transaction's insert returns the old value, which decides
+    /// create or update) and two sled inserts per record; unlogged, one insert per record and
+    /// no read. No decoding, no second encoding.
     pub fn import_batch(
         &self,
         batch: &[PreparedRecord],
@@ -413,6 +415,16 @@ impl Registry {
             }
         };
         if batch.is_empty() {
+            return Ok(start);
+        }
+        if !logged {
+            // Only the records tree changes: one atomic sled batch, no transaction (which
+            // would read every old value and take sled's transaction lock for nothing).
+            let mut writes = sled::Batch::default();
+            for p in batch {
+                writes.insert(p.key.as_bytes(), p.bytes.as_slice());
+            }
+            self.records.apply_batch(writes)?;
             return Ok(start);
         }
         let now = now_unix_millis();
