@@ -296,18 +296,42 @@ fn udp_fragmentation_uses_492_byte_chunks() {
     );
 }
 
+/// Found by `mutated_vectors_never_panic`: the challenge with its response code turned into
+/// 302 decodes as a referral without a value list; re-encoding adds the (empty) list.
+#[test]
+fn lenient_referral_round_trips() {
+    let mut bytes = hex(CHALLENGE_HEX);
+    bytes[27] = 46;
+    let m = Message::decode_full(&bytes).unwrap();
+    assert!(matches!(m.body, Body::Referral { .. }), "{m:?}");
+    assert!(reencodes_to_itself(&m));
+}
+
+/// `m` (decoded from any bytes) encodes to a message that decodes back to `m`, except for the
+/// envelope's message length: the decoder accepts shorter forms than the encoder writes (a
+/// referral without its value list), so the re-encoded length may differ; encoding is then
+/// stable.
+fn reencodes_to_itself(m: &Message) -> bool {
+    let encoded = m.encode();
+    let Ok(mut again) = Message::decode_full(&encoded) else {
+        return false;
+    };
+    let stable = again.encode() == encoded;
+    again.envelope.message_length = m.envelope.message_length;
+    stable && again == *m
+}
+
 proptest! {
     /// Random bytes never panic the decoder; whatever decodes re-encodes to something that
     /// decodes to the same message.
     #[test]
     fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         if let Ok(m) = Message::decode_full(&bytes) {
-            let again = Message::decode_full(&m.encode()).unwrap();
-            prop_assert_eq!(again, m);
+            prop_assert!(reencodes_to_itself(&m));
         }
     }
 
-    /// Mutating one byte of a valid vector never panics.
+    /// Mutating one byte of a valid vector never panics, and what decodes round-trips.
     #[test]
     fn mutated_vectors_never_panic(which in 0usize..6, at in 0usize..200, byte in any::<u8>()) {
         let v = [REQ_HEX, RESP_HEX, CHALLENGE_HEX, CREATE_HANDLE_REQ_HEX, REMOVE_VALUE_REQ_HEX, SECKEY_CHALLENGE_ANSWER_REQ_HEX][which];
@@ -315,7 +339,7 @@ proptest! {
         let at = at % bytes.len();
         bytes[at] = byte;
         if let Ok(m) = Message::decode_full(&bytes) {
-            prop_assert_eq!(Message::decode_full(&m.encode()).unwrap(), m);
+            prop_assert!(reencodes_to_itself(&m));
         }
     }
 
