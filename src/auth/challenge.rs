@@ -517,6 +517,17 @@ pub fn verify_pubkey_answer(
     let signature = r.bytes("signature")?;
     r.finish()?;
     let hash = SignatureHash::from_wire(hash_id)?;
+    verify_signature(key, hash, nonce, digest, signature)
+}
+
+/// Verify `signature` by `key` over `nonce ‖ digest` hashed with `hash`.
+fn verify_signature(
+    key: &PublicKey,
+    hash: SignatureHash,
+    nonce: &[u8],
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<bool, ChallengeError> {
     match key {
         PublicKey::Rsa { exponent, modulus } => {
             let key = rsa_public_key(exponent, modulus)?;
@@ -531,6 +542,51 @@ pub fn verify_pubkey_answer(
             "DH keys cannot sign challenge answers",
         )),
     }
+}
+
+/// Check the signature of a REST session authentication (Handle.Net's `Authorization:
+/// Handle sessionId=..., type="HS_PUBKEY", alg=..., cnonce=..., signature=...`): `signature`
+/// over `nonce ‖ cnonce` with `key`, `alg` "SHA1" or "SHA256" (also "SHA-1" / "SHA-256").
+/// Same rules and errors as [`verify_pubkey_answer`].
+pub fn verify_session_signature(
+    key: &PublicKey,
+    alg: &str,
+    nonce: &[u8],
+    cnonce: &[u8],
+    signature: &[u8],
+) -> Result<bool, ChallengeError> {
+    let hash = SignatureHash::from_wire(alg.as_bytes())?;
+    verify_signature(key, hash, nonce, cnonce, signature)
+}
+
+/// Check the HS_SECKEY form of a REST session authentication: `signature` =
+/// `H(secret ‖ nonce ‖ cnonce ‖ secret)` with H = SHA-1 (`alg` "SHA1") or SHA-256 ("SHA256"),
+/// compared in constant time.
+pub fn verify_session_secret(
+    secret: &[u8],
+    alg: &str,
+    nonce: &[u8],
+    cnonce: &[u8],
+    signature: &[u8],
+) -> Result<bool, ChallengeError> {
+    use subtle::ConstantTimeEq;
+    let expected = match SignatureHash::from_wire(alg.as_bytes())? {
+        SignatureHash::Sha1 => Sha1::new()
+            .chain_update(secret)
+            .chain_update(nonce)
+            .chain_update(cnonce)
+            .chain_update(secret)
+            .finalize()
+            .to_vec(),
+        SignatureHash::Sha256 => Sha256::new()
+            .chain_update(secret)
+            .chain_update(nonce)
+            .chain_update(cnonce)
+            .chain_update(secret)
+            .finalize()
+            .to_vec(),
+    };
+    Ok(bool::from(expected.as_slice().ct_eq(signature)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,7 +755,22 @@ impl PrivateKey {
         nonce: &[u8],
         digest: &[u8],
     ) -> Result<Vec<u8>, ChallengeError> {
-        let signature = match self {
+        let signature = self.try_sign(hash, nonce, digest)?;
+        let mut out = Vec::with_capacity(16 + signature.len());
+        out.put_bytes(hash.wire_name().as_bytes());
+        out.put_bytes(&signature);
+        Ok(out)
+    }
+
+    /// The bare signature over `nonce ‖ digest` (what a REST session answer carries, base64,
+    /// with `cnonce` as the second part; see [`verify_session_signature`]).
+    pub fn try_sign(
+        &self,
+        hash: SignatureHash,
+        nonce: &[u8],
+        digest: &[u8],
+    ) -> Result<Vec<u8>, ChallengeError> {
+        Ok(match self {
             PrivateKey::Rsa(k) => {
                 let hashed = hash_message(hash, nonce, digest);
                 // Randomised blinding hides the private exponent from timing.
@@ -720,11 +791,7 @@ impl PrivateKey {
                 .map_err(|e| ChallengeError::Signing(format!("DSA: {e}")))?;
                 sig.to_vec()
             }
-        };
-        let mut out = Vec::with_capacity(16 + signature.len());
-        out.put_bytes(hash.wire_name().as_bytes());
-        out.put_bytes(&signature);
-        Ok(out)
+        })
     }
 }
 

@@ -49,6 +49,8 @@ pub enum AuthError {
     NoSecretKey(String),
     #[error("wrong secret for {0}")]
     WrongSecret(String),
+    #[error("the session answer does not verify against the keys of {0}")]
+    BadSignature(String),
     #[error("identity {0} has no HS_PUBKEY value")]
     NoPublicKey(String),
     #[error("the client certificate's key is not an HS_PUBKEY of {0}")]
@@ -182,6 +184,74 @@ pub fn authenticate_public_key(
         }
     }
     Err(AuthError::KeyMismatch(who))
+}
+
+/// The key kind a REST session answer uses (`type=` of Handle.Net's `Authorization: Handle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKey {
+    PublicKey,
+    SecretKey,
+}
+
+/// What a REST session answer carries besides the identity.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionAnswer<'a> {
+    pub kind: SessionKey,
+    /// "SHA1" or "SHA256".
+    pub alg: &'a str,
+    /// The server's nonce, then the client's.
+    pub nonce: &'a [u8],
+    pub cnonce: &'a [u8],
+    pub signature: &'a [u8],
+}
+
+/// Check a REST session answer against the HS_PUBKEY or HS_SECKEY values at `index` of
+/// `handle` (index 0: any value of that type; the identity carries the index that matched).
+pub fn authenticate_session_answer(
+    registry: &Registry,
+    handle: &Handle,
+    index: u32,
+    answer: &SessionAnswer<'_>,
+) -> Result<Identity, AuthError> {
+    let record = registry
+        .get(handle)?
+        .ok_or_else(|| AuthError::UnknownIdentity(handle.to_string()))?;
+    let who = format!("{index}:{handle}");
+    let wanted = match answer.kind {
+        SessionKey::PublicKey => types::HS_PUBKEY,
+        SessionKey::SecretKey => types::HS_SECKEY,
+    };
+    let mut candidates = record
+        .values
+        .iter()
+        .filter(|v| v.is_type(wanted) && (index == 0 || v.index == index))
+        .peekable();
+    if candidates.peek().is_none() {
+        return Err(match answer.kind {
+            SessionKey::PublicKey => AuthError::NoPublicKey(who),
+            SessionKey::SecretKey => AuthError::NoSecretKey(who),
+        });
+    }
+    for v in candidates {
+        let a = answer;
+        let valid = match a.kind {
+            SessionKey::PublicKey => PublicKey::decode(&v.data).ok().and_then(|key| {
+                challenge::verify_session_signature(&key, a.alg, a.nonce, a.cnonce, a.signature)
+                    .ok()
+            }),
+            SessionKey::SecretKey => {
+                challenge::verify_session_secret(&v.data, a.alg, a.nonce, a.cnonce, a.signature)
+                    .ok()
+            }
+        };
+        if valid == Some(true) {
+            return Ok(Identity {
+                handle: handle.clone(),
+                index: v.index,
+            });
+        }
+    }
+    Err(AuthError::BadSignature(who))
 }
 
 /// Answers authorization questions against the registry.

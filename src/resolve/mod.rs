@@ -272,23 +272,40 @@ impl Engine {
         &self,
         claim: &crate::auth::CertClaim,
     ) -> Result<Identity, Failure> {
-        let text = percent_encoding::percent_decode_str(&claim.identity).decode_utf8_lossy();
-        let refused = |why: String| Failure::new(ResponseCode::AuthenticationFailed, why);
-        let (index, handle) = text
-            .split_once(':')
-            .and_then(|(i, h)| Some((i.parse::<u32>().ok().filter(|&i| i > 0)?, h)))
-            .ok_or_else(|| {
-                refused(format!(
-                    "certificate subject names {text:?}, not index:handle"
-                ))
-            })?;
-        let handle = self.parse_handle(handle).map_err(|f| refused(f.message))?;
+        let (handle, index) = self.claimed_identity(&claim.identity, "certificate subject")?;
         Ok(crate::auth::authenticate_public_key(
             &self.registry,
             &handle,
             index,
             claim,
         )?)
+    }
+
+    /// Authenticate a REST session answer for the identity `id` (`index:handle`).
+    pub fn authenticate_session_answer(
+        &self,
+        id: &str,
+        answer: &crate::auth::SessionAnswer<'_>,
+    ) -> Result<Identity, Failure> {
+        let (handle, index) = self.claimed_identity(id, "session id")?;
+        Ok(crate::auth::authenticate_session_answer(
+            &self.registry,
+            &handle,
+            index,
+            answer,
+        )?)
+    }
+
+    /// `index:handle` named by a client (percent-encoding allowed, a positive index required).
+    fn claimed_identity(&self, text: &str, what: &str) -> Result<(Handle, u32), Failure> {
+        let text = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+        let refused = |why: String| Failure::new(ResponseCode::AuthenticationFailed, why);
+        let (index, handle) = text
+            .split_once(':')
+            .and_then(|(i, h)| Some((i.parse::<u32>().ok().filter(|&i| i > 0)?, h)))
+            .ok_or_else(|| refused(format!("{what} names {text:?}, not index:handle")))?;
+        let handle = self.parse_handle(handle).map_err(|f| refused(f.message))?;
+        Ok((handle, index))
     }
 
     fn authorizer(&self) -> Authorizer<'_> {

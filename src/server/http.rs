@@ -39,6 +39,8 @@ pub struct ConnInfo {
 
 /// Shared state of the HTTP front end.
 pub struct HttpState {
+    /// REST API sessions (`Authorization: Handle sessionId=...`).
+    pub sessions: sessions::Sessions,
     pub engine: Engine,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
@@ -61,9 +63,15 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/handles/{*handle}", any(handle_api))
         .route("/api/prefixes", any(prefixes))
         .route("/api/site", any(site))
+        .route("/api/sessions", any(sessions_api))
+        .route("/api/sessions/this", any(this_session))
         .route("/api/{*rest}", any(unknown_api))
         .route("/", get(home))
         .route("/{*handle}", get(proxy))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            session_challenge,
+        ))
         .layer(axum::middleware::map_response(cors))
         .with_state(state)
 }
@@ -233,24 +241,16 @@ pub(crate) fn authenticate(
     else {
         return match handle_scheme(value) {
             Some(params) if params.client_cert => by_client_cert(state, conn.as_ref()),
-            Some(_) => Credentials::Refused(
-                "Handle session authentication is not offered: use Basic, or a client \
-                 certificate with Authorization: Handle clientCert=\"true\""
-                    .into(),
-            ),
+            Some(_) if !credentials_allowed(state, conn.as_ref()) => {
+                Credentials::Refused("credentials are accepted over HTTPS only".into())
+            }
+            Some(params) => by_session(state, &params),
             None => Credentials::Refused(
-                "only Basic and Handle clientCert authentication are supported".into(),
+                "only the Basic and Handle authentication schemes are supported".into(),
             ),
         };
     };
-    let tls = conn.as_ref().is_some_and(|c| c.tls);
-    let allowed = tls
-        || match state.plain_http_auth {
-            PlainHttpAuth::Always => true,
-            PlainHttpAuth::Loopback => conn.is_some_and(|c| c.peer.ip().is_loopback()),
-            PlainHttpAuth::Never => false,
-        };
-    if !allowed {
+    if !credentials_allowed(state, conn.as_ref()) {
         return Credentials::Refused("credentials are accepted over HTTPS only".into());
     }
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
@@ -281,29 +281,129 @@ pub(crate) fn authenticate(
     }
 }
 
-/// The parameters of an `Authorization: Handle k="v", ...` header that matter here.
+/// Do credentials count on this connection: over TLS always, over plain HTTP as
+/// `http.plain_http_auth` says.
+fn credentials_allowed(state: &HttpState, conn: Option<&ConnInfo>) -> bool {
+    conn.is_some_and(|c| c.tls)
+        || match state.plain_http_auth {
+            PlainHttpAuth::Always => true,
+            PlainHttpAuth::Loopback => conn.is_some_and(|c| c.peer.ip().is_loopback()),
+            PlainHttpAuth::Never => false,
+        }
+}
+
+/// The parameters of an `Authorization: Handle k="v", ...` header (Handle.Net's scheme).
+#[derive(Debug, Default, PartialEq, Eq)]
 struct HandleScheme {
     client_cert: bool,
+    session_id: Option<String>,
+    /// The identity a session answer is for, `index:handle`.
+    id: Option<String>,
+    /// `HS_PUBKEY` or `HS_SECKEY`.
+    kind: Option<String>,
+    /// Base64.
+    cnonce: Option<String>,
+    alg: Option<String>,
+    /// Base64.
+    signature: Option<String>,
 }
 
 /// Parse the `Handle` authorization scheme (case-insensitive name and keys, values quoted or
-/// not); `None` for other schemes.
+/// not, separated by commas); `None` for other schemes.
 fn handle_scheme(value: &str) -> Option<HandleScheme> {
-    let (scheme, rest) = value.trim().split_once(char::is_whitespace)?;
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("Handle") {
         return None;
     }
-    let mut client_cert = false;
+    let mut params = HandleScheme::default();
     for param in rest.split(',') {
         let Some((key, val)) = param.split_once('=') else {
             continue;
         };
-        let val = val.trim().trim_matches('"');
-        if key.trim().eq_ignore_ascii_case("clientCert") && val.eq_ignore_ascii_case("true") {
-            client_cert = true;
+        let val = val.trim().trim_matches('"').to_string();
+        match key.trim().to_ascii_lowercase().as_str() {
+            "clientcert" => params.client_cert = val.eq_ignore_ascii_case("true"),
+            "sessionid" => params.session_id = Some(val),
+            "id" => params.id = Some(val),
+            "type" => params.kind = Some(val),
+            "cnonce" => params.cnonce = Some(val),
+            "alg" => params.alg = Some(val),
+            "signature" => params.signature = Some(val),
+            _ => {}
         }
     }
-    Some(HandleScheme { client_cert })
+    Some(params)
+}
+
+/// Authenticate by a REST session: the answer in `params` (identity, key type, cnonce,
+/// signature) proves an identity and binds it to the session; the session id alone then
+/// stands for it.
+fn by_session(state: &HttpState, params: &HandleScheme) -> Credentials {
+    let Some(session_id) = &params.session_id else {
+        return Credentials::Refused(
+            "Handle authentication needs sessionId (or clientCert=\"true\")".into(),
+        );
+    };
+    let Some((session, nonce)) = state.sessions.touch(session_id) else {
+        return Credentials::Refused(format!("no session {session_id:?} (unknown or expired)"));
+    };
+    let Some(id) = &params.id else {
+        return match session.identity {
+            Some(identity) => Credentials::Valid(identity),
+            None => Credentials::Refused(format!("session {session_id:?} is not authenticated")),
+        };
+    };
+    match session_answer(state, id, params, &nonce) {
+        Ok(identity) => {
+            state.sessions.authenticate(session_id, identity.clone());
+            Credentials::Valid(identity)
+        }
+        Err(reason) => {
+            tracing::info!(user = %id, %reason, "session authentication refused");
+            Credentials::Refused(reason)
+        }
+    }
+}
+
+/// Verify a session answer for `id` against the session's `nonce`.
+fn session_answer(
+    state: &HttpState,
+    id: &str,
+    params: &HandleScheme,
+    nonce: &[u8],
+) -> Result<Identity, String> {
+    use crate::auth::{SessionAnswer, SessionKey};
+    let b64 = |what: &str, v: &Option<String>| -> Result<Vec<u8>, String> {
+        let v = v
+            .as_deref()
+            .ok_or_else(|| format!("the session answer has no {what}"))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|_| format!("the session answer's {what} is not base64"))
+    };
+    let kind = match params.kind.as_deref() {
+        Some(t) if t.eq_ignore_ascii_case(types::HS_PUBKEY) => SessionKey::PublicKey,
+        Some(t) if t.eq_ignore_ascii_case(types::HS_SECKEY) => SessionKey::SecretKey,
+        other => {
+            return Err(format!(
+                "session answer type {other:?} is not HS_PUBKEY or HS_SECKEY"
+            ))
+        }
+    };
+    let cnonce = b64("cnonce", &params.cnonce)?;
+    let signature = b64("signature", &params.signature)?;
+    let answer = SessionAnswer {
+        kind,
+        alg: params.alg.as_deref().unwrap_or("SHA1"),
+        nonce,
+        cnonce: &cnonce,
+        signature: &signature,
+    };
+    state
+        .engine
+        .authenticate_session_answer(id, &answer)
+        .map_err(|f| f.message)
 }
 
 /// Authenticate by the TLS client certificate of the connection (Handle.Net's
@@ -939,6 +1039,114 @@ async fn site(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     json_response(StatusCode::OK, &body, &params)
 }
 
+/// Every 401 also offers a REST session: `WWW-Authenticate: Handle sessionId="…",
+/// nonce="…"` (besides `Basic realm="handle"`), as Handle.Net does.
+async fn session_challenge(State(state): State<Arc<HttpState>>, mut resp: Response) -> Response {
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        let s = state.sessions.open();
+        let challenge = format!("Handle sessionId=\"{}\", nonce=\"{}\"", s.id, s.nonce);
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().append(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    resp
+}
+
+/// A session as `/api/sessions` shows it.
+fn session_json(view: &sessions::SessionView) -> Value {
+    let mut body = json!({
+        "sessionId": view.id,
+        "nonce": view.nonce,
+        "authenticated": view.identity.is_some(),
+    });
+    if let (Some(identity), Some(obj)) = (&view.identity, body.as_object_mut()) {
+        obj.insert("id".into(), json!(identity.to_string()));
+    }
+    body
+}
+
+/// `POST /api/sessions`: open a session (id and nonce to answer).
+async fn sessions_api(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let params = Params::parse(req.uri().query());
+    if req.method() != Method::POST {
+        return method_not_allowed(req.method(), &params);
+    }
+    let view = state.sessions.open();
+    json_response(StatusCode::CREATED, &session_json(&view), &params)
+}
+
+fn method_not_allowed(method: &Method, params: &Params) -> Response {
+    let body = hjson::error_response(
+        ResponseCode::ProtocolError.code(),
+        None,
+        &format!("method {method} is not supported here"),
+    );
+    json_response(StatusCode::METHOD_NOT_ALLOWED, &body, params)
+}
+
+/// `/api/sessions/this`, the session named by `Authorization: Handle sessionId="…"`: GET
+/// shows it, PUT or POST authenticate it (the answer in the header, or as a JSON body
+/// `{"id","type","cnonce","alg","signature"}`), DELETE ends it.
+async fn this_session(State(state): State<Arc<HttpState>>, req: Request) -> Response {
+    let params = Params::parse(req.uri().query());
+    let method = req.method().clone();
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let mut scheme = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(handle_scheme)
+        .unwrap_or_default();
+    let refused = |reason: &str| refused_response(None, reason, &params);
+    let Some(session_id) = scheme.session_id.clone() else {
+        return refused("name the session: Authorization: Handle sessionId=\"…\"");
+    };
+    if method == Method::DELETE {
+        return if state.sessions.close(&session_id) {
+            json_response(StatusCode::OK, &json!({"sessionId": session_id}), &params)
+        } else {
+            refused(&format!("no session {session_id:?} (unknown or expired)"))
+        };
+    }
+    if method == Method::PUT || method == Method::POST {
+        let body = match read_body(&state, req.into_body()).await {
+            Ok(body) => body,
+            Err(e) => {
+                return json_response(
+                    e.status,
+                    &hjson::error_response(e.failure.code.code(), None, &e.failure.message),
+                    &params,
+                )
+            }
+        };
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let Ok(answer) = serde_json::from_slice::<Value>(&body) else {
+                return refused("the session answer is not JSON");
+            };
+            let text = |k: &str| answer.get(k).and_then(Value::as_str).map(str::to_string);
+            scheme.id = text("id").or(scheme.id);
+            scheme.kind = text("type").or(scheme.kind);
+            scheme.cnonce = text("cnonce").or(scheme.cnonce);
+            scheme.alg = text("alg").or(scheme.alg);
+            scheme.signature = text("signature").or(scheme.signature);
+        }
+    } else if method != Method::GET {
+        return method_not_allowed(&method, &params);
+    }
+    if scheme.id.is_some() {
+        if !credentials_allowed(&state, conn.as_ref()) {
+            return refused("credentials are accepted over HTTPS only");
+        }
+        if let Credentials::Refused(reason) = by_session(&state, &scheme) {
+            return refused(&reason);
+        }
+    }
+    match state.sessions.touch(&session_id) {
+        Some((view, _)) => json_response(StatusCode::OK, &session_json(&view), &params),
+        None => refused(&format!("no session {session_id:?} (unknown or expired)")),
+    }
+}
+
 async fn unknown_api(req: Request) -> Response {
     let params = Params::parse(req.uri().query());
     let body = hjson::error_response(
@@ -1123,6 +1331,8 @@ const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 
 /// Bytes to escape in a handle used as a path.
 const PATH_SET: &percent_encoding::AsciiSet = &LOCATION_SET.add(b'?').add(b'#').add(b'%');
+
+pub mod sessions;
 
 #[cfg(test)]
 mod tests;

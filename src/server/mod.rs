@@ -389,6 +389,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         .enabled
         .then(|| Arc::new(build_recursor(&config, &metrics)));
     let state = Arc::new(http::HttpState {
+        sessions: Default::default(),
         engine: engine.clone(),
         metrics: metrics.clone(),
         max_body_bytes: config.raw.http.max_body_bytes,

@@ -68,6 +68,7 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     let state = Arc::new(HttpState {
+        sessions: Default::default(),
         engine: Engine::new(registry, Policy::default()),
         metrics: Metrics::new().unwrap(),
         max_body_bytes: MAX_BODY,
@@ -1045,15 +1046,212 @@ async fn client_certificate_without_an_hs_pubkey_is_refused() {
     assert_eq!(fx.snapshot(), before);
 }
 
+/// The `Handle` challenge of a 401: (sessionId, nonce bytes).
+fn session_challenge(r: &Reply) -> (String, Vec<u8>) {
+    let value = r
+        .headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("Handle "))
+        .unwrap_or_else(|| panic!("no Handle challenge: {:?}", r.headers));
+    let session = handle_scheme(value).unwrap().session_id.unwrap();
+    let start = value.find("nonce=\"").unwrap() + 7;
+    let len = value[start..].find('"').unwrap();
+    let nonce = base64::engine::general_purpose::STANDARD
+        .decode(&value[start..start + len])
+        .unwrap();
+    (session, nonce)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn rest_session_with_a_secret_key() {
+    use sha2::{Digest, Sha256};
+    let fx = fixture();
+    let body = url_body(1, "https://session.example");
+    // A request without credentials gets 401 with a session to answer.
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/s-1")
+                .conn(remote(), true)
+                .json(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let (session, nonce) = session_challenge(&r);
+    let cnonce = b"client nonce 123";
+    let signature = Sha256::new()
+        .chain_update(SECRET1)
+        .chain_update(&nonce)
+        .chain_update(cnonce)
+        .chain_update(SECRET1)
+        .finalize();
+    let answer = format!(
+        "Handle sessionId=\"{session}\", id=\"{ADMIN1}\", type=\"HS_SECKEY\", \
+         cnonce=\"{}\", alg=\"SHA256\", signature=\"{}\"",
+        b64(cnonce),
+        b64(&signature)
+    );
+    let by_session = |path: &str, auth: &str| {
+        Req::put(path)
+            .conn(remote(), true)
+            .header(header::AUTHORIZATION, auth)
+            .json(&body)
+    };
+    let r = fx
+        .send(by_session("/api/handles/88.100.1/s-1", &answer))
+        .await;
+    assert_eq!(r.codes(), (201, 1), "{}", r.text());
+    // Later requests name the session only.
+    let only = format!("Handle sessionId=\"{session}\"");
+    let r = fx
+        .send(by_session("/api/handles/88.100.1/s-2", &only))
+        .await;
+    assert_eq!(r.codes(), (201, 1), "{}", r.text());
+    let r = fx
+        .send(
+            Req::get("/api/sessions/this")
+                .conn(remote(), true)
+                .header(header::AUTHORIZATION, &only),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["authenticated"], true);
+    assert_eq!(r.json()["id"], ADMIN1);
+    // Ended: the session id means nothing any more.
+    let r = fx
+        .send(
+            Req::delete("/api/sessions/this")
+                .conn(remote(), true)
+                .header(header::AUTHORIZATION, &only),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let before = fx.snapshot();
+    let r = fx
+        .send(by_session("/api/handles/88.100.1/s-3", &only))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    // A wrong answer authenticates nothing.
+    let (session, _) = session_challenge(&r);
+    let wrong = format!(
+        "Handle sessionId=\"{session}\", id=\"{ADMIN1}\", type=\"HS_SECKEY\", \
+         cnonce=\"{}\", alg=\"SHA256\", signature=\"{}\"",
+        b64(cnonce),
+        b64(&signature)
+    );
+    let r = fx
+        .send(by_session("/api/handles/88.100.1/s-3", &wrong))
+        .await;
+    assert_eq!(r.codes(), (401, 403), "{}", r.text());
+    let r = fx
+        .send(by_session(
+            "/api/handles/88.100.1/s-3",
+            &format!("Handle sessionId=\"{session}\""),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    // Over plain HTTP from the network, credentials do not count.
+    let mut plain = by_session("/api/handles/88.100.1/s-3", &answer);
+    plain.conn.as_mut().unwrap().tls = false;
+    let r = fx.send(plain).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert_eq!(fx.snapshot(), before);
+}
+
+#[tokio::test]
+async fn rest_session_with_a_public_key_through_the_sessions_api() {
+    use crate::auth::challenge::{PrivateKey, SignatureHash};
+    let fx = fixture();
+    fx.add_certificate_admin();
+    let r = fx
+        .send(Req::new(Method::POST, "/api/sessions").conn(remote(), true))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let session = r.json()["sessionId"].as_str().unwrap().to_string();
+    let nonce = base64::engine::general_purpose::STANDARD
+        .decode(r.json()["nonce"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(r.json()["authenticated"], false);
+    let pem = std::fs::read_to_string(format!(
+        "{}/tests/data/client-a.key",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let key = PrivateKey::from_pem(&pem).unwrap();
+    let cnonce = b"another client nonce";
+    let only = format!("Handle sessionId=\"{session}\"");
+    let answer = |hash, id: &str| {
+        let signature = key.try_sign(hash, &nonce, cnonce).unwrap();
+        json!({"id": id, "type": "HS_PUBKEY", "cnonce": b64(cnonce),
+               "alg": if hash == SignatureHash::Sha1 { "SHA1" } else { "SHA256" },
+               "signature": b64(&signature)})
+    };
+    let this = |body: &Value| {
+        Req::put("/api/sessions/this")
+            .conn(remote(), true)
+            .header(header::AUTHORIZATION, &only)
+            .json(body)
+    };
+    // Signed by the key, but for an identity whose HS_PUBKEY it is not.
+    let r = fx
+        .send(this(&answer(SignatureHash::Sha256, "300:0.NA/88.100.1")))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    for hash in [SignatureHash::Sha1, SignatureHash::Sha256] {
+        let r = fx.send(this(&answer(hash, "301:0.NA/88.100.1"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["authenticated"], true);
+        assert_eq!(r.json()["id"], "301:0.NA/88.100.1");
+    }
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/by-session")
+                .conn(remote(), true)
+                .header(header::AUTHORIZATION, &only)
+                .json(&url_body(1, "https://session.example")),
+        )
+        .await;
+    assert_eq!(r.codes(), (201, 1), "{}", r.text());
+    // Unknown sessions and other methods.
+    let r = fx
+        .send(
+            Req::get("/api/sessions/this")
+                .conn(remote(), true)
+                .header(header::AUTHORIZATION, "Handle sessionId=\"nope\""),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let r = fx
+        .send(Req::get("/api/sessions").conn(remote(), true))
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.text());
+}
+
 #[test]
 fn handle_scheme_parameters() {
     let p = |v| handle_scheme(v).map(|s| s.client_cert);
+    let full = handle_scheme(
+        "Handle sessionId=\"s1\", id=\"300:0.NA/88.100.1\", type=\"HS_PUBKEY\", \
+         cnonce=\"Y24=\", alg=\"SHA256\", signature=\"c2ln\"",
+    )
+    .unwrap();
+    assert_eq!(full.session_id.as_deref(), Some("s1"));
+    assert_eq!(full.id.as_deref(), Some("300:0.NA/88.100.1"));
+    assert_eq!(full.kind.as_deref(), Some("HS_PUBKEY"));
+    assert_eq!(full.cnonce.as_deref(), Some("Y24="));
+    assert_eq!(full.alg.as_deref(), Some("SHA256"));
+    assert_eq!(full.signature.as_deref(), Some("c2ln"));
     assert_eq!(p("Handle clientCert=\"true\""), Some(true));
     assert_eq!(p("handle  clientcert=TRUE"), Some(true));
     assert_eq!(p("Handle sessionId=\"1\", clientCert=\"true\""), Some(true));
     assert_eq!(p("Handle clientCert=\"false\""), Some(false));
     assert_eq!(p("Handle sessionId=\"1\""), Some(false));
-    assert_eq!(p("Handle"), None);
+    assert_eq!(p("Handle"), Some(false));
     assert_eq!(p("Bearer x"), None);
 }
 
@@ -1277,6 +1475,7 @@ async fn plain_http_auth_policies() {
     ] {
         let fx = fixture();
         let state = Arc::new(HttpState {
+            sessions: Default::default(),
             engine: fx.state.engine.clone(),
             metrics: Metrics::new().unwrap(),
             max_body_bytes: MAX_BODY,
@@ -1392,7 +1591,7 @@ async fn prefixes_site_and_unknown_endpoints() {
     assert_eq!(s["servers"][0]["interfaces"][0]["protocol"], "HTTP");
     assert_eq!(s["servers"][0]["interfaces"][0]["port"], 8000);
 
-    for uri in ["/api/foo", "/api/sessions/this", "/api/handles-x"] {
+    for uri in ["/api/foo", "/api/sessions/that", "/api/handles-x"] {
         let r = fx.send(Req::get(uri)).await;
         assert_eq!(r.codes(), (404, 4), "{uri}");
         assert!(r.json()["message"]
