@@ -955,7 +955,6 @@ fn export(
         }
     }
     let records = writer.records();
-    let mixed = writer.mixed_ttl_identifiers();
     writer.finish()?;
     eprintln!(
         "exported {written} identifiers as zone {} ({records} records)",
@@ -974,10 +973,6 @@ fn export(
         (
             not_served,
             "are not answered from this node's data over DNS",
-        ),
-        (
-            mixed,
-            "have one RRset with several TTLs (RFC 2181 §5.2; servers may unify them)",
         ),
     ] {
         if n > 0 {

@@ -192,7 +192,7 @@ async fn answers_from_the_registry() {
     create(&n, "88.100.1", "88.100.1/EMPTY", vec![]);
     let addr = n.dns_addr.unwrap();
 
-    // TXT: one record per public value, TTLs from the values, authoritative, no recursion.
+    // TXT: one record per public value, TTL from the values, authoritative, no recursion.
     let (m, _) = udp(addr, &query(SN, RecordType::TXT, None)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.metadata.authoritative && !m.metadata.recursion_available);
@@ -204,7 +204,8 @@ async fn answers_from_the_registry() {
             "4 BLOB base64:AAEC/w==".into()
         ]
     );
-    assert_eq!(m.answers[0].ttl, 86_400);
+    // One TTL per RRset (RFC 2181 §5.2): the smaller of the two values' (86400 and 300).
+    assert_eq!(m.answers[0].ttl, 300);
     assert_eq!(m.answers[1].ttl, 300);
     assert!(m.edns.is_none());
 

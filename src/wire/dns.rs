@@ -51,8 +51,10 @@
 //!   for other schemes), regexp `!^.*$!<url>!` (with `\` and `!` in the URL escaped by a
 //!   backslash), replacement `.`. URLs too long for the 255-byte regexp get no NAPTR.
 //! - **ANY** gets all three; other types at an identifier that exists get NODATA.
-//! - TTLs are each value's own ([`Ttl::seconds_from`](crate::model::Ttl::seconds_from),
-//!   at most [`MAX_VALUE_TTL`]); SOA and NS use the zone's negative TTL.
+//! - TTLs come from the values ([`Ttl::seconds_from`](crate::model::Ttl::seconds_from), at
+//!   most [`MAX_VALUE_TTL`]); the records of one RRset (an identifier's TXT, URI or NAPTR
+//!   records) all get the smallest of their values' TTLs (RFC 2181 §5.2). SOA and NS use the
+//!   zone's negative TTL.
 //! - The apex has SOA (serial supplied by the caller: the registry's change-log sequence,
 //!   refresh 3600, retry 600, expire 604800, minimum = negative TTL) and NS records.
 //! - NXDOMAIN (no such identifier) and NODATA (no record of that type) carry the SOA in the
@@ -571,6 +573,7 @@ pub fn value_records(
     let public = || values.iter().filter(|v| v.permissions.public_read());
     let ttl = |v: &HandleValue| v.ttl.seconds_from(now, MAX_VALUE_TTL);
     if any || qtype == RecordType::TXT {
+        let start = out.len();
         for v in public() {
             out.push(Record::from_rdata(
                 owner.clone(),
@@ -578,16 +581,20 @@ pub fn value_records(
                 RData::TXT(txt_rdata(v)),
             ));
         }
+        one_ttl(&mut out[start..]);
     }
     if any || qtype == URI {
+        let start = out.len();
         for v in public() {
             if let Some(url) = url_of(v) {
                 let rdata = uri_rdata(clamp_u16(v.index), 1, url);
                 out.push(Record::from_rdata(owner.clone(), ttl(v), rdata));
             }
         }
+        one_ttl(&mut out[start..]);
     }
     if any || qtype == RecordType::NAPTR {
+        let start = out.len();
         for v in public() {
             if let Some(naptr) = url_of(v).and_then(|u| naptr_rdata(clamp_u16(v.index), u)) {
                 out.push(Record::from_rdata(
@@ -596,6 +603,17 @@ pub fn value_records(
                     RData::NAPTR(naptr),
                 ));
             }
+        }
+        one_ttl(&mut out[start..]);
+    }
+}
+
+/// Give the records of one RRset the smallest of their TTLs: RFC 2181 §5.2 wants one TTL per
+/// RRset, and a cache must not keep any of them longer than the shortest-lived value allows.
+fn one_ttl(rrset: &mut [Record]) {
+    if let Some(min) = rrset.iter().map(|r| r.ttl).min() {
+        for r in rrset {
+            r.ttl = min;
         }
     }
 }
@@ -1248,8 +1266,8 @@ mod tests {
         let txt = of(RecordType::TXT);
         assert_eq!(txt.len(), 4);
         assert!(txt.iter().all(|r| r.name == owner));
-        assert_eq!(txt[0].ttl, 86_400);
-        assert_eq!(txt[2].ttl, 100);
+        // One TTL per RRset: the smallest (value 70000's absolute expiry, 100 s away).
+        assert!(txt.iter().all(|r| r.ttl == 100), "{txt:?}");
         let uri = of(URI);
         let uris: Vec<(u16, u16, String)> = uri
             .iter()
@@ -1262,7 +1280,12 @@ mod tests {
                 (65535, 1, "https://e.com/".to_string())
             ]
         );
+        assert!(uri.iter().all(|r| r.ttl == 100), "{uri:?}");
         assert_eq!(of(RecordType::NAPTR).len(), 2);
+        // Without the short-lived value, every TTL is the default day.
+        let mut long = Vec::new();
+        value_records(&owner, &values[..2], RecordType::ANY, 1_000_000, &mut long);
+        assert!(long.iter().all(|r| r.ttl == 86_400), "{long:?}");
         assert_eq!(of(RecordType::ANY).len(), 8);
         assert!(of(RecordType::A).is_empty());
     }

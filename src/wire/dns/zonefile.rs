@@ -53,7 +53,6 @@ pub struct ZoneFileWriter<W: Write> {
     out: W,
     line: String,
     records: usize,
-    mixed_ttls: usize,
 }
 
 impl<W: Write> ZoneFileWriter<W> {
@@ -72,7 +71,6 @@ impl<W: Write> ZoneFileWriter<W> {
             out,
             line: String::with_capacity(256),
             records: 0,
-            mixed_ttls: 0,
         };
         for record in apex_records(zone, serial) {
             writer.record(&record)?;
@@ -98,9 +96,6 @@ impl<W: Write> ZoneFileWriter<W> {
         now: u32,
     ) -> io::Result<usize> {
         let records = identifier_records(owner, values, now);
-        if has_mixed_ttls(&records) {
-            self.mixed_ttls += 1;
-        }
         for record in &records {
             self.record(record)?;
         }
@@ -112,29 +107,11 @@ impl<W: Write> ZoneFileWriter<W> {
         self.records
     }
 
-    /// Identifiers written whose values of one record type have different TTLs (see
-    /// [`has_mixed_ttls`]).
-    pub fn mixed_ttl_identifiers(&self) -> usize {
-        self.mixed_ttls
-    }
-
     /// Flush and hand back the output.
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
         Ok(self.out)
     }
-}
-
-/// Does an RRset (records of one owner and type) hold records with different TTLs? RFC 2181
-/// §5.2 wants one TTL per RRset; the front end answers each value with its own TTL, and a
-/// server loading the zone may unify them (Knot keeps one TTL per RRset), so such answers
-/// differ between idnode and the zone's servers.
-pub fn has_mixed_ttls(records: &[Record]) -> bool {
-    records.iter().enumerate().any(|(i, a)| {
-        records[..i]
-            .iter()
-            .any(|b| b.name == a.name && b.record_type() == a.record_type() && b.ttl != a.ttl)
-    })
 }
 
 /// One record in master-file syntax, without the newline.
@@ -300,9 +277,11 @@ mod tests {
         let mut w = ZoneFileWriter::new(Vec::new(), &z, 42).unwrap();
         assert_eq!(w.identifier(&owner, &sample_values(), 0).unwrap(), 5);
         assert_eq!(w.records(), 7);
-        // EMAIL's TTL is 3600, the others' 86400: one TXT RRset with two TTLs.
-        assert_eq!(w.mixed_ttl_identifiers(), 1);
         let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        // EMAIL's TTL is 3600, the others' 86400: the TXT RRset gets 3600 throughout.
+        let txt: Vec<&str> = text.lines().filter(|l| l.contains(" TXT ")).collect();
+        assert_eq!(txt.len(), 3, "{text}");
+        assert!(txt.iter().all(|l| l.contains(" 3600 ")), "{text}");
         (text, owner)
     }
 
@@ -317,9 +296,9 @@ mod tests {
                 "$TTL 60",
                 "id.example. 60 IN SOA ns1.id.example. hostmaster.id.example. 42 3600 600 604800 60",
                 "id.example. 60 IN NS ns1.id.example.",
-                "sn-0001.1.100.88.id.example. 86400 IN TXT \"1 URL https://example.com/sn/0001?a=1&b=\\\"x\\\"!\"",
+                "sn-0001.1.100.88.id.example. 3600 IN TXT \"1 URL https://example.com/sn/0001?a=1&b=\\\"x\\\"!\"",
                 "sn-0001.1.100.88.id.example. 3600 IN TXT \"2 EMAIL quality@example.com\"",
-                "sn-0001.1.100.88.id.example. 86400 IN TXT \"3 DESC Pump housing; lot 2026-11, \\\\ line 3\"",
+                "sn-0001.1.100.88.id.example. 3600 IN TXT \"3 DESC Pump housing; lot 2026-11, \\\\ line 3\"",
                 "sn-0001.1.100.88.id.example. 86400 IN URI 1 1 \"https://example.com/sn/0001?a=1&b=\\\"x\\\"!\"",
                 "sn-0001.1.100.88.id.example. 86400 IN NAPTR 1 10 \"u\" \"E2U+web:https\" \"!^.*$!https://example.com/sn/0001?a=1&b=\\\"x\\\"\\\\!!\" .",
             ]
