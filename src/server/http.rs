@@ -76,10 +76,17 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
+/// CORS for browser clients: any origin, no credentials (cookies); scripts may read the
+/// session challenge and redirect targets.
 async fn cors(mut resp: Response) -> Response {
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("WWW-Authenticate, Location"),
     );
     resp
 }
@@ -1068,6 +1075,9 @@ fn session_json(view: &sessions::SessionView) -> Value {
 /// `POST /api/sessions`: open a session (id and nonce to answer).
 async fn sessions_api(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let params = Params::parse(req.uri().query());
+    if req.method() == Method::OPTIONS {
+        return preflight();
+    }
     if req.method() != Method::POST {
         return method_not_allowed(req.method(), &params);
     }
@@ -1090,6 +1100,9 @@ fn method_not_allowed(method: &Method, params: &Params) -> Response {
 async fn this_session(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
+    if method == Method::OPTIONS {
+        return preflight();
+    }
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let mut scheme = req
         .headers()

@@ -1622,6 +1622,18 @@ async fn pretty_callback_and_cors() {
         .header(header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
         .is_none());
     assert!(!plain.text().contains('\n'));
+    // Browser scripts may read the session challenge; the sessions API answers preflights.
+    assert_eq!(
+        plain.header(header::ACCESS_CONTROL_EXPOSE_HEADERS),
+        Some("WWW-Authenticate, Location")
+    );
+    for uri in ["/api/sessions", "/api/sessions/this"] {
+        let r = fx.send(Req::new(Method::OPTIONS, uri)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{uri}");
+        assert!(r
+            .header(header::ACCESS_CONTROL_ALLOW_HEADERS)
+            .is_some_and(|h| h.contains("Authorization")));
+    }
 
     let pretty = fx.send(Req::get("/api/handles/88.100.1/SN-1?pretty")).await;
     assert!(
