@@ -70,7 +70,7 @@ pub struct Config {
 
 /// Replication: which followers this node serves (`[[sync.allow]]`) and which upstreams it
 /// follows (`[[sync.follow]]`).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
     /// Serve and follow change feeds over plain HTTP (closed test networks only); otherwise
@@ -83,6 +83,22 @@ pub struct SyncConfig {
     pub allow: Vec<SyncAllow>,
     /// Upstreams this node follows.
     pub follow: Vec<SyncFollow>,
+}
+
+/// Change-log entries kept by default: every entry holds a whole record, so an unbounded log
+/// grows with every write; a million entries (about 0.5 GB with records of a few hundred
+/// bytes) leave followers days of catch-up on a busy node before they must re-bootstrap.
+pub const DEFAULT_LOG_RETENTION: u64 = 1_000_000;
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            allow_plain: false,
+            log_retention: DEFAULT_LOG_RETENTION,
+            allow: Vec::new(),
+            follow: Vec::new(),
+        }
+    }
 }
 
 /// `[[sync.allow]] identity = "300:0.NA/88.100", prefixes = ["88.100"]`.
