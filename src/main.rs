@@ -202,7 +202,8 @@ enum Command {
         #[command(subcommand)]
         op: AdminOp,
     },
-    /// Load-test a node's UDP front end (Handle resolution or DNS); dnsperf-style summary.
+    /// Load-test a node: Handle over UDP or TCP, DNS over UDP, or the HTTP(S) API; dnsperf-style
+    /// summary with latency percentiles.
     Bench(BenchArgs),
     /// Generate an RSA key for HS_PUBKEY authentication; prints its HS_PUBKEY value (REST JSON).
     Keygen {
