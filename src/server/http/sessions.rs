@@ -5,12 +5,17 @@
 //! hashing it with an HS_SECKEY secret, and then authenticates later requests with the session
 //! id alone.
 //!
-//! Sessions live in memory only (a restart ends them). They are bounded ([`MAX_SESSIONS`]):
-//! a full table first drops expired sessions, then the least recently used one, so 401 floods
-//! cannot grow it. A session expires [`UNAUTHENTICATED_TTL`] after its last use until it is
-//! authenticated, [`AUTHENTICATED_TTL`] after its last use afterwards.
+//! Sessions live in memory only (a restart ends them), in two bounded tables, so that floods
+//! of unauthenticated requests (each 401 opens a session) cannot push out sessions that
+//! clients have answered:
+//! - **offered** sessions (not answered yet): at most [`MAX_SESSIONS`], the oldest dropped
+//!   first when full (constant time), each expiring [`UNAUTHENTICATED_TTL`] after it was
+//!   opened;
+//! - **answered** sessions: at most [`MAX_SESSIONS`], expiring [`AUTHENTICATED_TTL`] after
+//!   their last use; when full, expired ones go first, then the least recently used. Only a
+//!   valid answer (real credentials) adds one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,28 +24,30 @@ use rand::RngCore;
 
 use crate::auth::Identity;
 
-/// Sessions kept at once.
+/// Sessions kept at once, in each of the two tables.
 pub const MAX_SESSIONS: usize = 10_000;
-/// Idle lifetime of a session nobody has authenticated yet.
+/// Lifetime of a session nobody has answered yet.
 pub const UNAUTHENTICATED_TTL: Duration = Duration::from_secs(60);
-/// Idle lifetime of an authenticated session.
+/// Idle lifetime of an answered session.
 pub const AUTHENTICATED_TTL: Duration = Duration::from_secs(30 * 60);
 
-struct Session {
+struct Offered {
     nonce: [u8; 16],
-    identity: Option<Identity>,
+    opened: Instant,
+}
+
+struct Answered {
+    nonce: [u8; 16],
+    identity: Identity,
     last_used: Instant,
 }
 
-impl Session {
-    fn expired(&self, now: Instant) -> bool {
-        let ttl = if self.identity.is_some() {
-            AUTHENTICATED_TTL
-        } else {
-            UNAUTHENTICATED_TTL
-        };
-        now.saturating_duration_since(self.last_used) >= ttl
-    }
+#[derive(Default)]
+struct Tables {
+    offered: HashMap<String, Offered>,
+    /// Offered ids, oldest first (ids already answered or dropped are skipped).
+    order: VecDeque<String>,
+    answered: HashMap<String, Answered>,
 }
 
 /// What a client may know of a session.
@@ -54,7 +61,7 @@ pub struct SessionView {
 
 #[derive(Default)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    tables: Mutex<Tables>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -62,8 +69,8 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Open a session: a fresh random id and nonce.
@@ -74,28 +81,32 @@ impl Sessions {
         rng.fill_bytes(&mut id);
         rng.fill_bytes(&mut nonce);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let now = Instant::now();
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| !s.expired(now));
-        }
-        if map.len() >= MAX_SESSIONS {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                map.remove(&k);
+        let mut t = self.lock();
+        while t.offered.len() >= MAX_SESSIONS {
+            match t.order.pop_front() {
+                Some(old) => {
+                    t.offered.remove(&old);
+                }
+                None => break,
             }
         }
-        map.insert(
-            id.clone(),
-            Session {
-                nonce,
-                identity: None,
-                last_used: now,
-            },
-        );
+        // From the front (oldest): ids answered or closed since, and offers past their
+        // lifetime (`order` is by opening time, so expired offers are all at the front).
+        let now = Instant::now();
+        while let Some(front) = t.order.front() {
+            let stale = match t.offered.get(front) {
+                None => true,
+                Some(s) => now.saturating_duration_since(s.opened) >= UNAUTHENTICATED_TTL,
+            };
+            if !stale {
+                break;
+            }
+            if let Some(old) = t.order.pop_front() {
+                t.offered.remove(&old);
+            }
+        }
+        t.offered.insert(id.clone(), Offered { nonce, opened: now });
+        t.order.push_back(id.clone());
         SessionView {
             id,
             nonce: b64(&nonce),
@@ -103,24 +114,34 @@ impl Sessions {
         }
     }
 
-    /// The live session `id` (its use counts: the idle clock restarts), with its raw nonce.
+    /// The live session `id` (an answered one's idle clock restarts), with its raw nonce.
     pub fn touch(&self, id: &str) -> Option<(SessionView, [u8; 16])> {
         let now = Instant::now();
-        let mut map = self.lock();
-        match map.get_mut(id) {
-            Some(s) if !s.expired(now) => {
+        let mut t = self.lock();
+        if let Some(s) = t.answered.get_mut(id) {
+            if now.saturating_duration_since(s.last_used) < AUTHENTICATED_TTL {
                 s.last_used = now;
-                Some((
-                    SessionView {
-                        id: id.to_string(),
-                        nonce: b64(&s.nonce),
-                        identity: s.identity.clone(),
-                    },
-                    s.nonce,
-                ))
+                let view = SessionView {
+                    id: id.to_string(),
+                    nonce: b64(&s.nonce),
+                    identity: Some(s.identity.clone()),
+                };
+                return Some((view, s.nonce));
+            }
+            t.answered.remove(id);
+            return None;
+        }
+        match t.offered.get(id) {
+            Some(s) if now.saturating_duration_since(s.opened) < UNAUTHENTICATED_TTL => {
+                let view = SessionView {
+                    id: id.to_string(),
+                    nonce: b64(&s.nonce),
+                    identity: None,
+                };
+                Some((view, s.nonce))
             }
             Some(_) => {
-                map.remove(id);
+                t.offered.remove(id);
                 None
             }
             None => None,
@@ -129,24 +150,52 @@ impl Sessions {
 
     /// Bind `identity` to session `id` (after its answer verified). False if it is gone.
     pub fn authenticate(&self, id: &str, identity: Identity) -> bool {
-        let mut map = self.lock();
-        match map.get_mut(id) {
-            Some(s) => {
-                s.identity = Some(identity);
-                s.last_used = Instant::now();
-                true
+        let now = Instant::now();
+        let mut t = self.lock();
+        let nonce = match (t.offered.remove(id), t.answered.get_mut(id)) {
+            (Some(offered), _) => offered.nonce,
+            (None, Some(answered)) => {
+                answered.identity = identity;
+                answered.last_used = now;
+                return true;
             }
-            None => false,
+            (None, None) => return false,
+        };
+        if t.answered.len() >= MAX_SESSIONS {
+            t.answered
+                .retain(|_, s| now.saturating_duration_since(s.last_used) < AUTHENTICATED_TTL);
         }
+        if t.answered.len() >= MAX_SESSIONS {
+            let lru = t
+                .answered
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = lru {
+                t.answered.remove(&k);
+            }
+        }
+        t.answered.insert(
+            id.to_string(),
+            Answered {
+                nonce,
+                identity,
+                last_used: now,
+            },
+        );
+        true
     }
 
     /// End session `id`; false if there was none.
     pub fn close(&self, id: &str) -> bool {
-        self.lock().remove(id).is_some()
+        let mut t = self.lock();
+        t.answered.remove(id).is_some() | t.offered.remove(id).is_some()
     }
 
+    /// Sessions held (offered and answered).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let t = self.lock();
+        t.offered.len() + t.answered.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,13 +228,24 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_drops_the_least_recently_used() {
+    fn floods_of_offers_never_push_out_answered_sessions() {
         let sessions = Sessions::default();
-        let first = sessions.open();
-        for _ in 0..MAX_SESSIONS {
+        let who = Identity {
+            handle: Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap(),
+            index: 300,
+        };
+        let kept = sessions.open();
+        assert!(sessions.authenticate(&kept.id, who));
+        let first_offer = sessions.open();
+        for _ in 0..MAX_SESSIONS * 2 {
             sessions.open();
         }
-        assert_eq!(sessions.len(), MAX_SESSIONS);
-        assert!(sessions.touch(&first.id).is_none(), "the oldest went first");
+        assert_eq!(sessions.len(), MAX_SESSIONS + 1);
+        assert!(
+            sessions.touch(&first_offer.id).is_none(),
+            "the oldest offer went first"
+        );
+        assert!(sessions.touch(&kept.id).unwrap().0.identity.is_some());
+        assert!(sessions.lock().order.len() <= MAX_SESSIONS);
     }
 }
