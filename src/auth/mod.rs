@@ -69,27 +69,62 @@ pub fn authenticate_secret(
     index: u32,
     secret: &[u8],
 ) -> Result<Identity, AuthError> {
+    authenticate_by_value(
+        registry,
+        handle,
+        index,
+        KeyKind::Secret,
+        AuthError::WrongSecret,
+        |v| bool::from(v.data.as_slice().ct_eq(secret)),
+    )
+}
+
+/// The value type an identity proves possession of (also the `type=` of a REST session
+/// answer: HS_SECKEY or HS_PUBKEY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Secret,
+    Public,
+}
+
+/// The shared shape of every authentication: the identity's record, its values of `kind` at
+/// `index` (0: any index), and the first that `proves` accepts gives the identity (with that
+/// value's index). No record, no such value, or none accepted are the three errors; `refused`
+/// builds the last.
+fn authenticate_by_value(
+    registry: &Registry,
+    handle: &Handle,
+    index: u32,
+    kind: KeyKind,
+    refused: fn(String) -> AuthError,
+    proves: impl Fn(&HandleValue) -> bool,
+) -> Result<Identity, AuthError> {
     let record = registry
         .get(handle)?
         .ok_or_else(|| AuthError::UnknownIdentity(handle.to_string()))?;
     let who = format!("{index}:{handle}");
-    let candidates: Vec<&HandleValue> = record
+    let wanted = match kind {
+        KeyKind::Secret => types::HS_SECKEY,
+        KeyKind::Public => types::HS_PUBKEY,
+    };
+    let mut candidates = record
         .values
         .iter()
-        .filter(|v| v.is_type(types::HS_SECKEY) && (index == 0 || v.index == index))
-        .collect();
-    if candidates.is_empty() {
-        return Err(AuthError::NoSecretKey(who));
+        .filter(|v| v.is_type(wanted) && (index == 0 || v.index == index))
+        .peekable();
+    if candidates.peek().is_none() {
+        return Err(match kind {
+            KeyKind::Secret => AuthError::NoSecretKey(who),
+            KeyKind::Public => AuthError::NoPublicKey(who),
+        });
     }
-    for v in candidates {
-        if bool::from(v.data.as_slice().ct_eq(secret)) {
-            return Ok(Identity {
-                handle: handle.clone(),
-                index: v.index,
-            });
-        }
+    match candidates.find(|v| proves(v)) {
+        Some(v) => Ok(Identity {
+            handle: handle.clone(),
+            index: v.index,
+        }),
+        None => Err(refused(who)),
     }
-    Err(AuthError::WrongSecret(who))
 }
 
 /// What a TLS client certificate claims (Handle.Net client-certificate authentication): the
@@ -161,42 +196,25 @@ pub fn authenticate_public_key(
     index: u32,
     claim: &CertClaim,
 ) -> Result<Identity, AuthError> {
-    let record = registry
-        .get(handle)?
-        .ok_or_else(|| AuthError::UnknownIdentity(handle.to_string()))?;
-    let who = format!("{index}:{handle}");
-    let mut candidates = record
-        .values
-        .iter()
-        .filter(|v| v.is_type(types::HS_PUBKEY) && (index == 0 || v.index == index))
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(AuthError::NoPublicKey(who));
-    }
-    for v in candidates {
-        if let Ok(PublicKey::Rsa { exponent, modulus }) = PublicKey::decode(&v.data) {
-            if magnitude(&modulus) == claim.modulus && magnitude(&exponent) == claim.exponent {
-                return Ok(Identity {
-                    handle: handle.clone(),
-                    index: v.index,
-                });
+    authenticate_by_value(
+        registry,
+        handle,
+        index,
+        KeyKind::Public,
+        AuthError::KeyMismatch,
+        |v| match PublicKey::decode(&v.data) {
+            Ok(PublicKey::Rsa { exponent, modulus }) => {
+                magnitude(&modulus) == claim.modulus && magnitude(&exponent) == claim.exponent
             }
-        }
-    }
-    Err(AuthError::KeyMismatch(who))
-}
-
-/// The key kind a REST session answer uses (`type=` of Handle.Net's `Authorization: Handle`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionKey {
-    PublicKey,
-    SecretKey,
+            _ => false,
+        },
+    )
 }
 
 /// What a REST session answer carries besides the identity.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionAnswer<'a> {
-    pub kind: SessionKey,
+    pub kind: KeyKind,
     /// "SHA1" or "SHA256".
     pub alg: &'a str,
     /// The server's nonce, then the client's.
@@ -213,45 +231,27 @@ pub fn authenticate_session_answer(
     index: u32,
     answer: &SessionAnswer<'_>,
 ) -> Result<Identity, AuthError> {
-    let record = registry
-        .get(handle)?
-        .ok_or_else(|| AuthError::UnknownIdentity(handle.to_string()))?;
-    let who = format!("{index}:{handle}");
-    let wanted = match answer.kind {
-        SessionKey::PublicKey => types::HS_PUBKEY,
-        SessionKey::SecretKey => types::HS_SECKEY,
-    };
-    let mut candidates = record
-        .values
-        .iter()
-        .filter(|v| v.is_type(wanted) && (index == 0 || v.index == index))
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(match answer.kind {
-            SessionKey::PublicKey => AuthError::NoPublicKey(who),
-            SessionKey::SecretKey => AuthError::NoSecretKey(who),
-        });
-    }
-    for v in candidates {
-        let a = answer;
-        let valid = match a.kind {
-            SessionKey::PublicKey => PublicKey::decode(&v.data).ok().and_then(|key| {
-                challenge::verify_session_signature(&key, a.alg, a.nonce, a.cnonce, a.signature)
-                    .ok()
-            }),
-            SessionKey::SecretKey => {
-                challenge::verify_session_secret(&v.data, a.alg, a.nonce, a.cnonce, a.signature)
-                    .ok()
-            }
-        };
-        if valid == Some(true) {
-            return Ok(Identity {
-                handle: handle.clone(),
-                index: v.index,
-            });
-        }
-    }
-    Err(AuthError::BadSignature(who))
+    let a = answer;
+    authenticate_by_value(
+        registry,
+        handle,
+        index,
+        a.kind,
+        AuthError::BadSignature,
+        |v| {
+            let valid = match a.kind {
+                KeyKind::Public => PublicKey::decode(&v.data).ok().and_then(|key| {
+                    challenge::verify_session_signature(&key, a.alg, a.nonce, a.cnonce, a.signature)
+                        .ok()
+                }),
+                KeyKind::Secret => {
+                    challenge::verify_session_secret(&v.data, a.alg, a.nonce, a.cnonce, a.signature)
+                        .ok()
+                }
+            };
+            valid == Some(true)
+        },
+    )
 }
 
 /// Answers authorization questions against the registry.

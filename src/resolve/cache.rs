@@ -169,6 +169,17 @@ pub enum Lookup<T> {
     Miss,
 }
 
+impl<T> Lookup<T> {
+    /// The same freshness, with `f` applied to what was found.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
+        match self {
+            Lookup::Fresh(t) => Lookup::Fresh(f(t)),
+            Lookup::Stale(t) => Lookup::Stale(f(t)),
+            Lookup::Miss => Lookup::Miss,
+        }
+    }
+}
+
 /// The counted events.
 #[derive(Debug, Clone, Copy)]
 enum Event {
@@ -255,11 +266,7 @@ impl<K: Hash + Eq, V: Clone> Store<K, V> {
     }
 
     fn get(&mut self, key: &K, now: u64) -> Lookup<V> {
-        match self.get_expiring(key, now) {
-            Lookup::Fresh((v, _)) => Lookup::Fresh(v),
-            Lookup::Stale((v, _)) => Lookup::Stale(v),
-            Lookup::Miss => Lookup::Miss,
-        }
+        self.get_expiring(key, now).map(|(v, _)| v)
     }
 
     /// [`Keyspace::get`], with the entry's end of freshness (unix seconds).
@@ -458,11 +465,7 @@ impl Cache {
     /// Look up an answer: fresh, stale (within the serve-stale window) or a miss; a dead entry
     /// is dropped.
     pub fn get(&self, key: &CacheKey, now: u64) -> Lookup<CachedAnswer> {
-        match self.get_expiring(key, now) {
-            Lookup::Fresh((answer, _)) => Lookup::Fresh(answer),
-            Lookup::Stale((answer, _)) => Lookup::Stale(answer),
-            Lookup::Miss => Lookup::Miss,
-        }
+        self.get_expiring(key, now).map(|(answer, _)| answer)
     }
 
     /// [`Cache::get`], with the unix second at which the entry stops being fresh (what a DNS

@@ -380,7 +380,7 @@ fn session_answer(
     params: &HandleScheme,
     nonce: &[u8],
 ) -> Result<Identity, String> {
-    use crate::auth::{SessionAnswer, SessionKey};
+    use crate::auth::{KeyKind, SessionAnswer};
     let b64 = |what: &str, v: &Option<String>| -> Result<Vec<u8>, String> {
         let v = v
             .as_deref()
@@ -390,8 +390,8 @@ fn session_answer(
             .map_err(|_| format!("the session answer's {what} is not base64"))
     };
     let kind = match params.kind.as_deref() {
-        Some(t) if t.eq_ignore_ascii_case(types::HS_PUBKEY) => SessionKey::PublicKey,
-        Some(t) if t.eq_ignore_ascii_case(types::HS_SECKEY) => SessionKey::SecretKey,
+        Some(t) if t.eq_ignore_ascii_case(types::HS_PUBKEY) => KeyKind::Public,
+        Some(t) if t.eq_ignore_ascii_case(types::HS_SECKEY) => KeyKind::Secret,
         other => {
             return Err(format!(
                 "session answer type {other:?} is not HS_PUBKEY or HS_SECKEY"
@@ -1124,13 +1124,7 @@ async fn this_session(State(state): State<Arc<HttpState>>, req: Request) -> Resp
     if method == Method::PUT || method == Method::POST {
         let body = match read_body(&state, req.into_body()).await {
             Ok(body) => body,
-            Err(e) => {
-                return json_response(
-                    e.status,
-                    &hjson::error_response(e.failure.code.code(), None, &e.failure.message),
-                    &params,
-                )
-            }
+            Err(e) => return body_error(e, None, &params).1,
         };
         if !body.iter().all(u8::is_ascii_whitespace) {
             let Ok(answer) = serde_json::from_slice::<Value>(&body) else {
