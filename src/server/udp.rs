@@ -368,9 +368,11 @@ pub fn run_worker<S: DatagramService>(
                     let service = service.clone();
                     let tx = relayed_tx.clone();
                     let key = keyed.then(|| key.clone());
+                    // The answer's TTLs are computed after this moment (when the job starts):
+                    // ageing it from here never understates its age.
+                    let prepared = unix;
                     runtime.spawn(async move {
                         let (datagrams, reuse) = service.run_job(job).await;
-                        let prepared = now_unix();
                         // A blocking send from a runtime thread: UDP sends do not wait for
                         // the peer, only (rarely, briefly) for room in the 4 MiB buffer.
                         for d in &datagrams {
