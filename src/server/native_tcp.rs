@@ -12,7 +12,7 @@ use tokio::sync::{watch, Semaphore};
 
 use super::accept::{read_next, read_rest};
 use super::native::{NativeService, Outcome, Transport};
-use crate::wire::handle::message::{Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
+use crate::wire::handle::message::{op, Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 
 /// How long a started message may take to arrive in full.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,13 +67,21 @@ async fn connection(
         if !read_rest(&mut stream, &mut message, READ_TIMEOUT).await? {
             return Ok(());
         }
-        // Writes fsync before answering and challenge answers run key derivation: keep both
-        // off the async workers.
-        let svc = service.clone();
-        let outcome =
+        // Resolutions are a registry read, answered here like the UDP and HTTP front ends do.
+        // Everything else may block: writes fsync before answering, challenge answers run key
+        // derivation; those go to the blocking pool, off the async workers.
+        let op_code = message
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes);
+        let outcome = if op_code == Some(op::RESOLUTION) {
+            service.process(envelope, &message, Transport::Tcp)
+        } else {
+            let svc = service.clone();
             tokio::task::spawn_blocking(move || svc.process(envelope, &message, Transport::Tcp))
                 .await
-                .map_err(std::io::Error::other)?;
+                .map_err(std::io::Error::other)?
+        };
         let responses = match outcome {
             Outcome::Done(responses) => responses,
             Outcome::Recurse(job) => service.recurse(*job).await,
