@@ -249,7 +249,8 @@ impl NativeService {
     }
 
     /// [`NativeService::recurse`], also saying how long the answer may be replayed for the
-    /// same request bytes: its cache lifetime, at most [`super::udp::RELAYED_REUSE_SECS`].
+    /// same request bytes: what is left of its cache lifetime, at most
+    /// [`super::udp::RELAYED_REUSE_SECS`].
     pub async fn recurse_for_reuse(&self, job: RecursionJob) -> (Vec<Vec<u8>>, Reuse) {
         let Some(recursor) = &self.recursor else {
             return (Vec::new(), Reuse::Never);
@@ -258,7 +259,7 @@ impl NativeService {
         let req = &job.request;
         let hb = job.hb.as_deref();
         let answer = recursor
-            .resolve(
+            .resolve_aged(
                 &job.handle,
                 &job.indexes,
                 &job.types,
@@ -266,13 +267,12 @@ impl NativeService {
                 now,
             )
             .await;
+        // Replayed no longer than the cache entry stays fresh (what is left of it).
         let reuse = match &answer {
-            Ok(a) => match recursor.cache().lifetime(a, now) {
-                0 => Reuse::Never,
-                secs => Reuse::Until(now + u64::from(secs).min(RELAYED_REUSE_SECS)),
-            },
-            Err(_) => Reuse::Never,
+            Ok((_, 0)) | Err(_) => Reuse::Never,
+            Ok((_, left)) => Reuse::Until(now + u64::from(*left).min(RELAYED_REUSE_SECS)),
         };
+        let answer = answer.map(|(a, _)| a);
         let text = match &req.body {
             Body::Resolution { handle, .. } => handle.clone(),
             _ => job.handle.as_str().to_string(),

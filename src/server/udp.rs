@@ -34,8 +34,11 @@ pub const BATCH: usize = 32;
 /// Largest request datagram handled; longer ones are dropped. DNS queries and Handle UDP
 /// fragments (20 + 492 bytes) are far smaller.
 pub const MAX_REQUEST: usize = 4096;
-/// Longest time an answer relayed from another server is replayed from [`HotAnswers`].
-pub const RELAYED_REUSE_SECS: u64 = 30;
+/// Longest time an answer relayed from another server is replayed from [`HotAnswers`] (it is
+/// also never replayed past its cache entry's freshness; DNS TTLs count down as it ages). The
+/// bound keeps a worker's copy from outliving a fresher answer the recursor fetched after
+/// evicting its entry by more than this.
+pub const RELAYED_REUSE_SECS: u64 = 300;
 /// How often a blocked worker wakes up to check for shutdown.
 const WAKE_EVERY: Duration = Duration::from_millis(200);
 /// Kernel receive and send buffers asked for each socket (Linux caps them at `rmem_max` /
