@@ -388,6 +388,30 @@ impl Stats {
         }
     }
 
+    /// Count the outcome of one exchange over a connection: its response label, an error or
+    /// a timeout, with latency from `since`. False when the connection must be replaced.
+    fn settle(
+        &mut self,
+        outcome: Result<anyhow::Result<String>, tokio::time::error::Elapsed>,
+        since: Instant,
+        timeout: Duration,
+    ) -> bool {
+        match outcome {
+            Ok(Ok(label)) => {
+                self.record(Instant::now().saturating_duration_since(since), label);
+                true
+            }
+            Ok(Err(e)) => {
+                self.lose(|| format!("{e:#}"));
+                false
+            }
+            Err(_) => {
+                self.lose(|| format!("no response within {timeout:?}"));
+                false
+            }
+        }
+    }
+
     /// Count a lost query, keeping the first error seen.
     fn lose(&mut self, error: impl FnOnce() -> String) {
         self.lost += 1;
@@ -1237,21 +1261,11 @@ impl HttpWorker {
                 let status = response.status();
                 // Read the body to the end so the connection can carry the next request.
                 response.into_body().collect().await?;
-                Ok::<u16, anyhow::Error>(status.as_u16())
+                Ok::<String, anyhow::Error>(format!("HTTP{}", status.as_u16()))
             };
-            match tokio::time::timeout(target.timeout, exchange).await {
-                Ok(Ok(status)) => stats.record(
-                    Instant::now().saturating_duration_since(due),
-                    format!("HTTP{status}"),
-                ),
-                Ok(Err(e)) => {
-                    stats.lose(|| format!("{e:#}"));
-                    conn = None;
-                }
-                Err(_) => {
-                    stats.lose(|| format!("no response within {:?}", target.timeout));
-                    conn = None;
-                }
+            let outcome = tokio::time::timeout(target.timeout, exchange).await;
+            if !stats.settle(outcome, due, target.timeout) {
+                conn = None;
             }
         }
         stats.push_live(Instant::now(), true);
@@ -1317,24 +1331,14 @@ impl TcpWorker {
                     let id = u32::from_be_bytes(env[8..12].try_into().expect("4 bytes"));
                     if id == next_id && body.len() >= 8 {
                         let rc = u32::from_be_bytes(body[4..8].try_into().expect("4 bytes"));
-                        return Ok::<u32, anyhow::Error>(rc);
+                        return Ok::<String, anyhow::Error>(format!("RC{rc}"));
                     }
                 }
             };
-            match tokio::time::timeout(self.timeout, exchange).await {
-                // Latency from the due time: in open loop a late send counts against the server.
-                Ok(Ok(rc)) => stats.record(
-                    Instant::now().saturating_duration_since(due),
-                    format!("RC{rc}"),
-                ),
-                Ok(Err(e)) => {
-                    stats.lose(|| format!("{e:#}"));
-                    conn = None;
-                }
-                Err(_) => {
-                    stats.lose(|| format!("no response within {:?}", self.timeout));
-                    conn = None;
-                }
+            // Latency from the due time: in open loop a late send counts against the server.
+            let outcome = tokio::time::timeout(self.timeout, exchange).await;
+            if !stats.settle(outcome, due, self.timeout) {
+                conn = None;
             }
         }
         stats.push_live(Instant::now(), true);

@@ -570,21 +570,17 @@ pub fn verify_session_secret(
     signature: &[u8],
 ) -> Result<bool, ChallengeError> {
     use subtle::ConstantTimeEq;
+    fn digest<D: Digest>(parts: [&[u8]; 4]) -> Vec<u8> {
+        parts
+            .iter()
+            .fold(D::new(), |d, part| d.chain_update(part))
+            .finalize()
+            .to_vec()
+    }
+    let parts = [secret, nonce, cnonce, secret];
     let expected = match SignatureHash::from_wire(alg.as_bytes())? {
-        SignatureHash::Sha1 => Sha1::new()
-            .chain_update(secret)
-            .chain_update(nonce)
-            .chain_update(cnonce)
-            .chain_update(secret)
-            .finalize()
-            .to_vec(),
-        SignatureHash::Sha256 => Sha256::new()
-            .chain_update(secret)
-            .chain_update(nonce)
-            .chain_update(cnonce)
-            .chain_update(secret)
-            .finalize()
-            .to_vec(),
+        SignatureHash::Sha1 => digest::<Sha1>(parts),
+        SignatureHash::Sha256 => digest::<Sha256>(parts),
     };
     Ok(bool::from(expected.as_slice().ct_eq(signature)))
 }
