@@ -649,6 +649,11 @@ impl Client {
         match transport {
             Transport::Udp => {
                 let m = self.udp_exchange(&request)?;
+                // RC 2 (and a truncated answer) sends Handle.Net clients to TCP: the server
+                // says the answer is too large for UDP, or needs authentication.
+                if m.header.response_code == 2 || m.envelope.flags & envelope_flag::TRUNCATED != 0 {
+                    return self.tcp_exchange(&request, handle, None);
+                }
                 Ok(Response::from_message(&m, handle))
             }
             Transport::Tcp => self.tcp_exchange(&request, handle, None),

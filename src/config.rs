@@ -258,6 +258,19 @@ pub struct HandleConfig {
     /// Encoded answers kept for replay, shared out among the UDP workers; 0 disables the
     /// answer cache (see `server::udp`).
     pub answer_cache_entries: usize,
+    /// Largest answer sent over UDP (512..=262144); a larger one is replaced by a short
+    /// RC 2 error with the TC flag, on which Handle.Net clients retry over TCP at once.
+    pub max_udp_answer_bytes: usize,
+    /// Addresses of the servers allowed to ask this node to verify challenge answers
+    /// (VERIFY_CHALLENGE, opCode 201, over TCP only). Empty: nobody.
+    pub verify_peers: Vec<std::net::IpAddr>,
+    /// 402 challenges one client address may have waiting at once (the whole table holds
+    /// 10 000 and 64 MiB; see `auth::pending`).
+    pub max_pending_challenges_per_client: usize,
+    /// Failed challenge answers one address may make in a burst, then
+    /// `auth_failures_per_minute`; past that its answers are refused unchecked.
+    pub auth_failure_burst: u32,
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for HandleConfig {
@@ -272,6 +285,31 @@ impl Default for HandleConfig {
             site_key: None,
             udp_threads: 0,
             answer_cache_entries: 200_000,
+            max_udp_answer_bytes: crate::server::native::DEFAULT_MAX_UDP_ANSWER,
+            verify_peers: Vec::new(),
+            max_pending_challenges_per_client: 32,
+            auth_failure_burst: 10,
+            auth_failures_per_minute: 10,
+        }
+    }
+}
+
+impl HandleConfig {
+    /// The native front end's abuse bounds from these settings.
+    pub fn native_limits(&self) -> crate::server::native::NativeLimits {
+        use crate::auth::pending::{FailureLimits, PendingLimits};
+        crate::server::native::NativeLimits {
+            challenges: PendingLimits {
+                max_per_source: self.max_pending_challenges_per_client,
+                ..PendingLimits::default()
+            },
+            failures: FailureLimits {
+                burst: self.auth_failure_burst,
+                per_minute: self.auth_failures_per_minute,
+                ..FailureLimits::default()
+            },
+            max_udp_answer: self.max_udp_answer_bytes,
+            verify_peers: self.verify_peers.clone(),
         }
     }
 }
@@ -528,6 +566,23 @@ impl Config {
         }
         if hc.tcp && hc.listen == h.listen && hc.listen.port() != 0 {
             return Err(invalid("handle.listen", "must differ from http.listen"));
+        }
+        if !(512..=crate::wire::handle::message::MAX_MESSAGE_LEN)
+            .contains(&self.handle.max_udp_answer_bytes)
+        {
+            return Err(invalid(
+                "handle.max_udp_answer_bytes",
+                "must be between 512 and 262144",
+            ));
+        }
+        if self.handle.max_pending_challenges_per_client == 0 {
+            return Err(invalid(
+                "handle.max_pending_challenges_per_client",
+                "must be at least 1",
+            ));
+        }
+        if self.handle.auth_failure_burst == 0 {
+            return Err(invalid("handle.auth_failure_burst", "must be at least 1"));
         }
         let site_public_key = match &hc.site_key {
             None => None,

@@ -32,6 +32,14 @@ pub struct Metrics {
     pub sync_applied: IntCounterVec,
     pub sync_bootstraps: IntCounterVec,
     pub sync_errors: IntCounterVec,
+    /// Native 402 challenges waiting for an answer.
+    pub pending_challenges: IntGauge,
+    /// Requests refused to protect the node, by front end and reason (`udp_too_large`,
+    /// `challenge_source_full`, `auth_rate_limited`, `verify_refused`, `verify_busy`, ...).
+    pub refused: IntCounterVec,
+    /// Response-rate limiting on UDP front ends: answers dropped or slipped (replaced by a
+    /// short "retry over TCP" answer), by front end.
+    pub rate_limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -99,7 +107,31 @@ impl Metrics {
         registry.register(Box::new(sync_applied.clone()))?;
         registry.register(Box::new(sync_bootstraps.clone()))?;
         registry.register(Box::new(sync_errors.clone()))?;
+        let pending_challenges = IntGauge::new(
+            "idnode_pending_challenges",
+            "Native 402 challenges waiting for an answer",
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "idnode_refused_total",
+                "Requests refused to protect the node, by front end and reason",
+            ),
+            &["proto", "reason"],
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "idnode_rate_limited_total",
+                "UDP answers withheld by response-rate limiting (action drop or slip)",
+            ),
+            &["proto", "action"],
+        )?;
+        registry.register(Box::new(pending_challenges.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
         Ok(Metrics {
+            pending_challenges,
+            refused,
+            rate_limited,
             sync_lag_sequences,
             sync_lag_seconds,
             sync_applied,

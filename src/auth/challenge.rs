@@ -275,6 +275,15 @@ pub fn seckey_answer_for_version(
     }
 }
 
+/// Whether an HS_SECKEY answer's form may answer a challenge of protocol `major.minor`: the
+/// MD5 forms (the bare pre-2.1 digest and algorithm byte `0x01`) only below 2.7, where no
+/// client of a current version would send them; a 2.7+ challenge answered with MD5 is a
+/// downgrade, not a client.
+pub fn seckey_form_allowed(major: u8, minor: u8, signed_response: &[u8]) -> bool {
+    let md5 = signed_response.len() == 16 || signed_response.first() == Some(&mac_alg::MD5);
+    !md5 || !version_at_least(major, minor, 2, 7)
+}
+
 /// Check an HS_SECKEY answer against the stored secret, with the default PBKDF2 work limit
 /// ([`MAX_PBKDF2_WORK`]). See [`verify_seckey_answer_with_limit`].
 pub fn verify_seckey_answer(

@@ -463,11 +463,16 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             "dns",
         ));
     }
-    let mut native = native::NativeService::new(engine.clone(), metrics, &site);
+    let mut native = native::NativeService::new(engine.clone(), metrics, &site)
+        .with_limits(config.raw.handle.native_limits());
     if let Some(r) = &recursor {
         native = native.with_recursor(r.clone());
     }
     let native = Arc::new(native);
+    tasks.push(tokio::spawn(sweep_challenges(
+        native.clone(),
+        shutdown_rx.clone(),
+    )));
     if let Some(tcp) = native_tcp {
         let limit = Arc::new(Semaphore::new(config.raw.handle.max_connections));
         tasks.push(tokio::spawn(native_tcp::serve_tcp(
@@ -493,6 +498,19 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         shutdown,
         tasks,
     })
+}
+
+/// Drop expired native challenges every second until shutdown (the table is bounded anyway;
+/// this returns the memory of abandoned ones promptly).
+async fn sweep_challenges(native: Arc<native::NativeService>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        native.sweep(std::time::Instant::now());
+    }
 }
 
 /// Keep the newest `keep` change-log entries: truncate now and every 30 s until shutdown.

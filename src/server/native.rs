@@ -12,7 +12,8 @@
 //! node's site serial and an expiration 12 hours ahead (Java clients reject expired answers),
 //! and only use response codes every Handle client knows.
 
-use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,10 @@ use rand::RngCore;
 
 use super::udp::{Reuse, RELAYED_REUSE_SECS};
 use crate::auth::challenge::{
-    request_digest, verify_pubkey_answer, verify_seckey_answer_with_limit,
+    request_digest, seckey_form_allowed, verify_pubkey_answer, verify_seckey_answer_with_limit,
+};
+use crate::auth::pending::{
+    FailureLimiter, FailureLimits, PendingFull, PendingLimits, PendingTable,
 };
 use crate::auth::Identity;
 use crate::metrics::Metrics;
@@ -29,14 +33,24 @@ use crate::resolve::cache::CachedAnswer;
 use crate::resolve::recursion::Recursor;
 use crate::resolve::{Engine, Failure, Overwrite, Query};
 use crate::wire::handle::message::{
-    flag, header_and_body, op, Body, Envelope, Header, Message, RequestDigest, WireError,
-    OUR_VERSION,
+    envelope_flag, flag, header_and_body, op, Body, Envelope, Header, Message, RequestDigest,
+    WireError, MAX_MESSAGE_LEN, OUR_VERSION,
 };
 
 /// How long a challenge may wait for its answer (Handle.Net `max_auth_time`).
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(20);
-/// Most challenges pending at once; beyond this new ones get RC 3 (server too busy).
+/// Most challenges pending at once; beyond this the oldest challenge of the address holding
+/// the most goes (see [`PendingTable`]).
 pub const MAX_PENDING_CHALLENGES: usize = 10_000;
+/// Keys tried for one answer naming index 0 ("any of the handle's keys"): a handle with
+/// hundreds of secrets must not turn one answer into hundreds of key derivations.
+pub const MAX_KEYS_PER_ANSWER: usize = 4;
+/// Key derivations and signature checks running at once, all connections together; more
+/// answers wait for none of them but get RC 3 (server too busy).
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+/// Largest native answer over UDP by default (`handle.max_udp_answer_bytes`): ordinary
+/// records fit, and a 70-byte query cannot draw more than this toward a spoofable address.
+pub const DEFAULT_MAX_UDP_ANSWER: usize = 16 * 1024;
 /// Handles per LIST_HANDLES message (Handle.Net sends 50 per message, CN on all but the last).
 pub const LIST_PER_MESSAGE: usize = 50;
 /// PBKDF2 work (iterations × blocks) a server accepts in one HS_SECKEY answer: 20 times what
@@ -80,11 +94,60 @@ pub struct RecursionJob {
     started: Instant,
 }
 
+/// A 402 challenge waiting for its answer.
 struct Pending {
     request: Message,
     digest: RequestDigest,
     nonce: [u8; 16],
-    expires: Instant,
+}
+
+/// Abuse bounds of the native front end (`[handle]` settings).
+#[derive(Debug, Clone)]
+pub struct NativeLimits {
+    /// Pending 402 challenges, per address and in total.
+    pub challenges: PendingLimits,
+    /// Failed challenge answers per address.
+    pub failures: FailureLimits,
+    /// Largest answer sent over UDP; larger ones are replaced by RC 2 ("use TCP"), which
+    /// makes Handle.Net clients retry over TCP at once.
+    pub max_udp_answer: usize,
+    /// Addresses VERIFY_CHALLENGE (opCode 201) is answered for, over TCP only: the servers
+    /// that forward their clients' challenge answers here. Empty: nobody.
+    pub verify_peers: Vec<IpAddr>,
+}
+
+impl Default for NativeLimits {
+    fn default() -> Self {
+        NativeLimits {
+            challenges: PendingLimits::default(),
+            failures: FailureLimits::default(),
+            max_udp_answer: DEFAULT_MAX_UDP_ANSWER,
+            verify_peers: Vec::new(),
+        }
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub transport: Transport,
+    pub addr: IpAddr,
+}
+
+impl Source {
+    pub fn udp(addr: IpAddr) -> Source {
+        Source {
+            transport: Transport::Udp,
+            addr,
+        }
+    }
+
+    pub fn tcp(addr: IpAddr) -> Source {
+        Source {
+            transport: Transport::Tcp,
+            addr,
+        }
+    }
 }
 
 /// Native protocol handler. Shared by every connection and socket.
@@ -96,7 +159,11 @@ pub struct NativeService {
     metrics: Metrics,
     site: Vec<u8>,
     site_serial: u16,
-    pending: Mutex<HashMap<u32, Pending>>,
+    limits: NativeLimits,
+    pending: Mutex<PendingTable<Pending>>,
+    failures: Mutex<FailureLimiter>,
+    /// Key derivations / signature checks in progress.
+    verifying: AtomicUsize,
 }
 
 fn now_unix() -> u64 {
@@ -131,8 +198,33 @@ impl NativeService {
             metrics,
             site: site.encode(),
             site_serial: site.serial,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(PendingTable::new(NativeLimits::default().challenges)),
+            failures: Mutex::new(FailureLimiter::new(NativeLimits::default().failures)),
+            limits: NativeLimits::default(),
+            verifying: AtomicUsize::new(0),
         }
+    }
+
+    /// Use `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: NativeLimits) -> NativeService {
+        self.pending = Mutex::new(PendingTable::new(limits.challenges));
+        self.failures = Mutex::new(FailureLimiter::new(limits.failures));
+        self.limits = limits;
+        self
+    }
+
+    /// Drop expired challenges (the server calls this every second).
+    pub fn sweep(&self, now: Instant) -> usize {
+        let removed = self.lock_pending().sweep(now);
+        self.metrics
+            .pending_challenges
+            .set(self.lock_pending().len() as i64);
+        removed
+    }
+
+    /// Challenges waiting for an answer.
+    pub fn pending_challenges(&self) -> usize {
+        self.lock_pending().len()
     }
 
     /// Resolve identifiers this node does not home through `recursor` (REC requests).
@@ -150,21 +242,20 @@ impl NativeService {
         &self.metrics
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Pending>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, PendingTable<Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, FailureLimiter> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Handle one complete request: `envelope` and the `message` bytes after it (reassembled
     /// for UDP). Returns the encoded responses, in order (several for list operations); none
     /// when the input deserves no answer (it is a response, or too broken to answer).
     /// Requests that need recursion are answered by awaiting it.
-    pub async fn handle(
-        &self,
-        envelope: Envelope,
-        message: &[u8],
-        transport: Transport,
-    ) -> Vec<Vec<u8>> {
-        match self.process(envelope, message, transport) {
+    pub async fn handle(&self, envelope: Envelope, message: &[u8], source: Source) -> Vec<Vec<u8>> {
+        match self.process(envelope, message, source) {
             Outcome::Done(responses) => responses,
             Outcome::Recurse(job) => self.recurse(*job).await,
         }
@@ -172,22 +263,93 @@ impl NativeService {
 
     /// The synchronous part: everything but recursion, which comes back as a job for
     /// [`NativeService::recurse`] (so a UDP loop can spawn it instead of waiting).
-    pub fn process(&self, envelope: Envelope, message: &[u8], transport: Transport) -> Outcome {
+    pub fn process(&self, envelope: Envelope, message: &[u8], source: Source) -> Outcome {
         let started = Instant::now();
+        let transport = source.transport;
         if let Some(job) = self.recursion_job(envelope, message, transport, started) {
             return Outcome::Recurse(Box::new(job));
         }
-        let (op_code, responses) = self.dispatch(envelope, message, transport);
-        Outcome::Done(self.finish(op_code, transport, started, &responses))
+        let (op_code, responses) = self.dispatch(envelope, message, source);
+        Outcome::Done(self.finish(op_code, transport, started, responses))
     }
 
+    /// No answer over the message limit on any transport (no client could reassemble it),
+    /// and over UDP none larger than `max_udp_answer`: such answers become one short RC 2
+    /// error with the envelope's TC flag, which Handle.Net clients answer by retrying over
+    /// TCP at once. Lists are several messages of [`LIST_PER_MESSAGE`] handles each.
+    fn bound_answer_size(
+        &self,
+        transport: Transport,
+        responses: &mut [Message],
+        sizes: &[usize],
+    ) -> bool {
+        let limit = match transport {
+            Transport::Udp => self.limits.max_udp_answer.min(MAX_MESSAGE_LEN),
+            Transport::Tcp => MAX_MESSAGE_LEN,
+        };
+        let total: usize = sizes.iter().sum();
+        let too_big = match transport {
+            Transport::Udp => total > limit,
+            Transport::Tcp => sizes.iter().any(|s| *s > limit),
+        };
+        if !too_big {
+            return false;
+        }
+        let reason = match transport {
+            Transport::Udp => "udp_too_large",
+            Transport::Tcp => "message_too_large",
+        };
+        self.refuse(transport, reason);
+        for (m, size) in responses.iter_mut().zip(sizes) {
+            if transport == Transport::Tcp && *size <= limit {
+                continue;
+            }
+            m.header.response_code = ResponseCode::Error.code();
+            m.header.op_flag &= !flag::CONTINUOUS;
+            m.envelope.flags |= envelope_flag::TRUNCATED;
+            m.body = Body::Error {
+                message: match transport {
+                    Transport::Udp => format!(
+                        "the answer ({total} bytes) is larger than this server sends over UDP \
+                         ({limit} bytes): ask over TCP"
+                    ),
+                    Transport::Tcp => format!(
+                        "the answer is larger than the {MAX_MESSAGE_LEN}-byte message limit: \
+                         ask for fewer values"
+                    ),
+                },
+            };
+        }
+        true
+    }
+
+    /// Count a request refused to protect the node.
+    fn refuse(&self, transport: Transport, reason: &str) {
+        self.metrics
+            .refused
+            .with_label_values(&[transport.label(), reason])
+            .inc();
+    }
+
+    /// Encode the responses, bounded in size for the transport, and count the request.
     fn finish(
         &self,
         op_code: u32,
         transport: Transport,
         started: Instant,
-        responses: &[Message],
+        mut responses: Vec<Message>,
     ) -> Vec<Vec<u8>> {
+        let mut encoded: Vec<Vec<u8>> = responses.iter().map(Message::encode).collect();
+        let sizes: Vec<usize> = encoded.iter().map(Vec::len).collect();
+        if self.bound_answer_size(transport, &mut responses, &sizes) {
+            encoded = responses.iter().map(Message::encode).collect();
+        }
+        self.count(op_code, transport, started, &responses);
+        encoded
+    }
+
+    /// Count the request in the request and latency metrics.
+    fn count(&self, op_code: u32, transport: Transport, started: Instant, responses: &[Message]) {
         let code = responses
             .first()
             .map(|m| m.header.response_code)
@@ -200,7 +362,6 @@ impl NativeService {
             .latency
             .with_label_values(&[transport.label(), op_label(op_code)])
             .observe(started.elapsed().as_secs_f64());
-        responses.iter().map(Message::encode).collect()
     }
 
     /// A resolution with REC for an identifier this node is not responsible for, on a node
@@ -308,17 +469,13 @@ impl NativeService {
         // The answer did not come from this node's own data.
         response.header.op_flag &= !flag::AUTHORITATIVE;
         (
-            self.finish(op::RESOLUTION, job.transport, job.started, &[response]),
+            self.finish(op::RESOLUTION, job.transport, job.started, vec![response]),
             reuse,
         )
     }
 
-    fn dispatch(
-        &self,
-        envelope: Envelope,
-        message: &[u8],
-        transport: Transport,
-    ) -> (u32, Vec<Message>) {
+    fn dispatch(&self, envelope: Envelope, message: &[u8], source: Source) -> (u32, Vec<Message>) {
+        let transport = source.transport;
         // What we can answer even when the body does not decode.
         let raw_header = Header {
             op_code: read_u32(message, 0).unwrap_or(0),
@@ -360,7 +517,7 @@ impl NativeService {
         let op_code = request.header.op_code;
         let hb = header_and_body(message).map(<[u8]>::to_vec);
         let responses = match op_code {
-            op::RESOLUTION => vec![self.resolution(&request, hb.as_deref(), None)],
+            op::RESOLUTION => vec![self.resolution(&request, hb.as_deref(), None, source)],
             op::GET_SITE_INFO => vec![self.respond(
                 &request.envelope,
                 &request.header,
@@ -370,8 +527,20 @@ impl NativeService {
                     site: self.site.clone(),
                 },
             )],
-            op::CHALLENGE_RESPONSE => self.challenge_answer(&request, transport),
-            op::VERIFY_CHALLENGE => vec![self.verify_challenge(&request, hb.as_deref())],
+            // Over UDP no challenge is ever issued (anonymous datagrams create no state), so
+            // there is nothing to answer; key derivation never runs on a UDP worker.
+            op::CHALLENGE_RESPONSE | op::VERIFY_CHALLENGE if transport == Transport::Udp => {
+                self.refuse(transport, "auth_over_udp");
+                vec![self.error(
+                    &request.envelope,
+                    &request.header,
+                    hb.as_deref(),
+                    ResponseCode::OperationNotSupported,
+                    "authentication is accepted over TCP only",
+                )]
+            }
+            op::CHALLENGE_RESPONSE => self.challenge_answer(&request, source),
+            op::VERIFY_CHALLENGE => vec![self.verify_challenge(&request, hb.as_deref(), source)],
             op::LIST_HOMED_NAS if transport == Transport::Tcp => {
                 self.list_homed(&request, hb.as_deref())
             }
@@ -397,7 +566,7 @@ impl NativeService {
                     ResponseCode::ServerBackup,
                     &format!("read-only mirror of {up}"),
                 )],
-                _ => vec![self.challenge(request, hb.as_deref())],
+                _ => vec![self.challenge(request, hb.as_deref(), source)],
             },
             _ => vec![self.error(
                 &request.envelope,
@@ -516,7 +685,13 @@ impl NativeService {
         self.error(env, header, hb, f.code, &f.message)
     }
 
-    fn resolution(&self, req: &Message, hb: Option<&[u8]>, identity: Option<&Identity>) -> Message {
+    fn resolution(
+        &self,
+        req: &Message,
+        hb: Option<&[u8]>,
+        identity: Option<&Identity>,
+        source: Source,
+    ) -> Message {
         let Body::Resolution {
             handle,
             indexes,
@@ -561,15 +736,30 @@ impl NativeService {
                     values: r.values,
                 },
             ),
+            // Over UDP an anonymous datagram must not create state: RC 2 sends Handle.Net
+            // clients on to TCP at once, where the challenge is issued.
+            Err(f)
+                if f.code == ResponseCode::AuthenticationNeeded
+                    && identity.is_none()
+                    && source.transport == Transport::Udp =>
+            {
+                self.error(
+                    &req.envelope,
+                    &req.header,
+                    hb,
+                    ResponseCode::Error,
+                    "restricted values: authenticate over TCP, or set the public-only flag",
+                )
+            }
             Err(f) if f.code == ResponseCode::AuthenticationNeeded && identity.is_none() => {
-                self.challenge(req.clone(), hb)
+                self.challenge(req.clone(), hb, source)
             }
             Err(f) => self.failure(&req.envelope, &req.header, hb, &f),
         }
     }
 
     /// Answer with a 402 challenge and remember the request under a new session id.
-    fn challenge(&self, request: Message, hb: Option<&[u8]>) -> Message {
+    fn challenge(&self, request: Message, hb: Option<&[u8]>, source: Source) -> Message {
         let Some(hb) = hb else {
             return self.error(
                 &request.envelope,
@@ -584,27 +774,13 @@ impl NativeService {
         let mut nonce = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut nonce);
         let now = Instant::now();
-        let session_id = {
+        // What the entry holds: the request (its encoded size stands for its decoded form)
+        // plus the digest and nonce.
+        let size = hb.len() + digest.len() + 128;
+        let inserted = {
             let mut pending = self.lock_pending();
-            if pending.len() >= MAX_PENDING_CHALLENGES {
-                pending.retain(|_, p| p.expires > now);
-            }
-            if pending.len() >= MAX_PENDING_CHALLENGES {
-                drop(pending);
-                return self.error(
-                    &request.envelope,
-                    &request.header,
-                    Some(hb),
-                    ResponseCode::ServerTooBusy,
-                    "too many pending authentications",
-                );
-            }
-            let mut id = 0u32;
-            while id == 0 || pending.contains_key(&id) {
-                id = rand::thread_rng().next_u32() & 0x7fff_ffff;
-            }
-            pending.insert(
-                id,
+            let inserted = pending.insert(
+                source.addr,
                 Pending {
                     request: request.clone(),
                     digest: RequestDigest {
@@ -612,10 +788,32 @@ impl NativeService {
                         digest: digest.clone(),
                     },
                     nonce,
-                    expires: now + CHALLENGE_TTL,
                 },
+                size,
+                now,
+                || rand::thread_rng().next_u32(),
             );
-            id
+            self.metrics.pending_challenges.set(pending.len() as i64);
+            inserted
+        };
+        let session_id = match inserted {
+            Ok(id) => id,
+            Err(full) => {
+                self.refuse(
+                    source.transport,
+                    match full {
+                        PendingFull::Source => "challenge_source_full",
+                        PendingFull::Total => "challenge_table_full",
+                    },
+                );
+                return self.error(
+                    &request.envelope,
+                    &request.header,
+                    Some(hb),
+                    ResponseCode::ServerTooBusy,
+                    &full.to_string(),
+                );
+            }
         };
         let mut env = request.envelope;
         env.session_id = session_id;
@@ -632,7 +830,10 @@ impl NativeService {
         resp
     }
 
-    /// Verify a challenge answer against the identity's keys in this node's registry.
+    /// Verify a challenge answer against the identity's keys in this node's registry: at
+    /// most [`MAX_KEYS_PER_ANSWER`] values are tried (an index names one; index 0 the first
+    /// few of the wanted type), MD5 forms only for pre-2.7 challenges (`version`).
+    #[allow(clippy::too_many_arguments)]
     fn verify_identity(
         &self,
         auth_type: &str,
@@ -641,12 +842,10 @@ impl NativeService {
         nonce: &[u8],
         digest: &[u8],
         signed: &[u8],
+        version: (u8, u8),
     ) -> Result<Option<Identity>, Failure> {
         let handle = Handle::parse_lenient(identity_handle, self.engine.policy().suffix_case)
             .map_err(|e| Failure::new(ResponseCode::AuthenticationFailed, e.to_string()))?;
-        let Some(record) = self.engine.registry().get(&handle)? else {
-            return Ok(None);
-        };
         let wanted = if auth_type.eq_ignore_ascii_case(types::HS_SECKEY) {
             types::HS_SECKEY
         } else if auth_type.eq_ignore_ascii_case(types::HS_PUBKEY) {
@@ -657,10 +856,17 @@ impl NativeService {
                 format!("unsupported authentication type {auth_type:?}"),
             ));
         };
+        if wanted == types::HS_SECKEY && !seckey_form_allowed(version.0, version.1, signed) {
+            return Ok(None);
+        }
+        let Some(record) = self.engine.registry().get(&handle)? else {
+            return Ok(None);
+        };
         for v in record
             .values
             .iter()
             .filter(|v| v.is_type(wanted) && (index == 0 || v.index == index))
+            .take(MAX_KEYS_PER_ANSWER)
         {
             let ok = if wanted == types::HS_SECKEY {
                 verify_seckey_answer_with_limit(&v.data, nonce, digest, signed, MAX_PBKDF2_WORK)
@@ -681,7 +887,42 @@ impl NativeService {
         Ok(None)
     }
 
-    fn challenge_answer(&self, answer: &Message, transport: Transport) -> Vec<Message> {
+    /// Admission for one key derivation or signature check from `source`: its failure budget
+    /// must not be spent, and fewer than [`MAX_CONCURRENT_VERIFICATIONS`] may run at once.
+    /// The returned guard frees the slot when dropped.
+    fn admit_verification(&self, source: Source) -> Result<VerifySlot<'_>, (ResponseCode, &str)> {
+        if !self.lock_failures().allows(source.addr, Instant::now()) {
+            self.refuse(source.transport, "auth_rate_limited");
+            crate::audit::auth_failure(
+                "native",
+                source.addr,
+                None,
+                "refused: too many failed authentications from this address",
+            );
+            return Err((
+                ResponseCode::AuthenticationFailed,
+                "too many failed authentications from this address; try again later",
+            ));
+        }
+        let running = self.verifying.fetch_add(1, Ordering::AcqRel);
+        if running >= MAX_CONCURRENT_VERIFICATIONS {
+            self.verifying.fetch_sub(1, Ordering::AcqRel);
+            self.refuse(source.transport, "verify_busy");
+            return Err((
+                ResponseCode::ServerTooBusy,
+                "too many authentications in progress; try again",
+            ));
+        }
+        Ok(VerifySlot(&self.verifying))
+    }
+
+    /// Count a failed answer against `source`'s budget, and log it in the audit log.
+    fn authentication_failed(&self, source: Source, identity: &str, why: &str) {
+        self.lock_failures().failed(source.addr, Instant::now());
+        crate::audit::auth_failure("native", source.addr, Some(identity), why);
+    }
+
+    fn challenge_answer(&self, answer: &Message, source: Source) -> Vec<Message> {
         let Body::ChallengeAnswer {
             auth_type,
             identity_handle,
@@ -697,11 +938,16 @@ impl NativeService {
                 "bad body",
             )];
         };
-        let pending = {
-            let mut table = self.lock_pending();
-            table.remove(&answer.envelope.session_id)
+        let slot = match self.admit_verification(source) {
+            Ok(slot) => slot,
+            Err((code, text)) => {
+                return vec![self.error(&answer.envelope, &answer.header, None, code, text)]
+            }
         };
-        let Some(pending) = pending.filter(|p| p.expires > Instant::now()) else {
+        let pending =
+            self.lock_pending()
+                .take(answer.envelope.session_id, source.addr, Instant::now());
+        let Some(pending) = pending else {
             return vec![self.error(
                 &answer.envelope,
                 &answer.header,
@@ -714,17 +960,21 @@ impl NativeService {
         let mut original = pending.request;
         original.envelope.request_id = answer.envelope.request_id;
         original.envelope.session_id = answer.envelope.session_id;
-        let identity = match self.verify_identity(
+        let who = format!("{identity_index}:{identity_handle}");
+        let verified = self.verify_identity(
             auth_type,
             identity_handle,
             *identity_index,
             &pending.nonce,
             &pending.digest.digest,
             signed_response,
-        ) {
+            original.envelope.negotiated_version(),
+        );
+        drop(slot);
+        let identity = match verified {
             Ok(Some(id)) => id,
             Ok(None) => {
-                tracing::info!(identity = %format!("{identity_index}:{identity_handle}"), "native authentication failed");
+                self.authentication_failed(source, &who, "challenge answer did not verify");
                 return vec![self.error(
                     &original.envelope,
                     &original.header,
@@ -733,23 +983,19 @@ impl NativeService {
                     "Authentication failed",
                 )];
             }
-            Err(f) => return vec![self.failure(&original.envelope, &original.header, None, &f)],
+            Err(f) => {
+                self.authentication_failed(source, &who, &f.message);
+                return vec![self.failure(&original.envelope, &original.header, None, &f)];
+            }
         };
-        if op::is_admin(original.header.op_code) && transport == Transport::Udp {
-            return vec![self.error(
-                &original.envelope,
-                &original.header,
-                None,
-                ResponseCode::OperationNotSupported,
-                "administrative requests are accepted over TCP only",
-            )];
-        }
         let hb = {
             let bytes = original.encode_message();
             header_and_body(&bytes).map(<[u8]>::to_vec)
         };
         match original.header.op_code {
-            op::RESOLUTION => vec![self.resolution(&original, hb.as_deref(), Some(&identity))],
+            op::RESOLUTION => {
+                vec![self.resolution(&original, hb.as_deref(), Some(&identity), source)]
+            }
             _ => self.admin(&original, hb.as_deref(), &identity),
         }
     }
@@ -878,7 +1124,10 @@ impl NativeService {
             .collect()
     }
 
-    fn verify_challenge(&self, req: &Message, hb: Option<&[u8]>) -> Message {
+    /// OpCode 201: another server asks whether a challenge answer is valid for an identity
+    /// held here. Answered over TCP to the configured `verify_peers` only, through the same
+    /// failure budget and concurrency bound as challenge answers, with bounded work.
+    fn verify_challenge(&self, req: &Message, hb: Option<&[u8]>, source: Source) -> Message {
         let Body::VerifyChallenge {
             handle,
             index,
@@ -895,14 +1144,45 @@ impl NativeService {
                 "bad body",
             );
         };
+        if !self.limits.verify_peers.contains(&source.addr) {
+            self.refuse(source.transport, "verify_refused");
+            return self.error(
+                &req.envelope,
+                &req.header,
+                hb,
+                ResponseCode::OperationNotSupported,
+                "VERIFY_CHALLENGE is answered only to this node's configured peers",
+            );
+        }
+        let slot = match self.admit_verification(source) {
+            Ok(slot) => slot,
+            Err((code, text)) => return self.error(&req.envelope, &req.header, hb, code, text),
+        };
         // Which key kind: HS_SECKEY answers start with an algorithm byte, HS_PUBKEY answers
         // with a length-prefixed algorithm name; try both against the handle's keys.
+        let version = req.envelope.negotiated_version();
         let valid = [types::HS_SECKEY, types::HS_PUBKEY].iter().any(|kind| {
             matches!(
-                self.verify_identity(kind, handle, *index, nonce, digest, signed_response),
+                self.verify_identity(
+                    kind,
+                    handle,
+                    *index,
+                    nonce,
+                    digest,
+                    signed_response,
+                    version
+                ),
                 Ok(Some(_))
             )
         });
+        drop(slot);
+        if !valid {
+            self.authentication_failed(
+                source,
+                &format!("{index}:{handle}"),
+                "VERIFY_CHALLENGE answer did not verify",
+            );
+        }
         self.respond(
             &req.envelope,
             &req.header,
@@ -910,6 +1190,15 @@ impl NativeService {
             ResponseCode::Success,
             Body::VerifyResult { valid },
         )
+    }
+}
+
+/// A running verification; frees its slot when dropped.
+struct VerifySlot<'a>(&'a AtomicUsize);
+
+impl Drop for VerifySlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::accept::{read_next, read_rest};
-use super::native::{NativeService, Outcome, Transport};
+use super::native::{NativeService, Outcome, Source};
 use crate::wire::handle::message::{op, Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 
 /// How long a started message may take to arrive in full.
@@ -31,7 +31,7 @@ pub async fn serve_tcp(
         let service = service.clone();
         let shutdown = shutdown.clone();
         async move {
-            if let Err(e) = connection(stream, service, idle_timeout, shutdown).await {
+            if let Err(e) = connection(stream, peer, service, idle_timeout, shutdown).await {
                 tracing::debug!(%peer, error = %e, "native TCP connection ended");
             }
         }
@@ -41,6 +41,7 @@ pub async fn serve_tcp(
 
 async fn connection(
     mut stream: TcpStream,
+    peer: std::net::SocketAddr,
     service: Arc<NativeService>,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -75,12 +76,14 @@ async fn connection(
             .and_then(|b| b.try_into().ok())
             .map(u32::from_be_bytes);
         let outcome = if op_code == Some(op::RESOLUTION) {
-            service.process(envelope, &message, Transport::Tcp)
+            service.process(envelope, &message, Source::tcp(peer.ip()))
         } else {
             let svc = service.clone();
-            tokio::task::spawn_blocking(move || svc.process(envelope, &message, Transport::Tcp))
-                .await
-                .map_err(std::io::Error::other)?
+            tokio::task::spawn_blocking(move || {
+                svc.process(envelope, &message, Source::tcp(peer.ip()))
+            })
+            .await
+            .map_err(std::io::Error::other)?
         };
         let responses = match outcome {
             Outcome::Done(responses) => responses,

@@ -4,14 +4,14 @@
 //! refused here (UDP interfaces of Handle sites are query-only).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntCounter};
 
 use super::native::{
-    op_label, NativeService, Outcome, RecursionJob, Transport, RESPONSE_LIFETIME_SECS,
+    op_label, NativeService, Outcome, RecursionJob, Source, Transport, RESPONSE_LIFETIME_SECS,
 };
 use super::udp::{DatagramService, Handled, Replies, Reuse};
 use crate::wire::handle::message::{
@@ -25,6 +25,10 @@ pub struct ReassemblyLimits {
     pub max_messages: usize,
     /// Bytes buffered for incomplete messages, all clients together.
     pub max_bytes: usize,
+    /// Incomplete messages one source address may have at once.
+    pub max_messages_per_source: usize,
+    /// Bytes buffered for one source address.
+    pub max_bytes_per_source: usize,
     /// Incomplete messages older than this are dropped.
     pub timeout: Duration,
 }
@@ -34,6 +38,8 @@ impl Default for ReassemblyLimits {
         ReassemblyLimits {
             max_messages: 1024,
             max_bytes: 16 << 20,
+            max_messages_per_source: 16,
+            max_bytes_per_source: 1 << 20,
             timeout: Duration::from_secs(5),
         }
     }
@@ -52,6 +58,9 @@ pub struct Reassembler {
     limits: ReassemblyLimits,
     partial: HashMap<(SocketAddr, u32), Partial>,
     bytes: usize,
+    /// Messages and bytes held per source address (any port), so one source cannot take
+    /// the budget every other client's multi-datagram requests need.
+    per_source: HashMap<IpAddr, (usize, usize)>,
     last_sweep: Option<Instant>,
 }
 
@@ -61,6 +70,7 @@ impl Reassembler {
             limits,
             partial: HashMap::new(),
             bytes: 0,
+            per_source: HashMap::new(),
             last_sweep: None,
         }
     }
@@ -72,16 +82,35 @@ impl Reassembler {
 
     fn sweep(&mut self, now: Instant) {
         let timeout = self.limits.timeout;
-        let mut freed = 0;
-        self.partial.retain(|_, p| {
+        let mut gone = Vec::new();
+        self.partial.retain(|(peer, _), p| {
             let keep = now.duration_since(p.started) < timeout;
             if !keep {
-                freed += p.size;
+                gone.push((peer.ip(), p.size));
             }
             keep
         });
-        self.bytes -= freed;
+        for (ip, size) in gone {
+            self.release(ip, size);
+        }
         self.last_sweep = Some(now);
+    }
+
+    /// Give back what a finished or dropped message held.
+    fn release(&mut self, ip: IpAddr, size: usize) {
+        self.bytes -= size;
+        if let Some((count, bytes)) = self.per_source.get_mut(&ip) {
+            *count -= 1;
+            *bytes -= size;
+            if *count == 0 {
+                self.per_source.remove(&ip);
+            }
+        }
+    }
+
+    /// Partial messages held for `ip`.
+    pub fn pending_for(&self, ip: IpAddr) -> usize {
+        self.per_source.get(&ip).map_or(0, |(count, _)| *count)
     }
 
     /// Offer one datagram. Returns a complete message (its envelope and the message bytes
@@ -113,8 +142,13 @@ impl Reassembler {
         }
         let key = (peer, env.request_id);
         if !self.partial.contains_key(&key) {
+            let ip = peer.ip();
             let over = |r: &Self| {
-                r.partial.len() >= r.limits.max_messages || r.bytes + total > r.limits.max_bytes
+                let (count, bytes) = r.per_source.get(&ip).copied().unwrap_or((0, 0));
+                r.partial.len() >= r.limits.max_messages
+                    || r.bytes + total > r.limits.max_bytes
+                    || count >= r.limits.max_messages_per_source
+                    || bytes + total > r.limits.max_bytes_per_source
             };
             if over(self) {
                 self.sweep(now);
@@ -123,6 +157,9 @@ impl Reassembler {
                 }
             }
             self.bytes += total;
+            let source = self.per_source.entry(ip).or_insert((0, 0));
+            source.0 += 1;
+            source.1 += total;
             self.partial.insert(
                 key,
                 Partial {
@@ -136,7 +173,7 @@ impl Reassembler {
         // Stray, duplicate or inconsistent datagrams are dropped; the message stays pending.
         let (envelope, message) = p.fragments.offer(&env, data).ok().flatten()?;
         if let Some(done) = self.partial.remove(&key) {
-            self.bytes -= done.size;
+            self.release(peer.ip(), done.size);
         }
         Some((envelope, message))
     }
@@ -267,7 +304,7 @@ impl DatagramService for NativeService {
         let Some((envelope, message)) = state.reassembler.offer(peer, request, now) else {
             return Handled::Answered(Reuse::Never);
         };
-        let responses = match self.process(envelope, &message, Transport::Udp) {
+        let responses = match self.process(envelope, &message, Source::udp(peer.ip())) {
             Outcome::Done(responses) => responses,
             // Recursion waits on other servers: never hold up the worker for it.
             Outcome::Recurse(job) => return Handled::Recurse(job),
@@ -358,6 +395,8 @@ mod tests {
         let limits = ReassemblyLimits {
             max_messages: 4,
             max_bytes: 1 << 20,
+            max_messages_per_source: 4,
+            max_bytes_per_source: 1 << 20,
             timeout: Duration::from_secs(5),
         };
         let mut r = Reassembler::new(limits);
@@ -381,6 +420,31 @@ mod tests {
         assert!(small.offer(peer(1), &fragments(1, 900)[0], now).is_none());
         assert!(small.offer(peer(1), &fragments(2, 900)[0], now).is_none());
         assert_eq!(small.pending(), 1);
+    }
+
+    #[test]
+    fn hole9_one_source_cannot_take_the_reassembly_budget() {
+        let mut r = Reassembler::new(ReassemblyLimits::default());
+        let now = Instant::now();
+        let flooder = |port| SocketAddr::from(([127, 0, 5, 5], port));
+        // 256 first fragments from one address, over many ports.
+        for id in 0..256u32 {
+            r.offer(flooder(1000 + id as u16), &fragments(id, 900)[0], now);
+        }
+        let per_source = ReassemblyLimits::default().max_messages_per_source;
+        assert_eq!(r.pending_for(flooder(0).ip()), per_source);
+        // Another client's multi-datagram request still goes through.
+        let frags = fragments(77, 1200);
+        for f in &frags[..2] {
+            assert!(r.offer(peer(9), f, now).is_none());
+        }
+        assert!(r.offer(peer(9), &frags[2], now).is_some());
+        // The flooder's messages time out and free its share.
+        let later = now + Duration::from_secs(6);
+        assert!(r
+            .offer(flooder(1), &fragments(999, 900)[0], later)
+            .is_none());
+        assert_eq!(r.pending_for(flooder(0).ip()), 1);
     }
 
     #[test]

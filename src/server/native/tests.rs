@@ -74,9 +74,22 @@ fn request(op_code: u32, op_flag: u32, body: Body, request_id: u32, session_id: 
     m.encode()
 }
 
+const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+fn source(transport: Transport) -> Source {
+    Source {
+        transport,
+        addr: CLIENT,
+    }
+}
+
 fn send(f: &Fixture, bytes: &[u8], transport: Transport) -> Vec<Message> {
+    send_from(&f.svc, bytes, source(transport))
+}
+
+fn send_from(svc: &NativeService, bytes: &[u8], from: Source) -> Vec<Message> {
     let env = Envelope::decode(&bytes[..ENVELOPE_LEN]).unwrap();
-    let Outcome::Done(responses) = f.svc.process(env, &bytes[ENVELOPE_LEN..], transport) else {
+    let Outcome::Done(responses) = svc.process(env, &bytes[ENVELOPE_LEN..], from) else {
         panic!("no recursion on this node");
     };
     responses
@@ -406,7 +419,13 @@ fn admin_read_values_need_a_challenge() {
 
 #[test]
 fn verify_challenge_for_other_servers() {
-    let f = fixture();
+    let mut f = fixture();
+    f.svc = NativeService::new(f.engine.clone(), Metrics::new().unwrap(), &site()).with_limits(
+        NativeLimits {
+            verify_peers: vec![CLIENT],
+            ..NativeLimits::default()
+        },
+    );
     let nonce = [3u8; 16];
     let digest = [4u8; 32];
     let good = seckey_answer_pbkdf2(b"password", &nonce, &digest, &[9; 16], 10_000, 160);
@@ -497,7 +516,8 @@ fn mirrors_refuse_native_writes_naming_the_primary() {
     let svc = NativeService::new(engine, Metrics::new().unwrap(), &site());
     let bytes = hex(CREATE_HANDLE_REQ_HEX);
     let env = Envelope::decode(&bytes[..ENVELOPE_LEN]).unwrap();
-    let Outcome::Done(out) = svc.process(env, &bytes[ENVELOPE_LEN..], Transport::Tcp) else {
+    let Outcome::Done(out) = svc.process(env, &bytes[ENVELOPE_LEN..], source(Transport::Tcp))
+    else {
         panic!("no recursion here");
     };
     let r = Message::decode_full(&out[0]).unwrap();
@@ -508,4 +528,286 @@ fn mirrors_refuse_native_writes_naming_the_primary() {
             message: "read-only mirror of https://primary.example:8000".into()
         }
     );
+}
+
+fn verify_request(signed: Vec<u8>, index: u32) -> Vec<u8> {
+    request(
+        op::VERIFY_CHALLENGE,
+        0,
+        Body::VerifyChallenge {
+            handle: "0.NA/88.100.1".into(),
+            index,
+            nonce: vec![3; 16],
+            digest: vec![4; 32],
+            signed_response: signed,
+        },
+        5,
+        0,
+    )
+}
+
+#[test]
+fn hole1_verify_challenge_is_refused_over_udp_and_to_strangers() {
+    let f = fixture();
+    // The 200 000-iteration answer of the report: never derived on a UDP worker.
+    let costly = seckey_answer_pbkdf2(b"guess", &[3; 16], &[4; 32], &[9; 16], 200_000, 160);
+    let r = one(&f, &verify_request(costly.clone(), 0), Transport::Udp);
+    assert_eq!(r.header.response_code, 5);
+    // Over TCP only the configured peers are answered; by default there are none.
+    let r = one(&f, &verify_request(costly, 0), Transport::Tcp);
+    assert_eq!(r.header.response_code, 5);
+    let refused = f
+        .svc
+        .metrics()
+        .refused
+        .with_label_values(&["tcp", "verify_refused"]);
+    assert_eq!(refused.get(), 1);
+}
+
+#[test]
+fn hole1_challenge_answers_are_refused_over_udp() {
+    let f = fixture();
+    let body = Body::ChallengeAnswer {
+        auth_type: "HS_SECKEY".into(),
+        identity_handle: "0.NA/88.100.1".into(),
+        identity_index: 300,
+        signed_response: seckey_answer_pbkdf2(b"x", &[1; 16], &[2; 32], &[9; 16], 200_000, 160),
+    };
+    let r = one(
+        &f,
+        &request(op::CHALLENGE_RESPONSE, 0, body, 9, 1234),
+        Transport::Udp,
+    );
+    assert_eq!(r.header.response_code, 5);
+}
+
+/// One challenge for the admin-only EMAIL, answered with `secret`.
+fn answer_once(f: &Fixture, from: Source, secret: &[u8]) -> Message {
+    let req = resolve("88.100.1/SN-0001", vec![3], vec![], 0x1800_0000);
+    let c = send_from(&f.svc, &req, from).remove(0);
+    assert_eq!(c.header.response_code, 402, "{:?}", c.body);
+    let Body::Challenge { nonce } = &c.body else {
+        panic!()
+    };
+    let digest = c.digest.as_ref().unwrap().digest.clone();
+    let body = Body::ChallengeAnswer {
+        auth_type: "HS_SECKEY".into(),
+        identity_handle: "0.NA/88.100.1".into(),
+        identity_index: 300,
+        signed_response: seckey_answer_sha1(secret, nonce, &digest),
+    };
+    let ans = request(op::CHALLENGE_RESPONSE, 0, body, 778, c.envelope.session_id);
+    send_from(&f.svc, &ans, from).remove(0)
+}
+
+#[test]
+fn hole1_failed_answers_are_rate_limited_per_source() {
+    let f = fixture();
+    let attacker = Source::tcp(IpAddr::from([127, 0, 9, 9]));
+    let limits = FailureLimits::default();
+    for _ in 0..limits.burst {
+        assert_eq!(
+            answer_once(&f, attacker, b"guess").header.response_code,
+            403
+        );
+    }
+    // The budget is spent: even the right secret is refused from there, without a check.
+    let r = answer_once(&f, attacker, b"password");
+    assert_eq!(r.header.response_code, 403);
+    assert_eq!(
+        f.svc
+            .metrics()
+            .refused
+            .with_label_values(&["tcp", "auth_rate_limited"])
+            .get(),
+        1
+    );
+    // Another address is not affected.
+    let r = answer_once(&f, source(Transport::Tcp), b"password");
+    assert_eq!(r.header.response_code, 1, "{:?}", r.body);
+}
+
+#[test]
+fn hole1_index_zero_tries_a_bounded_number_of_keys() {
+    let f = fixture();
+    let owner = f
+        .engine
+        .authenticate_secret(
+            &f.engine.parse_handle("0.NA/88.100.1").unwrap(),
+            300,
+            b"password",
+        )
+        .unwrap();
+    // 20 more secrets; the right one last.
+    let h = f.engine.parse_handle("88.100.1/MANY").unwrap();
+    let mut values: Vec<HandleValue> = (1..=20)
+        .map(|i| {
+            HandleValue::new(i, "HS_SECKEY", format!("wrong-{i}"))
+                .with_permissions(ValuePermissions::ADMIN_ONLY)
+        })
+        .collect();
+    values.push(
+        HandleValue::new(21, "HS_SECKEY", "right").with_permissions(ValuePermissions::ADMIN_ONLY),
+    );
+    f.engine
+        .create(&owner, &h, values, crate::resolve::Overwrite::No)
+        .unwrap();
+    let mut svc = NativeService::new(f.engine.clone(), Metrics::new().unwrap(), &site());
+    svc = svc.with_limits(NativeLimits {
+        verify_peers: vec![CLIENT],
+        ..NativeLimits::default()
+    });
+    let signed = seckey_answer_sha1(b"right", &[3; 16], &[4; 32]);
+    let mk = |index| {
+        request(
+            op::VERIFY_CHALLENGE,
+            0,
+            Body::VerifyChallenge {
+                handle: "88.100.1/MANY".into(),
+                index,
+                nonce: vec![3; 16],
+                digest: vec![4; 32],
+                signed_response: signed.clone(),
+            },
+            5,
+            0,
+        )
+    };
+    // Index 0 stops after MAX_KEYS_PER_ANSWER keys: the 21st is never reached.
+    let r = send_from(&svc, &mk(0), source(Transport::Tcp)).remove(0);
+    assert_eq!(r.body, Body::VerifyResult { valid: false });
+    let r = send_from(&svc, &mk(21), source(Transport::Tcp)).remove(0);
+    assert_eq!(r.body, Body::VerifyResult { valid: true });
+}
+
+#[test]
+fn hole9_md5_answers_do_not_count_on_current_challenges() {
+    let f = fixture();
+    let req = resolve("88.100.1/SN-0001", vec![3], vec![], 0x1800_0000);
+    let mut m = Message::decode_full(&req).unwrap();
+    // A 2.11 request (the fixture's default is 2.3 suggesting 2.11: negotiated 2.11).
+    m.envelope.major = 2;
+    m.envelope.minor = 11;
+    let out = admin(
+        &f,
+        &m.encode(),
+        "HS_SECKEY",
+        ("0.NA/88.100.1", 300),
+        |n, d| {
+            use md5::Digest;
+            let mut answer = vec![crate::auth::challenge::mac_alg::MD5];
+            let mut h = md5::Md5::new();
+            h.update(b"password");
+            h.update(n);
+            h.update(d);
+            h.update(b"password");
+            answer.extend_from_slice(&h.finalize());
+            answer
+        },
+    );
+    assert_eq!(out[0].header.response_code, 403);
+}
+
+#[test]
+fn hole2_udp_answers_are_bounded_and_send_clients_to_tcp() {
+    let f = fixture();
+    let owner = f
+        .engine
+        .authenticate_secret(
+            &f.engine.parse_handle("0.NA/88.100.1").unwrap(),
+            300,
+            b"password",
+        )
+        .unwrap();
+    // A record whose values total ~40 KB.
+    let h = f.engine.parse_handle("88.100.1/BIG").unwrap();
+    let values = (1..=10)
+        .map(|i| HandleValue::new(i, "DESC", "x".repeat(4000)))
+        .collect();
+    f.engine
+        .create(&owner, &h, values, crate::resolve::Overwrite::No)
+        .unwrap();
+    let req = resolve("88.100.1/BIG", vec![], vec![], flag::PUBLIC_ONLY);
+    let Outcome::Done(out) = f.svc.process(
+        Envelope::decode(&req[..ENVELOPE_LEN]).unwrap(),
+        &req[ENVELOPE_LEN..],
+        source(Transport::Udp),
+    ) else {
+        panic!()
+    };
+    assert_eq!(out.len(), 1);
+    assert!(
+        out[0].len() < 512,
+        "one short datagram, not {} bytes",
+        out[0].len()
+    );
+    let r = Message::decode_full(&out[0]).unwrap();
+    assert_eq!(
+        r.header.response_code, 2,
+        "RC_ERROR makes Java clients try TCP"
+    );
+    assert_ne!(r.envelope.flags & envelope_flag::TRUNCATED, 0);
+    // Over TCP the whole record comes back.
+    let r = one(&f, &req, Transport::Tcp);
+    let Body::Values { values, .. } = r.body else {
+        panic!()
+    };
+    assert_eq!(values.len(), 10);
+    // An ordinary record still goes over UDP.
+    let r = one(
+        &f,
+        &resolve("88.100.1/SN-0001", vec![], vec![], flag::PUBLIC_ONLY),
+        Transport::Udp,
+    );
+    assert_eq!(r.header.response_code, 1);
+}
+
+#[test]
+fn hole3_anonymous_udp_reads_create_no_challenge() {
+    let f = fixture();
+    // PO clear for a record with a non-public value, the way a flood of spoofed datagrams
+    // would ask: RC 2 (go to TCP), nothing remembered.
+    for i in 0..100u8 {
+        let from = Source::udp(IpAddr::from([10, 0, 0, i]));
+        let r = send_from(
+            &f.svc,
+            &resolve("88.100.1/SN-0001", vec![], vec![], 0),
+            from,
+        )
+        .remove(0);
+        assert_eq!(r.header.response_code, 2);
+    }
+    assert_eq!(f.svc.pending_challenges(), 0);
+    // Over TCP the challenge is issued.
+    let r = one(
+        &f,
+        &resolve("88.100.1/SN-0001", vec![], vec![], 0),
+        Transport::Tcp,
+    );
+    assert_eq!(r.header.response_code, 402);
+    assert_eq!(f.svc.pending_challenges(), 1);
+}
+
+#[test]
+fn hole3_a_challenge_flood_from_one_address_leaves_room_for_the_administrator() {
+    let f = fixture();
+    let attacker = Source::tcp(IpAddr::from([127, 0, 7, 7]));
+    let create = hex(CREATE_HANDLE_REQ_HEX);
+    let mut busy = 0;
+    for _ in 0..200 {
+        let r = send_from(&f.svc, &create, attacker).remove(0);
+        if r.header.response_code == 3 {
+            busy += 1;
+        }
+    }
+    let per_source = PendingLimits::default().max_per_source;
+    assert_eq!(f.svc.pending_challenges(), per_source);
+    assert_eq!(busy, 200 - per_source);
+    // The administrator, elsewhere, still authenticates and writes.
+    let r = answer_once(&f, source(Transport::Tcp), b"password");
+    assert_eq!(r.header.response_code, 1, "{:?}", r.body);
+    // The timer's sweep empties the table once the challenges expire.
+    let later = Instant::now() + CHALLENGE_TTL + Duration::from_secs(1);
+    assert_eq!(f.svc.sweep(later), per_source);
+    assert_eq!(f.svc.pending_challenges(), 0);
 }

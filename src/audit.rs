@@ -1,0 +1,109 @@
+//! The audit log: one structured event per write and per failed authentication, on its own
+//! tracing target ([`TARGET`]) so it can be routed to its own file (`[log] audit_file`, JSON
+//! Lines) apart from the operational log.
+//!
+//! Every event names who (the authenticated identity, or what was claimed for a failure),
+//! what (the operation), which handle and value indexes, from which address, and the result;
+//! the subscriber adds when. Values themselves are never logged, so no secret reaches the
+//! log: an HS_SECKEY appears as its index only.
+
+use std::net::IpAddr;
+
+/// The tracing target of audit events.
+pub const TARGET: &str = "idnode::audit";
+
+/// Where a write came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client of a front end (`rest`, `native`, ...), at an address.
+    Client(&'static str, IpAddr),
+    /// The command line on this machine (`idnode import`, `init-prefix`).
+    Local(&'static str),
+    /// A replicated batch from an upstream (its URL or name).
+    Replica,
+}
+
+impl Origin {
+    fn front(&self) -> &'static str {
+        match self {
+            Origin::Client(front, _) | Origin::Local(front) => front,
+            Origin::Replica => "sync",
+        }
+    }
+
+    fn addr(&self) -> String {
+        match self {
+            Origin::Client(_, addr) => addr.to_string(),
+            Origin::Local(_) => "local".to_string(),
+            Origin::Replica => "upstream".to_string(),
+        }
+    }
+}
+
+/// Format value indexes as `1,2,100` (empty for whole-handle operations).
+pub fn indexes(list: impl IntoIterator<Item = u32>) -> String {
+    let mut out = String::new();
+    for (i, index) in list.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&index.to_string());
+    }
+    out
+}
+
+/// Log a write: `op` is create, add, modify, remove, delete, home, unhome, import_batch or
+/// replicated_batch; `result` is `ok` or the error's text.
+pub fn write(origin: Origin, who: &str, op: &str, handle: &str, indexes: &str, result: &str) {
+    let front = origin.front();
+    let from = origin.addr();
+    if result == "ok" {
+        tracing::info!(
+            target: TARGET,
+            event = "write",
+            front,
+            from,
+            who,
+            op,
+            handle,
+            indexes,
+            result,
+        );
+    } else {
+        tracing::warn!(
+            target: TARGET,
+            event = "write",
+            front,
+            from,
+            who,
+            op,
+            handle,
+            indexes,
+            result,
+        );
+    }
+}
+
+/// Log a failed (or refused) authentication from `from` at front end `front`, claiming
+/// `identity` when one was named.
+pub fn auth_failure(front: &str, from: IpAddr, identity: Option<&str>, reason: &str) {
+    tracing::warn!(
+        target: TARGET,
+        event = "auth_failure",
+        front,
+        from = %from,
+        who = identity.unwrap_or("-"),
+        reason,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_comma_separated() {
+        assert_eq!(indexes([1, 2, 300]), "1,2,300");
+        assert_eq!(indexes(Vec::<u32>::new()), "");
+    }
+}
