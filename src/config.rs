@@ -815,9 +815,18 @@ mod tests {
             ("[recursion]\nroots = [\"nowhere\"]", "socket address"),
             ("[recursion]\nallow = [\"10.0.0.1/8\"]", "10.0.0.0/8"),
             ("[recursion]\nallow = [\"10.0.0.0/40\"]", "0 to 32"),
-            ("[recursion]\nallow = [\"intranet\"]", "recursion.allow"),
-            ("[recursion]\nmax_concurrent = 0", "recursion.max_concurrent"),
-            ("[recursion]\ncache_max_bytes = 10", "recursion.cache_max_bytes"),
+            (
+                "[recursion]\nallow = [\"intranet\"]",
+                "\"intranet\" is not a network",
+            ),
+            (
+                "[recursion]\nmax_concurrent = 0",
+                "recursion.max_concurrent",
+            ),
+            (
+                "[recursion]\ncache_max_bytes = 10",
+                "recursion.cache_max_bytes",
+            ),
             (
                 "[recursion]\nenabled = true\nroots = [\"127.0.0.1:2641\"]\nallow = []",
                 "recursion.allow",

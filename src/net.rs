@@ -48,11 +48,11 @@ impl Cidr {
         let address = IpAddr::from_str(address)
             .map_err(|_| fail(format!("{address:?} is not an IPv4 or IPv6 address")))?;
         let max = if address.is_ipv4() { 32 } else { 128 };
-        let length: u8 = length
-            .parse()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| fail(format!("the prefix length must be a number from 0 to {max}")))?;
+        let length: u8 = length.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
+            fail(format!(
+                "the prefix length must be a number from 0 to {max}"
+            ))
+        })?;
         let net = IpNet::new(address, length).map_err(|e| fail(e.to_string()))?;
         if net.trunc() != net {
             return Err(fail(format!(

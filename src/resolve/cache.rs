@@ -1391,11 +1391,15 @@ mod tests {
         assert!(cache.bytes() <= max_bytes);
 
         // An entry heavier than the whole budget is never stored, and drops an older one.
-        cache.put(key("a/199"), CachedAnswer::Values(vec![{
-            let mut v = value(1, Ttl::Relative(3600));
-            v.data = vec![0; max_bytes];
-            v
-        }]), NOW);
+        cache.put(
+            key("a/199"),
+            CachedAnswer::Values(vec![{
+                let mut v = value(1, Ttl::Relative(3600));
+                v.data = vec![0; max_bytes];
+                v
+            }]),
+            NOW,
+        );
         assert_eq!(cache.get(&key("a/199"), NOW), Lookup::Miss);
         assert!(cache.bytes() <= max_bytes);
 
@@ -1415,6 +1419,10 @@ mod tests {
         let one = cache.bytes();
         assert!(one > ENTRY_OVERHEAD);
         cache.put(key("a/1"), answer(1), NOW);
-        assert_eq!(cache.bytes(), one, "replacing an entry does not count it twice");
+        assert_eq!(
+            cache.bytes(),
+            one,
+            "replacing an entry does not count it twice"
+        );
     }
 }

@@ -1824,6 +1824,231 @@ mod tests {
         );
     }
 
+    // --- hole 7: who may recurse, and how much ------------------------------------------------
+
+    /// The scripted upstream behind a gate: every exchange waits until the test lets it pass.
+    struct Gated {
+        inner: Arc<Fake>,
+        gate: Arc<Semaphore>,
+        entered: AtomicU64,
+    }
+
+    impl Gated {
+        fn new(inner: Arc<Fake>) -> Arc<Gated> {
+            Arc::new(Gated {
+                inner,
+                gate: Arc::new(Semaphore::new(0)),
+                entered: AtomicU64::new(0),
+            })
+        }
+
+        fn entered(&self) -> u64 {
+            self.entered.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Upstream for Gated {
+        fn exchange<'a>(
+            &'a self,
+            server: SocketAddr,
+            transport: UpstreamTransport,
+            request: &'a Message,
+            timeout: Duration,
+        ) -> BoxFuture<'a, Result<Message, UpstreamError>> {
+            Box::pin(async move {
+                self.entered.fetch_add(1, Ordering::SeqCst);
+                match self.gate.acquire().await {
+                    Ok(pass) => pass.forget(),
+                    Err(_) => return Err(UpstreamError::Timeout),
+                }
+                self.inner
+                    .exchange(server, transport, request, timeout)
+                    .await
+            })
+        }
+    }
+
+    /// Wait (bounded in iterations, not in time asserted on) until `cond` holds.
+    async fn until(cond: impl Fn() -> bool) {
+        for _ in 0..10_000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("condition never became true");
+    }
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn gated_recursor(gated: &Arc<Gated>, max_concurrent: usize) -> Arc<Recursor> {
+        let config = RecursorConfig {
+            roots: vec![site(1, &[ROOT])],
+            attempts: 1,
+            timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(120),
+            max_concurrent,
+            ..RecursorConfig::default()
+        };
+        Arc::new(Recursor::new(config, gated.clone(), cache()))
+    }
+
+    #[tokio::test]
+    async fn hole7_concurrency_cap_refuses_fast_beyond_max_concurrent() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let gated = Gated::new(fake.clone());
+        let r = gated_recursor(&gated, 4);
+        // Four slow lookups of different handles fill the cap.
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let permit = r.admit(LOOPBACK).expect("a free slot");
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let h = handle(&format!("88.100.1/SN-000{}", i % 2 + 1));
+                let h = if i < 2 {
+                    h
+                } else {
+                    handle(&format!("88.100.1/OTHER-{i}"))
+                };
+                r.resolve_admitted(&permit, &h, &[], &[], 0, NOW).await
+            }));
+        }
+        until(|| gated.entered() == 4).await;
+        assert_eq!(r.in_flight(), 4);
+        // Beyond the cap: refused at once, with no upstream work at all.
+        for _ in 0..100 {
+            assert_eq!(r.admit(LOOPBACK).unwrap_err(), Refused::Busy);
+        }
+        let unadmitted = r.resolve(&handle("88.100.1/SN-9"), &[], &[], 0, NOW).await;
+        assert_eq!(unadmitted.unwrap_err().code, ResponseCode::ServerTooBusy);
+        assert_eq!(gated.entered(), 4);
+        assert_eq!(r.stats().refused_busy, 101);
+        assert_eq!(Refused::Busy.failure().code, ResponseCode::ServerTooBusy);
+
+        // Let them finish: the slots come back.
+        gated.gate.add_permits(1000);
+        for task in tasks {
+            let _ = task.await.unwrap();
+        }
+        assert_eq!(r.in_flight(), 0);
+        let permit = r.admit(LOOPBACK).expect("slots are given back");
+        let got = r
+            .resolve_admitted(&permit, &handle("88.100.1/SN-0001"), &[], &[], 0, NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            got.0,
+            CachedAnswer::Values(vec![url(1, "https://example.com/sn-0001")])
+        );
+    }
+
+    #[tokio::test]
+    async fn hole7_coalesced_waiters_each_hold_a_slot() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let gated = Gated::new(fake.clone());
+        let r = gated_recursor(&gated, 3);
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let permit = r.admit(LOOPBACK).unwrap();
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let h = handle("88.100.1/SN-0001");
+                r.resolve_admitted(&permit, &h, &[], &[], 0, NOW).await
+            }));
+        }
+        until(|| gated.entered() == 1 && r.cache().in_flight() == 1).await;
+        // One fetch upstream, but every waiting request counts against the cap.
+        assert_eq!(r.in_flight(), 3);
+        assert_eq!(r.admit(LOOPBACK).unwrap_err(), Refused::Busy);
+        gated.gate.add_permits(1000);
+        for task in tasks {
+            assert!(task.await.unwrap().is_ok());
+        }
+        assert_eq!(r.stats().fetches, 1);
+        assert_eq!(r.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn hole7_allow_list_decides_who_may_recurse() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let r = recursor(&fake);
+        for yes in [
+            "127.0.0.1",
+            "::1",
+            "10.9.8.7",
+            "192.168.0.1",
+            "::ffff:172.16.0.1",
+        ] {
+            assert!(r.admit(yes.parse().unwrap()).is_ok(), "{yes}");
+        }
+        for no in ["8.8.8.8", "2001:db8::1", "::ffff:203.0.113.1"] {
+            assert_eq!(
+                r.admit(no.parse().unwrap()).unwrap_err(),
+                Refused::NotAllowed
+            );
+        }
+        assert_eq!(r.stats().refused_not_allowed, 3);
+        assert_eq!(
+            fake.count(),
+            0,
+            "a refused client causes no upstream traffic"
+        );
+        assert_eq!(
+            Refused::NotAllowed.failure().code,
+            ResponseCode::ServerNotResponsible
+        );
+        let open = recursor_with(&fake, |c| c.allow = CidrList::everyone());
+        assert!(open.admit("8.8.8.8".parse().unwrap()).is_ok());
+        let closed = recursor_with(&fake, |c| c.allow = CidrList::default());
+        assert_eq!(closed.admit(LOOPBACK).unwrap_err(), Refused::NotAllowed);
+    }
+
+    #[tokio::test]
+    async fn hole7_type_and_index_lists_are_capped_before_the_cache() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let r = recursor(&fake);
+        let h = handle("88.100.1/SN-0001");
+        let at_limit: Vec<String> = (0..MAX_REQUEST_TYPES)
+            .map(|i| format!("{i:0>width$}", width = MAX_REQUEST_TYPE_LEN))
+            .collect();
+        let indexes: Vec<u32> = (0..MAX_REQUEST_INDEXES as u32).collect();
+        assert_eq!(check_request_shape(&indexes, &at_limit), Ok(()));
+        let too_many_types: Vec<String> =
+            (0..=MAX_REQUEST_TYPES).map(|i| format!("T{i}")).collect();
+        let too_long = vec!["X".repeat(MAX_REQUEST_TYPE_LEN + 1)];
+        let huge = vec!["X".repeat(66_000)];
+        let too_many_indexes: Vec<u32> = (0..=MAX_REQUEST_INDEXES as u32).collect();
+        let permit = r.admit(LOOPBACK).unwrap();
+        for (indexes, types) in [
+            (&[][..], &too_many_types[..]),
+            (&[][..], &too_long[..]),
+            (&[][..], &huge[..]),
+            (&too_many_indexes[..], &[][..]),
+        ] {
+            assert!(check_request_shape(indexes, types).is_err());
+            let err = r.resolve(&h, indexes, types, 0, NOW).await.unwrap_err();
+            assert_eq!(err.code, ResponseCode::ProtocolError, "{err}");
+            let err = r
+                .resolve_admitted(&permit, &h, indexes, types, 0, NOW)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ResponseCode::ProtocolError);
+        }
+        assert_eq!(fake.count(), 0);
+        assert!(r.cache().is_empty());
+        assert_eq!(r.cache().bytes(), 0);
+        assert_eq!(r.stats().refused_shape, 8);
+        // Within the bounds: answered as usual.
+        assert!(r
+            .resolve_admitted(&permit, &h, &[1], &["URL".to_string()], 0, NOW)
+            .await
+            .is_ok());
+    }
+
     // --- hierarchy walking -------------------------------------------------------------------
 
     #[tokio::test]
