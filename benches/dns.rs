@@ -26,6 +26,8 @@ use idnode::wire::dns::{answer, decide, encode, Decision, Found, Request, Zone};
 
 use common::{handle, missing_handle, product_values, record_count, SplitMix64, Store, NOW};
 
+/// The client the queries come from.
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 /// Records in the registry behind `DnsService` (at most).
 const RECORDS: u32 = 10_000;
 /// Query packets in each pool.
@@ -95,7 +97,7 @@ fn dns(c: &mut Criterion) {
         (&absent[0], ResponseCode::NXDomain, 0),
     ] {
         assert!(matches!(
-            service.process(packet, Transport::Udp, &mut out),
+            service.process(packet, LOOPBACK, Transport::Udp, &mut out),
             Outcome::Reply(_)
         ));
         let reply = Message::from_vec(&out).expect("reply parses");
@@ -152,7 +154,7 @@ fn dns(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 k = (k + 1) % POOL;
-                match service.process(&pool[k], Transport::Udp, &mut out) {
+                match service.process(&pool[k], LOOPBACK, Transport::Udp, &mut out) {
                     Outcome::Reply(_) => out.len(),
                     _ => panic!("no reply"),
                 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::Identity;
 use crate::model::{Handle, Prefix, SuffixCase};
+use crate::net::CidrList;
 
 /// The configuration `idnode serve` uses when none is given (also `config/default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
@@ -189,6 +190,9 @@ impl Default for DnsConfig {
     }
 }
 
+/// Default of `recursion.max_concurrent`.
+pub const DEFAULT_MAX_CONCURRENT_RECURSIONS: usize = 256;
+
 /// Recursive resolution: answering for identifiers this node does not home by walking the
 /// hierarchy from the root sites, with a cache shared by every front end.
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +215,18 @@ pub struct RecursionConfig {
     pub deadline_ms: u64,
     /// Cached answers (and, separately, prefix sites) kept at most.
     pub cache_max_entries: usize,
+    /// Bytes the cache may hold (estimated heap size of keys and values, answers and prefix
+    /// sites together); the least recently used entries are evicted beyond it.
+    pub cache_max_bytes: usize,
+    /// Recursive lookups in flight at once, all front ends and clients together (each
+    /// request counts while it waits, also when it waits on another's identical fetch).
+    /// Beyond it requests fail at once: native RC 3, DNS SERVFAIL, HTTP 503.
+    pub max_concurrent: usize,
+    /// Client networks that may use recursion (CIDR, e.g. "10.0.0.0/8", or a bare address).
+    /// Others get the node's non-recursive answer (native: 301 / referral; DNS: REFUSED;
+    /// HTTP: the engine's answer). Default: loopback and private ranges only; list
+    /// "0.0.0.0/0" and "::/0" to run an open resolver.
+    pub allow: CidrList,
     /// Value TTLs are clamped to this.
     pub cache_max_ttl_secs: u32,
     /// How long "not found" (100) and "no values" (200) answers are cached (0: not at all).
@@ -230,6 +246,9 @@ impl Default for RecursionConfig {
             max_recursion_count: 10,
             deadline_ms: 10_000,
             cache_max_entries: 100_000,
+            cache_max_bytes: crate::resolve::cache::DEFAULT_MAX_BYTES,
+            max_concurrent: DEFAULT_MAX_CONCURRENT_RECURSIONS,
+            allow: CidrList::private(),
             cache_max_ttl_secs: 86_400,
             negative_ttl_secs: 60,
             serve_stale_secs: 300,
@@ -644,6 +663,24 @@ impl Config {
         if rc.cache_max_entries == 0 {
             return Err(invalid("recursion.cache_max_entries", "must be at least 1"));
         }
+        if !(1 << 16..=1 << 40).contains(&rc.cache_max_bytes) {
+            return Err(invalid(
+                "recursion.cache_max_bytes",
+                "must be between 65536 (64 KiB) and 1099511627776 (1 TiB)",
+            ));
+        }
+        if !(1..=65_536).contains(&rc.max_concurrent) {
+            return Err(invalid(
+                "recursion.max_concurrent",
+                "must be between 1 and 65536",
+            ));
+        }
+        if rc.enabled && rc.allow.is_empty() {
+            return Err(invalid(
+                "recursion.allow",
+                "no client could use recursion: list client networks, or disable recursion",
+            ));
+        }
         for (key, threads, entries) in [
             (
                 "handle",
@@ -773,6 +810,23 @@ mod tests {
     }
 
     #[test]
+    fn hole7_recursion_allow_defaults_to_private_ranges() {
+        let c = Config::from_toml("").unwrap();
+        let allow = &c.raw.recursion.allow;
+        assert!(allow.contains("127.0.0.1".parse().unwrap()));
+        assert!(allow.contains("192.168.1.1".parse().unwrap()));
+        assert!(!allow.contains("8.8.8.8".parse().unwrap()));
+        assert_eq!(c.raw.recursion.max_concurrent, 256);
+        assert_eq!(c.raw.recursion.cache_max_bytes, 64 << 20);
+        let c = Config::from_toml("[recursion]\nallow = [\"203.0.113.0/24\", \"2001:db8::1\"]\n")
+            .unwrap();
+        let allow = &c.raw.recursion.allow;
+        assert!(allow.contains("203.0.113.9".parse().unwrap()));
+        assert!(allow.contains("2001:db8::1".parse().unwrap()));
+        assert!(!allow.contains("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
     fn site_key_is_loaded_and_published() {
         let dir = tempfile::tempdir().unwrap();
         let key = crate::auth::challenge::PrivateKey::generate_rsa(1024).unwrap();
@@ -814,6 +868,24 @@ mod tests {
             ),
             ("[dns]\nlisten = \"127.0.0.1:8000\"", "dns.listen"),
             ("[recursion]\nroots = [\"nowhere\"]", "socket address"),
+            ("[recursion]\nallow = [\"10.0.0.1/8\"]", "10.0.0.0/8"),
+            ("[recursion]\nallow = [\"10.0.0.0/40\"]", "0 to 32"),
+            (
+                "[recursion]\nallow = [\"intranet\"]",
+                "\"intranet\" is not a network",
+            ),
+            (
+                "[recursion]\nmax_concurrent = 0",
+                "recursion.max_concurrent",
+            ),
+            (
+                "[recursion]\ncache_max_bytes = 10",
+                "recursion.cache_max_bytes",
+            ),
+            (
+                "[recursion]\nenabled = true\nroots = [\"127.0.0.1:2641\"]\nallow = []",
+                "recursion.allow",
+            ),
             (
                 "[node]\npartition = { index = 0, count = 2, hash_option = 7 }",
                 "hash_option",

@@ -19,7 +19,8 @@
 //! - [`server`]: tokio front ends (HTTP/HTTPS, native UDP/TCP, DNS UDP/TCP) and node start-up;
 //! - [`sync`]: the change feed and followers;
 //! - [`client`]: the blocking native client behind `idnode resolve` / `idnode admin`;
-//! - [`config`], [`metrics`]: configuration and the prometheus registry, passed in.
+//! - [`config`], [`metrics`]: configuration and the prometheus registry, passed in;
+//! - [`net`]: client networks (CIDR) and allow-lists.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod resolve;
 pub mod server;
 pub mod store;

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub store_bytes: IntGauge,
     /// Resolution cache events: hit, miss, stale, coalesced, evicted, negative_hit.
     pub cache_events: IntCounterVec,
+    /// Recursive requests refused, by reason: `not_allowed` (outside `recursion.allow`),
+    /// `busy` (`recursion.max_concurrent` in flight), `shape` (too many types or indexes).
+    pub recursion_refused: IntCounterVec,
     /// Follow links (label `link`): lag in upstream sequences and in seconds, changes
     /// applied, snapshot bootstraps, link errors (including refused batches).
     pub sync_lag_sequences: IntGaugeVec,
@@ -73,6 +76,14 @@ impl Metrics {
         registry.register(Box::new(last_seq.clone()))?;
         registry.register(Box::new(store_bytes.clone()))?;
         registry.register(Box::new(cache_events.clone()))?;
+        let recursion_refused = IntCounterVec::new(
+            Opts::new(
+                "idnode_recursion_refused_total",
+                "Recursive requests refused (not_allowed, busy, shape)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(recursion_refused.clone()))?;
         let sync_lag_sequences = IntGaugeVec::new(
             Opts::new(
                 "idnode_sync_lag_sequences",
@@ -144,6 +155,7 @@ impl Metrics {
             last_seq,
             store_bytes,
             cache_events,
+            recursion_refused,
         })
     }
 

@@ -581,3 +581,158 @@ async fn replayed_answers_follow_the_registry() {
     );
     n.shutdown().await;
 }
+
+/// A query over UDP from a socket bound to `from` (another loopback address is another
+/// client); `None` when nothing comes back within `wait`.
+async fn udp_from(from: &str, addr: SocketAddr, packet: &[u8], wait: Duration) -> Option<Message> {
+    let sock = UdpSocket::bind(format!("{from}:0")).await.unwrap();
+    sock.send_to(packet, addr).await.unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let (n, _) = tokio::time::timeout(wait, sock.recv_from(&mut buf))
+        .await
+        .ok()?
+        .unwrap();
+    Some(Message::from_vec(&buf[..n]).unwrap())
+}
+
+/// A query over TCP from `from`.
+async fn tcp_from(from: &str, addr: SocketAddr, packet: &[u8]) -> Message {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    tcp_send(&mut s, packet).await;
+    tcp_recv(&mut s).await
+}
+
+/// Hole 7: only clients in `recursion.allow` get recursion. Another client gets REFUSED (as
+/// from a node that does not recurse), over UDP and TCP; the UDP workers neither replay the
+/// allowed client's recursive answer to it nor its REFUSED to the allowed client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole7_dns_recursion_only_for_allowed_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = node(dir.path(), "top", &["88"], "").await;
+    let enterprise = node(dir.path(), "enterprise", &["88.100.1"], "").await;
+    create(
+        &top,
+        "88",
+        "0.NA/88.100.1",
+        vec![HandleValue::new(
+            1,
+            "HS_SITE",
+            site_data(enterprise.native_addr.unwrap()),
+        )],
+    );
+    for h in ["88.100.1/SN-0001", "88.100.1/SN-0002"] {
+        create(
+            &enterprise,
+            "88.100.1",
+            h,
+            vec![HandleValue::new(1, "URL", URL)],
+        );
+    }
+    let recursive = node(
+        dir.path(),
+        "recursive",
+        &[],
+        &format!(
+            "[recursion]\nenabled = true\nroots = [\"{}\"]\ntimeout_ms = 1000\nallow = [\"127.0.0.1/32\"]\n",
+            top.native_addr.unwrap()
+        ),
+    )
+    .await;
+    let addr = recursive.dns_addr.unwrap();
+    let (allowed, other) = ("127.0.0.1", "127.0.0.2");
+
+    // The allowed client's answer is not replayed to another client (same query bytes).
+    let packet = query(SN, RecordType::TXT, None);
+    let m = udp_from(allowed, addr, &packet, WAIT)
+        .await
+        .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m}");
+    assert_eq!(txts(&m), [format!("1 URL {URL}")]);
+    let m = udp_from(other, addr, &packet, WAIT).await.expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{m}");
+    assert!(m.answers.is_empty());
+    // ... nor the other client's REFUSED to the allowed one.
+    let packet = query("sn-0002.1.100.88.id.example.", RecordType::TXT, None);
+    for _ in 0..2 {
+        let m = udp_from(other, addr, &packet, WAIT).await.expect("answer");
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{m}");
+    }
+    let m = udp_from(allowed, addr, &packet, WAIT)
+        .await
+        .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m}");
+    // TCP: the same.
+    let m = tcp_from(other, addr, &packet).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{m}");
+    let m = tcp_from(allowed, addr, &packet).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m}");
+
+    let body = http_get(recursive.http_addr, "/metrics").await;
+    let refused = metric(
+        &body,
+        "idnode_recursion_refused_total{reason=\"not_allowed\"}",
+    );
+    assert!(refused >= 4, "{refused}");
+    for n in [recursive, enterprise, top] {
+        n.shutdown().await;
+    }
+}
+
+/// Hole 7: `recursion.max_concurrent` caps lookups in flight on every front end together:
+/// with one lookup stuck on a root that never answers, DNS gets SERVFAIL at once and HTTP 503,
+/// counted as `busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole7_recursion_cap_is_shared_by_dns_and_http() {
+    let dir = tempfile::tempdir().unwrap();
+    // A root that reads requests and never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let root = silent.local_addr().unwrap();
+    let recursive = node(
+        dir.path(),
+        "recursive",
+        &[],
+        &format!(
+            "[recursion]\nenabled = true\nroots = [\"{root}\"]\ntimeout_ms = 3000\nattempts = 1\n\
+             deadline_ms = 3000\nmax_concurrent = 1\n"
+        ),
+    )
+    .await;
+    let addr = recursive.dns_addr.unwrap();
+    // The first lookup holds the only slot while the root stays silent.
+    let stuck = tokio::spawn(async move {
+        udp_from(
+            "127.0.0.1",
+            addr,
+            &query("a.1.100.88.id.example.", RecordType::TXT, None),
+            Duration::from_secs(30),
+        )
+        .await
+    });
+    let mut buf = [0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(10), silent.recv_from(&mut buf))
+        .await
+        .expect("the recursor asks the root")
+        .unwrap();
+    // Beyond the cap: refused without waiting for the upstream.
+    let m = udp_from(
+        "127.0.0.1",
+        addr,
+        &query("b.1.100.88.id.example.", RecordType::TXT, None),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("an answer while the first lookup is stuck");
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m}");
+    let status = http_get(recursive.http_addr, "/api/handles/88.100.1/B").await;
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    let status = http_get(recursive.http_addr, "/88.100.1/B").await;
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    let body = http_get(recursive.http_addr, "/metrics").await;
+    assert!(metric(&body, "idnode_recursion_refused_total{reason=\"busy\"}") >= 3);
+    // The stuck lookup ends with its deadline, and gives its slot back.
+    let m = stuck.await.unwrap().expect("an answer after the deadline");
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    recursive.shutdown().await;
+}

@@ -389,3 +389,120 @@ async fn unreachable_and_lying_upstreams_give_clear_errors() {
         rec.shutdown().await;
     }
 }
+
+/// [`http_get`] from a socket bound to `from` (another loopback address is another client).
+async fn http_get_from(from: &str, addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+/// Hole 7: HTTP recursion (REST GET and the proxy) only for clients in `recursion.allow`;
+/// others get the node's own, non-recursive answer. Type lists longer than the cap are
+/// refused on HTTP and native alike, before any upstream work or cache entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole7_http_recursion_allow_list_and_request_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = node(dir.path(), "top", &["88"], "").await;
+    let enterprise = node(dir.path(), "enterprise", &["88.100.1"], "").await;
+    let ent_addr = enterprise.native_addr.unwrap();
+    let create = |n: &RunningNode, prefix: &str, handle: &str, values: Vec<HandleValue>| {
+        let engine = &n.engine;
+        let admin = engine.parse_handle(&format!("0.NA/{prefix}")).unwrap();
+        let identity = engine
+            .authenticate_secret(&admin, 300, SECRET.as_bytes())
+            .unwrap();
+        let handle = engine.parse_handle(handle).unwrap();
+        engine
+            .create(&identity, &handle, values, idnode::resolve::Overwrite::No)
+            .unwrap();
+    };
+    create(
+        &top,
+        "88",
+        "0.NA/88.100.1",
+        vec![HandleValue::new(1, "HS_SITE", site_data(&[ent_addr]))],
+    );
+    let url = "https://example.com/hole7";
+    create(
+        &enterprise,
+        "88.100.1",
+        "88.100.1/H7",
+        vec![HandleValue::new(1, "URL", url)],
+    );
+    let recursive = node(
+        dir.path(),
+        "recursive",
+        &[],
+        &format!(
+            "\n[recursion]\nenabled = true\nroots = [\"{}\"]\ntimeout_ms = 1000\nallow = [\"127.0.0.1\"]\n",
+            top.native_addr.unwrap()
+        ),
+    )
+    .await;
+    let http = recursive.http_addr;
+    let (allowed, other) = ("127.0.0.1", "127.0.0.2");
+
+    let (status, body) = http_get_from(allowed, http, "/api/handles/88.100.1/H7").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(url));
+    // Another client: the answer of a node that does not recurse (it homes nothing).
+    let (status, body) = http_get_from(other, http, "/api/handles/88.100.1/H7").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(!body.contains(url), "{body}");
+    let (status, page) = http_get_from(other, http, "/88.100.1/H7").await;
+    assert_eq!(status, 404, "{page}");
+    assert!(!page.contains(url), "{page}");
+    let (status, page) = http_get_from(allowed, http, "/88.100.1/H7").await;
+    assert_eq!(status, 302, "{page}");
+
+    // Too many types: refused, on HTTP and native.
+    let types: Vec<String> = (0..33).map(|i| format!("T{i}")).collect();
+    let query: Vec<String> = types.iter().map(|t| format!("type={t}")).collect();
+    let path = format!("/api/handles/88.100.1/FRESH?{}", query.join("&"));
+    let (status, body) = http_get_from(allowed, http, &path).await;
+    assert_eq!(status, 400, "{body}");
+    let long = vec!["X".repeat(65)];
+    let rec_native = recursive.native_addr.unwrap();
+    let codes = tokio::task::spawn_blocking(move || {
+        let client = Client::new(rec_native).with_timeout(Duration::from_secs(10));
+        [types, long].map(|t| {
+            client
+                .resolve("88.100.1/FRESH", &[], &t, Transport::Udp, true)
+                .unwrap()
+                .code
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(codes, [4, 4]);
+    let (_, metrics) = http_get(http, "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "idnode_recursion_refused_total{reason=\"shape\"}"),
+        3
+    );
+    assert!(
+        metric(
+            &metrics,
+            "idnode_recursion_refused_total{reason=\"not_allowed\"}"
+        ) >= 2
+    );
+    for n in [recursive, enterprise, top] {
+        n.shutdown().await;
+    }
+}

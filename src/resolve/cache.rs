@@ -2,7 +2,8 @@
 //!
 //! # What it holds
 //!
-//! Two separate keyspaces, each bounded to [`CacheConfig::max_entries`] entries:
+//! Two separate keyspaces, each bounded to [`CacheConfig::max_entries`] entries and together
+//! to [`CacheConfig::max_bytes`] bytes (answers 7/8 of it, prefix sites 1/8):
 //!
 //! - **answers**, keyed by [`CacheKey`] (handle text + requested indexes + requested types +
 //!   public-only flag): the values of a resolution ([`CachedAnswer::Values`]) or a negative
@@ -40,7 +41,11 @@
 //!
 //! # Eviction
 //!
-//! Inserting into a full keyspace first evicts an entry that is dead (past its stale window),
+//! Every entry is weighed when stored ([`Weigh`]: an estimate of the heap bytes of its key
+//! and value, plus a fixed overhead for the map and index slots), and a keyspace keeps the sum.
+//! An entry heavier than its keyspace's whole byte budget is not stored (an older entry for
+//! the key is dropped). Inserting into a keyspace that is full (in entries or in bytes) first
+//! evicts an entry that is dead (past its stale window),
 //! otherwise the least recently used one (a lookup that finds an entry, fresh or stale, counts
 //! as a use). Each keyspace keeps a hash map plus two ordered indexes (by last use, by end of
 //! stale window), so lookups, inserts and evictions cost O(log n), never a scan. Evictions are
@@ -81,6 +86,9 @@ use crate::model::{HandleValue, SiteInfo};
 pub struct CacheConfig {
     /// Most answer entries kept; the same bound applies separately to prefix-site entries.
     pub max_entries: usize,
+    /// Most bytes (estimated heap size of keys and values) kept by both keyspaces together:
+    /// answers get 7/8 of it, prefix sites 1/8.
+    pub max_bytes: usize,
     /// Upper bound of every TTL, in seconds.
     pub max_ttl_secs: u32,
     /// Lifetime of negative answers (handle or values not found); 0 disables them.
@@ -93,10 +101,98 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             max_entries: 100_000,
+            max_bytes: DEFAULT_MAX_BYTES,
             max_ttl_secs: 86_400,
             negative_ttl_secs: 60,
             serve_stale_secs: 300,
         }
+    }
+}
+
+/// Default of [`CacheConfig::max_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+
+/// Bytes counted for every entry on top of its key and value: the map slot, the `Arc`s of the
+/// key and value, two index nodes.
+pub const ENTRY_OVERHEAD: usize = 160;
+
+/// An estimate of the heap bytes a key or value holds (its own size included).
+pub trait Weigh {
+    fn weigh(&self) -> usize;
+}
+
+fn string_bytes(s: &str) -> usize {
+    std::mem::size_of::<String>() + s.len()
+}
+
+impl Weigh for String {
+    fn weigh(&self) -> usize {
+        string_bytes(self)
+    }
+}
+
+impl Weigh for CacheKey {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<CacheKey>()
+            + self.handle_key.len()
+            + self.indexes.len() * std::mem::size_of::<u32>()
+            + self.types.iter().map(|t| string_bytes(t)).sum::<usize>()
+    }
+}
+
+impl Weigh for HandleValue {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<HandleValue>()
+            + self.type_name.len()
+            + self.data.len()
+            + self
+                .references
+                .iter()
+                .map(|r| std::mem::size_of_val(r) + r.handle.len())
+                .sum::<usize>()
+    }
+}
+
+impl Weigh for CachedAnswer {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<CachedAnswer>()
+            + match self {
+                CachedAnswer::Values(values) => values.iter().map(Weigh::weigh).sum(),
+                CachedAnswer::HandleNotFound | CachedAnswer::ValuesNotFound => 0,
+            }
+    }
+}
+
+impl Weigh for SiteInfo {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<SiteInfo>()
+            + self.hash_filter.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(k, v)| string_bytes(k) + string_bytes(v))
+                .sum::<usize>()
+            + self
+                .servers
+                .iter()
+                .map(|s| {
+                    std::mem::size_of_val(s)
+                        + s.public_key.len()
+                        + std::mem::size_of_val(s.interfaces.as_slice())
+                })
+                .sum::<usize>()
+    }
+}
+
+impl<T: Weigh> Weigh for Vec<T> {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<Vec<T>>() + self.iter().map(Weigh::weigh).sum::<usize>()
+    }
+}
+
+impl<T: Weigh> Weigh for Arc<T> {
+    fn weigh(&self) -> usize {
+        T::weigh(self)
     }
 }
 
@@ -228,6 +324,8 @@ struct Entry<V> {
     id: u64,
     /// Tick of the last use: the key of the LRU index.
     used: u64,
+    /// Bytes counted for the entry (key, value and [`ENTRY_OVERHEAD`]).
+    bytes: usize,
 }
 
 /// One bounded keyspace: a map plus an LRU index and an expiry index, kept in step.
@@ -238,15 +336,18 @@ struct Store<K, V> {
     /// (end of stale window, insertion serial) → key; the first entry dies first.
     expiry: BTreeMap<(u64, u64), Arc<K>>,
     tick: u64,
+    /// Sum of the entries' `bytes`.
+    bytes: usize,
 }
 
-impl<K: Hash + Eq, V: Clone> Store<K, V> {
+impl<K: Hash + Eq + Weigh, V: Clone + Weigh> Store<K, V> {
     fn new() -> Self {
         Store {
             map: HashMap::new(),
             lru: BTreeMap::new(),
             expiry: BTreeMap::new(),
             tick: 0,
+            bytes: 0,
         }
     }
 
@@ -258,6 +359,7 @@ impl<K: Hash + Eq, V: Clone> Store<K, V> {
         self.map.clear();
         self.lru.clear();
         self.expiry.clear();
+        self.bytes = 0;
     }
 
     fn next_tick(&mut self) -> u64 {
@@ -296,27 +398,41 @@ impl<K: Hash + Eq, V: Clone> Store<K, V> {
             Some(entry) => {
                 self.lru.remove(&entry.used);
                 self.expiry.remove(&(entry.stale_until, entry.id));
+                self.bytes = self.bytes.saturating_sub(entry.bytes);
                 true
             }
             None => false,
         }
     }
 
-    /// Store an entry, evicting as needed to keep at most `max` entries; returns how many were
-    /// evicted.
-    fn insert(&mut self, key: K, value: V, times: (u64, u64), now: u64, max: usize) -> u64 {
+    /// Store an entry, evicting as needed to keep at most `limits.0` entries of together at
+    /// most `limits.1` bytes; returns how many were evicted. An entry heavier than the whole
+    /// byte budget is not stored.
+    fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        times: (u64, u64),
+        now: u64,
+        limits: (usize, usize),
+    ) -> u64 {
+        let (max, max_bytes) = limits;
         let (expires, stale_until) = times;
         self.remove(&key);
-        if max == 0 {
+        let bytes = ENTRY_OVERHEAD
+            .saturating_add(key.weigh())
+            .saturating_add(value.weigh());
+        if max == 0 || bytes > max_bytes {
             return 0;
         }
         let mut evicted = 0;
-        while self.map.len() >= max {
+        while self.map.len() >= max || self.bytes.saturating_add(bytes) > max_bytes {
             if !self.evict_one(now) {
                 break;
             }
             evicted += 1;
         }
+        self.bytes = self.bytes.saturating_add(bytes);
         let id = self.next_tick();
         let key = Arc::new(key);
         self.lru.insert(id, Arc::clone(&key));
@@ -329,6 +445,7 @@ impl<K: Hash + Eq, V: Clone> Store<K, V> {
                 stale_until,
                 id,
                 used: id,
+                bytes,
             },
         );
         evicted
@@ -440,6 +557,21 @@ impl Cache {
         &self.config
     }
 
+    /// The byte budget of the site keyspace: 1/8 of `max_bytes`.
+    fn site_bytes(&self) -> usize {
+        self.config.max_bytes / 8
+    }
+
+    /// The byte budget of the answer keyspace: the rest of `max_bytes`.
+    fn answer_bytes(&self) -> usize {
+        self.config.max_bytes - self.site_bytes()
+    }
+
+    /// Bytes counted for the entries currently stored (both keyspaces; see [`Weigh`]).
+    pub fn bytes(&self) -> usize {
+        lock(&self.answers).bytes + lock(&self.sites).bytes
+    }
+
     fn count(&self, event: Event) {
         self.count_n(event, 1);
     }
@@ -521,7 +653,8 @@ impl Cache {
             return;
         }
         let times = self.times(now, ttl);
-        let evicted = answers.insert(key, Arc::new(answer), times, now, self.config.max_entries);
+        let limits = (self.config.max_entries, self.answer_bytes());
+        let evicted = answers.insert(key, Arc::new(answer), times, now, limits);
         drop(answers);
         self.count_n(Event::Evicted, evicted);
     }
@@ -556,7 +689,8 @@ impl Cache {
             return;
         }
         let times = self.times(now, ttl);
-        let evicted = store.insert(key, Arc::new(sites), times, now, self.config.max_entries);
+        let limits = (self.config.max_entries, self.site_bytes());
+        let evicted = store.insert(key, Arc::new(sites), times, now, limits);
         drop(store);
         self.count_n(Event::Evicted, evicted);
     }
@@ -1220,5 +1354,75 @@ mod tests {
             assert_eq!(result, Ok(answer(n)));
         }
         assert_eq!(cache.in_flight(), 0);
+    }
+
+    #[test]
+    fn hole7_cache_is_bounded_in_bytes() {
+        let events = events();
+        let max_bytes = 1 << 20;
+        let cache = Cache::new(
+            CacheConfig {
+                max_bytes,
+                ..config(100_000, 0)
+            },
+            Some(events.clone()),
+        );
+        let big = |n: u32| {
+            let mut v = value(n, Ttl::Relative(3600));
+            v.data = vec![b'x'; 60_000];
+            CachedAnswer::Values(vec![v])
+        };
+        // 200 answers of ~60 kB: far more than the entry bound allows in bytes.
+        for n in 0..200 {
+            cache.put(key(&format!("a/{n}")), big(n), NOW);
+            assert!(cache.bytes() <= max_bytes, "{} bytes", cache.bytes());
+        }
+        assert!(cache.len() < 20, "{} entries", cache.len());
+        assert!(count(&events, "evicted") > 180);
+        // The newest survive (least recently used go first).
+        assert_eq!(cache.get(&key("a/199"), NOW), Lookup::Fresh(big(199)));
+        assert_eq!(cache.get(&key("a/0"), NOW), Lookup::Miss);
+
+        // Keys count too: a key with huge type lists weighs what it holds.
+        let types: Vec<String> = (0..1000).map(|i| format!("TYPE.{i:060}")).collect();
+        let heavy = CacheKey::new("a/heavy", &[], &types, true);
+        assert!(heavy.weigh() > 64_000);
+        cache.put(heavy.clone(), answer(1), NOW);
+        assert!(cache.bytes() <= max_bytes);
+
+        // An entry heavier than the whole budget is never stored, and drops an older one.
+        cache.put(
+            key("a/199"),
+            CachedAnswer::Values(vec![{
+                let mut v = value(1, Ttl::Relative(3600));
+                v.data = vec![0; max_bytes];
+                v
+            }]),
+            NOW,
+        );
+        assert_eq!(cache.get(&key("a/199"), NOW), Lookup::Miss);
+        assert!(cache.bytes() <= max_bytes);
+
+        // Sites have their own eighth of the budget.
+        let mut heavy_site = site(1);
+        heavy_site.hash_filter = vec![0; 40_000];
+        for n in 0..100 {
+            cache.put_sites(&format!("88.{n}"), vec![heavy_site.clone()], 3600, NOW);
+            assert!(lock(&cache.sites).bytes <= max_bytes / 8);
+        }
+        assert!(cache.bytes() <= max_bytes);
+
+        // Removing and clearing give the bytes back.
+        cache.clear();
+        assert_eq!(cache.bytes(), 0);
+        cache.put(key("a/1"), answer(1), NOW);
+        let one = cache.bytes();
+        assert!(one > ENTRY_OVERHEAD);
+        cache.put(key("a/1"), answer(1), NOW);
+        assert_eq!(
+            cache.bytes(),
+            one,
+            "replacing an entry does not count it twice"
+        );
     }
 }

@@ -28,13 +28,29 @@
 //!
 //! Every hop is logged at debug level: `RUST_LOG=idnode::resolve::recursion=debug`.
 //!
+//! # Who may recurse, and how much
+//!
+//! - [`Recursor::admit`] is every front end's door: a client outside
+//!   [`RecursorConfig::allow`] is [`Refused::NotAllowed`] (the front end gives its ordinary
+//!   non-recursive answer), and beyond [`RecursorConfig::max_concurrent`] requests in flight
+//!   it is [`Refused::Busy`] at once (native RC 3, DNS SERVFAIL, HTTP 503). The
+//!   [`RecursionPermit`] it hands out is held for the whole of
+//!   [`Recursor::resolve_admitted`]; every request counts once, also one that waits on another
+//!   request's identical fetch (so waiters are bounded too). Refusals are counted
+//!   (`idnode_recursion_refused_total{reason}`).
+//! - [`Recursor::resolve`] / [`Recursor::resolve_aged`], for callers that do not know the
+//!   client, take a permit themselves on a cache miss: the cap holds for every caller.
+//! - [`check_request_shape`] bounds what one request may ask (types, their length, indexes);
+//!   every resolve checks it before a cache key exists, so no caller can make the cache hold
+//!   client-chosen lists of any size.
+//!
 //! The network is behind the [`Upstream`] trait; [`NetworkUpstream`] is the real one (tokio UDP
 //! with reassembly, TCP with CN continuation), tests use a scripted fake.
 
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,12 +58,14 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::cache::{Cache, CacheKey, CachedAnswer, Lookup};
 use super::site::{query_port, server_for};
 use super::Failure;
 use crate::model::structured::interface;
 use crate::model::{types, Handle, HandleValue, ResponseCode, SiteInfo, PREFIX_NA};
+use crate::net::CidrList;
 use crate::wire::handle::message::{
     envelope_flag, flag, op, udp_fragments, Body, Envelope, FragmentError, Fragments, Message,
     ENVELOPE_LEN, MAX_MESSAGE_LEN, UDP_CHUNK,
@@ -97,6 +115,82 @@ const BACKOFF_CAP: Duration = Duration::from_secs(1);
 /// Bytes accepted for all CN-continued TCP messages of one response together (each message is
 /// also capped at [`MAX_MESSAGE_LEN`]).
 const MAX_CONTINUED_BYTES: usize = 16 * MAX_MESSAGE_LEN;
+
+/// Most types one recursive request may name.
+pub const MAX_REQUEST_TYPES: usize = 32;
+/// Longest type name (bytes) in a recursive request.
+pub const MAX_REQUEST_TYPE_LEN: usize = 64;
+/// Most indexes one recursive request may name.
+pub const MAX_REQUEST_INDEXES: usize = 64;
+
+/// Whether a recursive request's index and type lists are within bounds: at most
+/// [`MAX_REQUEST_INDEXES`] indexes and [`MAX_REQUEST_TYPES`] types of at most
+/// [`MAX_REQUEST_TYPE_LEN`] bytes each (duplicates count). The error says which bound, for
+/// the front end's answer (native: RC 4 protocol error). Every resolve checks it too.
+pub fn check_request_shape(indexes: &[u32], types: &[String]) -> Result<(), String> {
+    if indexes.len() > MAX_REQUEST_INDEXES {
+        return Err(format!(
+            "{} indexes requested; a recursive request may name at most {MAX_REQUEST_INDEXES}",
+            indexes.len()
+        ));
+    }
+    if types.len() > MAX_REQUEST_TYPES {
+        return Err(format!(
+            "{} types requested; a recursive request may name at most {MAX_REQUEST_TYPES}",
+            types.len()
+        ));
+    }
+    if let Some(t) = types.iter().find(|t| t.len() > MAX_REQUEST_TYPE_LEN) {
+        return Err(format!(
+            "a requested type is {} bytes long; at most {MAX_REQUEST_TYPE_LEN} in a recursive request",
+            t.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Why [`Recursor::admit`] refused a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The client is outside `recursion.allow`: give it the non-recursive answer.
+    #[error("recursion is not offered to this client")]
+    NotAllowed,
+    /// `recursion.max_concurrent` lookups are in flight: fail at once.
+    #[error("too many recursive lookups in flight")]
+    Busy,
+}
+
+impl Refused {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::NotAllowed => "not_allowed",
+            Refused::Busy => "busy",
+        }
+    }
+
+    /// The failure a front end answers: RC 3 (server too busy) for [`Refused::Busy`], RC 301
+    /// (not responsible) for [`Refused::NotAllowed`].
+    pub fn failure(self) -> Failure {
+        match self {
+            Refused::Busy => Failure::new(
+                ResponseCode::ServerTooBusy,
+                "too many recursive lookups in flight; try again later",
+            ),
+            Refused::NotAllowed => Failure::new(
+                ResponseCode::ServerNotResponsible,
+                "That prefix doesn't live here",
+            ),
+        }
+    }
+}
+
+/// A client's admission to one recursive lookup ([`Recursor::admit`]): one slot of
+/// `recursion.max_concurrent`, given back when dropped. Hold it until the answer is built.
+#[derive(Debug)]
+pub struct RecursionPermit {
+    _slot: OwnedSemaphorePermit,
+}
 
 // ---------------------------------------------------------------------------------------------
 // The upstream transport
@@ -389,6 +483,10 @@ pub struct RecursorConfig {
     pub timeout: Duration,
     /// Bound of one whole resolve (all hops).
     pub deadline: Duration,
+    /// Requests resolving at once (all front ends); see [`Recursor::admit`].
+    pub max_concurrent: usize,
+    /// Clients that may recurse.
+    pub allow: CidrList,
 }
 
 impl Default for RecursorConfig {
@@ -400,6 +498,8 @@ impl Default for RecursorConfig {
             attempts: 3,
             timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
+            max_concurrent: crate::config::DEFAULT_MAX_CONCURRENT_RECURSIONS,
+            allow: CidrList::private(),
         }
     }
 }
@@ -415,6 +515,12 @@ pub struct RecursorStats {
     pub exchanges: u64,
     /// Stale answers served because the upstream fetch failed.
     pub stale_served: u64,
+    /// Requests refused because `max_concurrent` were in flight.
+    pub refused_busy: u64,
+    /// Clients refused because they are outside the allow-list.
+    pub refused_not_allowed: u64,
+    /// Requests refused because their type or index lists are too long.
+    pub refused_shape: u64,
 }
 
 #[derive(Default)]
@@ -423,6 +529,9 @@ struct Counters {
     fetches: AtomicU64,
     exchanges: AtomicU64,
     stale_served: AtomicU64,
+    refused_busy: AtomicU64,
+    refused_not_allowed: AtomicU64,
+    refused_shape: AtomicU64,
 }
 
 /// Resolves any identifier through the hierarchy, with a shared cache.
@@ -431,6 +540,10 @@ pub struct Recursor {
     upstream: Arc<dyn Upstream>,
     cache: Arc<Cache>,
     counters: Counters,
+    /// One permit per request resolving.
+    slots: Arc<Semaphore>,
+    /// `idnode_recursion_refused_total{reason}`.
+    refused: Option<prometheus::IntCounterVec>,
 }
 
 /// What a set of site-describing values leads to.
@@ -600,12 +713,80 @@ fn owned(types: &[&str]) -> Vec<String> {
 
 impl Recursor {
     pub fn new(config: RecursorConfig, upstream: Arc<dyn Upstream>, cache: Arc<Cache>) -> Recursor {
+        let slots = Arc::new(Semaphore::new(
+            config.max_concurrent.clamp(1, Semaphore::MAX_PERMITS),
+        ));
         Recursor {
             config,
             upstream,
             cache,
             counters: Counters::default(),
+            slots,
+            refused: None,
         }
+    }
+
+    /// Count refusals into `counter` (labelled `reason`: `not_allowed`, `busy`, `shape`).
+    pub fn with_refusal_metric(mut self, counter: prometheus::IntCounterVec) -> Recursor {
+        for reason in ["not_allowed", "busy", "shape"] {
+            let _ = counter.with_label_values(&[reason]);
+        }
+        self.refused = Some(counter);
+        self
+    }
+
+    fn count_refusal(&self, reason: &str) {
+        let c = &self.counters;
+        match reason {
+            "busy" => c.refused_busy.fetch_add(1, Ordering::Relaxed),
+            "not_allowed" => c.refused_not_allowed.fetch_add(1, Ordering::Relaxed),
+            _ => c.refused_shape.fetch_add(1, Ordering::Relaxed),
+        };
+        if let Some(counter) = &self.refused {
+            counter.with_label_values(&[reason]).inc();
+        }
+    }
+
+    /// Whether `client` is in `recursion.allow` (IPv4-mapped IPv6 counts as IPv4).
+    pub fn allows(&self, client: IpAddr) -> bool {
+        self.config.allow.contains(client)
+    }
+
+    /// Admit `client` to one recursive lookup, without waiting: [`Refused::NotAllowed`] when it
+    /// is outside the allow-list, [`Refused::Busy`] when `max_concurrent` requests are in
+    /// flight. Hold the permit for the whole [`Recursor::resolve_admitted`] call.
+    pub fn admit(&self, client: IpAddr) -> Result<RecursionPermit, Refused> {
+        if !self.allows(client) {
+            self.count_refusal(Refused::NotAllowed.label());
+            return Err(Refused::NotAllowed);
+        }
+        self.slot()
+    }
+
+    fn slot(&self) -> Result<RecursionPermit, Refused> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => Ok(RecursionPermit { _slot: slot }),
+            Err(_) => {
+                self.count_refusal(Refused::Busy.label());
+                Err(Refused::Busy)
+            }
+        }
+    }
+
+    /// Requests holding a permit now.
+    pub fn in_flight(&self) -> usize {
+        self.config
+            .max_concurrent
+            .clamp(1, Semaphore::MAX_PERMITS)
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// [`check_request_shape`], counted as the `shape` refusal.
+    fn check_shape(&self, indexes: &[u32], types: &[String]) -> Result<(), Failure> {
+        check_request_shape(indexes, types).map_err(|why| {
+            self.count_refusal("shape");
+            Failure::new(ResponseCode::ProtocolError, why)
+        })
     }
 
     pub fn cache(&self) -> &Arc<Cache> {
@@ -623,6 +804,9 @@ impl Recursor {
             fetches: c.fetches.load(Ordering::Relaxed),
             exchanges: c.exchanges.load(Ordering::Relaxed),
             stale_served: c.stale_served.load(Ordering::Relaxed),
+            refused_busy: c.refused_busy.load(Ordering::Relaxed),
+            refused_not_allowed: c.refused_not_allowed.load(Ordering::Relaxed),
+            refused_shape: c.refused_shape.load(Ordering::Relaxed),
         }
     }
 
@@ -649,6 +833,10 @@ impl Recursor {
     /// its cache lifetime when it came from the cache, its whole lifetime when it was just
     /// fetched (0 when not cacheable), and [`STALE_ANSWER_TTL`] for a stale answer served
     /// because the upstream failed (RFC 8767 §4). DNS answers count their TTLs down to it.
+    ///
+    /// For callers that do not know the client: no allow-list, but a cache miss takes a
+    /// permit itself (RC 3 when none is free; a stale answer is served instead if there is
+    /// one). Front ends use [`Recursor::admit`] and [`Recursor::resolve_admitted`].
     pub async fn resolve_aged(
         &self,
         handle: &Handle,
@@ -657,6 +845,36 @@ impl Recursor {
         recursion_count: u8,
         now: u64,
     ) -> Result<(CachedAnswer, u32), Failure> {
+        self.resolve_with(None, handle, indexes, types, recursion_count, now)
+            .await
+    }
+
+    /// [`Recursor::resolve_aged`] for a client admitted by [`Recursor::admit`]; `permit` is
+    /// held (borrowed) until the answer is returned.
+    pub async fn resolve_admitted(
+        &self,
+        permit: &RecursionPermit,
+        handle: &Handle,
+        indexes: &[u32],
+        types: &[String],
+        recursion_count: u8,
+        now: u64,
+    ) -> Result<(CachedAnswer, u32), Failure> {
+        self.resolve_with(Some(permit), handle, indexes, types, recursion_count, now)
+            .await
+    }
+
+    async fn resolve_with(
+        &self,
+        permit: Option<&RecursionPermit>,
+        handle: &Handle,
+        indexes: &[u32],
+        types: &[String],
+        recursion_count: u8,
+        now: u64,
+    ) -> Result<(CachedAnswer, u32), Failure> {
+        // Before any cache key exists: oversized lists never reach the cache.
+        self.check_shape(indexes, types)?;
         let key = CacheKey::new(handle.key(), indexes, types, true);
         let stale = match self.cache.get_expiring(&key, now) {
             Lookup::Fresh((answer, expires)) => {
@@ -667,6 +885,22 @@ impl Recursor {
             }
             Lookup::Stale((answer, _)) => Some(answer),
             Lookup::Miss => None,
+        };
+        // A caller without a permit takes one for the fetch (and the wait on one).
+        let _own = match permit {
+            Some(_) => None,
+            None => match self.slot() {
+                Ok(slot) => Some(slot),
+                Err(refused) => {
+                    return match stale {
+                        Some(answer) => {
+                            self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                            Ok((answer, STALE_ANSWER_TTL))
+                        }
+                        None => Err(refused.failure()),
+                    }
+                }
+            },
         };
         // The leader stores the answer before the flight ends, so callers arriving later find
         // it in the cache; callers that waited on the flight get the same answer.
@@ -1532,6 +1766,7 @@ mod tests {
         Arc::new(Cache::new(
             CacheConfig {
                 max_entries: 1000,
+                max_bytes: 64 << 20,
                 max_ttl_secs: 86_400,
                 negative_ttl_secs: 60,
                 serve_stale_secs: 300,
@@ -1587,6 +1822,231 @@ mod tests {
             "88.100.1/SN-0002",
             Reply::Values(vec![url(1, "https://example.com/sn-0002")]),
         );
+    }
+
+    // --- hole 7: who may recurse, and how much ------------------------------------------------
+
+    /// The scripted upstream behind a gate: every exchange waits until the test lets it pass.
+    struct Gated {
+        inner: Arc<Fake>,
+        gate: Arc<Semaphore>,
+        entered: AtomicU64,
+    }
+
+    impl Gated {
+        fn new(inner: Arc<Fake>) -> Arc<Gated> {
+            Arc::new(Gated {
+                inner,
+                gate: Arc::new(Semaphore::new(0)),
+                entered: AtomicU64::new(0),
+            })
+        }
+
+        fn entered(&self) -> u64 {
+            self.entered.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Upstream for Gated {
+        fn exchange<'a>(
+            &'a self,
+            server: SocketAddr,
+            transport: UpstreamTransport,
+            request: &'a Message,
+            timeout: Duration,
+        ) -> BoxFuture<'a, Result<Message, UpstreamError>> {
+            Box::pin(async move {
+                self.entered.fetch_add(1, Ordering::SeqCst);
+                match self.gate.acquire().await {
+                    Ok(pass) => pass.forget(),
+                    Err(_) => return Err(UpstreamError::Timeout),
+                }
+                self.inner
+                    .exchange(server, transport, request, timeout)
+                    .await
+            })
+        }
+    }
+
+    /// Wait (bounded in iterations, not in time asserted on) until `cond` holds.
+    async fn until(cond: impl Fn() -> bool) {
+        for _ in 0..10_000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("condition never became true");
+    }
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn gated_recursor(gated: &Arc<Gated>, max_concurrent: usize) -> Arc<Recursor> {
+        let config = RecursorConfig {
+            roots: vec![site(1, &[ROOT])],
+            attempts: 1,
+            timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(120),
+            max_concurrent,
+            ..RecursorConfig::default()
+        };
+        Arc::new(Recursor::new(config, gated.clone(), cache()))
+    }
+
+    #[tokio::test]
+    async fn hole7_concurrency_cap_refuses_fast_beyond_max_concurrent() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let gated = Gated::new(fake.clone());
+        let r = gated_recursor(&gated, 4);
+        // Four slow lookups of different handles fill the cap.
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let permit = r.admit(LOOPBACK).expect("a free slot");
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let h = handle(&format!("88.100.1/SN-000{}", i % 2 + 1));
+                let h = if i < 2 {
+                    h
+                } else {
+                    handle(&format!("88.100.1/OTHER-{i}"))
+                };
+                r.resolve_admitted(&permit, &h, &[], &[], 0, NOW).await
+            }));
+        }
+        until(|| gated.entered() == 4).await;
+        assert_eq!(r.in_flight(), 4);
+        // Beyond the cap: refused at once, with no upstream work at all.
+        for _ in 0..100 {
+            assert_eq!(r.admit(LOOPBACK).unwrap_err(), Refused::Busy);
+        }
+        let unadmitted = r.resolve(&handle("88.100.1/SN-9"), &[], &[], 0, NOW).await;
+        assert_eq!(unadmitted.unwrap_err().code, ResponseCode::ServerTooBusy);
+        assert_eq!(gated.entered(), 4);
+        assert_eq!(r.stats().refused_busy, 101);
+        assert_eq!(Refused::Busy.failure().code, ResponseCode::ServerTooBusy);
+
+        // Let them finish: the slots come back.
+        gated.gate.add_permits(1000);
+        for task in tasks {
+            let _ = task.await.unwrap();
+        }
+        assert_eq!(r.in_flight(), 0);
+        let permit = r.admit(LOOPBACK).expect("slots are given back");
+        let got = r
+            .resolve_admitted(&permit, &handle("88.100.1/SN-0001"), &[], &[], 0, NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            got.0,
+            CachedAnswer::Values(vec![url(1, "https://example.com/sn-0001")])
+        );
+    }
+
+    #[tokio::test]
+    async fn hole7_coalesced_waiters_each_hold_a_slot() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let gated = Gated::new(fake.clone());
+        let r = gated_recursor(&gated, 3);
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let permit = r.admit(LOOPBACK).unwrap();
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let h = handle("88.100.1/SN-0001");
+                r.resolve_admitted(&permit, &h, &[], &[], 0, NOW).await
+            }));
+        }
+        until(|| gated.entered() == 1 && r.cache().in_flight() == 1).await;
+        // One fetch upstream, but every waiting request counts against the cap.
+        assert_eq!(r.in_flight(), 3);
+        assert_eq!(r.admit(LOOPBACK).unwrap_err(), Refused::Busy);
+        gated.gate.add_permits(1000);
+        for task in tasks {
+            assert!(task.await.unwrap().is_ok());
+        }
+        assert_eq!(r.stats().fetches, 1);
+        assert_eq!(r.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn hole7_allow_list_decides_who_may_recurse() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let r = recursor(&fake);
+        for yes in [
+            "127.0.0.1",
+            "::1",
+            "10.9.8.7",
+            "192.168.0.1",
+            "::ffff:172.16.0.1",
+        ] {
+            assert!(r.admit(yes.parse().unwrap()).is_ok(), "{yes}");
+        }
+        for no in ["8.8.8.8", "2001:db8::1", "::ffff:203.0.113.1"] {
+            assert_eq!(
+                r.admit(no.parse().unwrap()).unwrap_err(),
+                Refused::NotAllowed
+            );
+        }
+        assert_eq!(r.stats().refused_not_allowed, 3);
+        assert_eq!(
+            fake.count(),
+            0,
+            "a refused client causes no upstream traffic"
+        );
+        assert_eq!(
+            Refused::NotAllowed.failure().code,
+            ResponseCode::ServerNotResponsible
+        );
+        let open = recursor_with(&fake, |c| c.allow = CidrList::everyone());
+        assert!(open.admit("8.8.8.8".parse().unwrap()).is_ok());
+        let closed = recursor_with(&fake, |c| c.allow = CidrList::default());
+        assert_eq!(closed.admit(LOOPBACK).unwrap_err(), Refused::NotAllowed);
+    }
+
+    #[tokio::test]
+    async fn hole7_type_and_index_lists_are_capped_before_the_cache() {
+        let fake = Arc::new(Fake::default());
+        three_levels(&fake);
+        let r = recursor(&fake);
+        let h = handle("88.100.1/SN-0001");
+        let at_limit: Vec<String> = (0..MAX_REQUEST_TYPES)
+            .map(|i| format!("{i:0>width$}", width = MAX_REQUEST_TYPE_LEN))
+            .collect();
+        let indexes: Vec<u32> = (0..MAX_REQUEST_INDEXES as u32).collect();
+        assert_eq!(check_request_shape(&indexes, &at_limit), Ok(()));
+        let too_many_types: Vec<String> =
+            (0..=MAX_REQUEST_TYPES).map(|i| format!("T{i}")).collect();
+        let too_long = vec!["X".repeat(MAX_REQUEST_TYPE_LEN + 1)];
+        let huge = vec!["X".repeat(66_000)];
+        let too_many_indexes: Vec<u32> = (0..=MAX_REQUEST_INDEXES as u32).collect();
+        let permit = r.admit(LOOPBACK).unwrap();
+        for (indexes, types) in [
+            (&[][..], &too_many_types[..]),
+            (&[][..], &too_long[..]),
+            (&[][..], &huge[..]),
+            (&too_many_indexes[..], &[][..]),
+        ] {
+            assert!(check_request_shape(indexes, types).is_err());
+            let err = r.resolve(&h, indexes, types, 0, NOW).await.unwrap_err();
+            assert_eq!(err.code, ResponseCode::ProtocolError, "{err}");
+            let err = r
+                .resolve_admitted(&permit, &h, indexes, types, 0, NOW)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ResponseCode::ProtocolError);
+        }
+        assert_eq!(fake.count(), 0);
+        assert!(r.cache().is_empty());
+        assert_eq!(r.cache().bytes(), 0);
+        assert_eq!(r.stats().refused_shape, 8);
+        // Within the bounds: answered as usual.
+        assert!(r
+            .resolve_admitted(&permit, &h, &[1], &["URL".to_string()], 0, NOW)
+            .await
+            .is_ok());
     }
 
     // --- hierarchy walking -------------------------------------------------------------------

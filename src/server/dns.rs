@@ -15,8 +15,10 @@
 //!   upstream is down gets 30 s, RFC 8767). Every response of a node that
 //!   recurses has RA set. The whole `88.` namespace is one DNS zone, whatever node holds each
 //!   prefix, so recursion does not depend on RD: a DNS resolver asking this node as the
-//!   zone's authority (RD clear) gets the same answer as a stub (RD set). At most
-//!   [`MAX_RECURSIONS`] run at once; beyond that queries get SERVFAIL.
+//!   zone's authority (RD clear) gets the same answer as a stub (RD set). Clients outside
+//!   `recursion.allow` get REFUSED (never replayed to others, and relayed answers are never
+//!   replayed to them); beyond `recursion.max_concurrent` lookups in flight (shared with the
+//!   other front ends, [`Recursor::admit`]) queries get SERVFAIL.
 //! - **UDP**: served by [`super::udp`]: one `SO_REUSEPORT` socket and thread per worker,
 //!   batched receive and send, and the worker's cache of encoded answers, replayed for a
 //!   repeated query with only the ID patched. Answers from the node's own data are replayed
@@ -35,7 +37,7 @@
 //!   (responses, scraps shorter than a header); latency in
 //!   `idnode_request_duration_seconds{proto="dns", op="query"}` (answered queries only).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +45,7 @@ use hickory_proto::op::ResponseCode as Rcode;
 use prometheus::{Histogram, IntCounter};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 use super::accept::{read_next, read_rest};
 use super::udp::{DatagramService, Handled, Replies, Reuse, RELAYED_REUSE_SECS};
@@ -51,15 +53,13 @@ use crate::config::DnsConfig;
 use crate::metrics::Metrics;
 use crate::model::{Handle, HandleValue, ResponseCode, SuffixCase, Ttl};
 use crate::resolve::cache::CachedAnswer;
-use crate::resolve::recursion::Recursor;
+use crate::resolve::recursion::{RecursionPermit, Recursor, Refused};
 use crate::resolve::{Engine, Query};
 use crate::wire::dns::{
     absolute_name, answer, decide, encode, rcode_label, rewrite_ttls, BadName, Decision, Found,
     Request, Response, Zone, MAX_TCP_MESSAGE,
 };
 
-/// Recursive lookups in flight at once (all DNS clients together).
-pub const MAX_RECURSIONS: usize = 1024;
 /// How long a started TCP message may take to arrive, and an answer to be written.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,7 +87,8 @@ pub struct RecursionJob {
     candidates: Vec<Handle>,
     transport: Transport,
     started: Instant,
-    _permit: OwnedSemaphorePermit,
+    /// The client's admission, held until the answer is built.
+    permit: RecursionPermit,
 }
 
 /// What a lookup found, owning the values.
@@ -151,7 +152,6 @@ pub struct DnsService {
     zone: Zone,
     requests: [IntCounter; CODES.len()],
     latency: Histogram,
-    recursions: Arc<Semaphore>,
 }
 
 impl DnsService {
@@ -169,7 +169,6 @@ impl DnsService {
             zone,
             requests,
             latency: metrics.latency.with_label_values(&["dns", "query"]),
-            recursions: Arc::new(Semaphore::new(MAX_RECURSIONS)),
         }
     }
 
@@ -188,9 +187,16 @@ impl DnsService {
         self.engine.registry().last_seq() as u32
     }
 
-    /// Handle one query packet; a response, if any, is written to `out`. Lookups in the node's
-    /// own data happen here; recursion comes back as a job for [`DnsService::recurse`].
-    pub fn process(&self, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
+    /// Handle one query packet from `client`; a response, if any, is written to `out`. Lookups
+    /// in the node's own data happen here; recursion (for an admitted client) comes back as a
+    /// job for [`DnsService::recurse`].
+    pub fn process(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let started = Instant::now();
         match decide(packet, &self.zone, self.serial()) {
             Decision::Drop => {
@@ -204,7 +210,7 @@ impl DnsService {
             Decision::Lookup {
                 request,
                 candidates,
-            } => self.lookup(request, candidates, transport, started, out),
+            } => self.lookup(request, candidates, client, transport, started, out),
         }
     }
 
@@ -212,11 +218,14 @@ impl DnsService {
         &self,
         request: Request,
         candidates: Vec<Handle>,
+        client: IpAddr,
         transport: Transport,
         started: Instant,
         out: &mut Vec<u8>,
     ) -> Outcome {
         let mut looked = Looked::NoHandle;
+        // Set when the answer depends on who asked (recursion refused): never replayed.
+        let mut personal = false;
         for handle in &candidates {
             let query = Query {
                 handle: handle.clone(),
@@ -248,21 +257,24 @@ impl DnsService {
             // 88.100.1: an empty non-terminal, answered NODATA (never NXDOMAIN or REFUSED).
             looked = Looked::NoValues;
         }
-        if matches!(looked, Looked::NotResponsible) && self.recursor.is_some() {
-            match self.recursions.clone().try_acquire_owned() {
+        if let (Looked::NotResponsible, Some(recursor)) = (&looked, &self.recursor) {
+            match recursor.admit(client) {
                 Ok(permit) => {
                     return Outcome::Recurse(Box::new(RecursionJob {
                         request,
                         candidates,
                         transport,
                         started,
-                        _permit: permit,
+                        permit,
                     }))
                 }
-                Err(_) => looked = Looked::ServFail,
+                // REFUSED, as on a node that does not recurse.
+                Err(Refused::NotAllowed) => personal = true,
+                Err(Refused::Busy) => looked = Looked::ServFail,
             }
         }
         let reuse = match &looked {
+            _ if personal => Reuse::Never,
             // TTLs counting down to an absolute expiry change every second.
             Looked::Values(values) if values.iter().any(|v| matches!(v.ttl, Ttl::Absolute(_))) => {
                 Reuse::Never
@@ -293,7 +305,9 @@ impl DnsService {
         let mut left: Option<u32> = None;
         if let Some(recursor) = &self.recursor {
             for handle in &job.candidates {
-                let answer = recursor.resolve_aged(handle, &[], &[], 0, now).await;
+                let answer = recursor
+                    .resolve_admitted(&job.permit, handle, &[], &[], 0, now)
+                    .await;
                 if let Ok((_, l)) = &answer {
                     left = Some(left.map_or(*l, |left| left.min(*l)));
                 }
@@ -398,6 +412,11 @@ impl DatagramService for DnsService {
         self.engine.registry().last_seq()
     }
 
+    /// Recursive answers are replayed only to clients that may recurse.
+    fn replays_relayed_to(&self, peer: SocketAddr) -> bool {
+        self.recursor.as_ref().is_none_or(|r| r.allows(peer.ip()))
+    }
+
     fn handle(
         &self,
         _state: &mut (),
@@ -407,7 +426,7 @@ impl DatagramService for DnsService {
         replies: &mut Replies,
     ) -> Handled<Box<RecursionJob>> {
         let out = replies.next(peer);
-        match self.process(request, Transport::Udp, out) {
+        match self.process(request, peer.ip(), Transport::Udp, out) {
             Outcome::Reply(reuse) => Handled::Answered(reuse),
             Outcome::Drop => {
                 replies.pop();
@@ -441,7 +460,7 @@ pub async fn serve_tcp(
         let service = service.clone();
         let shutdown = shutdown.clone();
         async move {
-            if let Err(e) = connection(stream, service, idle_timeout, shutdown).await {
+            if let Err(e) = connection(stream, peer.ip(), service, idle_timeout, shutdown).await {
                 tracing::debug!(%peer, error = %e, "DNS TCP connection ended");
             }
         }
@@ -451,6 +470,7 @@ pub async fn serve_tcp(
 
 async fn connection(
     mut stream: TcpStream,
+    client: IpAddr,
     service: Arc<DnsService>,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -469,7 +489,7 @@ async fn connection(
         if !read_rest(&mut stream, &mut message, IO_TIMEOUT).await? {
             return Ok(());
         }
-        match service.process(&message, Transport::Tcp, &mut out) {
+        match service.process(&message, client, Transport::Tcp, &mut out) {
             Outcome::Reply(_) => {}
             Outcome::Drop => continue,
             Outcome::Recurse(job) => {

@@ -5,7 +5,7 @@
 //! the [`Engine`] (writes on the blocking pool: they fsync before answering), and map response
 //! codes to HTTP statuses in one place ([`http_status`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use crate::config::PlainHttpAuth;
 use crate::metrics::Metrics;
 use crate::model::{types, HandleValue, Prefix, ResponseCode, SiteInfo};
 use crate::resolve::cache::CachedAnswer;
-use crate::resolve::recursion::Recursor;
+use crate::resolve::recursion::{RecursionPermit, Recursor, Refused};
 use crate::resolve::{Engine, Failure, Overwrite, Query, WriteOutcome};
 use crate::wire::json as hjson;
 
@@ -625,6 +625,7 @@ async fn get_handle(
         Ok(h) => h,
         Err(f) => return (f.code, failure_response(&f, Some(text), true, params)),
     };
+    let client = conn.as_ref().map(|c| c.peer.ip());
     let identity = match authenticate(state, headers, conn) {
         Credentials::Refused(reason) => {
             return (
@@ -659,7 +660,7 @@ async fn get_handle(
         public_only: params.flag("publicOnly").unwrap_or(identity.is_none()),
         refer: !params.flag("doNotRefer").unwrap_or(false),
     };
-    match resolve_for_client(state, &query, identity.as_ref()).await {
+    match resolve_for_client(state, &query, identity.as_ref(), client).await {
         Ok(values) => {
             let body = hjson::handle_response(1, text, &values);
             (
@@ -672,35 +673,54 @@ async fn get_handle(
 }
 
 /// Resolution for GET and the proxy: a recursive node answers public queries for identifiers
-/// it does not home through the hierarchy (and its cache); everything else is the engine's.
+/// it does not home through the hierarchy (and its cache) to clients `recursion.allow` lists
+/// (503 when `recursion.max_concurrent` lookups are in flight); everything else, and every
+/// other client (also one whose address is unknown), gets the engine's answer.
 async fn resolve_for_client(
     state: &HttpState,
     query: &Query,
     identity: Option<&Identity>,
+    client: Option<IpAddr>,
 ) -> Result<Vec<HandleValue>, Failure> {
-    if let Some(recursor) = &state.recursor {
+    if let (Some(recursor), Some(client)) = (&state.recursor, client) {
         if query.public_only && !state.engine.is_responsible(&query.handle).unwrap_or(true) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let answer = recursor
-                .resolve(&query.handle, &query.indexes, &query.types, 0, now)
-                .await?;
-            return match answer {
-                CachedAnswer::Values(values) => Ok(values),
-                CachedAnswer::HandleNotFound => Err(Failure::new(
-                    ResponseCode::HandleNotFound,
-                    "Handle Not Found",
-                )),
-                CachedAnswer::ValuesNotFound => Err(Failure::new(
-                    ResponseCode::ValuesNotFound,
-                    "Values Not Found",
-                )),
+            let permit = match recursor.admit(client) {
+                Ok(permit) => Some(permit),
+                Err(Refused::NotAllowed) => None,
+                Err(busy @ Refused::Busy) => return Err(busy.failure()),
             };
+            if let Some(permit) = permit {
+                return recursive_answer(recursor, &permit, query).await;
+            }
         }
     }
     state.engine.resolve(query, identity).map(|r| r.values)
+}
+
+/// A public resolution through the hierarchy for an admitted client.
+async fn recursive_answer(
+    recursor: &Recursor,
+    permit: &RecursionPermit,
+    query: &Query,
+) -> Result<Vec<HandleValue>, Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (answer, _) = recursor
+        .resolve_admitted(permit, &query.handle, &query.indexes, &query.types, 0, now)
+        .await?;
+    match answer {
+        CachedAnswer::Values(values) => Ok(values),
+        CachedAnswer::HandleNotFound => Err(Failure::new(
+            ResponseCode::HandleNotFound,
+            "Handle Not Found",
+        )),
+        CachedAnswer::ValuesNotFound => Err(Failure::new(
+            ResponseCode::ValuesNotFound,
+            "Values Not Found",
+        )),
+    }
 }
 
 /// Why a write was not authenticated.
@@ -1210,7 +1230,7 @@ fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
 async fn home(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let params = Params::parse(req.uri().query());
     if let Some(h) = params.get("handle").filter(|h| !h.is_empty()) {
-        return proxy_answer(&state, h, &params).await;
+        return proxy_answer(&state, h, &params, client_ip(&req)).await;
     }
     html_page(
         StatusCode::OK,
@@ -1225,17 +1245,28 @@ async fn proxy(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let started = Instant::now();
     let params = Params::parse(req.uri().query());
     let text = handle_from_path(req.uri().path(), "/");
-    let resp = proxy_answer(&state, &text, &params).await;
+    let resp = proxy_answer(&state, &text, &params, client_ip(&req)).await;
     let code = match resp.status() {
         StatusCode::NOT_FOUND => ResponseCode::HandleNotFound,
         StatusCode::BAD_REQUEST => ResponseCode::InvalidHandle,
+        StatusCode::SERVICE_UNAVAILABLE => ResponseCode::ServerTooBusy,
         _ => ResponseCode::Success,
     };
     observe(&state, "proxy", code, started);
     resp
 }
 
-async fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Response {
+/// The client's address, when the accept loop attached it.
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ConnInfo>().map(|c| c.peer.ip())
+}
+
+async fn proxy_answer(
+    state: &HttpState,
+    text: &str,
+    params: &Params,
+    client: Option<IpAddr>,
+) -> Response {
     let text = ["hdl:", "doi:", "info:hdl/"]
         .iter()
         .find_map(|p| text.strip_prefix(p))
@@ -1257,7 +1288,7 @@ async fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Respons
         public_only: true,
         refer: true,
     };
-    let values = match resolve_for_client(state, &query, None).await {
+    let values = match resolve_for_client(state, &query, None, client).await {
         Ok(values) => values,
         Err(f) if f.code == ResponseCode::ValuesNotFound => Vec::new(),
         Err(f) => {

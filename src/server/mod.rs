@@ -230,6 +230,7 @@ fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
     let cache = Arc::new(Cache::new(
         CacheConfig {
             max_entries: rc.cache_max_entries,
+            max_bytes: rc.cache_max_bytes,
             max_ttl_secs: rc.cache_max_ttl_secs,
             negative_ttl_secs: rc.negative_ttl_secs,
             serve_stale_secs: rc.serve_stale_secs,
@@ -244,10 +245,13 @@ fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
             attempts: rc.attempts,
             timeout: Duration::from_millis(rc.timeout_ms),
             deadline: Duration::from_millis(rc.deadline_ms),
+            max_concurrent: rc.max_concurrent,
+            allow: rc.allow.clone(),
         },
         Arc::new(NetworkUpstream),
         cache,
     )
+    .with_refusal_metric(metrics.recursion_refused.clone())
 }
 
 /// Bind the native protocol's TCP listener and UDP sockets on one address. With port 0 the

@@ -90,6 +90,12 @@ pub trait DatagramService: Send + Sync + 'static {
     /// are valid while it stays the same.
     fn epoch(&self) -> u64;
 
+    /// Whether answers relayed from other servers (recursion jobs, [`Reuse::Until`]) may be
+    /// replayed to `peer`; a peer refused recursion gets its request handled afresh.
+    fn replays_relayed_to(&self, _peer: SocketAddr) -> bool {
+        true
+    }
+
     /// Handle one datagram from `peer`, queueing answers on `replies`.
     fn handle(
         &self,
@@ -204,6 +210,18 @@ impl HotAnswers {
     /// The answer stored under `key`, if still valid at `epoch` and `now_unix`, with its age
     /// in seconds for [`Reuse::Until`] answers (0 for the others, which do not age).
     pub fn get(&mut self, key: &[u8], epoch: u64, now_unix: u64) -> Option<(&[u8], u64)> {
+        self.get_for(key, epoch, now_unix, || true)
+    }
+
+    /// [`HotAnswers::get`], where a relayed answer ([`Reuse::Until`]) is found only if
+    /// `relayed_ok()` says so (asked only for such an answer).
+    pub fn get_for(
+        &mut self,
+        key: &[u8],
+        epoch: u64,
+        now_unix: u64,
+        relayed_ok: impl FnOnce() -> bool,
+    ) -> Option<(&[u8], u64)> {
         if self.half == 0 {
             return None;
         }
@@ -217,6 +235,9 @@ impl HotAnswers {
         }
         // A stale entry stays until the fresh answer replaces it.
         let entry = self.young.get(key)?;
+        if matches!(entry.reuse, Reuse::Until(_)) && !relayed_ok() {
+            return None;
+        }
         let age = match entry.reuse {
             Reuse::Until(_) => now_unix.saturating_sub(entry.prepared),
             _ => 0,
@@ -350,7 +371,8 @@ pub fn run_worker<S: DatagramService>(
             let started = Instant::now();
             let keyed = service.cache_key(request, &mut key);
             if keyed {
-                if let Some((answer, age)) = hot.get(&key, epoch, unix) {
+                let relayed_ok = || service.replays_relayed_to(peer);
+                if let Some((answer, age)) = hot.get_for(&key, epoch, unix, relayed_ok) {
                     let out = replies.next(peer);
                     service.patch(request, answer, age, unix, out);
                     service.count_replay(&mut state, out, started);
@@ -587,6 +609,24 @@ mod io_batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hole7_relayed_answers_are_replayed_only_where_allowed() {
+        let mut hot = HotAnswers::new(100);
+        hot.insert(b"own", b"O", Reuse::UntilChange, 7, 0);
+        hot.insert(b"relayed", b"R", Reuse::Until(1000), 7, 990);
+        // Answers from the node's own data go to anyone; the question is not even asked.
+        assert_eq!(
+            hot.get_for(b"own", 7, 995, || unreachable!()),
+            Some((&b"O"[..], 0))
+        );
+        assert_eq!(hot.get_for(b"relayed", 7, 995, || false), None);
+        assert_eq!(
+            hot.get_for(b"relayed", 7, 995, || true),
+            Some((&b"R"[..], 5)),
+            "a refused client leaves the entry for the others"
+        );
+    }
 
     #[test]
     fn hot_answers_expire_by_epoch_and_time() {
