@@ -67,6 +67,67 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[rate_limit]`: response-rate limiting on native UDP and DNS UDP, per source network
+/// (see `server::rrl`). Answers over a network's budget are dropped, or every `slip`-th one
+/// replaced by a short "ask over TCP" answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Answers per second per source network (and per UDP worker).
+    pub responses_per_second: u32,
+    /// Answer bytes per second per source network (and per UDP worker).
+    pub bytes_per_second: u64,
+    /// Bursts of up to this many seconds of the rates pass.
+    pub burst_secs: u32,
+    /// Every `slip`-th withheld answer is slipped (a DNS TC answer, a native RC 2) instead
+    /// of dropped; 0 drops them all, 1 slips them all.
+    pub slip: u32,
+    /// Source networks: IPv4 addresses grouped by this prefix length ...
+    pub ipv4_prefix: u8,
+    /// ... and IPv6 addresses by this one.
+    pub ipv6_prefix: u8,
+    /// Clients never limited (CIDR networks or addresses).
+    pub exempt: CidrList,
+    /// Source networks tracked per UDP worker.
+    pub max_networks: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let d = crate::server::rrl::RateLimitSettings::default();
+        RateLimitConfig {
+            enabled: d.enabled,
+            responses_per_second: d.responses_per_second,
+            bytes_per_second: d.bytes_per_second,
+            burst_secs: d.burst_secs,
+            slip: d.slip,
+            ipv4_prefix: d.ipv4_prefix,
+            ipv6_prefix: d.ipv6_prefix,
+            exempt: d.exempt,
+            max_networks: d.max_networks,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    pub fn settings(&self) -> crate::server::rrl::RateLimitSettings {
+        crate::server::rrl::RateLimitSettings {
+            enabled: self.enabled,
+            responses_per_second: self.responses_per_second,
+            bytes_per_second: self.bytes_per_second,
+            burst_secs: self.burst_secs,
+            slip: self.slip,
+            ipv4_prefix: self.ipv4_prefix,
+            ipv6_prefix: self.ipv6_prefix,
+            exempt: self.exempt.clone(),
+            max_networks: self.max_networks,
+        }
+    }
 }
 
 /// Replication: which followers this node serves (`[[sync.allow]]`) and which upstreams it
@@ -599,6 +660,34 @@ impl Config {
                 "handle.max_pending_challenges_per_client",
                 "must be at least 1",
             ));
+        }
+        let rl = &self.rate_limit;
+        if rl.enabled {
+            if rl.responses_per_second == 0 || rl.burst_secs == 0 || rl.max_networks == 0 {
+                return Err(invalid(
+                    "rate_limit",
+                    "responses_per_second, burst_secs and max_networks must be at least 1",
+                ));
+            }
+            let largest = self
+                .handle
+                .max_udp_answer_bytes
+                .max(usize::from(self.dns.max_udp_payload)) as u64;
+            if rl.bytes_per_second.saturating_mul(u64::from(rl.burst_secs)) < largest {
+                return Err(invalid(
+                    "rate_limit.bytes_per_second",
+                    format!(
+                        "bytes_per_second x burst_secs must hold the largest UDP answer \
+                         ({largest} bytes: handle.max_udp_answer_bytes, dns.max_udp_payload)"
+                    ),
+                ));
+            }
+            if !(8..=32).contains(&rl.ipv4_prefix) || !(16..=128).contains(&rl.ipv6_prefix) {
+                return Err(invalid(
+                    "rate_limit",
+                    "ipv4_prefix must be 8..=32 and ipv6_prefix 16..=128",
+                ));
+            }
         }
         if self.handle.auth_failure_burst == 0 {
             return Err(invalid("handle.auth_failure_burst", "must be at least 1"));

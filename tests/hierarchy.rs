@@ -491,6 +491,17 @@ async fn hole7_http_recursion_allow_list_and_request_caps() {
     .await
     .unwrap();
     assert_eq!(codes, [4, 4]);
+    // Native UDP: the allowed client gets the record through the hierarchy, another
+    // address the answer of a node that does not recurse for it.
+    let answers = tokio::task::spawn_blocking(move || {
+        [allowed, other].map(|from| native_rec_query(from, rec_native, "88.100.1/H7"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers[0].0, 1);
+    assert!(answers[0].1.contains(url));
+    assert_eq!(answers[1].0, 301, "{}", answers[1].1);
+    assert!(!answers[1].1.contains(url));
     let (_, metrics) = http_get(http, "/metrics").await;
     assert_eq!(
         metric(&metrics, "idnode_recursion_refused_total{reason=\"shape\"}"),
@@ -500,9 +511,42 @@ async fn hole7_http_recursion_allow_list_and_request_caps() {
         metric(
             &metrics,
             "idnode_recursion_refused_total{reason=\"not_allowed\"}"
-        ) >= 2
+        ) >= 3
     );
     for n in [recursive, enterprise, top] {
         n.shutdown().await;
     }
+}
+
+/// One REC resolution over UDP from the local address `from`: (response code, the answer's
+/// values as text).
+fn native_rec_query(from: &str, server: SocketAddr, handle: &str) -> (u32, String) {
+    use idnode::wire::handle::message::{flag, op, Body, Message};
+    let socket = std::net::UdpSocket::bind((from, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut m = Message::request(
+        op::RESOLUTION,
+        flag::RECURSIVE | flag::PUBLIC_ONLY,
+        Body::Resolution {
+            handle: handle.into(),
+            indexes: vec![],
+            types: vec![],
+        },
+    );
+    m.envelope.request_id = 4242;
+    socket.send_to(&m.encode(), server).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = socket.recv(&mut buf).unwrap();
+    let r = Message::decode_full(&buf[..n]).unwrap();
+    let text = match r.body {
+        Body::Values { values, .. } => values
+            .iter()
+            .map(|v| String::from_utf8_lossy(&v.data).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => format!("{other:?}"),
+    };
+    (r.header.response_code, text)
 }

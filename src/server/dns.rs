@@ -413,6 +413,16 @@ impl DatagramService for DnsService {
     }
 
     /// Recursive answers are replayed only to clients that may recurse.
+    fn slip(&self, request: &[u8], out: &mut Vec<u8>) -> bool {
+        match crate::wire::dns::truncated_answer(request) {
+            Some(answer) => {
+                out.extend_from_slice(&answer);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn replays_relayed_to(&self, peer: SocketAddr) -> bool {
         self.recursor.as_ref().is_none_or(|r| r.allows(peer.ip()))
     }

@@ -8,6 +8,7 @@ pub mod http;
 pub mod native;
 pub mod native_tcp;
 pub mod native_udp;
+pub mod rrl;
 pub mod tls;
 pub mod udp;
 
@@ -463,10 +464,12 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             dns_udp,
             service,
             dc.answer_cache_entries,
+            udp::RateLimit::new(config.raw.rate_limit.settings(), &metrics, "dns"),
             &shutdown_rx,
             "dns",
         ));
     }
+    let native_rate_limit = udp::RateLimit::new(config.raw.rate_limit.settings(), &metrics, "udp");
     let mut native = native::NativeService::new(engine.clone(), metrics, &site)
         .with_limits(config.raw.handle.native_limits());
     if let Some(r) = &recursor {
@@ -491,6 +494,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         native_udp,
         native,
         config.raw.handle.answer_cache_entries,
+        native_rate_limit,
         &shutdown_rx,
         "native",
     ));

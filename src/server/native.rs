@@ -30,7 +30,7 @@ use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{types, Handle, PublicKey, ResponseCode};
 use crate::resolve::cache::CachedAnswer;
-use crate::resolve::recursion::Recursor;
+use crate::resolve::recursion::{RecursionPermit, Recursor, Refused};
 use crate::resolve::{Engine, Failure, Overwrite, Query};
 use crate::wire::handle::message::{
     envelope_flag, flag, header_and_body, op, Body, Envelope, Header, Message, RequestDigest,
@@ -92,6 +92,8 @@ pub struct RecursionJob {
     types: Vec<String>,
     transport: Transport,
     started: Instant,
+    /// The job's slot of `recursion.max_concurrent`, held until it is answered.
+    permit: RecursionPermit,
 }
 
 /// A 402 challenge waiting for its answer.
@@ -266,8 +268,12 @@ impl NativeService {
     pub fn process(&self, envelope: Envelope, message: &[u8], source: Source) -> Outcome {
         let started = Instant::now();
         let transport = source.transport;
-        if let Some(job) = self.recursion_job(envelope, message, transport, started) {
-            return Outcome::Recurse(Box::new(job));
+        match self.recursion_job(envelope, message, source, started) {
+            None => {}
+            Some(Ok(job)) => return Outcome::Recurse(Box::new(job)),
+            Some(Err(refusal)) => {
+                return Outcome::Done(self.finish(op::RESOLUTION, transport, started, vec![refusal]))
+            }
         }
         let (op_code, responses) = self.dispatch(envelope, message, source);
         Outcome::Done(self.finish(op_code, transport, started, responses))
@@ -365,15 +371,17 @@ impl NativeService {
     }
 
     /// A resolution with REC for an identifier this node is not responsible for, on a node
-    /// that recurses.
+    /// that recurses for this client: the job, holding its slot of `recursion.max_concurrent`,
+    /// or the answer refusing it (RC 3 when every slot is taken). Clients outside `recursion.allow` get the node's ordinary
+    /// answer (`None`).
     fn recursion_job(
         &self,
         envelope: Envelope,
         message: &[u8],
-        transport: Transport,
+        source: Source,
         started: Instant,
-    ) -> Option<RecursionJob> {
-        self.recursor.as_ref()?;
+    ) -> Option<Result<RecursionJob, Message>> {
+        let recursor = self.recursor.as_ref()?;
         if read_u32(message, 0)? != op::RESOLUTION || read_u32(message, 4)? != 0 {
             return None;
         }
@@ -393,15 +401,62 @@ impl NativeService {
         if self.engine.is_responsible(&parsed).unwrap_or(true) {
             return None;
         }
-        Some(RecursionJob {
-            hb: header_and_body(message).map(<[u8]>::to_vec),
+        let hb = header_and_body(message).map(<[u8]>::to_vec);
+        let refuse = |code, text: &str| {
+            Some(Err(self.error(
+                &request.envelope,
+                &request.header,
+                hb.as_deref(),
+                code,
+                text,
+            )))
+        };
+        // Requests naming too many types or indexes are refused (RC 4) inside the recursor,
+        // before anything is fetched or cached.
+        let permit = match recursor.admit(source.addr) {
+            Ok(permit) => permit,
+            Err(Refused::NotAllowed) => return None,
+            Err(Refused::Busy) => {
+                self.refuse(source.transport, "recursion_busy");
+                return refuse(
+                    ResponseCode::ServerTooBusy,
+                    "too many recursive lookups in flight; try again",
+                );
+            }
+        };
+        Some(Ok(RecursionJob {
+            hb,
             handle: parsed,
             indexes: indexes.clone(),
             types: types.clone(),
             request,
-            transport,
+            transport: source.transport,
             started,
-        })
+            permit,
+        }))
+    }
+
+    /// The short answer a rate-limited UDP request is "slipped": RC 2 with the TC flag, on
+    /// which Handle.Net clients retry over TCP at once. `None` for what is not a request.
+    pub(crate) fn slip_answer(&self, envelope: Envelope, message: &[u8]) -> Option<Vec<u8>> {
+        let request = Message::decode(envelope, message).ok()?;
+        if request.header.response_code != 0 {
+            return None;
+        }
+        let mut m = self.error(
+            &request.envelope,
+            &request.header,
+            None,
+            ResponseCode::Error,
+            "rate limited: ask over TCP",
+        );
+        m.envelope.flags |= envelope_flag::TRUNCATED;
+        Some(m.encode())
+    }
+
+    /// Whether answers relayed from upstream may be replayed to `addr` (it may recurse).
+    pub(crate) fn recurses_for(&self, addr: IpAddr) -> bool {
+        self.recursor.as_ref().is_none_or(|r| r.allows(addr))
     }
 
     /// Resolve a [`RecursionJob`] through the hierarchy and build its answer.
@@ -420,7 +475,8 @@ impl NativeService {
         let req = &job.request;
         let hb = job.hb.as_deref();
         let answer = recursor
-            .resolve_aged(
+            .resolve_admitted(
+                &job.permit,
                 &job.handle,
                 &job.indexes,
                 &job.types,

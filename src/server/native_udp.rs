@@ -293,6 +293,31 @@ impl DatagramService for NativeService {
         self.registry_seq()
     }
 
+    /// Single-datagram requests only (a fragment of a larger one has no header to answer).
+    fn slip(&self, request: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(envelope) = request
+            .get(..ENVELOPE_LEN)
+            .and_then(|b| Envelope::decode(b).ok())
+        else {
+            return false;
+        };
+        let message = &request[ENVELOPE_LEN..];
+        if envelope.sequence != 0 || envelope.message_length as usize != message.len() {
+            return false;
+        }
+        match self.slip_answer(envelope, message) {
+            Some(answer) => {
+                out.extend_from_slice(&answer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn replays_relayed_to(&self, peer: SocketAddr) -> bool {
+        self.recurses_for(peer.ip())
+    }
+
     fn handle(
         &self,
         state: &mut WorkerState,
@@ -310,6 +335,11 @@ impl DatagramService for NativeService {
             Outcome::Recurse(job) => return Handled::Recurse(job),
         };
         queue(replies, peer, &responses);
+        // A client refused recursion got the node's ordinary answer; an allowed client
+        // sending the same bytes must still recurse, so that answer is never replayed.
+        if !self.recurses_for(peer.ip()) {
+            return Handled::Answered(Reuse::Never);
+        }
         match responses.as_slice() {
             [one] if REPLAYABLE_CODES.contains(&u32_at(one, at::RESPONSE_CODE).unwrap_or(0)) => {
                 Handled::Answered(Reuse::UntilChange)

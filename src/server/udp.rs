@@ -26,7 +26,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use socket2::{Domain, Protocol, Socket, Type};
+
+use super::rrl::{RateLimitSettings, RateLimiter, Verdict};
 use tokio::sync::watch;
 
 /// Datagrams received (and answers sent) per system call.
@@ -96,6 +99,13 @@ pub trait DatagramService: Send + Sync + 'static {
         true
     }
 
+    /// Write into `out` a short answer telling the sender of `request` to ask again over
+    /// TCP (response-rate limiting's "slip": a real client recovers, a spoofed victim gets
+    /// no more bytes than the request had); false when `request` deserves none.
+    fn slip(&self, _request: &[u8], _out: &mut Vec<u8>) -> bool {
+        false
+    }
+
     /// Handle one datagram from `peer`, queueing answers on `replies`.
     fn handle(
         &self,
@@ -138,6 +148,19 @@ impl Replies {
     /// Drop the datagram most recently added (when it turned out there is nothing to send).
     pub fn pop(&mut self) {
         self.len = self.len.saturating_sub(1);
+    }
+
+    /// Drop every datagram queued after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Bytes of the datagrams queued after the first `from`.
+    pub fn bytes_since(&self, from: usize) -> usize {
+        self.items[from.min(self.len)..self.len]
+            .iter()
+            .map(|(_, d)| d.len())
+            .sum()
     }
 
     pub fn len(&self) -> usize {
@@ -311,6 +334,72 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Response-rate limiting of one front end: the settings each worker's [`RateLimiter`] starts
+/// from, and the counters of withheld answers.
+#[derive(Clone)]
+pub struct RateLimit {
+    pub settings: RateLimitSettings,
+    pub dropped: IntCounter,
+    pub slipped: IntCounter,
+}
+
+impl RateLimit {
+    /// Limits with `settings`, counted in `idnode_rate_limited_total{proto}`.
+    pub fn new(settings: RateLimitSettings, metrics: &crate::metrics::Metrics, proto: &str) -> Self {
+        RateLimit {
+            settings,
+            dropped: metrics.rate_limited.with_label_values(&[proto, "drop"]),
+            slipped: metrics.rate_limited.with_label_values(&[proto, "slip"]),
+        }
+    }
+
+    /// No limiting (tests, benches).
+    pub fn off() -> Self {
+        let counter = || IntCounter::new("unused", "unused").unwrap_or_else(|_| unreachable!());
+        RateLimit {
+            settings: RateLimitSettings {
+                enabled: false,
+                ..RateLimitSettings::default()
+            },
+            dropped: counter(),
+            slipped: counter(),
+        }
+    }
+}
+
+/// Apply the rate limit to what was queued for `peer` after the first `before` datagrams:
+/// keep it, drop it, or replace it with the service's slip answer.
+#[allow(clippy::too_many_arguments)]
+fn police<S: DatagramService>(
+    service: &S,
+    limiter: &mut RateLimiter,
+    limit: &RateLimit,
+    replies: &mut Replies,
+    before: usize,
+    request: &[u8],
+    peer: SocketAddr,
+    now: Instant,
+) -> Verdict {
+    let bytes = replies.bytes_since(before);
+    let verdict = limiter.check(peer.ip(), bytes, now);
+    match verdict {
+        Verdict::Send => {}
+        Verdict::Drop => {
+            replies.truncate(before);
+            limit.dropped.inc();
+        }
+        Verdict::Slip => {
+            replies.truncate(before);
+            limit.slipped.inc();
+            let out = replies.next(peer);
+            if !service.slip(request, out) {
+                replies.pop();
+            }
+        }
+    }
+    verdict
+}
+
 /// An answer from recursion, sent back to its worker for the hot cache.
 struct Relayed {
     key: Vec<u8>,
@@ -325,10 +414,12 @@ pub fn run_worker<S: DatagramService>(
     socket: std::net::UdpSocket,
     service: Arc<S>,
     cache_entries: usize,
+    limit: RateLimit,
     shutdown: watch::Receiver<bool>,
     runtime: tokio::runtime::Handle,
 ) {
     let socket = Arc::new(socket);
+    let mut limiter = RateLimiter::new(limit.settings.clone());
     let mut state = service.new_state();
     let mut hot = HotAnswers::new(cache_entries);
     let (relayed_tx, relayed_rx) = mpsc::channel::<Relayed>();
@@ -373,9 +464,20 @@ pub fn run_worker<S: DatagramService>(
             if keyed {
                 let relayed_ok = || service.replays_relayed_to(peer);
                 if let Some((answer, age)) = hot.get_for(&key, epoch, unix, relayed_ok) {
+                    let before = replies.len();
                     let out = replies.next(peer);
                     service.patch(request, answer, age, unix, out);
                     service.count_replay(&mut state, out, started);
+                    police(
+                        &*service,
+                        &mut limiter,
+                        &limit,
+                        &mut replies,
+                        before,
+                        request,
+                        peer,
+                        now,
+                    );
                     continue;
                 }
             }
@@ -387,7 +489,32 @@ pub fn run_worker<S: DatagramService>(
                             hot.insert(&key, answer, reuse, epoch, unix);
                         }
                     }
+                    if replies.len() > before {
+                        police(
+                            &*service,
+                            &mut limiter,
+                            &limit,
+                            &mut replies,
+                            before,
+                            request,
+                            peer,
+                            now,
+                        );
+                    }
                 }
+                // A recursion job is charged one answer before it starts (its size is not
+                // known yet; recursion is only for `recursion.allow` clients anyway).
+                Handled::Recurse(_)
+                    if police(
+                        &*service,
+                        &mut limiter,
+                        &limit,
+                        &mut replies,
+                        before,
+                        request,
+                        peer,
+                        now,
+                    ) != Verdict::Send => {}
                 Handled::Recurse(job) => {
                     let socket = socket.clone();
                     let service = service.clone();
@@ -430,6 +557,7 @@ pub fn spawn_workers<S: DatagramService>(
     sockets: Vec<std::net::UdpSocket>,
     service: Arc<S>,
     cache_entries: usize,
+    limit: RateLimit,
     shutdown: &watch::Receiver<bool>,
     name: &str,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -442,10 +570,11 @@ pub fn spawn_workers<S: DatagramService>(
             let service = service.clone();
             let shutdown = shutdown.clone();
             let runtime = runtime.clone();
+            let limit = limit.clone();
             let name = format!("{name}-udp-{i}");
             tokio::task::spawn_blocking(move || {
                 tracing::debug!(worker = name, "UDP worker started");
-                run_worker(socket, service, per_worker, shutdown, runtime);
+                run_worker(socket, service, per_worker, limit, shutdown, runtime);
             })
         })
         .collect()

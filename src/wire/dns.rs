@@ -952,6 +952,37 @@ fn servfail_header(metadata: &Metadata, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0; 8]);
 }
 
+/// The answer a rate-limited query is "slipped" (RFC-style RRL): the query's header and
+/// question with QR and TC set and no records, so a real resolver retries over TCP and a
+/// spoofed victim receives no more bytes than the query had. `None` for a datagram that is
+/// not a one-question query.
+pub fn truncated_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    // QR must be clear (a query), QDCOUNT exactly 1.
+    if header[2] & 0x80 != 0 || header[4..6] != [0, 1] {
+        return None;
+    }
+    // Walk the question's name: plain labels only (no compression in a question), ≤ 255.
+    let mut at = 12;
+    loop {
+        let len = usize::from(*query.get(at)?);
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        if len > 63 || at - 12 + len + 1 > 255 {
+            return None;
+        }
+        at += len + 1;
+    }
+    let end = at + 4; // QTYPE, QCLASS
+    let mut out = query.get(..end)?.to_vec();
+    out[2] = (header[2] & 0x79) | 0x80 | 0x02; // keep opcode and RD; set QR and TC
+    out[3] = 0; // RA 0, RCODE NOERROR
+    out[6..12].fill(0); // no answer, authority or additional records
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
