@@ -2019,8 +2019,8 @@ mod tests {
         assert_eq!(check_request_shape(&indexes, &at_limit), Ok(()));
         let too_many_types: Vec<String> =
             (0..=MAX_REQUEST_TYPES).map(|i| format!("T{i}")).collect();
-        let too_long = vec!["X".repeat(MAX_REQUEST_TYPE_LEN + 1)];
-        let huge = vec!["X".repeat(66_000)];
+        let too_long = ["X".repeat(MAX_REQUEST_TYPE_LEN + 1)];
+        let huge = ["X".repeat(66_000)];
         let too_many_indexes: Vec<u32> = (0..=MAX_REQUEST_INDEXES as u32).collect();
         let permit = r.admit(LOOPBACK).unwrap();
         for (indexes, types) in [
