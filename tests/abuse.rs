@@ -117,8 +117,18 @@ async fn hole2_native_udp_answers_are_rate_limited_with_slip() {
         }
     }
     let m = metrics(node.http_addr).await;
-    assert!(metric(&m, "idnode_rate_limited_total{action=\"drop\",proto=\"udp\"}") >= 1);
-    assert!(metric(&m, "idnode_rate_limited_total{action=\"slip\",proto=\"udp\"}") >= 1);
+    assert!(
+        metric(
+            &m,
+            "idnode_rate_limited_total{action=\"drop\",proto=\"udp\"}"
+        ) >= 1
+    );
+    assert!(
+        metric(
+            &m,
+            "idnode_rate_limited_total{action=\"slip\",proto=\"udp\"}"
+        ) >= 1
+    );
     node.shutdown().await;
 }
 
@@ -151,6 +161,11 @@ async fn hole2_dns_udp_answers_are_rate_limited_with_tc_slips() {
         assert_eq!(&a[6..12], &[0; 6], "and carries no records");
     }
     let m = metrics(node.http_addr).await;
-    assert!(metric(&m, "idnode_rate_limited_total{action=\"slip\",proto=\"dns\"}") >= 1);
+    assert!(
+        metric(
+            &m,
+            "idnode_rate_limited_total{action=\"slip\",proto=\"dns\"}"
+        ) >= 1
+    );
     node.shutdown().await;
 }

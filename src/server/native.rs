@@ -272,7 +272,12 @@ impl NativeService {
             None => {}
             Some(Ok(job)) => return Outcome::Recurse(Box::new(job)),
             Some(Err(refusal)) => {
-                return Outcome::Done(self.finish(op::RESOLUTION, transport, started, vec![refusal]))
+                return Outcome::Done(self.finish(
+                    op::RESOLUTION,
+                    transport,
+                    started,
+                    vec![refusal],
+                ))
             }
         }
         let (op_code, responses) = self.dispatch(envelope, message, source);

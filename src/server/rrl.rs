@@ -197,7 +197,10 @@ mod tests {
         assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Slip).count(), 5);
         assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Drop).count(), 5);
         // Another network is not affected.
-        assert_eq!(l.check(IpAddr::from([192, 0, 3, 1]), 100, now), Verdict::Send);
+        assert_eq!(
+            l.check(IpAddr::from([192, 0, 3, 1]), 100, now),
+            Verdict::Send
+        );
         // Refill over time.
         assert_eq!(
             l.check(victim(1), 100, now + Duration::from_millis(200)),
@@ -215,14 +218,20 @@ mod tests {
         let mut l = RateLimiter::new(settings());
         let now = Instant::now();
         for _ in 0..1000 {
-            assert_eq!(l.check(IpAddr::from([127, 0, 0, 1]), 10_000, now), Verdict::Send);
+            assert_eq!(
+                l.check(IpAddr::from([127, 0, 0, 1]), 10_000, now),
+                Verdict::Send
+            );
         }
         let mut off = RateLimiter::new(RateLimitSettings {
             enabled: false,
             ..settings()
         });
         for _ in 0..1000 {
-            assert_eq!(off.check(IpAddr::from([10, 1, 1, 1]), 10_000, now), Verdict::Send);
+            assert_eq!(
+                off.check(IpAddr::from([10, 1, 1, 1]), 10_000, now),
+                Verdict::Send
+            );
         }
     }
 

@@ -345,7 +345,11 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// Limits with `settings`, counted in `idnode_rate_limited_total{proto}`.
-    pub fn new(settings: RateLimitSettings, metrics: &crate::metrics::Metrics, proto: &str) -> Self {
+    pub fn new(
+        settings: RateLimitSettings,
+        metrics: &crate::metrics::Metrics,
+        proto: &str,
+    ) -> Self {
         RateLimit {
             settings,
             dropped: metrics.rate_limited.with_label_values(&[proto, "drop"]),
