@@ -438,7 +438,7 @@ fn value_fields(o: &Object, index: u32) -> Result<HandleValue, JsonError> {
     }
     let permissions = match optional(o, "permissions") {
         // Secrets written without permissions are admin-only, never public.
-        None => ValuePermissions::default_for(&type_name),
+        None => ValuePermissions::default_for(type_name),
         Some(p) => value_permissions(p).map_err(|e| e.at("permissions"))?,
     };
     let ttl = match optional(o, "ttl") {
