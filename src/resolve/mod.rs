@@ -19,6 +19,15 @@
 //!   the ancestors' prefix handles;
 //! - configured server administrators may do everything on this node.
 //!
+//! What a change needs and may do:
+//! - bits by the value diff; admin values ([`crate::auth::admin_value_indexes`]) need the
+//!   *_ADMIN bits;
+//! - values with ADMIN_WRITE clear stay as they are (server admins excepted, RC 401);
+//! - no change leaves a homed prefix, or a handle, without an administrator (RC 202; see
+//!   `check_keeps_administrator`); [`repair_prefix`] is the operator's repair.
+//!
+//! Reads for anyone give only [`HandleValue::is_public`] values: never a secret.
+//!
 //! Calls are blocking (sled reads, fsync on writes): async front ends run writes on the
 //! blocking pool.
 
