@@ -21,7 +21,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use idnode::client::{self, AdminRequest, Authenticator, Client, Response, Transport};
 use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
 use idnode::model::{types, validate_values, HandleValue, Prefix};
-use idnode::resolve::{init_prefix, Engine, Policy};
+use idnode::resolve::{init_prefix, repair_prefix, Engine, Policy};
 use idnode::server;
 use idnode::store::{Record, Registry};
 use idnode::wire::json as hjson;
@@ -131,6 +131,10 @@ enum Command {
         /// Index of the administrator's HS_SECKEY value.
         #[arg(long, default_value_t = 300)]
         index: u32,
+        /// Repair an existing 0.NA/PREFIX: restore the administrator (HS_ADMIN at 100, the
+        /// group at 200 holding only INDEX, the HS_SECKEY at INDEX) and keep every other value.
+        #[arg(long)]
+        force: bool,
     },
     /// Load records from JSON Lines ({"handle":..,"values":[..]} per line; node stopped).
     ///
@@ -375,6 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             config,
             secret_file,
             index,
+            force,
         } => {
             let c = load_config(config.as_deref())?;
             let prefix = Prefix::parse(&prefix)?;
@@ -382,12 +387,37 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let path =
                 secret_file.unwrap_or_else(|| server::secret_path(&c.raw.node.data_dir, &prefix));
             let (secret, generated) = server::read_or_create_secret(&path)?;
-            let created = init_prefix(&registry, &prefix, index, secret.as_bytes())
-                .map_err(|f| anyhow::anyhow!("{f}"))?;
-            if created {
-                println!("created 0.NA/{prefix}; administrator {index}:0.NA/{prefix}");
+            if force {
+                let repair = repair_prefix(&registry, &prefix, index, secret.as_bytes())
+                    .map_err(|f| anyhow::anyhow!("{f}"))?;
+                if repair.created {
+                    println!("created 0.NA/{prefix}; administrator {index}:0.NA/{prefix}");
+                } else {
+                    println!(
+                        "repaired 0.NA/{prefix}: administrator {index}:0.NA/{prefix} restored \
+                         (HS_ADMIN 100 -> group 200 -> HS_SECKEY {index}); other values kept"
+                    );
+                }
+                for v in &repair.replaced {
+                    println!("  replaced value {} ({})", v.index, v.type_name);
+                }
+                for v in &repair.other_admins {
+                    let who = idnode::model::AdminRef::decode(&v.data)
+                        .map(|a| format!("{} with {}", a.admin, a.permissions.to_bit_string()))
+                        .unwrap_or_else(|_| "undecodable".into());
+                    println!("  kept HS_ADMIN {}: {who} (review it)", v.index);
+                }
             } else {
-                println!("0.NA/{prefix} already exists; left unchanged (prefix homed)");
+                let created = init_prefix(&registry, &prefix, index, secret.as_bytes())
+                    .map_err(|f| anyhow::anyhow!("{f}"))?;
+                if created {
+                    println!("created 0.NA/{prefix}; administrator {index}:0.NA/{prefix}");
+                } else {
+                    println!(
+                        "0.NA/{prefix} already exists; left unchanged (prefix homed; --force \
+                         restores its administrator)"
+                    );
+                }
             }
             let how = if generated {
                 "generated into"

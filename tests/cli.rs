@@ -208,3 +208,85 @@ fn export_zone_writes_what_dns_answers() {
     let out = idnode(&["export", "--config", &config, "--format", "csv"]);
     assert!(!out.status.success());
 }
+
+/// Issue 11, holes 4 and 5 on the command line: an imported HS_SECKEY without permissions is
+/// admin-only, and `init-prefix --force` restores the administrator of a broken prefix handle
+/// while keeping its other values.
+#[test]
+fn hole4_init_prefix_force_repairs_and_hole5_import_defaults_secrets_to_admin_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "data");
+    let secret = dir.path().join("admin.secret");
+    std::fs::write(&secret, "correct horse\n").unwrap();
+    let init = |force: bool| {
+        let mut args = vec![
+            "init-prefix",
+            "88.100.1",
+            "--config",
+            &config,
+            "--secret-file",
+            secret.to_str().unwrap(),
+        ];
+        if force {
+            args.push("--force");
+        }
+        idnode(&args)
+    };
+    assert!(init(false).status.success());
+    // The prefix handle is replaced by one without an administrator, and a device secret is
+    // imported without permissions.
+    let lines = [
+        r#"{"handle":"0.NA/88.100.1","values":[{"index":2,"type":"DESC","data":"keep me"},{"index":300,"type":"HS_SECKEY","data":"lost"}]}"#,
+        r#"{"handle":"88.100.1/dev","values":[{"index":300,"type":"HS_SECKEY","data":"device"}]}"#,
+    ];
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = idnode(&["import", input.to_str().unwrap(), "--config", &config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = init(false);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("--force"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = init(true);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("repaired 0.NA/88.100.1"), "{stdout}");
+    assert!(stdout.contains("replaced value 300"), "{stdout}");
+    assert!(
+        stdout.contains("admin.secret"),
+        "says where the secret is: {stdout}"
+    );
+
+    let out = idnode(&["export", "--config", &config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let values = |handle: &str| {
+        records
+            .iter()
+            .find(|r| r["handle"] == handle)
+            .unwrap_or_else(|| panic!("{handle} exported"))["values"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let na = values("0.NA/88.100.1");
+    let at = |vals: &[serde_json::Value], i: u64| {
+        vals.iter()
+            .find(|v| v["index"] == i)
+            .cloned()
+            .unwrap_or_else(|| panic!("index {i} in {vals:?}"))
+    };
+    assert_eq!(at(&na, 2)["data"]["value"], "keep me");
+    assert_eq!(at(&na, 100)["type"], "HS_ADMIN");
+    assert_eq!(at(&na, 200)["type"], "HS_VLIST");
+    assert_eq!(at(&na, 300)["data"]["value"], "correct horse");
+    assert_eq!(at(&na, 300)["permissions"], "1100");
+    assert_eq!(at(&values("88.100.1/dev"), 300)["permissions"], "1100");
+}

@@ -736,3 +736,35 @@ async fn hole7_recursion_cap_is_shared_by_dns_and_http() {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     recursive.shutdown().await;
 }
+
+/// Issue 11, hole 5: an HS_SECKEY stored with public read (an explicit "1110", or a record
+/// from before secrets defaulted to admin-only) is never published as TXT, over UDP or TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole5_dns_never_publishes_a_stored_public_seckey() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), "node", &["88.100.1"], "").await;
+    create(
+        &n,
+        "88.100.1",
+        "88.100.1/SN-0001",
+        vec![
+            HandleValue::new(1, "URL", URL),
+            HandleValue::new(300, "HS_SECKEY", "dns-device-secret")
+                .with_permissions(ValuePermissions::DEFAULT),
+        ],
+    );
+    let addr = n.dns_addr.unwrap();
+    for qtype in [RecordType::TXT, RecordType::ANY] {
+        let (m, _) = udp(addr, &query(SN, qtype, Some(4096))).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        let texts = txts(&m);
+        assert_eq!(texts, [format!("1 URL {URL}")], "{qtype}");
+        let m = tcp(addr, &query(SN, qtype, None)).await;
+        assert!(
+            txts(&m).iter().all(|t| !t.contains("dns-device-secret")),
+            "{qtype}: {:?}",
+            txts(&m)
+        );
+    }
+    n.shutdown().await;
+}

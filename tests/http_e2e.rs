@@ -748,3 +748,204 @@ async fn stalled_clients_are_timed_out() {
     drop(c);
     stop_node(node, weak).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11, holes 4 and 5 over REST
+// ---------------------------------------------------------------------------------------------
+
+fn basic_as(identity: &str, secret: &str) -> String {
+    let id = identity.replace('%', "%25").replace(':', "%3A");
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    format!("Basic {token}")
+}
+
+fn values_body(values: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "values": values })).unwrap()
+}
+
+/// A secret written over REST without permissions is admin-only; a secret stored with public
+/// read (a record from before that default) is still never given to an anonymous reader, by
+/// the API nor by the proxy page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole5_rest_never_serves_secrets_to_anonymous_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, secret, weak) = start_node(dir.path(), false).await;
+    let auth = basic(&secret);
+    let mut c = tcp_connect(node.http_addr).await;
+
+    let body = values_body(serde_json::json!([
+        {"index": 1, "type": "DESC", "data": "device 7"},
+        {"index": 300, "type": "HS_SECKEY", "data": "device-secret"}
+    ]));
+    let path = "/api/handles/88.100.1/dev-7";
+    let r = c
+        .request("PUT", path, &[JSON, ("Authorization", &auth)], &body)
+        .await;
+    assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    let r = c.request("GET", path, &[], b"").await;
+    assert_eq!((r.status, r.rc()), (200, 1), "{}", r.text());
+    assert!(!r.text().contains("device-secret"), "{}", r.text());
+    assert_eq!(r.json()["values"].as_array().unwrap().len(), 1);
+    // The administrator reads it, admin-only.
+    let r = c
+        .request("GET", path, &[("Authorization", &auth)], b"")
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1), "{}", r.text());
+    let values = r.json()["values"].as_array().unwrap().clone();
+    let seckey = values
+        .iter()
+        .find(|v| v["index"] == 300)
+        .expect("HS_SECKEY");
+    assert_eq!(seckey["permissions"], "1100");
+
+    // A record stored with a public HS_SECKEY.
+    let registry = weak.upgrade().unwrap();
+    let handle =
+        idnode::model::Handle::parse("88.100.1/legacy", idnode::model::SuffixCase::Sensitive)
+            .unwrap();
+    registry
+        .mutate::<idnode::store::StoreError, _>(&handle, |_| {
+            Ok(idnode::store::Mutation::Put(idnode::store::Record {
+                handle: "88.100.1/legacy".into(),
+                values: vec![
+                    idnode::model::HandleValue::new(1, "DESC", "legacy device"),
+                    idnode::model::HandleValue::new(300, "HS_SECKEY", "legacy-secret")
+                        .with_permissions(idnode::model::ValuePermissions::DEFAULT),
+                ],
+            }))
+        })
+        .unwrap();
+    drop(registry);
+    for path in [
+        "/api/handles/88.100.1/legacy",
+        "/api/handles/88.100.1/legacy?type=HS_SECKEY",
+        "/api/handles/88.100.1/legacy?index=300",
+        "/88.100.1/legacy",
+        "/88.100.1/legacy?noredirect",
+    ] {
+        let r = c.request("GET", path, &[], b"").await;
+        assert!(r.status < 500, "{path}: {}", r.status);
+        assert!(!r.text().contains("legacy-secret"), "{path}: {}", r.text());
+    }
+    let r = c
+        .request("GET", "/api/handles/88.100.1/legacy", &[], b"")
+        .await;
+    assert!(r.text().contains("legacy device"), "{}", r.text());
+
+    drop(c);
+    stop_node(node, weak).await;
+}
+
+/// The issue's escalation over REST: an identity with only MODIFY_VALUE | ADD_VALUE on the
+/// prefix handle may not join the admin group HS_ADMIN points to, nor replace the owner's
+/// secret; and nobody may leave the prefix without an administrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole4_rest_limited_admin_cannot_take_over_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, secret, weak) = start_node(dir.path(), false).await;
+    let owner = basic(&secret);
+    let editor = basic_as("300:88.100.1/editor", "ed");
+    let mut c = tcp_connect(node.http_addr).await;
+    let put = |path: &str, values: serde_json::Value| (path.to_string(), values_body(values));
+
+    let (p, b) = put(
+        "/api/handles/88.100.1/editor",
+        serde_json::json!([{"index": 300, "type": "HS_SECKEY", "data": "ed"}]),
+    );
+    let r = c
+        .request("PUT", &p, &[JSON, ("Authorization", &owner)], &b)
+        .await;
+    assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    let (p, b) = put(
+        "/api/handles/0.NA/88.100.1?index=101",
+        serde_json::json!([{"index": 101, "type": "HS_ADMIN", "data": {"format": "admin",
+            "value": {"handle": "88.100.1/editor", "index": 300,
+                      "permissions": "000001010000"}}}]),
+    );
+    let r = c
+        .request("PUT", &p, &[JSON, ("Authorization", &owner)], &b)
+        .await;
+    assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    let r = c
+        .request(
+            "PUT",
+            "/api/handles/88.100.1/victim",
+            &[JSON, ("Authorization", &owner)],
+            &url_body("https://example.com/victim"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // The editor's own rights work...
+    let (p, b) = put(
+        "/api/handles/0.NA/88.100.1?index=2",
+        serde_json::json!([{"index": 2, "type": "DESC", "data": "pump works"}]),
+    );
+    let r = c
+        .request("PUT", &p, &[JSON, ("Authorization", &editor)], &b)
+        .await;
+    assert_eq!((r.status, r.rc()), (201, 1), "{}", r.text());
+    // ...but joining the group, or replacing the owner's secret, is refused.
+    for (p, b) in [
+        put(
+            "/api/handles/0.NA/88.100.1?index=200",
+            serde_json::json!([{"index": 200, "type": "HS_VLIST", "data": {"format": "vlist",
+                "value": [{"handle": "0.NA/88.100.1", "index": 300},
+                          {"handle": "88.100.1/editor", "index": 300}]}}]),
+        ),
+        put(
+            "/api/handles/0.NA/88.100.1?index=300",
+            serde_json::json!([{"index": 300, "type": "HS_SECKEY", "data": "owned"}]),
+        ),
+    ] {
+        let r = c
+            .request("PUT", &p, &[JSON, ("Authorization", &editor)], &b)
+            .await;
+        assert_eq!((r.status, r.rc()), (403, 400), "{p}: {}", r.text());
+    }
+    let r = c
+        .request(
+            "DELETE",
+            "/api/handles/88.100.1/victim",
+            &[("Authorization", &editor)],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (403, 400), "{}", r.text());
+    // The owner is still the owner, and cannot delete or orphan the prefix either.
+    let r = c
+        .request(
+            "DELETE",
+            "/api/handles/0.NA/88.100.1",
+            &[("Authorization", &owner)],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (400, 202), "{}", r.text());
+    let r = c
+        .request(
+            "DELETE",
+            "/api/handles/0.NA/88.100.1?index=300",
+            &[("Authorization", &owner)],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (400, 202), "{}", r.text());
+    assert!(
+        r.text().contains("without an administrator"),
+        "{}",
+        r.text()
+    );
+    let r = c
+        .request(
+            "DELETE",
+            "/api/handles/88.100.1/victim",
+            &[("Authorization", &owner)],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.rc()), (200, 1), "{}", r.text());
+
+    drop(c);
+    stop_node(node, weak).await;
+}

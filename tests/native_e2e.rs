@@ -501,3 +501,67 @@ async fn replayed_resolutions_follow_the_registry() {
     assert_eq!(desc(&after), "second");
     node.shutdown().await;
 }
+
+/// Issue 11, hole 5: an HS_SECKEY stored with public read is not served to an anonymous
+/// native reader: with PO it is left out (asked for by type: 200), without PO the reader is
+/// challenged (402) rather than given it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole5_native_never_serves_a_stored_public_seckey() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let addr = node.native_addr.unwrap();
+    let engine = node.engine.clone();
+    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
+    let identity = engine
+        .authenticate_secret(&admin, 300, SECRET.as_bytes())
+        .unwrap();
+    let handle = Handle::parse("88.100.1/DEV-1", SuffixCase::Sensitive).unwrap();
+    engine
+        .create(
+            &identity,
+            &handle,
+            vec![
+                HandleValue::new(1, "DESC", "device"),
+                HandleValue::new(300, "HS_SECKEY", "native-device-secret")
+                    .with_permissions(idnode::model::ValuePermissions::DEFAULT),
+            ],
+            Overwrite::No,
+        )
+        .unwrap();
+    let result = tokio::task::spawn_blocking(move || {
+        let ask = |types: Vec<String>, op_flag: u32, id: u32| {
+            let req = request(
+                op::RESOLUTION,
+                op_flag,
+                Body::Resolution {
+                    handle: "88.100.1/DEV-1".into(),
+                    indexes: vec![],
+                    types,
+                },
+                id,
+                0,
+            );
+            udp(addr, &req)
+        };
+        let po = 0x1900_0000 | flag::PUBLIC_ONLY;
+        let whole = ask(vec![], po, 1);
+        let by_type = ask(vec!["HS_SECKEY".into()], po, 2);
+        let no_po = ask(vec!["HS_SECKEY".into()], 0x1800_0000, 3);
+        (whole, by_type, no_po)
+    })
+    .await
+    .unwrap();
+    let (whole, by_type, no_po) = result;
+    assert_eq!(whole.header.response_code, 1);
+    let Body::Values { values, .. } = &whole.body else {
+        panic!("{:?}", whole.body)
+    };
+    assert_eq!(values.iter().map(|v| v.index).collect::<Vec<_>>(), [1]);
+    assert_eq!(by_type.header.response_code, 200);
+    // Without PO over UDP: RC 2 (authenticate over TCP), never the secret, and no state.
+    assert_eq!(no_po.header.response_code, 2);
+    for m in [&whole, &by_type, &no_po] {
+        assert!(!format!("{:?}", m.body).contains("native-device-secret"));
+    }
+    node.shutdown().await;
+}

@@ -255,6 +255,65 @@ pub fn authenticate_session_answer(
     )
 }
 
+/// The indexes of `values` (the record of `handle`) that are **admin values**: changing them
+/// changes who administers something, so adding, modifying or removing them needs the
+/// ADD_ADMIN / MODIFY_ADMIN / REMOVE_ADMIN bits rather than the *_VALUE ones.
+///
+/// - every value of an administrative type ([`types::is_administrative`]: HS_ADMIN, HS_VLIST,
+///   and the key types identities authenticate with, HS_SECKEY, HS_PUBKEY, HS_PRIVKEY);
+/// - every value of the same handle that its HS_ADMIN values reference, directly or through
+///   its HS_VLIST values (followed within the record, to [`MAX_GROUP_DEPTH`]). An index-0
+///   reference names any value of that handle, but only keys and groups can ever match, and
+///   those are already counted by type.
+///
+/// Groups and keys of *other* handles are admin values of those handles by the same rule, so
+/// an HS_ADMIN that points elsewhere is protected where it points.
+pub fn admin_value_indexes(
+    handle: &Handle,
+    values: &[HandleValue],
+    case: SuffixCase,
+) -> HashSet<u32> {
+    let mut out: HashSet<u32> = values
+        .iter()
+        .filter(|v| types::is_administrative(&v.type_name))
+        .map(|v| v.index)
+        .collect();
+    let same_handle = |r: &ValueReference| {
+        r.index != 0
+            && Handle::parse_lenient(&r.handle, case).is_ok_and(|h| h.key() == handle.key())
+    };
+    let mut frontier: Vec<u32> = values
+        .iter()
+        .filter(|v| v.is_type(types::HS_ADMIN))
+        .filter_map(|v| AdminRef::decode(&v.data).ok())
+        .filter(|a| same_handle(&a.admin))
+        .map(|a| a.admin.index)
+        .collect();
+    let mut followed = HashSet::new();
+    for _ in 0..=MAX_GROUP_DEPTH {
+        let mut next = Vec::new();
+        for index in frontier {
+            out.insert(index);
+            if !followed.insert(index) {
+                continue;
+            }
+            for v in values
+                .iter()
+                .filter(|v| v.index == index && v.is_type(types::HS_VLIST))
+            {
+                if let Ok(list) = ValueList::decode(&v.data) {
+                    next.extend(list.0.iter().filter(|r| same_handle(r)).map(|r| r.index));
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    out
+}
+
 /// Answers authorization questions against the registry.
 pub struct Authorizer<'a> {
     pub registry: &'a Registry,
@@ -279,6 +338,83 @@ impl Authorizer<'_> {
             }
             let mut visited = HashSet::new();
             if self.names(&admin.admin, identity, 0, &mut visited)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Does any of `admin_values` (HS_ADMIN values with all of `bits`) lead to an identity that
+    /// could authenticate on this node: a reference, directly or through (nested) HS_VLIST
+    /// groups, to an HS_SECKEY or HS_PUBKEY value of a handle in the registry? `pending` is a
+    /// record about to be written (its handle and new values): lookups of that handle see the
+    /// new state, so a change is judged by what it leaves behind.
+    pub fn administrator_remains(
+        &self,
+        admin_values: &[HandleValue],
+        bits: u16,
+        pending: (&Handle, &[HandleValue]),
+    ) -> Result<bool, StoreError> {
+        for v in admin_values.iter().filter(|v| v.is_type(types::HS_ADMIN)) {
+            let Ok(admin) = AdminRef::decode(&v.data) else {
+                continue;
+            };
+            if !admin.permissions.has(bits) {
+                continue;
+            }
+            let mut visited = HashSet::new();
+            if self.leads_to_key(&admin.admin, pending, 0, &mut visited)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Does `reference` name a key value (HS_SECKEY / HS_PUBKEY; index 0: any of the handle's),
+    /// directly or through HS_VLIST groups?
+    fn leads_to_key(
+        &self,
+        reference: &ValueReference,
+        pending: (&Handle, &[HandleValue]),
+        depth: usize,
+        visited: &mut HashSet<(String, u32)>,
+    ) -> Result<bool, StoreError> {
+        let Ok(ref_handle) = Handle::parse_lenient(&reference.handle, self.case) else {
+            return Ok(false);
+        };
+        if depth >= MAX_GROUP_DEPTH
+            || !visited.insert((ref_handle.key().to_string(), reference.index))
+        {
+            return Ok(false);
+        }
+        let stored;
+        let values: &[HandleValue] = if ref_handle.key() == pending.0.key() {
+            pending.1
+        } else {
+            match self.registry.get(&ref_handle)? {
+                Some(record) => {
+                    stored = record.values;
+                    &stored
+                }
+                None => return Ok(false),
+            }
+        };
+        let selected = values
+            .iter()
+            .filter(|v| reference.index == 0 || v.index == reference.index);
+        let mut groups = Vec::new();
+        for v in selected {
+            if v.is_type(types::HS_SECKEY) || v.is_type(types::HS_PUBKEY) {
+                return Ok(true);
+            }
+            if v.is_type(types::HS_VLIST) {
+                if let Ok(list) = ValueList::decode(&v.data) {
+                    groups.extend(list.0);
+                }
+            }
+        }
+        for member in &groups {
+            if self.leads_to_key(member, pending, depth + 1, visited)? {
                 return Ok(true);
             }
         }

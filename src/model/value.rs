@@ -22,6 +22,25 @@ pub mod types {
     pub const HS_SECKEY: &str = "HS_SECKEY";
     pub const HS_CERT: &str = "HS_CERT";
     pub const HS_SIGNATURE: &str = "HS_SIGNATURE";
+    /// A private key kept in a record (not a Handle.Net type, but stored by some tools).
+    pub const HS_PRIVKEY: &str = "HS_PRIVKEY";
+
+    /// Types whose data is a secret (a shared secret, a private key). Written without explicit
+    /// permissions they are admin-only, and they are never given to an anonymous reader,
+    /// whatever their stored permissions say ([`super::HandleValue::is_public`]).
+    pub fn is_secret(t: &str) -> bool {
+        [HS_SECKEY, HS_PRIVKEY]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(t))
+    }
+
+    /// Types that make up a handle's administration: HS_ADMIN, HS_VLIST (admin groups) and the
+    /// keys identities authenticate with. Changing one needs the *_ADMIN permission bits.
+    pub fn is_administrative(t: &str) -> bool {
+        [HS_ADMIN, HS_VLIST, HS_SECKEY, HS_PUBKEY, HS_PRIVKEY]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(t))
+    }
 
     /// True for the site types whose data is an HS_SITE record.
     pub fn is_site(t: &str) -> bool {
@@ -45,11 +64,24 @@ impl ValuePermissions {
     /// Admin read+write only: what secrets get ("1100").
     pub const ADMIN_ONLY: ValuePermissions = ValuePermissions(0x0C);
 
+    /// What a value of `type_name` gets when written without explicit permissions: admin-only
+    /// for secrets ([`types::is_secret`]), the Handle default otherwise.
+    pub fn default_for(type_name: &str) -> ValuePermissions {
+        if types::is_secret(type_name) {
+            Self::ADMIN_ONLY
+        } else {
+            Self::DEFAULT
+        }
+    }
+
     pub fn public_read(self) -> bool {
         self.0 & Self::PUBLIC_READ != 0
     }
     pub fn admin_read(self) -> bool {
         self.0 & Self::ADMIN_READ != 0
+    }
+    pub fn admin_write(self) -> bool {
+        self.0 & Self::ADMIN_WRITE != 0
     }
 
     /// The REST form: four characters adminRead, adminWrite, publicRead, publicWrite.
@@ -152,17 +184,26 @@ pub struct HandleValue {
 }
 
 impl HandleValue {
-    /// A value with the Handle defaults (TTL one day relative, permissions "1110").
+    /// A value with the Handle defaults: TTL one day relative, permissions "1110", or "1100"
+    /// (admin-only) for secret types ([`ValuePermissions::default_for`]).
     pub fn new(index: u32, type_name: impl Into<String>, data: impl Into<Vec<u8>>) -> HandleValue {
+        let type_name = type_name.into();
         HandleValue {
             index,
-            type_name: type_name.into(),
+            permissions: ValuePermissions::default_for(&type_name),
+            type_name,
             data: data.into(),
             ttl: Ttl::DEFAULT,
             timestamp: 0,
-            permissions: ValuePermissions::DEFAULT,
             references: Vec::new(),
         }
+    }
+
+    /// May this value go to anyone (an anonymous reader, a DNS answer, a zone file)? It must
+    /// have PUBLIC_READ and not be a secret: a secret stored with public read (older records,
+    /// a careless write) is still withheld.
+    pub fn is_public(&self) -> bool {
+        self.permissions.public_read() && !types::is_secret(&self.type_name)
     }
 
     pub fn with_permissions(mut self, permissions: ValuePermissions) -> HandleValue {
@@ -263,6 +304,25 @@ mod tests {
         );
         assert_eq!(ValuePermissions::from_bit_string("10"), None);
         assert_eq!(ValuePermissions::from_bit_string("11x0"), None);
+    }
+
+    #[test]
+    fn hole5_secrets_default_to_admin_only_and_are_never_public() {
+        for t in ["HS_SECKEY", "hs_seckey", "HS_PRIVKEY"] {
+            let v = HandleValue::new(300, t, "s");
+            assert_eq!(v.permissions, ValuePermissions::ADMIN_ONLY, "{t}");
+            assert!(!v.is_public());
+            // Stored with public read, still not public.
+            assert!(!v.with_permissions(ValuePermissions::DEFAULT).is_public());
+        }
+        let url = HandleValue::new(1, "URL", "u");
+        assert_eq!(url.permissions, ValuePermissions::DEFAULT);
+        assert!(url.is_public());
+        assert!(!url
+            .with_permissions(ValuePermissions::ADMIN_ONLY)
+            .is_public());
+        assert!(types::is_administrative("hs_vlist"));
+        assert!(!types::is_administrative("URL"));
     }
 
     #[test]

@@ -19,16 +19,26 @@
 //!   the ancestors' prefix handles;
 //! - configured server administrators may do everything on this node.
 //!
+//! What a change needs and may do:
+//! - bits by the value diff; admin values ([`crate::auth::admin_value_indexes`]) need the
+//!   *_ADMIN bits;
+//! - values with ADMIN_WRITE clear stay as they are (server admins excepted, RC 401);
+//! - no change leaves a homed prefix, or a handle, without an administrator (RC 202; see
+//!   `check_keeps_administrator`); [`repair_prefix`] is the operator's repair.
+//!
+//! Reads for anyone give only [`HandleValue::is_public`] values: never a secret.
+//!
 //! Calls are blocking (sled reads, fsync on writes): async front ends run writes on the
 //! blocking pool.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 pub mod cache;
 pub mod recursion;
 pub mod site;
 
-use crate::auth::{AuthError, Authorizer, Identity};
+use crate::auth::{admin_value_indexes, AuthError, Authorizer, Identity};
 use crate::model::{
     types, validate_values, AdminPermissions, Handle, HandleValue, Prefix, ResponseCode,
     SuffixCase, ValueError,
@@ -180,10 +190,12 @@ fn now_unix() -> u32 {
         .unwrap_or(0)
 }
 
-/// Admin-permission bits needed to turn `old` values into `new` values.
-fn bits_for_change(old: &[HandleValue], new: &[HandleValue]) -> u16 {
+/// Admin-permission bits needed to turn `old` values into `new` values. `admin` holds the
+/// indexes that are admin values in the old or the new state ([`admin_value_indexes`] of
+/// both): adding, modifying or removing one needs ADD_ADMIN / MODIFY_ADMIN / REMOVE_ADMIN.
+fn bits_for_change(old: &[HandleValue], new: &[HandleValue], admin: &HashSet<u32>) -> u16 {
     let mut bits = 0u16;
-    let is_admin = |v: &HandleValue| v.is_type(types::HS_ADMIN);
+    let is_admin = |v: &HandleValue| admin.contains(&v.index);
     for n in new {
         match old.iter().find(|o| o.index == n.index) {
             None => {
@@ -214,6 +226,10 @@ fn bits_for_change(old: &[HandleValue], new: &[HandleValue]) -> u16 {
     }
     bits
 }
+
+/// The HS_ADMIN bits an administrator must hold for a prefix handle to count as administered:
+/// enough to add and repair admin values.
+const KEEPER_BITS: u16 = AdminPermissions::ADD_ADMIN | AdminPermissions::MODIFY_ADMIN;
 
 /// Equal apart from the server-stamped timestamp.
 fn same_content(a: &HandleValue, b: &HandleValue) -> bool {
@@ -392,7 +408,7 @@ impl Engine {
                 .values
                 .into_iter()
                 .filter(|v| {
-                    v.permissions.public_read()
+                    v.is_public()
                         && (v.is_type(types::HS_SITE_PREFIX) || v.is_type(types::HS_SERV_PREFIX))
                 })
                 .collect();
@@ -477,7 +493,8 @@ impl Engine {
         self.check_grants(identity, &admins, bits, &format!("create {handle}"))
     }
 
-    /// Check that `identity` may turn `current` into `new_values` (`None` = delete).
+    /// Check that `identity` may turn `current` into `new_values` (`None` = delete), and that
+    /// the change leaves the handle administered.
     fn authorize_change(
         &self,
         identity: &Identity,
@@ -501,12 +518,113 @@ impl Engine {
                 };
                 (bits, format!("delete {handle}"))
             }
-            Some(new) => (
-                bits_for_change(&current.values, new),
-                format!("change {handle}"),
-            ),
+            Some(new) => {
+                let case = self.policy.suffix_case;
+                let mut admin = admin_value_indexes(handle, &current.values, case);
+                admin.extend(admin_value_indexes(handle, new, case));
+                (
+                    bits_for_change(&current.values, new, &admin),
+                    format!("change {handle}"),
+                )
+            }
         };
-        self.check_grants(identity, &admins, bits, &what)
+        self.check_grants(identity, &admins, bits, &what)?;
+        if let Some(new) = new_values {
+            self.check_admin_write(identity, &current.values, new)?;
+        }
+        self.check_keeps_administrator(handle, current, new_values)
+    }
+
+    /// Values whose ADMIN_WRITE bit is clear cannot be modified or removed by administrators
+    /// (Handle.Net's per-value `adminCanWrite`); configured server administrators, who have
+    /// every right on this node, are the exception. Deleting the whole handle is governed by
+    /// DELETE_HANDLE alone.
+    fn check_admin_write(
+        &self,
+        identity: &Identity,
+        old: &[HandleValue],
+        new: &[HandleValue],
+    ) -> Result<(), Failure> {
+        if self.is_server_admin(identity) {
+            return Ok(());
+        }
+        for o in old.iter().filter(|o| !o.permissions.admin_write()) {
+            let kept = new.iter().any(|n| n.index == o.index && same_content(o, n));
+            if !kept {
+                return Err(Failure::new(
+                    ResponseCode::InsufficientPermissions,
+                    format!(
+                        "value {} is not writable by administrators (its ADMIN_WRITE permission \
+                         bit is clear)",
+                        o.index
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// No change may leave a handle without an administrator (RC 202, invalid value):
+    /// - the prefix handle `0.NA/X` of a prefix homed here cannot be deleted, and after a
+    ///   change at least one of its HS_ADMIN values with ADD_ADMIN and MODIFY_ADMIN must lead,
+    ///   directly or through HS_VLIST groups (read with this change applied), to an HS_SECKEY
+    ///   or HS_PUBKEY value in this registry, i.e. to someone who can log in and repair it;
+    /// - any other handle may lose its last HS_ADMIN value only while the prefix's
+    ///   administrators (`allow_prefix_admins`) still administer it.
+    fn check_keeps_administrator(
+        &self,
+        handle: &Handle,
+        current: &Record,
+        new_values: Option<&[HandleValue]>,
+    ) -> Result<(), Failure> {
+        let refused = |why: String| Failure::new(ResponseCode::InvalidValue, why);
+        let homed_prefix = match handle.described_prefix() {
+            Some(p) if self.registry.is_homed(&p)? => Some(p),
+            _ => None,
+        };
+        if let Some(prefix) = homed_prefix {
+            let Some(new) = new_values else {
+                return Err(refused(format!(
+                    "{handle} is the prefix handle of {prefix}, homed on this node: it cannot be \
+                     deleted"
+                )));
+            };
+            if !self
+                .authorizer()
+                .administrator_remains(new, KEEPER_BITS, (handle, new))?
+            {
+                return Err(refused(format!(
+                    "the change would leave prefix {prefix} without an administrator: no \
+                     HS_ADMIN value with ADD_ADMIN and MODIFY_ADMIN would lead to an HS_SECKEY or \
+                     HS_PUBKEY value on this node (`idnode init-prefix --force {prefix}` repairs \
+                     a prefix handle)"
+                )));
+            }
+            return Ok(());
+        }
+        let Some(new) = new_values else {
+            return Ok(());
+        };
+        let had_admin = current.values.iter().any(|v| v.is_type(types::HS_ADMIN));
+        let has_admin = new.iter().any(|v| v.is_type(types::HS_ADMIN));
+        if had_admin && !has_admin {
+            let governing = self.governing_admin_values(handle)?;
+            let prefix_admins =
+                self.authorizer()
+                    .administrator_remains(&governing, 0, (handle, new))?;
+            if !prefix_admins {
+                return Err(refused(format!(
+                    "the change would remove the last HS_ADMIN value of {handle}, and no prefix \
+                     administrator would administer it (node.allow_prefix_admins is {})",
+                    if self.policy.allow_prefix_admins {
+                        "on, but the prefix handle has no usable administrator"
+                    } else {
+                        "off"
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Resolve a handle.
@@ -537,12 +655,15 @@ impl Engine {
             })
             .cloned()
             .collect();
+        // `is_public`: PUBLIC_READ and not a secret. A secret is never answered to an
+        // anonymous reader, whatever its stored permissions (records written before secrets
+        // defaulted to admin-only are covered too).
         let values = if q.public_only {
             selected
                 .into_iter()
-                .filter(|v| v.permissions.public_read())
+                .filter(HandleValue::is_public)
                 .collect()
-        } else if selected.iter().all(|v| v.permissions.public_read()) {
+        } else if selected.iter().all(HandleValue::is_public) {
             selected
         } else {
             // Non-public values were asked for: only an administrator with READ_VALUE, and only
@@ -567,9 +688,10 @@ impl Engine {
                 &format!("read {}", q.handle),
             )
             .map_err(|f| Failure::new(ResponseCode::InsufficientPermissions, f.message))?;
+            // ADMIN_READ clear: not even administrators read it (server admins included).
             selected
                 .into_iter()
-                .filter(|v| v.permissions.public_read() || v.permissions.admin_read())
+                .filter(|v| v.is_public() || v.permissions.admin_read())
                 .collect()
         };
         if values.is_empty() {
@@ -612,7 +734,15 @@ impl Engine {
                 (Some(cur), Overwrite::Yes) => {
                     self.authorize_change(identity, handle, cur, Some(&values))?
                 }
-                (None, _) => self.authorize_create(identity, handle)?,
+                (None, _) => {
+                    self.authorize_create(identity, handle)?;
+                    // A homed prefix's new prefix handle must come with an administrator.
+                    let nothing = Record {
+                        handle: handle.as_str().to_string(),
+                        values: Vec::new(),
+                    };
+                    self.check_keeps_administrator(handle, &nothing, Some(&values))?
+                }
             }
             Ok(Mutation::Put(Record {
                 handle: handle.as_str().to_string(),
@@ -825,13 +955,91 @@ mod tests;
 ///
 /// This is the layout Handle.Net and pyhandle expect (pyhandle writes HS_ADMIN values naming
 /// `200:0.NA/<prefix>` into every handle it creates). Returns whether the prefix handle was
-/// created (false: it existed and was left as it was).
+/// created (false: it existed and was left as it was; [`repair_prefix`] restores one).
 pub fn init_prefix(
     registry: &Registry,
     prefix: &Prefix,
     admin_index: u32,
     secret: &[u8],
 ) -> Result<bool, Failure> {
+    let values = admin_layout(prefix, admin_index, secret)?;
+    registry.home_prefix(prefix)?;
+    let na = prefix.na_handle();
+    let committed = registry.mutate(&na, |current| {
+        Ok::<_, Failure>(match current {
+            Some(_) => Mutation::Unchanged,
+            None => Mutation::Put(Record {
+                handle: na.as_str().to_string(),
+                values: sorted(values.clone()),
+            }),
+        })
+    })?;
+    Ok(!committed.existed)
+}
+
+/// What [`repair_prefix`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// The prefix handle did not exist and was created.
+    pub created: bool,
+    /// Values that stood at the administrator's indexes (100, 200, the key's) and were
+    /// replaced.
+    pub replaced: Vec<HandleValue>,
+    /// HS_ADMIN values at other indexes, kept as they were: the operator should review them.
+    pub other_admins: Vec<HandleValue>,
+}
+
+/// `idnode init-prefix --force`: home `prefix` and restore its administrator in an existing
+/// `0.NA/<prefix>` (or create it). Indexes 100, 200 and `admin_index` get the
+/// [`init_prefix`] layout (the group holds only the restored administrator), every other value
+/// is kept. The write goes through the change log, so followers receive it.
+pub fn repair_prefix(
+    registry: &Registry,
+    prefix: &Prefix,
+    admin_index: u32,
+    secret: &[u8],
+) -> Result<Repair, Failure> {
+    let layout = admin_layout(prefix, admin_index, secret)?;
+    registry.home_prefix(prefix)?;
+    let na = prefix.na_handle();
+    let mut repair = Repair {
+        created: false,
+        replaced: Vec::new(),
+        other_admins: Vec::new(),
+    };
+    registry.mutate(&na, |current| {
+        let mut values = Vec::new();
+        repair = Repair {
+            created: current.is_none(),
+            replaced: Vec::new(),
+            other_admins: Vec::new(),
+        };
+        for v in current.map(|r| r.values.clone()).unwrap_or_default() {
+            if layout.iter().any(|l| l.index == v.index) {
+                repair.replaced.push(v);
+            } else {
+                if v.is_type(types::HS_ADMIN) {
+                    repair.other_admins.push(v.clone());
+                }
+                values.push(v);
+            }
+        }
+        values.extend(layout.iter().cloned());
+        validate_values(&values)?;
+        Ok::<_, Failure>(Mutation::Put(Record {
+            handle: current.map_or_else(|| na.as_str().to_string(), |r| r.handle.clone()),
+            values: sorted(values),
+        }))
+    })?;
+    Ok(repair)
+}
+
+/// The administrator [`init_prefix`] gives a prefix, stamped now.
+fn admin_layout(
+    prefix: &Prefix,
+    admin_index: u32,
+    secret: &[u8],
+) -> Result<Vec<HandleValue>, Failure> {
     use crate::model::{AdminRef, ValueList, ValuePermissions, ValueReference};
     if admin_index == 0
         || admin_index == 100
@@ -849,7 +1057,6 @@ pub fn init_prefix(
             "the admin secret is empty",
         ));
     }
-    registry.home_prefix(prefix)?;
     let na = prefix.na_handle();
     let now = now_unix();
     let mut values = vec![
@@ -880,14 +1087,5 @@ pub fn init_prefix(
     for v in &mut values {
         v.timestamp = now;
     }
-    let committed = registry.mutate(&na, |current| {
-        Ok::<_, Failure>(match current {
-            Some(_) => Mutation::Unchanged,
-            None => Mutation::Put(Record {
-                handle: na.as_str().to_string(),
-                values: sorted(values),
-            }),
-        })
-    })?;
-    Ok(!committed.existed)
+    Ok(values)
 }

@@ -1277,7 +1277,8 @@ impl Recursor {
                 (1, Body::Values { values, .. }) => {
                     let public: Vec<HandleValue> = values
                         .into_iter()
-                        .filter(|v| v.permissions.public_read())
+                        // Upstream may be careless; a secret is never relayed.
+                        .filter(HandleValue::is_public)
                         .collect();
                     return Ok(if public.is_empty() {
                         CachedAnswer::ValuesNotFound

@@ -523,3 +523,421 @@ fn partitions_answer_301_for_other_servers_handles() {
         );
     }
 }
+
+fn admin_value(index: u32, perms: u16, handle: &str, admin_index: u32) -> HandleValue {
+    HandleValue::new(
+        index,
+        types::HS_ADMIN,
+        AdminRef {
+            permissions: AdminPermissions(perms),
+            admin: ValueReference {
+                handle: handle.into(),
+                index: admin_index,
+            },
+        }
+        .encode(),
+    )
+}
+
+fn group(index: u32, members: &[(&str, u32)]) -> HandleValue {
+    HandleValue::new(
+        index,
+        types::HS_VLIST,
+        crate::model::ValueList(
+            members
+                .iter()
+                .map(|(h, i)| ValueReference {
+                    handle: h.to_string(),
+                    index: *i,
+                })
+                .collect(),
+        )
+        .encode(),
+    )
+}
+
+/// The issue's escalation: the owner gives an editor identity MODIFY_VALUE | ADD_VALUE on the
+/// prefix handle (to keep its descriptive values current). The editor then tried to rewrite
+/// the HS_VLIST group that HS_ADMIN 100 points to, to join it, to plant a key, to overwrite the
+/// owner's secret — and with the group, to delete handles and lock the owner out.
+#[test]
+fn hole4_limited_admin_cannot_rewrite_the_admin_group() {
+    let n = node();
+    let e = &n.engine;
+    let na = e.parse_handle("0.NA/88.100.1").unwrap();
+    let editor_handle = e.parse_handle("88.100.1/editor").unwrap();
+    e.create(
+        &n.owner,
+        &editor_handle,
+        vec![HandleValue::new(300, types::HS_SECKEY, "ed")],
+        Overwrite::No,
+    )
+    .unwrap();
+    let editor = e.authenticate_secret(&editor_handle, 300, b"ed").unwrap();
+    e.add_values(
+        &n.owner,
+        &na,
+        vec![
+            admin_value(
+                101,
+                AdminPermissions::MODIFY_VALUE | AdminPermissions::ADD_VALUE,
+                "88.100.1/editor",
+                300,
+            ),
+            HandleValue::new(2, "DESC", "prefix of the pump works"),
+        ],
+        false,
+    )
+    .unwrap();
+    let victim = e.parse_handle("88.100.1/SN-1").unwrap();
+    e.create(&n.owner, &victim, vec![url(1, "u")], Overwrite::No)
+        .unwrap();
+
+    // What the editor may do: change ordinary values.
+    e.modify_values(&editor, &na, vec![HandleValue::new(2, "DESC", "pumps")])
+        .unwrap();
+    e.add_values(
+        &editor,
+        &na,
+        vec![HandleValue::new(3, "EMAIL", "a@b")],
+        false,
+    )
+    .unwrap();
+
+    // Join the group HS_ADMIN 100 names.
+    let joined = group(200, &[("0.NA/88.100.1", 300), ("88.100.1/editor", 300)]);
+    let refused = |r: Result<WriteOutcome, Failure>| {
+        assert_eq!(r.unwrap_err().code, ResponseCode::InvalidAdmin);
+    };
+    refused(e.modify_values(&editor, &na, vec![joined.clone()]));
+    refused(e.add_values(&editor, &na, vec![joined], true));
+    // Plant a new group, a new key, or turn an ordinary value into a group.
+    refused(e.add_values(
+        &editor,
+        &na,
+        vec![group(201, &[("88.100.1/editor", 300)])],
+        false,
+    ));
+    refused(e.add_values(
+        &editor,
+        &na,
+        vec![HandleValue::new(301, types::HS_SECKEY, "mine")],
+        false,
+    ));
+    refused(e.modify_values(&editor, &na, vec![group(3, &[("88.100.1/editor", 300)])]));
+    // Overwrite the owner's secret.
+    refused(e.modify_values(
+        &editor,
+        &na,
+        vec![HandleValue::new(300, types::HS_SECKEY, "owned")],
+    ));
+    refused(e.remove_values(&editor, &na, &[200]));
+
+    // Nothing changed: the owner still logs in, the editor still cannot delete handles.
+    assert!(e.authenticate_secret(&na, 300, b"secret-88.100.1").is_ok());
+    assert_eq!(
+        e.delete(&editor, &victim).unwrap_err().code,
+        ResponseCode::InvalidAdmin
+    );
+    e.delete(&n.owner, &victim).unwrap();
+}
+
+#[test]
+fn hole4_admin_values_include_what_hs_admin_references() {
+    let h = Handle::parse("88.100.1/doc", SuffixCase::Sensitive).unwrap();
+    let values = vec![
+        url(1, "u"),
+        // HS_ADMIN → 5 (a group of this handle) → 6 (whatever it holds now).
+        admin_value(100, AdminPermissions::ALL.0, "88.100.1/doc", 5),
+        group(5, &[("88.100.1/doc", 6), ("0.NA/88.100.1", 300)]),
+        url(6, "not a key yet"),
+        HandleValue::new(7, types::HS_PUBKEY, vec![0, 0]),
+    ];
+    let mut admin: Vec<u32> = crate::auth::admin_value_indexes(&h, &values, SuffixCase::Sensitive)
+        .into_iter()
+        .collect();
+    admin.sort();
+    assert_eq!(admin, [5, 6, 7, 100]);
+}
+
+#[test]
+fn hole4_a_prefix_keeps_an_administrator() {
+    let n = node();
+    let e = &n.engine;
+    let na = e.parse_handle("0.NA/88.100.1").unwrap();
+    let invalid = |r: Result<WriteOutcome, Failure>| {
+        let f = r.unwrap_err();
+        assert_eq!(f.code, ResponseCode::InvalidValue, "{f}");
+        assert!(f.message.contains("administrator"), "{f}");
+    };
+    invalid(e.remove_values(&n.owner, &na, &[100]));
+    invalid(e.remove_values(&n.owner, &na, &[300]));
+    invalid(e.modify_values(&n.owner, &na, vec![group(200, &[])]));
+    // A group naming an identity that has no key on this node is no administrator either.
+    invalid(e.modify_values(&n.owner, &na, vec![group(200, &[("88.100.1/nobody", 300)])]));
+    // Nor is one whose HS_ADMIN cannot repair admin values.
+    invalid(e.modify_values(
+        &n.owner,
+        &na,
+        vec![admin_value(
+            100,
+            AdminPermissions::ADD_HANDLE,
+            "0.NA/88.100.1",
+            200,
+        )],
+    ));
+    invalid(e.create(&n.owner, &na, vec![url(1, "u")], Overwrite::Yes));
+    // Deleting the prefix handle of a homed prefix is refused, even for a server admin.
+    let f = e.delete(&n.owner, &na).unwrap_err();
+    assert_eq!(f.code, ResponseCode::InvalidValue);
+    let server_admin = Engine::new(
+        e.registry().clone(),
+        Policy {
+            server_admins: vec![n.owner.clone()],
+            ..Policy::default()
+        },
+    );
+    assert_eq!(
+        server_admin.delete(&n.owner, &na).unwrap_err().code,
+        ResponseCode::InvalidValue
+    );
+    assert!(e.authenticate_secret(&na, 300, b"secret-88.100.1").is_ok());
+    // Handing over works: a second key, the group moved to it, the first key removed.
+    e.add_values(
+        &n.owner,
+        &na,
+        vec![HandleValue::new(301, types::HS_SECKEY, "next")],
+        false,
+    )
+    .unwrap();
+    e.modify_values(&n.owner, &na, vec![group(200, &[("0.NA/88.100.1", 301)])])
+        .unwrap();
+    // The old key is no administrator any more; the new one removes it.
+    let next = e.authenticate_secret(&na, 301, b"next").unwrap();
+    e.remove_values(&next, &na, &[300]).unwrap();
+    invalid(e.remove_values(&next, &na, &[301]));
+    // Derived prefix handles this node stores for others (not homed here) are administered by
+    // the parent's admins and may be bare.
+    let child = e.parse_handle("0.NA/88.100.1.7").unwrap();
+    e.create(&next, &child, vec![url(1, "u")], Overwrite::No)
+        .unwrap();
+    e.delete(&next, &child).unwrap();
+}
+
+#[test]
+fn hole4_last_handle_admin_needs_prefix_admins() {
+    let n = node();
+    let e = &n.engine;
+    let h = e.parse_handle("88.100.1/own").unwrap();
+    let own_admin = admin_value(100, AdminPermissions::ALL.0, "0.NA/88.100.1", 200);
+    e.create(
+        &n.owner,
+        &h,
+        vec![url(1, "u"), own_admin.clone()],
+        Overwrite::No,
+    )
+    .unwrap();
+    // With prefix admins on (the default), the handle stays administered without its own.
+    e.remove_values(&n.owner, &h, &[100]).unwrap();
+    e.add_values(&n.owner, &h, vec![own_admin], false).unwrap();
+    let strict = Engine::new(
+        e.registry().clone(),
+        Policy {
+            allow_prefix_admins: false,
+            ..Policy::default()
+        },
+    );
+    let f = strict.remove_values(&n.owner, &h, &[100]).unwrap_err();
+    assert_eq!(f.code, ResponseCode::InvalidValue, "{f}");
+    assert!(f.message.contains("allow_prefix_admins"), "{f}");
+    // Deleting the handle itself is still allowed.
+    strict.delete(&n.owner, &h).unwrap();
+}
+
+#[test]
+fn hole4_init_prefix_force_repairs_a_prefix_handle() {
+    let n = node();
+    let e = &n.engine;
+    let reg = e.registry();
+    let p = Prefix::parse("88.100.1").unwrap();
+    let na = p.na_handle();
+    // A prefix handle taken over the way the issue describes: the group rewritten, the owner's
+    // secret replaced, an extra HS_ADMIN planted.
+    let broken = vec![
+        admin_value(100, AdminPermissions::ALL.0, "0.NA/88.100.1", 200),
+        admin_value(101, AdminPermissions::ALL.0, "88.200.2/intruder", 300),
+        HandleValue::new(2, "DESC", "keep me"),
+        group(200, &[("88.200.2/intruder", 300)]),
+        HandleValue::new(300, types::HS_SECKEY, "stolen"),
+    ];
+    reg.mutate::<Failure, _>(&na, |_| {
+        Ok(Mutation::Put(Record {
+            handle: na.as_str().into(),
+            values: broken.clone(),
+        }))
+    })
+    .unwrap();
+    assert!(e.authenticate_secret(&na, 300, b"secret-88.100.1").is_err());
+    let repair = repair_prefix(reg, &p, 300, b"restored").unwrap();
+    assert!(!repair.created);
+    let mut replaced: Vec<u32> = repair.replaced.iter().map(|v| v.index).collect();
+    replaced.sort();
+    assert_eq!(replaced, [100, 200, 300]);
+    assert_eq!(repair.other_admins.len(), 1);
+    assert_eq!(repair.other_admins[0].index, 101);
+    let owner = e.authenticate_secret(&na, 300, b"restored").unwrap();
+    let rec = reg.get(&na).unwrap().unwrap();
+    assert_eq!(rec.value(2).and_then(|v| v.data_str()), Some("keep me"));
+    assert_eq!(
+        rec.value(300).map(|v| v.permissions),
+        Some(ValuePermissions::ADMIN_ONLY)
+    );
+    // The restored owner administers the prefix again.
+    let h = e.parse_handle("88.100.1/after-repair").unwrap();
+    e.create(&owner, &h, vec![url(1, "u")], Overwrite::No)
+        .unwrap();
+    // A missing prefix handle is created.
+    let fresh = Prefix::parse("88.300.3").unwrap();
+    assert!(repair_prefix(reg, &fresh, 300, b"x").unwrap().created);
+}
+
+#[test]
+fn hole9_admin_write_bit_is_enforced() {
+    let n = node();
+    let e = &n.engine;
+    let h = e.parse_handle("88.100.1/frozen").unwrap();
+    // "1010": admins may read, nobody may write.
+    let frozen = url(2, "fixed").with_permissions(ValuePermissions(0x0A));
+    e.create(
+        &n.owner,
+        &h,
+        vec![url(1, "u"), frozen.clone()],
+        Overwrite::No,
+    )
+    .unwrap();
+    let denied = |r: Result<WriteOutcome, Failure>| {
+        let f = r.unwrap_err();
+        assert_eq!(f.code, ResponseCode::InsufficientPermissions, "{f}");
+    };
+    denied(e.modify_values(&n.owner, &h, vec![url(2, "changed")]));
+    denied(e.add_values(&n.owner, &h, vec![url(2, "changed")], true));
+    denied(e.remove_values(&n.owner, &h, &[2]));
+    denied(e.create(&n.owner, &h, vec![url(1, "u")], Overwrite::Yes));
+    // Changing its permissions is a modification too.
+    denied(e.modify_values(
+        &n.owner,
+        &h,
+        vec![frozen.clone().with_permissions(ValuePermissions::DEFAULT)],
+    ));
+    // Other values of the record stay writable; a replace that keeps it as it is passes.
+    e.modify_values(&n.owner, &h, vec![url(1, "u2")]).unwrap();
+    e.create(
+        &n.owner,
+        &h,
+        vec![url(1, "u3"), frozen.clone()],
+        Overwrite::Yes,
+    )
+    .unwrap();
+    assert_eq!(
+        e.registry()
+            .get(&h)
+            .unwrap()
+            .unwrap()
+            .value(2)
+            .and_then(|v| v.data_str()),
+        Some("fixed")
+    );
+    // Server administrators are the exception; deleting the handle is DELETE_HANDLE's matter.
+    let server_admin = Engine::new(
+        e.registry().clone(),
+        Policy {
+            server_admins: vec![n.other.clone()],
+            ..Policy::default()
+        },
+    );
+    server_admin
+        .modify_values(&n.other, &h, vec![url(2, "by the operator")])
+        .unwrap();
+    e.delete(&n.owner, &h).unwrap();
+}
+
+#[test]
+fn admin_read_bit_hides_values_from_administrators() {
+    let n = node();
+    let e = &n.engine;
+    let h = e.parse_handle("88.100.1/hidden").unwrap();
+    e.create(
+        &n.owner,
+        &h,
+        vec![
+            url(1, "u"),
+            // "0100": not public, not readable by admins.
+            url(2, "write-only").with_permissions(ValuePermissions(0x04)),
+            url(3, "admin").with_permissions(ValuePermissions::ADMIN_ONLY),
+        ],
+        Overwrite::No,
+    )
+    .unwrap();
+    let mut query = q(e, "88.100.1/hidden");
+    query.public_only = false;
+    let got: Vec<u32> = e
+        .resolve(&query, Some(&n.owner))
+        .unwrap()
+        .values
+        .iter()
+        .map(|v| v.index)
+        .collect();
+    assert_eq!(got, [1, 3]);
+    query.indexes = vec![2];
+    assert_eq!(
+        e.resolve(&query, Some(&n.owner)).unwrap_err().code,
+        ResponseCode::ValuesNotFound
+    );
+}
+
+#[test]
+fn hole5_secrets_are_never_served_to_anonymous_readers() {
+    let n = node();
+    let e = &n.engine;
+    let h = e.parse_handle("88.100.1/device").unwrap();
+    // Written without explicit permissions: admin-only.
+    assert_eq!(
+        HandleValue::new(300, types::HS_SECKEY, "s").permissions,
+        ValuePermissions::ADMIN_ONLY
+    );
+    e.create(
+        &n.owner,
+        &h,
+        vec![
+            url(1, "u"),
+            // Stored with public read (an explicit "1110", or a record from before the
+            // admin-only default): still withheld from anonymous readers.
+            HandleValue::new(300, types::HS_SECKEY, "device-secret")
+                .with_permissions(ValuePermissions::DEFAULT),
+            HandleValue::new(301, types::HS_PRIVKEY, "private-key")
+                .with_permissions(ValuePermissions::DEFAULT),
+        ],
+        Overwrite::No,
+    )
+    .unwrap();
+    let public = e.resolve(&q(e, "88.100.1/device"), None).unwrap();
+    assert_eq!(
+        public.values.iter().map(|v| v.index).collect::<Vec<_>>(),
+        [1]
+    );
+    let mut by_type = q(e, "88.100.1/device");
+    by_type.types = vec!["HS_SECKEY".into()];
+    assert_eq!(
+        e.resolve(&by_type, None).unwrap_err().code,
+        ResponseCode::ValuesNotFound
+    );
+    // Without PO an anonymous reader is asked to authenticate; an administrator reads them.
+    by_type.public_only = false;
+    assert_eq!(
+        e.resolve(&by_type, None).unwrap_err().code,
+        ResponseCode::AuthenticationNeeded
+    );
+    assert_eq!(e.resolve(&by_type, Some(&n.owner)).unwrap().values.len(), 1);
+    // The secret still authenticates.
+    assert!(e.authenticate_secret(&h, 300, b"device-secret").is_ok());
+}

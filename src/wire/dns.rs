@@ -39,7 +39,8 @@
 //!
 //! # Answers
 //!
-//! Only values with the PUBLIC_READ permission are ever published.
+//! Only public values are ever published: PUBLIC_READ set, and never a secret (HS_SECKEY,
+//! HS_PRIVKEY), whatever its permissions ([`HandleValue::is_public`]).
 //! - **TXT**: one record per value, text `"<index> <type> <data>"`; the data as it is when it
 //!   is printable UTF-8 (the REST API's rule: no control characters other than tab, CR, LF),
 //!   else `base64:<standard base64>`; cut into character-strings of at most 255 bytes.
@@ -561,7 +562,8 @@ fn clamp_u16(index: u32) -> u16 {
 }
 
 /// The records of `qtype` (TXT, URI, NAPTR or ANY) for an identifier's values, owned by
-/// `owner`, appended to `out`. Values without PUBLIC_READ are skipped.
+/// `owner`, appended to `out`. Values that are not public ([`HandleValue::is_public`]) are
+/// skipped.
 pub fn value_records(
     owner: &Name,
     values: &[HandleValue],
@@ -570,7 +572,7 @@ pub fn value_records(
     out: &mut Vec<Record>,
 ) {
     let any = qtype == RecordType::ANY;
-    let public = || values.iter().filter(|v| v.permissions.public_read());
+    let public = || values.iter().filter(|v| v.is_public());
     let ttl = |v: &HandleValue| v.ttl.seconds_from(now, MAX_VALUE_TTL);
     if any || qtype == RecordType::TXT {
         let start = out.len();

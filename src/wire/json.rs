@@ -128,7 +128,9 @@ pub fn value_to_json(v: &HandleValue) -> Value {
     o.insert("index".into(), v.index.into());
     o.insert("type".into(), v.type_name.clone().into());
     o.insert("data".into(), data_to_json(v));
-    if v.permissions != ValuePermissions::DEFAULT {
+    // Omitted when it is the Handle default "1110", as Handle.Net writes it; always written
+    // for secrets, whose default here is admin-only, so no reader has to guess.
+    if v.permissions != ValuePermissions::DEFAULT || types::is_secret(&v.type_name) {
         o.insert("permissions".into(), v.permissions.to_bit_string().into());
     }
     let ttl = match v.ttl {
@@ -435,7 +437,8 @@ fn value_fields(o: &Object, index: u32) -> Result<HandleValue, JsonError> {
         ));
     }
     let permissions = match optional(o, "permissions") {
-        None => ValuePermissions::DEFAULT,
+        // Secrets written without permissions are admin-only, never public.
+        None => ValuePermissions::default_for(type_name),
         Some(p) => value_permissions(p).map_err(|e| e.at("permissions"))?,
     };
     let ttl = match optional(o, "ttl") {
@@ -1535,6 +1538,25 @@ mod tests {
     }
 
     #[test]
+    fn hole5_secrets_without_permissions_are_admin_only() {
+        for t in ["HS_SECKEY", "HS_PRIVKEY"] {
+            let v = value_from_json(&json!({"index": 300, "type": t, "data": "pw"})).unwrap();
+            assert_eq!(v.permissions, ValuePermissions::ADMIN_ONLY, "{t}");
+            // Written out explicitly, so a reader never assumes the "1110" default.
+            assert_eq!(value_to_json(&v)["permissions"], "1100");
+            let public = v.with_permissions(ValuePermissions::DEFAULT);
+            assert_eq!(value_to_json(&public)["permissions"], "1110");
+            assert_eq!(value_from_json(&value_to_json(&public)).unwrap(), public);
+        }
+        // Explicit permissions are kept as given.
+        let v = value_from_json(
+            &json!({"index": 300, "type": "HS_SECKEY", "data": "pw", "permissions": "1110"}),
+        )
+        .unwrap();
+        assert_eq!(v.permissions, ValuePermissions::DEFAULT);
+    }
+
+    #[test]
     fn value_fields_and_defaults() {
         let v = value_from_json(&json!({"index": "7", "type": "URL", "data": "x"})).unwrap();
         assert_eq!(v, HandleValue::new(7, "URL", "x"));
@@ -1940,7 +1962,10 @@ mod tests {
                 let reparsed: Value = serde_json::from_str(&text).unwrap();
                 prop_assert_eq!(value_from_json(&reparsed).unwrap(), v.clone());
                 prop_assert_eq!(j.get("timestamp").is_none(), v.timestamp == 0);
-                prop_assert_eq!(j.get("permissions").is_none(), v.permissions == ValuePermissions::DEFAULT);
+                prop_assert_eq!(
+                    j.get("permissions").is_none(),
+                    v.permissions == ValuePermissions::DEFAULT && !types::is_secret(&v.type_name)
+                );
                 prop_assert_eq!(j.get("references").is_none(), v.references.is_empty());
             }
 

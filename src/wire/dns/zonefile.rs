@@ -307,6 +307,30 @@ mod tests {
     }
 
     #[test]
+    fn hole5_zone_export_withholds_secrets_stored_public() {
+        let z = zone();
+        let owner = z
+            .name_of(&Handle::parse("88.100.1/SN-0001", SuffixCase::Sensitive).unwrap())
+            .unwrap();
+        let mut w = ZoneFileWriter::new(Vec::new(), &z, 1).unwrap();
+        let values = vec![
+            HandleValue::new(1, "DESC", "pump"),
+            // Stored with public read (as records written before secrets defaulted to
+            // admin-only were): still never exported.
+            HandleValue::new(300, "HS_SECKEY", "hunter2").with_permissions(ValuePermissions(0x0E)),
+            HandleValue::new(301, "hs_privkey", "privkey-data")
+                .with_permissions(ValuePermissions(0x0E)),
+        ];
+        w.identifier(&owner, &values, 0).unwrap();
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert!(text.contains("DESC pump"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("privkey-data"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn zone_text_parses_back_to_the_same_records() {
         let (text, owner) = sample_zone_text();
         // hickory's zone parser knows no URI type: those lines are checked above.
