@@ -1057,8 +1057,46 @@ impl NativeService {
             op::RESOLUTION => {
                 vec![self.resolution(&original, hb.as_deref(), Some(&identity), source)]
             }
-            _ => self.admin(&original, hb.as_deref(), &identity),
+            _ => {
+                let responses = self.admin(&original, hb.as_deref(), &identity);
+                self.audit_write(&original, &identity, source, &responses);
+                responses
+            }
         }
+    }
+
+    /// One audit line for an administrative request and its answer (lists are reads).
+    fn audit_write(&self, req: &Message, identity: &Identity, source: Source, out: &[Message]) {
+        let (op_name, handle, indexes) = match (&req.body, req.header.op_code) {
+            (Body::HandleValues { handle, values }, code) => (
+                op_label(code),
+                handle.as_str(),
+                crate::audit::indexes(values.iter().map(|v| v.index)),
+            ),
+            (Body::RemoveValues { handle, indexes }, code) => (
+                op_label(code),
+                handle.as_str(),
+                crate::audit::indexes(indexes.iter().copied()),
+            ),
+            (Body::Handle { handle }, op::DELETE_HANDLE) => ("delete", handle.as_str(), String::new()),
+            _ => return,
+        };
+        let result = match out.first() {
+            Some(m) if m.header.response_code == ResponseCode::Success.code() => "ok".to_string(),
+            Some(m) => match &m.body {
+                Body::Error { message } => format!("RC {}: {message}", m.header.response_code),
+                _ => format!("RC {}", m.header.response_code),
+            },
+            None => "no answer".to_string(),
+        };
+        crate::audit::write(
+            crate::audit::Origin::Client("native", source.addr),
+            &identity.to_string(),
+            op_name,
+            handle,
+            &indexes,
+            &result,
+        );
     }
 
     fn admin(&self, req: &Message, hb: Option<&[u8]>, identity: &Identity) -> Vec<Message> {
