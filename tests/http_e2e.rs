@@ -722,7 +722,8 @@ async fn stalled_clients_are_timed_out() {
     let mut next = tcp_connect(addr).await;
     next.write(&request_bytes("GET", "/healthz", &[], b""))
         .await;
-    let limit = idnode::server::HTTP_HEADER_TIMEOUT + Duration::from_secs(15);
+    let limit =
+        Duration::from_secs(idnode::config::HttpConfig::default().request_timeout_secs + 15);
     let r = timeout(limit, async {
         loop {
             // `response` gives up after WAIT without data; keep waiting up to `limit`.
