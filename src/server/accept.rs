@@ -7,7 +7,8 @@
 //! - **in total**: at most `max_connections` open. When a new connection arrives with the
 //!   table full, the connection that has waited longest *between* requests is asked to close
 //!   (`idnode_connections_closed_total{reason="evicted"}`) and the new one is served as soon
-//!   as it is gone; a connection in the middle of a request is never chosen. With every slot
+//!   as it is gone; a connection in the middle of a request is never chosen, and one that has
+//!   never sent a request goes before one that has. With every slot
 //!   mid-request the new connection waits: each of those is bounded by the request and write
 //!   deadlines below, so it does not wait long. Many idle sockets therefore cannot lock a
 //!   client out, and a long-lived connection that keeps sending requests (the national SDK's)
@@ -93,6 +94,8 @@ struct Entry {
     in_flight: usize,
     /// `None` until the connection is served (it cannot be evicted before).
     idle_since: Option<Instant>,
+    /// Whether a request has ever started on it.
+    served: bool,
     /// Already asked to close.
     evicting: bool,
     evict: Arc<Notify>,
@@ -173,6 +176,7 @@ impl ConnectionTable {
             Entry {
                 in_flight: 0,
                 idle_since: None,
+                served: false,
                 evicting: false,
                 evict: evict.clone(),
             },
@@ -187,8 +191,9 @@ impl ConnectionTable {
         })))
     }
 
-    /// Whether the connections admitted fit in `max_connections`; if not, ask the one idle
-    /// the longest to close (unless one is already closing).
+    /// Whether the connections admitted fit in `max_connections`; if not, ask one waiting
+    /// between requests to close (unless one is already closing): one that never sent a
+    /// request first, else the one idle the longest.
     fn room(&self) -> Room {
         let mut state = self.lock();
         if state.entries.len() <= self.limits.max_connections {
@@ -201,8 +206,8 @@ impl ConnectionTable {
             .entries
             .values_mut()
             .filter(|e| e.in_flight == 0)
-            .filter_map(|e| e.idle_since.map(|since| (since, e)))
-            .min_by_key(|(since, _)| *since);
+            .filter_map(|e| e.idle_since.map(|since| ((e.served, since), e)))
+            .min_by_key(|(key, _)| *key);
         if let Some((_, entry)) = oldest {
             entry.evicting = true;
             entry.evict.notify_one();
@@ -235,6 +240,7 @@ impl Connection {
         let table = &self.0.table;
         if let Some(e) = table.lock().entries.get_mut(&self.0.id) {
             e.in_flight += 1;
+            e.served = true;
         }
         Busy(self.clone())
     }
@@ -467,15 +473,37 @@ mod tests {
         assert!(t.lock().entries.is_empty());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
+    async fn hole6_connections_that_never_sent_a_request_go_first() {
+        let t = table(2, 10);
+        let client = t.admit(ip(1)).unwrap();
+        client.start();
+        drop(client.busy());
+        std::thread::sleep(Duration::from_millis(2));
+        // Opened after the client's last request, never used: still evicted first.
+        let socket = t.admit(ip(2)).unwrap();
+        socket.start();
+        let _newcomer = t.admit(ip(3)).unwrap();
+        assert!(matches!(t.room(), Room::Wait));
+        tokio::time::timeout(Duration::from_millis(10), socket.evicted())
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), client.evicted())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
     async fn hole6_full_table_evicts_the_longest_idle_never_a_busy_one() {
         let t = table(2, 10);
         let busy_conn = t.admit(ip(1)).unwrap();
         busy_conn.start();
-        tokio::time::advance(Duration::from_secs(1)).await;
+        std::thread::sleep(Duration::from_millis(2));
         let idle_old = t.admit(ip(2)).unwrap();
         idle_old.start();
-        tokio::time::advance(Duration::from_secs(1)).await;
+        std::thread::sleep(Duration::from_millis(2));
         // The oldest connection is mid-request: it must not be chosen.
         let busy = busy_conn.busy();
         assert!(matches!(t.room(), Room::Yes));

@@ -314,6 +314,8 @@ pub struct RunningNode {
     /// Where the DNS front end listens (UDP and TCP), if it runs.
     pub dns_addr: Option<SocketAddr>,
     pub engine: Engine,
+    /// The node's instruments (what `/metrics` shows).
+    pub metrics: Metrics,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -478,7 +480,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         },
         &metrics,
     );
-    let mut native = native::NativeService::new(engine.clone(), metrics, &site);
+    let mut native = native::NativeService::new(engine.clone(), metrics.clone(), &site);
     if let Some(r) = &recursor {
         native = native.with_recursor(r.clone());
     }
@@ -503,6 +505,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         native_addr,
         dns_addr,
         engine,
+        metrics,
         shutdown,
         tasks,
     })
