@@ -245,6 +245,16 @@ impl Connection {
         Busy(self.clone())
     }
 
+    /// Whether a request is in progress.
+    pub fn is_busy(&self) -> bool {
+        let table = &self.0.table;
+        let state = table.lock();
+        state
+            .entries
+            .get(&self.0.id)
+            .is_some_and(|e| e.in_flight > 0)
+    }
+
     /// The connection is served from now on (it is idle until its first request).
     fn start(&self) {
         let table = &self.0.table;

@@ -581,12 +581,14 @@ pub async fn serve_http(
                 let inner = hyper_util::service::TowerToHyperService::new(mapped);
                 let conn = conn.clone();
                 hyper::service::service_fn(move |req| {
+                    // Busy until the response body has been sent.
                     let busy = conn.busy();
                     let answer = hyper::service::Service::call(&inner, req);
                     async move {
-                        let r = answer.await;
-                        drop(busy);
-                        r
+                        let response = answer.await?;
+                        Ok::<_, std::convert::Infallible>(
+                            response.map(|inner| BusyBody { inner, _busy: busy }),
+                        )
                     }
                 })
             };
@@ -669,8 +671,20 @@ async fn serve_http_connection<I, S, B>(
             http.await
         }
         _ = conn.evicted() => {
+            // Hyper closes a connection that has read nothing at once, finishes a request in
+            // progress, but would wait out the header timeout for a partly sent head: with no
+            // request in progress after a short grace, drop the connection.
             http.as_mut().graceful_shutdown();
-            http.await
+            loop {
+                tokio::select! {
+                    r = http.as_mut() => break r,
+                    _ = tokio::time::sleep(EVICTION_GRACE) => {
+                        if !conn.is_busy() {
+                            break Ok(());
+                        }
+                    }
+                }
+            }
         }
     };
     if let Err(e) = result {
@@ -680,6 +694,36 @@ async fn serve_http_connection<I, S, B>(
             conn.table().count_closed(accept::Closed::WriteTimeout);
         }
         tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
+
+/// How long an HTTP connection asked to make room may take to close when no request is in
+/// progress on it (it may still be flushing the end of its last response).
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
+
+/// A response body that keeps its connection busy (not evicted) until it has been sent.
+struct BusyBody {
+    inner: axum::body::Body,
+    _busy: accept::Busy,
+}
+
+impl hyper::body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
