@@ -212,6 +212,11 @@ impl ConnectionTable {
             entry.evicting = true;
             entry.evict.notify_one();
             self.evicted.inc();
+            tracing::debug!(
+                proto = self.proto,
+                limit = self.limits.max_connections,
+                "connections full: closing an idle one to make room"
+            );
         }
         Room::Wait
     }
@@ -326,7 +331,8 @@ pub async fn accept_loop<F, Fut>(
                 }
             },
         };
-        let Some(conn) = table.admit(peer.ip()) else {
+        // An IPv4 client on a dual-stack socket counts as its IPv4 address.
+        let Some(conn) = table.admit(peer.ip().to_canonical()) else {
             table.refused_per_client.inc();
             tracing::debug!(
                 proto = table.proto,
