@@ -220,10 +220,18 @@ pub struct DnsConfig {
     pub negative_ttl_secs: u32,
     /// Largest UDP answer offered to EDNS clients (512..=4096).
     pub max_udp_payload: u16,
-    /// Most simultaneous TCP connections.
+    /// Most simultaneous TCP connections; when all are taken, the one idle longest between
+    /// queries is closed to make room.
     pub max_connections: usize,
+    /// Most simultaneous TCP connections from one IP address (more are closed at once).
+    pub max_connections_per_client: usize,
     /// Seconds a TCP connection may idle between queries.
     pub idle_timeout_secs: u64,
+    /// Seconds a TCP query may take to arrive in full once its first byte has.
+    pub request_timeout_secs: u64,
+    /// Seconds writing a TCP answer may take before a client that does not read is
+    /// disconnected.
+    pub write_timeout_secs: u64,
     /// UDP worker threads, each with its own `SO_REUSEPORT` socket; 0 = one per core (at most 4).
     pub udp_threads: usize,
     /// Encoded answers kept for replay, shared out among the UDP workers; 0 disables the
@@ -244,7 +252,10 @@ impl Default for DnsConfig {
             negative_ttl_secs: 60,
             max_udp_payload: 1232,
             max_connections: 256,
+            max_connections_per_client: 16,
             idle_timeout_secs: 10,
+            request_timeout_secs: 10,
+            write_timeout_secs: 10,
             udp_threads: 0,
             answer_cache_entries: 200_000,
         }
@@ -325,10 +336,19 @@ pub struct HandleConfig {
     pub listen: SocketAddr,
     pub udp: bool,
     pub tcp: bool,
-    /// Most simultaneous TCP connections.
+    /// Most simultaneous TCP connections; when all are taken, the one idle longest between
+    /// requests is closed to make room.
     pub max_connections: usize,
-    /// Seconds a TCP connection may sit idle between requests.
+    /// Most simultaneous TCP connections from one IP address (more are closed at once).
+    pub max_connections_per_client: usize,
+    /// Seconds a TCP connection may sit idle between requests (a connection that keeps
+    /// sending requests, like the national SDK's, stays open indefinitely).
     pub idle_timeout_secs: u64,
+    /// Seconds a TCP request may take to arrive in full once its first byte has.
+    pub request_timeout_secs: u64,
+    /// Seconds writing one answer message may take before a client that does not read is
+    /// disconnected.
+    pub write_timeout_secs: u64,
     /// Serial number of the node's HS_SITE (bump it when the site changes).
     pub site_serial: u16,
     /// PEM private key (RSA) whose public half the node publishes in its HS_SITE.
@@ -360,7 +380,10 @@ impl Default for HandleConfig {
             udp: true,
             tcp: true,
             max_connections: 1024,
+            max_connections_per_client: 64,
             idle_timeout_secs: 60,
+            request_timeout_secs: 30,
+            write_timeout_secs: 30,
             site_serial: 1,
             site_key: None,
             udp_threads: 0,
@@ -461,8 +484,19 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// When Basic credentials count over plain HTTP.
     pub plain_http_auth: PlainHttpAuth,
-    /// Most simultaneous connections; more wait in the accept queue.
+    /// Most simultaneous connections; when all are taken, the one idle longest between
+    /// requests is closed to make room (with every one mid-request, more wait in the accept
+    /// queue).
     pub max_connections: usize,
+    /// Most simultaneous connections from one IP address (more are closed at once).
+    pub max_connections_per_client: usize,
+    /// Seconds a request head may take, counted from when the node starts waiting for it
+    /// (so it also bounds idle keep-alive connections), and, separately, seconds its body may
+    /// take once the head has arrived.
+    pub request_timeout_secs: u64,
+    /// Seconds a response write may stall (the client not reading) before the connection is
+    /// closed.
+    pub write_timeout_secs: u64,
     /// With HTTPS: ask clients for a certificate (optional for them), so that requests with
     /// `Authorization: Handle clientCert="true"` authenticate by it (HS_PUBKEY).
     pub client_cert_auth: bool,
@@ -477,6 +511,9 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             plain_http_auth: PlainHttpAuth::Loopback,
             max_connections: 1024,
+            max_connections_per_client: 64,
+            request_timeout_secs: 30,
+            write_timeout_secs: 30,
             client_cert_auth: true,
         }
     }
@@ -553,6 +590,42 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<ValidConfig, ConfigError> {
         let raw: Config = toml::from_str(text)?;
         raw.validate()
+    }
+
+    /// The connection bounds of the three TCP front ends (see `server::accept`).
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let (h, n, d) = (&self.http, &self.handle, &self.dns);
+        for (field, value) in [
+            (
+                "http.max_connections_per_client",
+                h.max_connections_per_client,
+            ),
+            (
+                "handle.max_connections_per_client",
+                n.max_connections_per_client,
+            ),
+            (
+                "dns.max_connections_per_client",
+                d.max_connections_per_client,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for (field, value) in [
+            ("http.request_timeout_secs", h.request_timeout_secs),
+            ("http.write_timeout_secs", h.write_timeout_secs),
+            ("handle.request_timeout_secs", n.request_timeout_secs),
+            ("handle.write_timeout_secs", n.write_timeout_secs),
+            ("dns.request_timeout_secs", d.request_timeout_secs),
+            ("dns.write_timeout_secs", d.write_timeout_secs),
+        ] {
+            if value == 0 || value > 3600 {
+                return Err(invalid(field, "must be between 1 and 3600"));
+            }
+        }
+        Ok(())
     }
 
     fn validate(self) -> Result<ValidConfig, ConfigError> {
@@ -702,6 +775,7 @@ impl Config {
                 Some(key.public_key().encode())
             }
         };
+        self.validate_connections()?;
         let dc = &self.dns;
         if (dc.udp || dc.tcp)
             && (dc.listen == h.listen || (hc.listen == dc.listen && (hc.udp || hc.tcp)))
@@ -946,6 +1020,15 @@ mod tests {
             ("[http]\nmax_body_bytes = 10", "max_body_bytes"),
             ("[store]\nflush_every_ms = 0", "flush_every_ms"),
             ("[handle]\nidle_timeout_secs = 0", "idle_timeout_secs"),
+            (
+                "[handle]\nmax_connections_per_client = 0",
+                "handle.max_connections_per_client",
+            ),
+            ("[http]\nwrite_timeout_secs = 0", "http.write_timeout_secs"),
+            (
+                "[dns]\nrequest_timeout_secs = 4000",
+                "dns.request_timeout_secs",
+            ),
             ("[node]\npartition = { index = 2, count = 2 }", "partition"),
             ("[recursion]\nenabled = true", "roots"),
             ("[dns]\nzone = \"bad..zone\"", "dns.zone"),

@@ -43,6 +43,13 @@ pub struct Metrics {
     /// Response-rate limiting on UDP front ends: answers dropped or slipped (replaced by a
     /// short "retry over TCP" answer), by front end.
     pub rate_limited: IntCounterVec,
+    /// TCP connections closed at once on arrival, by front end and reason (`per_client`).
+    pub connections_refused: IntCounterVec,
+    /// TCP connections the node closed, by front end and reason (`evicted` to make room,
+    /// `idle_timeout`, `request_timeout`, `write_timeout`).
+    pub connections_closed: IntCounterVec,
+    /// TCP connections open, by front end.
+    pub connections_open: IntGaugeVec,
 }
 
 impl Metrics {
@@ -139,10 +146,35 @@ impl Metrics {
         registry.register(Box::new(pending_challenges.clone()))?;
         registry.register(Box::new(refused.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "idnode_connections_refused_total",
+                "TCP connections closed on arrival (reason: per_client)",
+            ),
+            &["proto", "reason"],
+        )?;
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "idnode_connections_closed_total",
+                "TCP connections closed by the node (evicted, idle_timeout, request_timeout, \
+                 write_timeout)",
+            ),
+            &["proto", "reason"],
+        )?;
+        let connections_open = IntGaugeVec::new(
+            Opts::new("idnode_connections_open", "TCP connections open"),
+            &["proto"],
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_closed.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
         Ok(Metrics {
             pending_challenges,
             refused,
             rate_limited,
+            connections_refused,
+            connections_closed,
+            connections_open,
             sync_lag_sequences,
             sync_lag_seconds,
             sync_applied,

@@ -697,11 +697,16 @@ async fn shutdown_with_an_idle_keep_alive_connection() {
 /// Clients that connect and then stall must not hold connection slots for ever: one sends
 /// half a request head (hyper's header-read timeout, which also bounds idle keep-alive
 /// connections), one a head and part of its body (the body-read timeout, answered 408). With
-/// both slots taken, the next client is served once they are timed out.
+/// both slots taken, the next client is served: the half head, not a request in progress, is
+/// closed to make room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_clients_are_timed_out() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(dir.path(), false, "max_connections = 2\n");
+    let config = config_with(
+        dir.path(),
+        false,
+        "max_connections = 2\nrequest_timeout_secs = 2\n",
+    );
     let (node, secret, weak) = start_with(config).await;
     let addr = node.http_addr;
     let mut stalled_head = tcp_connect(addr).await;
@@ -718,11 +723,10 @@ async fn stalled_clients_are_timed_out() {
     stalled_body.write(head.as_bytes()).await;
     // Let the node accept both (and take both slots).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = std::time::Instant::now();
     let mut next = tcp_connect(addr).await;
     next.write(&request_bytes("GET", "/healthz", &[], b""))
         .await;
-    let limit = idnode::server::HTTP_HEADER_TIMEOUT + Duration::from_secs(15);
+    let limit = Duration::from_secs(30);
     let r = timeout(limit, async {
         loop {
             // `response` gives up after WAIT without data; keep waiting up to `limit`.
@@ -734,7 +738,6 @@ async fn stalled_clients_are_timed_out() {
     .await
     .unwrap_or_else(|_| panic!("stalled clients blocked the node for {limit:?}"));
     assert_eq!(r.status, 200);
-    assert!(started.elapsed() >= Duration::from_secs(1));
     // The stalled body got a JSON 408; the stalled head was just closed.
     let r = stalled_body.response(false).await;
     assert_eq!(r.status, 408, "{}", r.text());

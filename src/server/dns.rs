@@ -28,9 +28,9 @@
 //!   absolute expiry never. Queries that need recursion run in their own task (a worker never
 //!   waits on other servers). Answers bigger than the client's limit (512 without EDNS) go out
 //!   truncated (TC, question only) so the client retries over TCP.
-//! - **TCP**: 2-byte length framing, several queries per connection answered in order, an idle
-//!   timeout between queries, the connection cap of [`super::accept::accept_loop`], answers up
-//!   to 65535 bytes.
+//! - **TCP**: 2-byte length framing, several queries per connection answered in order, answers
+//!   up to 65535 bytes; the connection bounds of [`super::accept`] (per client address and in
+//!   total, an idle timeout between queries, a deadline per query, a write timeout).
 //! - **Metrics**: `idnode_requests_total{proto="dns", op="query", code}` with the DNS rcode
 //!   mnemonic as the code (`NOERROR` for answers and NODATA, `NXDOMAIN`, `REFUSED`,
 //!   `SERVFAIL`, `FORMERR`, `NOTIMP`, `BADVERS`), and `DROP` for packets that get no answer
@@ -39,15 +39,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hickory_proto::op::ResponseCode as Rcode;
 use prometheus::{Histogram, IntCounter};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-use super::accept::{read_next, read_rest};
+use super::accept::{next_request, read_by, write_answer, Connection, ConnectionTable};
 use super::udp::{DatagramService, Handled, Replies, Reuse, RELAYED_REUSE_SECS};
 use crate::config::DnsConfig;
 use crate::metrics::Metrics;
@@ -59,9 +58,6 @@ use crate::wire::dns::{
     absolute_name, answer, decide, encode, rcode_label, rewrite_ttls, BadName, Decision, Found,
     Request, Response, Zone, MAX_TCP_MESSAGE,
 };
-
-/// How long a started TCP message may take to arrive, and an answer to be written.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The transport a query arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,21 +452,20 @@ impl DatagramService for DnsService {
     }
 }
 
-/// Serve DNS over TCP on `listener` until shutdown; see [`super::accept::accept_loop`] for
-/// the connection cap and draining.
+/// Serve DNS over TCP on `listener` until shutdown; see [`super::accept`] for the
+/// connection bounds and draining.
 pub async fn serve_tcp(
     listener: TcpListener,
     service: Arc<DnsService>,
-    limit: Arc<Semaphore>,
-    idle_timeout: Duration,
+    table: Arc<ConnectionTable>,
     shutdown: watch::Receiver<bool>,
 ) {
     let on_shutdown = shutdown.clone();
-    super::accept::accept_loop(listener, limit, on_shutdown, move |stream, peer| {
+    super::accept::accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
         let service = service.clone();
         let shutdown = shutdown.clone();
         async move {
-            if let Err(e) = connection(stream, peer.ip(), service, idle_timeout, shutdown).await {
+            if let Err(e) = connection(stream, peer.ip(), service, conn, shutdown).await {
                 tracing::debug!(%peer, error = %e, "DNS TCP connection ended");
             }
         }
@@ -482,7 +477,7 @@ async fn connection(
     mut stream: TcpStream,
     client: IpAddr,
     service: Arc<DnsService>,
-    idle_timeout: Duration,
+    conn: Connection,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut head = [0u8; 2];
@@ -490,13 +485,15 @@ async fn connection(
     let mut out = Vec::with_capacity(4096);
     let mut frame = Vec::with_capacity(4098);
     loop {
-        // Wait for the next query: idle timeout, client close or shutdown end the connection.
-        if !read_next(&mut stream, &mut head, idle_timeout, &mut shutdown).await? {
+        // Wait for the next query: idle timeout, eviction, client close or shutdown end the
+        // connection; once its first byte is in, all of it must arrive by the deadline.
+        let Some(started) = next_request(&mut stream, &mut head, &conn, &mut shutdown).await?
+        else {
             return Ok(());
-        }
+        };
         let len = usize::from(u16::from_be_bytes(head));
         message.resize(len, 0);
-        if !read_rest(&mut stream, &mut message, IO_TIMEOUT).await? {
+        if !read_by(&mut stream, &mut message, started.deadline, &conn).await? {
             return Ok(());
         }
         match service.process(&message, client, Transport::Tcp, &mut out) {
@@ -512,9 +509,9 @@ async fn connection(
         frame.clear();
         frame.extend_from_slice(&n.to_be_bytes());
         frame.extend_from_slice(&out);
-        match tokio::time::timeout(IO_TIMEOUT, stream.write_all(&frame)).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
+        if !write_answer(&mut stream, &frame, &conn).await? {
+            return Ok(());
         }
+        drop(started);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -478,36 +478,29 @@ async fn run_blocking<T: Send + 'static>(
     })
 }
 
-/// How long a client may take to send a request body once its head has arrived (the head
-/// itself is bounded by [`crate::server::HTTP_HEADER_TIMEOUT`]): a client trickling a body
-/// must not hold a connection slot for ever.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A request body that could not be read: too large (413) or too slow (408).
+/// A request body that could not be read: too large (413) or too slow (408: the listener
+/// gives every body the deadline of `http.request_timeout_secs`, see
+/// [`crate::server::DeadlineBody`], so a client trickling a body cannot hold its connection).
 struct BodyError {
     status: StatusCode,
     failure: Failure,
 }
 
 async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
-    let read = axum::body::to_bytes(body, state.max_body_bytes);
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(BodyError {
+    match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if crate::server::BodyDeadlinePassed::caused(&e) => Err(BodyError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            failure: Failure::new(
+                ResponseCode::ProtocolError,
+                "request body not received in time",
+            ),
+        }),
+        Err(_) => Err(BodyError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             failure: Failure::new(
                 ResponseCode::ProtocolError,
                 format!("request body is larger than {} bytes", state.max_body_bytes),
-            ),
-        }),
-        Err(_) => Err(BodyError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            failure: Failure::new(
-                ResponseCode::ProtocolError,
-                format!(
-                    "request body not received within {} s",
-                    BODY_READ_TIMEOUT.as_secs()
-                ),
             ),
         }),
     }

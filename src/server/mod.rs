@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::config::ValidConfig;
 use crate::metrics::Metrics;
@@ -32,11 +32,6 @@ use crate::store::{Registry, StoreOptions};
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long an HTTP connection may take to send a request head, counted from when the node
-/// starts waiting for it: it bounds slow clients and idle keep-alive connections, which would
-/// otherwise hold one of the `max_connections` slots for ever.
-pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Open the registry a configuration names.
 pub fn open_registry(config: &ValidConfig) -> anyhow::Result<Registry> {
@@ -324,6 +319,8 @@ pub struct RunningNode {
     /// Where the DNS front end listens (UDP and TCP), if it runs.
     pub dns_addr: Option<SocketAddr>,
     pub engine: Engine,
+    /// The node's instruments (what `/metrics` shows).
+    pub metrics: Metrics,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -403,7 +400,6 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         recursor: recursor.clone(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let limit = Arc::new(Semaphore::new(config.raw.http.max_connections));
     let links: crate::sync::follower::Links = Default::default();
     let mut follow_links = Vec::new();
     for f in &config.raw.sync.follow {
@@ -441,7 +437,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         listener,
         http::router(state).merge(crate::sync::feed::router(feed)),
         tls,
-        limit,
+        accept::ConnectionTable::new("http", http_limits(&config), &metrics),
         shutdown_rx.clone(),
     )));
     if dns_tcp.is_some() || !dns_udp.is_empty() {
@@ -455,8 +451,17 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             tasks.push(tokio::spawn(dns::serve_tcp(
                 tcp,
                 service.clone(),
-                Arc::new(Semaphore::new(dc.max_connections)),
-                Duration::from_secs(dc.idle_timeout_secs),
+                accept::ConnectionTable::new(
+                    "dns",
+                    accept::Limits {
+                        max_connections: dc.max_connections,
+                        per_client: dc.max_connections_per_client,
+                        idle_timeout: Duration::from_secs(dc.idle_timeout_secs),
+                        request_timeout: Duration::from_secs(dc.request_timeout_secs),
+                        write_timeout: Duration::from_secs(dc.write_timeout_secs),
+                    },
+                    &metrics,
+                ),
                 shutdown_rx.clone(),
             )));
         }
@@ -469,8 +474,20 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             "dns",
         ));
     }
+    let hc = &config.raw.handle;
+    let native_table = accept::ConnectionTable::new(
+        "native",
+        accept::Limits {
+            max_connections: hc.max_connections,
+            per_client: hc.max_connections_per_client,
+            idle_timeout: Duration::from_secs(hc.idle_timeout_secs),
+            request_timeout: Duration::from_secs(hc.request_timeout_secs),
+            write_timeout: Duration::from_secs(hc.write_timeout_secs),
+        },
+        &metrics,
+    );
     let native_rate_limit = udp::RateLimit::new(config.raw.rate_limit.settings(), &metrics, "udp");
-    let mut native = native::NativeService::new(engine.clone(), metrics, &site)
+    let mut native = native::NativeService::new(engine.clone(), metrics.clone(), &site)
         .with_limits(config.raw.handle.native_limits());
     if let Some(r) = &recursor {
         native = native.with_recursor(r.clone());
@@ -481,12 +498,10 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         shutdown_rx.clone(),
     )));
     if let Some(tcp) = native_tcp {
-        let limit = Arc::new(Semaphore::new(config.raw.handle.max_connections));
         tasks.push(tokio::spawn(native_tcp::serve_tcp(
             tcp,
             native.clone(),
-            limit,
-            Duration::from_secs(config.raw.handle.idle_timeout_secs),
+            native_table,
             shutdown_rx.clone(),
         )));
     }
@@ -503,6 +518,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         native_addr,
         dns_addr,
         engine,
+        metrics,
         shutdown,
         tasks,
     })
@@ -518,6 +534,19 @@ async fn sweep_challenges(native: Arc<native::NativeService>, mut shutdown: watc
             _ = shutdown.changed() => return,
         }
         native.sweep(std::time::Instant::now());
+    }
+}
+
+/// The HTTP listener's connection bounds. Hyper's header-read timeout runs from when the node
+/// starts waiting for a request, so the request timeout is also the keep-alive idle timeout.
+fn http_limits(config: &ValidConfig) -> accept::Limits {
+    let h = &config.raw.http;
+    accept::Limits {
+        max_connections: h.max_connections,
+        per_client: h.max_connections_per_client,
+        idle_timeout: Duration::from_secs(h.request_timeout_secs),
+        request_timeout: Duration::from_secs(h.request_timeout_secs),
+        write_timeout: Duration::from_secs(h.write_timeout_secs),
     }
 }
 
@@ -541,35 +570,63 @@ async fn retain_log(registry: Arc<Registry>, keep: u64, mut shutdown: watch::Rec
 }
 
 /// Serve HTTP/1.1 (keep-alive; TLS when an acceptor is given) on `listener` until shutdown;
-/// see [`accept::accept_loop`] for the connection cap and draining.
+/// see [`accept`] for the connection bounds and draining. On each connection: the request
+/// head must arrive within the request timeout of the node starting to wait for it (hyper's
+/// header-read timeout, which also bounds idle keep-alive), the body within the request
+/// timeout of the head ([`DeadlineBody`]), and a response write may stall at most the write
+/// timeout.
 pub async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    limit: Arc<Semaphore>,
+    table: Arc<accept::ConnectionTable>,
     shutdown: watch::Receiver<bool>,
 ) {
     let on_shutdown = shutdown.clone();
-    accept::accept_loop(listener, limit, on_shutdown, move |stream, peer| {
+    accept::accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
         let router = router.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         async move {
-            // Every request on the connection carries what is known about it.
-            let service = |conn: http::ConnInfo| {
-                let service = tower::ServiceExt::map_request(
+            let limits = *conn.limits();
+            // A client that stops reading its responses stalls the writes: close it then.
+            let mut io = tokio_io_timeout::TimeoutStream::new(stream);
+            io.set_write_timeout(Some(limits.write_timeout));
+            let io = Box::pin(io);
+            // Every request on the connection carries what is known about it, its body gets
+            // its deadline, and while it is in progress the connection is busy (not evicted).
+            let service = |info: http::ConnInfo| {
+                let body_timeout = limits.request_timeout;
+                let mapped = tower::ServiceExt::map_request(
                     router,
                     move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(conn.clone());
-                        req
+                        req.extensions_mut().insert(info.clone());
+                        req.map(|body| DeadlineBody::new(body, body_timeout))
                     },
                 );
-                hyper_util::service::TowerToHyperService::new(service)
+                let inner = hyper_util::service::TowerToHyperService::new(mapped);
+                let conn = conn.clone();
+                hyper::service::service_fn(move |req| {
+                    // Busy until the response body has been sent.
+                    let busy = conn.busy();
+                    let answer = hyper::service::Service::call(&inner, req);
+                    async move {
+                        let response = answer.await?;
+                        Ok::<_, std::convert::Infallible>(
+                            response.map(|inner| BusyBody { inner, _busy: busy }),
+                        )
+                    }
+                })
             };
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io));
+                    let accepted = tokio::select! {
+                        r = handshake => r,
+                        _ = conn.evicted() => return,
+                    };
+                    match accepted {
                         Ok(Ok(stream)) => {
                             let client_cert = stream
                                 .get_ref()
@@ -577,24 +634,26 @@ pub async fn serve_http(
                                 .peer_certificates()
                                 .and_then(|chain| chain.first())
                                 .map(|cert| Arc::<[u8]>::from(cert.as_ref()));
-                            let conn = http::ConnInfo {
+                            let info = http::ConnInfo {
                                 peer,
                                 tls: true,
                                 client_cert,
                             };
-                            serve_http_connection(stream, service(conn), peer, shutdown).await
+                            let service = service(info);
+                            serve_http_connection(stream, service, peer, &conn, shutdown).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
                 None => {
-                    let conn = http::ConnInfo {
+                    let info = http::ConnInfo {
                         peer,
                         tls: false,
                         client_cert: None,
                     };
-                    serve_http_connection(stream, service(conn), peer, shutdown).await
+                    let service = service(info);
+                    serve_http_connection(io, service, peer, &conn, shutdown).await
                 }
             }
         }
@@ -602,38 +661,171 @@ pub async fn serve_http(
     .await;
 }
 
-/// One HTTP/1.1 connection, with a header-read timeout, ended gracefully on shutdown.
-async fn serve_http_connection<I, S>(
+/// One HTTP/1.1 connection, with a header-read timeout, ended gracefully on shutdown or when
+/// the connection table asks it to make room (hyper closes an idle connection at once and
+/// one mid-request after its response).
+async fn serve_http_connection<I, S, B>(
     io: I,
     service: S,
     peer: SocketAddr,
+    conn: &accept::Connection,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<axum::body::Body>,
+            Response = hyper::Response<B>,
         > + Send
         + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
     // Without a timer hyper silently applies no header-read timeout at all.
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HTTP_HEADER_TIMEOUT);
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "connection ended");
+        .header_read_timeout(conn.limits().request_timeout);
+    let http = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(http);
+    let result = tokio::select! {
+        r = http.as_mut() => r,
+        _ = shutdown.changed() => {
+            http.as_mut().graceful_shutdown();
+            http.await
+        }
+        _ = conn.evicted() => {
+            // Hyper closes a connection that has read nothing at once, finishes a request in
+            // progress, but would wait out the header timeout for a partly sent head: with no
+            // request in progress after a short grace, drop the connection.
+            http.as_mut().graceful_shutdown();
+            loop {
+                tokio::select! {
+                    r = http.as_mut() => break r,
+                    _ = tokio::time::sleep(EVICTION_GRACE) => {
+                        if !conn.is_busy() {
+                            break Ok(());
+                        }
+                    }
+                }
             }
         }
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            conn.table().count_closed(accept::Closed::RequestTimeout);
+        } else if is_write_timeout(&e) {
+            conn.table().count_closed(accept::Closed::WriteTimeout);
         }
+        tracing::debug!(%peer, error = %e, "connection ended");
+    }
+}
+
+/// How long an HTTP connection asked to make room may take to close when no request is in
+/// progress on it (it may still be flushing the end of its last response).
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
+
+/// A response body that keeps its connection busy (not evicted) until it has been sent.
+struct BusyBody {
+    inner: axum::body::Body,
+    _busy: accept::Busy,
+}
+
+impl hyper::body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a connection error is the stalled-write timeout of its stream.
+fn is_write_timeout(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A request body that did not arrive in full within the request timeout of its head.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received in time")]
+pub struct BodyDeadlinePassed;
+
+impl BodyDeadlinePassed {
+    /// Whether `e` (or an error it wraps) is a passed body deadline.
+    pub fn caused(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if err.is::<BodyDeadlinePassed>() {
+                return true;
+            }
+            cur = err.source();
+        }
+        false
+    }
+}
+
+/// A request body with an absolute deadline: reading it past the deadline fails with
+/// [`BodyDeadlinePassed`], so a client trickling a body cannot hold its connection.
+pub struct DeadlineBody {
+    inner: hyper::body::Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: hyper::body::Incoming, timeout: Duration) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match std::future::Future::poll(this.deadline.as_mut(), cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyDeadlinePassed)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -1078,7 +1078,9 @@ impl NativeService {
                 handle.as_str(),
                 crate::audit::indexes(indexes.iter().copied()),
             ),
-            (Body::Handle { handle }, op::DELETE_HANDLE) => ("delete", handle.as_str(), String::new()),
+            (Body::Handle { handle }, op::DELETE_HANDLE) => {
+                ("delete", handle.as_str(), String::new())
+            }
             _ => return,
         };
         let result = match out.first() {

@@ -1,37 +1,33 @@
 //! The native protocol over TCP (port 2641): many requests per connection (the national SDK
 //! keeps one connection open), each an envelope plus `messageLength` bytes, answered in order
 //! on the same connection; list operations answer with several messages (CN set on all but
-//! the last). Connections are capped and closed after an idle timeout.
+//! the last). Connections are bounded as [`super::accept`] describes: per client address and
+//! in total, closed after an idle timeout, a request deadline or a stalled write; a
+//! connection that keeps sending requests stays open indefinitely.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-use super::accept::{read_next, read_rest};
+use super::accept::{next_request, read_by, write_answer, Connection, ConnectionTable};
 use super::native::{NativeService, Outcome, Source};
 use crate::wire::handle::message::{op, Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 
-/// How long a started message may take to arrive in full.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serve the native protocol on `listener` until shutdown; see [`super::accept::accept_loop`]
-/// for the connection cap and draining.
+/// Serve the native protocol on `listener` until shutdown; see [`super::accept`] for the
+/// connection bounds and draining.
 pub async fn serve_tcp(
     listener: TcpListener,
     service: Arc<NativeService>,
-    limit: Arc<Semaphore>,
-    idle_timeout: Duration,
+    table: Arc<ConnectionTable>,
     shutdown: watch::Receiver<bool>,
 ) {
     let on_shutdown = shutdown.clone();
-    super::accept::accept_loop(listener, limit, on_shutdown, move |stream, peer| {
+    super::accept::accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
         let service = service.clone();
         let shutdown = shutdown.clone();
         async move {
-            if let Err(e) = connection(stream, peer, service, idle_timeout, shutdown).await {
+            if let Err(e) = connection(stream, peer, service, conn, shutdown).await {
                 tracing::debug!(%peer, error = %e, "native TCP connection ended");
             }
         }
@@ -43,15 +39,17 @@ async fn connection(
     mut stream: TcpStream,
     peer: std::net::SocketAddr,
     service: Arc<NativeService>,
-    idle_timeout: Duration,
+    conn: Connection,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut head = [0u8; ENVELOPE_LEN];
     loop {
-        // Wait for the next request: idle timeout, client close or shutdown end the connection.
-        if !read_next(&mut stream, &mut head, idle_timeout, &mut shutdown).await? {
+        // Wait for the next request: idle timeout, eviction, client close or shutdown end the
+        // connection; once its first byte is in, all of it must arrive by the deadline.
+        let Some(started) = next_request(&mut stream, &mut head, &conn, &mut shutdown).await?
+        else {
             return Ok(());
-        }
+        };
         let envelope = match Envelope::decode(&head) {
             Ok(e) => e,
             Err(e) => {
@@ -65,7 +63,7 @@ async fn connection(
         let len = envelope.message_length as usize;
         debug_assert!(len <= MAX_MESSAGE_LEN);
         let mut message = vec![0u8; len];
-        if !read_rest(&mut stream, &mut message, READ_TIMEOUT).await? {
+        if !read_by(&mut stream, &mut message, started.deadline, &conn).await? {
             return Ok(());
         }
         // Resolutions are a registry read, answered here like the UDP and HTTP front ends do.
@@ -89,8 +87,12 @@ async fn connection(
             Outcome::Done(responses) => responses,
             Outcome::Recurse(job) => service.recurse(*job).await,
         };
+        // Each message must be taken by the client within the write timeout.
         for r in responses {
-            stream.write_all(&r).await?;
+            if !write_answer(&mut stream, &r, &conn).await? {
+                return Ok(());
+            }
         }
+        drop(started);
     }
 }
