@@ -1,13 +1,57 @@
 //! The audit log: one structured event per write and per failed authentication, on its own
-//! tracing target ([`TARGET`]) so it can be routed to its own file (`[log] audit_file`, JSON
-//! Lines) apart from the operational log.
+//! tracing target ([`TARGET`], in the operational log unless `RUST_LOG` filters it), and, when
+//! `[log] audit_file` names a file, also as one JSON object per line appended to that file
+//! ([`open_file`]; each line is written whole with one `write` call).
 //!
 //! Every event names who (the authenticated identity, or what was claimed for a failure),
 //! what (the operation), which handle and value indexes, from which address, and the result;
 //! the subscriber adds when. Values themselves are never logged, so no secret reaches the
 //! log: an HS_SECKEY appears as its index only.
 
+use std::io::Write;
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+/// The audit file, once opened by `idnode serve`.
+static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+
+/// Append audit events to `path` (created if missing, mode 0600 on Unix) from now on. A
+/// second call keeps the first file.
+pub fn open_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    let _ = FILE.set(Mutex::new(file));
+    Ok(())
+}
+
+/// Write one event as a JSON line to the audit file, if there is one.
+fn append(mut event: serde_json::Map<String, serde_json::Value>) {
+    let Some(file) = FILE.get() else {
+        return;
+    };
+    let when = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    event.insert("time".into(), when.into());
+    let mut line = serde_json::Value::Object(event).to_string();
+    line.push('\n');
+    let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = file.write_all(line.as_bytes()) {
+        tracing::warn!(error = %e, "cannot write the audit file");
+    }
+}
+
+fn fields(pairs: &[(&str, &str)]) -> serde_json::Map<String, serde_json::Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v)))
+        .collect()
+}
 
 /// The tracing target of audit events.
 pub const TARGET: &str = "idnode::audit";
@@ -57,6 +101,16 @@ pub fn indexes(list: impl IntoIterator<Item = u32>) -> String {
 pub fn write(origin: Origin, who: &str, op: &str, handle: &str, indexes: &str, result: &str) {
     let front = origin.front();
     let from = origin.addr();
+    append(fields(&[
+        ("event", "write"),
+        ("front", front),
+        ("from", &from),
+        ("who", who),
+        ("op", op),
+        ("handle", handle),
+        ("indexes", indexes),
+        ("result", result),
+    ]));
     if result == "ok" {
         tracing::info!(
             target: TARGET,
@@ -87,6 +141,13 @@ pub fn write(origin: Origin, who: &str, op: &str, handle: &str, indexes: &str, r
 /// Log a failed (or refused) authentication from `from` at front end `front`, claiming
 /// `identity` when one was named.
 pub fn auth_failure(front: &str, from: IpAddr, identity: Option<&str>, reason: &str) {
+    append(fields(&[
+        ("event", "auth_failure"),
+        ("front", front),
+        ("from", &from.to_string()),
+        ("who", identity.unwrap_or("-")),
+        ("reason", reason),
+    ]));
     tracing::warn!(
         target: TARGET,
         event = "auth_failure",

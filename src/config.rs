@@ -69,6 +69,17 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: where the audit log goes besides the operational log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Append the audit log (every write and failed authentication) to this file as JSON
+    /// Lines; relative paths are relative to the working directory.
+    pub audit_file: Option<PathBuf>,
 }
 
 /// `[rate_limit]`: response-rate limiting on native UDP and DNS UDP, per source network

@@ -603,6 +603,10 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(path) = &config.raw.log.audit_file {
+        idnode::audit::open_file(path)
+            .with_context(|| format!("log.audit_file {}", path.display()))?;
+    }
     let registry = Arc::new(server::open_registry(&config)?);
     let bootstrapped = server::prepare_registry(&config, &registry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
