@@ -39,7 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum SyncOp {
-    /// Ask the running node (its HTTP listener, from the configuration) for its follow links.
+    /// Ask the running node (its HTTP listener, from the configuration) for its follow links,
+    /// authenticated by the node's operator token (`<data_dir>/sync-operator.token`).
     Status {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -445,24 +446,39 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// `idnode sync status`: GET /sync/status from the node's HTTP listener and print each link.
+/// `idnode sync status`: GET /sync/status from the node's HTTP listener (with the operator
+/// token from the node's data directory) and print each link.
 fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
     use std::io::{Read, Write};
     anyhow::ensure!(
         config.tls.is_none(),
-        "the node's listener speaks HTTPS: use `curl https://{}/sync/status`",
+        "the node's listener speaks HTTPS: use `curl -H \"Authorization: Bearer $(cat {})\" \
+         https://{}/sync/status`",
+        idnode::sync::operator_token_path(&config.raw.node.data_dir).display(),
         config.raw.http.listen
     );
     let mut addr = config.raw.http.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
+    let token_path = idnode::sync::operator_token_path(&config.raw.node.data_dir);
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| {
+            format!(
+                "reading the node's operator token {} (written at the node's first start; \
+                 run this as the node's user)",
+                token_path.display()
+            )
+        })?
+        .trim()
+        .to_string();
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
         .with_context(|| format!("connecting to the node at {addr}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     write!(
         s,
-        "GET /sync/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET /sync/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
     )?;
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
@@ -470,6 +486,11 @@ fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     let v: serde_json::Value =
         serde_json::from_str(body).context("the node's /sync/status answer")?;
+    anyhow::ensure!(
+        text.starts_with("HTTP/1.1 200"),
+        "the node refused /sync/status: {}",
+        v["message"].as_str().unwrap_or(body)
+    );
     println!("node {addr}: last sequence {}", v["last_seq"]);
     let links = v["links"].as_array().cloned().unwrap_or_default();
     if links.is_empty() {

@@ -489,15 +489,24 @@ struct BodyError {
     failure: Failure,
 }
 
+/// The largest body read before the client is authenticated: an anonymous POST resolution's
+/// parameters, a REST session's answer. Everything else waits for valid credentials, then
+/// gets `http.max_body_bytes`.
+pub const UNAUTHENTICATED_BODY_BYTES: usize = 16 * 1024;
+
 async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
-    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    read_body_at_most(body, state.max_body_bytes).await
+}
+
+async fn read_body_at_most(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let read = axum::body::to_bytes(body, limit);
     match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(BodyError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             failure: Failure::new(
                 ResponseCode::ProtocolError,
-                format!("request body is larger than {} bytes", state.max_body_bytes),
+                format!("request body is larger than {limit} bytes"),
             ),
         }),
         Err(_) => Err(BodyError {
@@ -516,6 +525,15 @@ async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
 fn body_error(e: BodyError, handle: Option<&str>, params: &Params) -> (ResponseCode, Response) {
     let body = hjson::error_response(e.failure.code.code(), handle, &e.failure.message);
     (e.failure.code, json_response(e.status, &body, params))
+}
+
+/// An answer sent without reading the request's body (a write refused before its
+/// credentials were accepted): `Connection: close`, so a keep-alive client does not take the
+/// unread body for its next request (hyper closes the connection too).
+fn unread_body((code, mut resp): (ResponseCode, Response)) -> (ResponseCode, Response) {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    (code, resp)
 }
 
 /// `/api/handles/{handle}`: GET resolves; PUT creates/adds; DELETE deletes/removes; POST with
@@ -540,36 +558,57 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
                 format!("read-only mirror of {up}"),
             );
             observe(&state, "put", f.code, started);
-            return failure_response(&f, Some(&text), false, &params);
+            let resp = failure_response(&f, Some(&text), false, &params);
+            return unread_body((f.code, resp)).1;
         }
     }
     let (op, resp) = match parts.method {
-        Method::GET | Method::HEAD => (
-            "resolve",
-            get_handle(&state, &parts.headers, conn, &text, &params).await,
-        ),
-        Method::POST => match read_body(&state, body).await {
-            Err(e) => ("resolve", body_error(e, Some(&text), &params)),
-            Ok(bytes) => {
-                if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) {
-                    for (k, v) in obj {
-                        let vals: Vec<Value> = match v {
-                            Value::Array(a) => a,
-                            other => vec![other],
-                        };
-                        for v in vals {
-                            let s = match v {
-                                Value::String(s) => s,
-                                other => other.to_string(),
-                            };
-                            params.0.push((k.clone(), s));
+        Method::GET | Method::HEAD => {
+            let credentials = authenticate(&state, &parts.headers, conn);
+            (
+                "resolve",
+                get_handle(&state, credentials, &text, &params).await,
+            )
+        }
+        // A resolution with its parameters in the body: the credentials are checked before
+        // the body is read, and an anonymous one gets a small body only.
+        Method::POST => match authenticate(&state, &parts.headers, conn) {
+            Credentials::Refused(reason) => (
+                "resolve",
+                unread_body((
+                    ResponseCode::AuthenticationFailed,
+                    refused_response(Some(&text), &reason, &params),
+                )),
+            ),
+            credentials => {
+                let limit = match credentials {
+                    Credentials::Valid(_) => state.max_body_bytes,
+                    _ => UNAUTHENTICATED_BODY_BYTES.min(state.max_body_bytes),
+                };
+                match read_body_at_most(body, limit).await {
+                    Err(e) => ("resolve", body_error(e, Some(&text), &params)),
+                    Ok(bytes) => {
+                        if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) {
+                            for (k, v) in obj {
+                                let vals: Vec<Value> = match v {
+                                    Value::Array(a) => a,
+                                    other => vec![other],
+                                };
+                                for v in vals {
+                                    let s = match v {
+                                        Value::String(s) => s,
+                                        other => other.to_string(),
+                                    };
+                                    params.0.push((k.clone(), s));
+                                }
+                            }
                         }
+                        (
+                            "resolve",
+                            get_handle(&state, credentials, &text, &params).await,
+                        )
                     }
                 }
-                (
-                    "resolve",
-                    get_handle(&state, &parts.headers, conn, &text, &params).await,
-                )
             }
         },
         Method::PUT => {
@@ -616,8 +655,7 @@ fn preflight() -> Response {
 
 async fn get_handle(
     state: &HttpState,
-    headers: &HeaderMap,
-    conn: Option<ConnInfo>,
+    credentials: Credentials,
     text: &str,
     params: &Params,
 ) -> (ResponseCode, Response) {
@@ -625,7 +663,7 @@ async fn get_handle(
         Ok(h) => h,
         Err(f) => return (f.code, failure_response(&f, Some(text), true, params)),
     };
-    let identity = match authenticate(state, headers, conn) {
+    let identity = match credentials {
         Credentials::Refused(reason) => {
             return (
                 ResponseCode::AuthenticationFailed,
@@ -762,8 +800,14 @@ async fn put_handle(
     params: &Params,
     body: Body,
 ) -> (ResponseCode, Response) {
-    // Read the whole body first: answering before it is drained would break keep-alive
-    // connections (pyhandle reuses its connection).
+    // Credentials first: the body of a request that is not authenticated is never read nor
+    // parsed (its answer closes the connection instead, see `unread_body`).
+    let identity = match require_identity(state, headers, conn) {
+        Ok(id) => id,
+        Err(r) => return unread_body(refusal_response(r, &text, params)),
+    };
+    // Then the whole body, before any other answer: answering before it is drained would
+    // break keep-alive connections (pyhandle reuses its connection).
     let bytes = match read_body(state, body).await {
         Ok(b) => b,
         Err(e) => return body_error(e, Some(&text), params),
@@ -840,10 +884,6 @@ async fn put_handle(
         }
         Err(f) => return fail(f, &text),
     }
-    let identity = match require_identity(state, headers, conn) {
-        Ok(id) => id,
-        Err(r) => return refusal_response(r, &text, params),
-    };
     let overwrite = params.flag("overwrite").unwrap_or(true);
     let index_params: Vec<&str> = params.all("index").collect();
     let engine = state.engine.clone();
@@ -901,6 +941,10 @@ async fn delete_handle(
     params: &Params,
     body: Body,
 ) -> (ResponseCode, Response) {
+    let identity = match require_identity(state, headers, conn) {
+        Ok(id) => id,
+        Err(r) => return unread_body(refusal_response(r, &text, params)),
+    };
     if let Err(e) = read_body(state, body).await {
         return body_error(e, Some(&text), params);
     }
@@ -921,10 +965,6 @@ async fn delete_handle(
             }
         }
     }
-    let identity = match require_identity(state, headers, conn) {
-        Ok(id) => id,
-        Err(r) => return refusal_response(r, &text, params),
-    };
     let engine = state.engine.clone();
     let result = if indexes.is_empty() {
         run_blocking(move || engine.delete(&identity, &handle)).await
@@ -1122,7 +1162,9 @@ async fn this_session(State(state): State<Arc<HttpState>>, req: Request) -> Resp
         };
     }
     if method == Method::PUT || method == Method::POST {
-        let body = match read_body(&state, req.into_body()).await {
+        // The answer is the authentication: a small body only.
+        let limit = UNAUTHENTICATED_BODY_BYTES.min(state.max_body_bytes);
+        let body = match read_body_at_most(req.into_body(), limit).await {
             Ok(body) => body,
             Err(e) => return body_error(e, None, &params).1,
         };
@@ -1277,10 +1319,13 @@ async fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Respons
         }
     };
     if !params.has("noredirect") && params.get("action") != Some("showvalues") {
+        // Only to an alias that is a handle: an arbitrary value such as "/evil.example"
+        // would make "//evil.example", a redirect off this node.
         if let Some(alias) = values
             .iter()
             .find(|v| v.is_type(types::HS_ALIAS))
             .and_then(HandleValue::data_str)
+            .filter(|a| state.engine.parse_handle(a).is_ok())
         {
             let target = format!(
                 "/{}",
@@ -1296,10 +1341,23 @@ async fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Respons
             .or_else(|| values.iter().find(|v| v.matches_type_query("URL.")))
             .and_then(HandleValue::data_str);
         if let Some(url) = url {
-            let url = format!("{url}{}", params.get("urlappend").unwrap_or(""));
-            let encoded = percent_encoding::utf8_percent_encode(&url, LOCATION_SET).to_string();
-            if let Ok(loc) = HeaderValue::from_str(&encoded) {
-                return (StatusCode::FOUND, [(header::LOCATION, loc)]).into_response();
+            match redirect_target(url, params.get("urlappend").unwrap_or("")) {
+                Ok(target) => {
+                    if let Ok(loc) = HeaderValue::from_str(&target) {
+                        return (StatusCode::FOUND, [(header::LOCATION, loc)]).into_response();
+                    }
+                }
+                // Not a URL a browser should be sent to (javascript:, data:, relative...):
+                // the values page below, where it is only text.
+                Err(RedirectRefusal::NotRedirectable) => {}
+                Err(RedirectRefusal::AppendChangesOrigin) => {
+                    return html_page(
+                        StatusCode::BAD_REQUEST,
+                        "urlappend refused",
+                        "<p>urlappend may add a path, a query or a fragment to the \
+                         identifier's URL, not change its scheme, host, port or user.</p>",
+                    )
+                }
             }
         }
     }
@@ -1327,6 +1385,48 @@ async fn proxy_answer(state: &HttpState, text: &str, params: &Params) -> Respons
     )
 }
 
+/// URL schemes the proxy redirects to. Any other URL value (`javascript:`, `data:`,
+/// `file:`, relative references...) is shown on the values page instead, as text.
+pub const REDIRECT_SCHEMES: &[&str] = &["http", "https", "ftp"];
+
+/// Why the proxy does not redirect to a URL value.
+#[derive(Debug, PartialEq, Eq)]
+enum RedirectRefusal {
+    /// Not an absolute URL with one of [`REDIRECT_SCHEMES`].
+    NotRedirectable,
+    /// `urlappend` would change the scheme, user, host or port.
+    AppendChangesOrigin,
+}
+
+/// The Location for the URL value `url` followed by `urlappend`: the text escaped for the
+/// header, checked by parsing it the way browsers do (WHATWG URL, the `url` crate): the
+/// URL's scheme must be in [`REDIRECT_SCHEMES`], and the appended text may only extend the
+/// path, query or fragment, so `http://a.example` + `@evil.example/` (which a browser reads
+/// as host `evil.example`) is refused.
+fn redirect_target(url: &str, append: &str) -> Result<String, RedirectRefusal> {
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, LOCATION_SET).to_string();
+    let base_text = encode(url);
+    let base = url::Url::parse(&base_text).map_err(|_| RedirectRefusal::NotRedirectable)?;
+    if !REDIRECT_SCHEMES.contains(&base.scheme()) || !base.has_host() {
+        return Err(RedirectRefusal::NotRedirectable);
+    }
+    if append.is_empty() {
+        return Ok(base_text);
+    }
+    let text = encode(&format!("{url}{append}"));
+    let full = url::Url::parse(&text).map_err(|_| RedirectRefusal::AppendChangesOrigin)?;
+    let same_origin = full.scheme() == base.scheme()
+        && full.username() == base.username()
+        && full.password() == base.password()
+        && full.host() == base.host()
+        && full.port() == base.port();
+    if same_origin {
+        Ok(text)
+    } else {
+        Err(RedirectRefusal::AppendChangesOrigin)
+    }
+}
+
 /// Bytes to escape in a Location header built from a stored URL: controls, space, and
 /// non-ASCII (IRI → URI); the URL's own reserved characters stay as they are.
 const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
@@ -1337,7 +1437,8 @@ const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'`');
 
 /// Bytes to escape in a handle used as a path.
-const PATH_SET: &percent_encoding::AsciiSet = &LOCATION_SET.add(b'?').add(b'#').add(b'%');
+const PATH_SET: &percent_encoding::AsciiSet =
+    &LOCATION_SET.add(b'?').add(b'#').add(b'%').add(b'\\');
 
 pub mod sessions;
 

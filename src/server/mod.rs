@@ -319,6 +319,9 @@ pub struct RunningNode {
     /// Where the DNS front end listens (UDP and TCP), if it runs.
     pub dns_addr: Option<SocketAddr>,
     pub engine: Engine,
+    /// The operator token `/sync/status` and `/sync/digest` accept
+    /// ([`crate::sync::operator_token_path`]), when it could be read or created.
+    pub operator_token: Option<String>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -407,12 +410,23 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             config.raw.node.suffix_case,
         )?);
     }
+    let token_path = crate::sync::operator_token_path(&config.raw.node.data_dir);
+    let operator_token = match read_or_create_secret(&token_path) {
+        Ok((token, _)) => Some(token),
+        Err(e) => {
+            tracing::warn!(error = %e, "no sync operator token: /sync/status and /sync/digest \
+                                       answer [[sync.allow]] identities only");
+            None
+        }
+    };
     let feed = Arc::new(crate::sync::feed::FeedState {
         http: state.clone(),
         allow: config.sync_allow.clone(),
         allow_plain: config.raw.sync.allow_plain,
         links: links.clone(),
         shutdown: shutdown_rx.clone(),
+        scans: Arc::new(Semaphore::new(config.raw.sync.max_concurrent_scans)),
+        operator_token: operator_token.clone(),
     });
     let mut tasks = Vec::new();
     let retention = config.raw.sync.log_retention;
@@ -490,6 +504,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         native_addr,
         dns_addr,
         engine,
+        operator_token,
         shutdown,
         tasks,
     })
