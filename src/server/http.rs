@@ -490,8 +490,9 @@ struct BodyError {
 }
 
 /// The largest body read before the client is authenticated: an anonymous POST resolution's
-/// parameters, a REST session's answer. Everything else waits for valid credentials, then
-/// gets `http.max_body_bytes`.
+/// parameters, a REST session's answer, the dropped body of a refused write (see
+/// `refused_before_body`). Everything else waits for valid credentials, then gets
+/// `http.max_body_bytes`.
 pub const UNAUTHENTICATED_BODY_BYTES: usize = 16 * 1024;
 
 async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
@@ -527,12 +528,30 @@ fn body_error(e: BodyError, handle: Option<&str>, params: &Params) -> (ResponseC
     (e.failure.code, json_response(e.status, &body, params))
 }
 
-/// An answer sent without reading the request's body (a write refused before its
-/// credentials were accepted): `Connection: close`, so a keep-alive client does not take the
-/// unread body for its next request (hyper closes the connection too).
-fn unread_body((code, mut resp): (ResponseCode, Response)) -> (ResponseCode, Response) {
-    resp.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+/// The answer to a request refused before its body is read (a write whose credentials are
+/// missing or refused, or sent to a read-only mirror): the body is never parsed. A small
+/// declared body (`Content-Length` ≤ [`UNAUTHENTICATED_BODY_BYTES`]) is read and dropped so a
+/// keep-alive client (pyhandle reuses its connection) can go on; anything larger, or of
+/// unknown length, is not read at all and the answer says `Connection: close` (hyper then
+/// closes the connection rather than take the unread body for the next request).
+async fn refused_before_body(
+    (code, mut resp): (ResponseCode, Response),
+    headers: &HeaderMap,
+    body: Body,
+) -> (ResponseCode, Response) {
+    let small = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n <= UNAUTHENTICATED_BODY_BYTES);
+    let drained = small
+        && read_body_at_most(body, UNAUTHENTICATED_BODY_BYTES)
+            .await
+            .is_ok();
+    if !drained {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     (code, resp)
 }
 
@@ -559,7 +578,9 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
             );
             observe(&state, "put", f.code, started);
             let resp = failure_response(&f, Some(&text), false, &params);
-            return unread_body((f.code, resp)).1;
+            return refused_before_body((f.code, resp), &parts.headers, body)
+                .await
+                .1;
         }
     }
     let (op, resp) = match parts.method {
@@ -573,13 +594,16 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
         // A resolution with its parameters in the body: the credentials are checked before
         // the body is read, and an anonymous one gets a small body only.
         Method::POST => match authenticate(&state, &parts.headers, conn) {
-            Credentials::Refused(reason) => (
-                "resolve",
-                unread_body((
+            Credentials::Refused(reason) => {
+                let refused = (
                     ResponseCode::AuthenticationFailed,
                     refused_response(Some(&text), &reason, &params),
-                )),
-            ),
+                );
+                (
+                    "resolve",
+                    refused_before_body(refused, &parts.headers, body).await,
+                )
+            }
             credentials => {
                 let limit = match credentials {
                     Credentials::Valid(_) => state.max_body_bytes,
@@ -801,10 +825,12 @@ async fn put_handle(
     body: Body,
 ) -> (ResponseCode, Response) {
     // Credentials first: the body of a request that is not authenticated is never read nor
-    // parsed (its answer closes the connection instead, see `unread_body`).
+    // parsed (see `refused_before_body`).
     let identity = match require_identity(state, headers, conn) {
         Ok(id) => id,
-        Err(r) => return unread_body(refusal_response(r, &text, params)),
+        Err(r) => {
+            return refused_before_body(refusal_response(r, &text, params), headers, body).await
+        }
     };
     // Then the whole body, before any other answer: answering before it is drained would
     // break keep-alive connections (pyhandle reuses its connection).
@@ -943,7 +969,9 @@ async fn delete_handle(
 ) -> (ResponseCode, Response) {
     let identity = match require_identity(state, headers, conn) {
         Ok(id) => id,
-        Err(r) => return unread_body(refusal_response(r, &text, params)),
+        Err(r) => {
+            return refused_before_body(refusal_response(r, &text, params), headers, body).await
+        }
     };
     if let Err(e) = read_body(state, body).await {
         return body_error(e, Some(&text), params);
