@@ -7,10 +7,11 @@
 //!   long-polls changes, verifies each batch and applies it together with its cursor in one
 //!   sled transaction ([`crate::store::Registry::apply_replicated`]).
 //!
-//! Authentication in this slice: a follower presents an identity (`index:handle`) with HTTP
-//! Basic (HS_SECKEY) and the upstream serves only the prefixes `[[sync.allow]]` lists for it;
-//! the feed answers only over HTTPS unless `sync.allow_plain = true` (tests). Mutual TLS with
-//! certificates tied to node identities is the next step.
+//! Authentication: every endpoint needs a follower identity (`index:handle`, HTTP Basic with
+//! its HS_SECKEY, an HS_PUBKEY-signed request or a TLS client certificate) and the upstream
+//! serves only the prefixes `[[sync.allow]]` lists for it; the feed answers only over HTTPS
+//! unless `sync.allow_plain = true` (tests). Status and digests also answer the node's
+//! operator token ([`operator_token_path`]).
 //!
 //! Both ends must use the same `suffix_case` (keys are compared as normalized). A snapshot is
 //! one JSON answer, so very large prefixes want a paged snapshot (not built yet).
