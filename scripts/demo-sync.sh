@@ -6,9 +6,15 @@
 #   mirror         (config/mirror.toml)     follows 88.100 read-only              HTTP 8105
 #   top-level node (config/top-level.toml + a [[sync.follow]] of 88.100)           HTTP 8101
 #
+# The followers do not hold the secondary administrator's secret: the administrator first
+# creates a dedicated replication identity, an admin-only HS_SECKEY at index 301 of
+# 0.NA/88.100 that HS_ADMIN does not reference (so it can read the feed it is listed for in
+# [[sync.allow]] and change nothing), and gives the followers that secret only.
+#
 # Registers identifiers on the secondary, times how long each takes to be resolvable on the
 # mirror and on the top-level node, shows a write to the mirror refused (RC 7 naming the
-# primary), compares the content digests of 88.100 on all three and prints `idnode sync
+# primary) and the replication identity's own write refused, compares the content digests
+# of 88.100 on all three (each node asked with its operator token) and prints `idnode sync
 # status`. Exits non-zero if a step does not give the expected answer.
 #
 # Usage: bash scripts/demo-sync.sh
@@ -40,8 +46,8 @@ cat >> config/top-level.toml <<'TOML'
 allow_plain = true
 [[sync.follow]]
 upstream = "http://127.0.0.1:8102"
-identity = "300:0.NA/88.100"
-secret_file = "./idnode-data/secondary/88.100.admin-secret"
+identity = "301:0.NA/88.100"
+secret_file = "./idnode-data/88.100.replication-secret"
 prefixes = ["88.100"]
 TOML
 
@@ -57,6 +63,20 @@ wait_http() {
 "$BIN" serve --config config/secondary.toml >secondary.log 2>&1 &
 PIDS+=($!)
 wait_http 8102
+AUTH="300%3A0.NA/88.100:$(cat idnode-data/secondary/88.100.admin-secret)"
+
+echo "== creating the replication identity 301:0.NA/88.100 (admin-only HS_SECKEY)"
+(umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >idnode-data/88.100.replication-secret)
+REPL_SECRET=$(cat idnode-data/88.100.replication-secret)
+curl -sf -u "$AUTH" -X PUT -H 'Content-Type: application/json' \
+    -d "{\"values\":[{\"index\":301,\"type\":\"HS_SECKEY\",\"data\":\"$REPL_SECRET\",\"permissions\":\"1100\"}]}" \
+    "http://127.0.0.1:8102/api/handles/0.NA/88.100?index=301" >/dev/null
+answer=$(curl -s -u "301%3A0.NA/88.100:$REPL_SECRET" -X PUT -H 'Content-Type: application/json' \
+    -d '{"values":[{"index":1,"type":"URL","data":"https://evil.example/"}]}' \
+    "http://127.0.0.1:8102/api/handles/88.100/BY-REPLICATOR")
+echo "  a write by the replication identity: $answer"
+grep -q '"responseCode":1,' <<<"$answer" && { echo "error: the replication identity could write" >&2; exit 1; }
+
 "$BIN" serve --config config/mirror.toml >mirror.log 2>&1 &
 PIDS+=($!)
 "$BIN" serve --config config/top-level.toml >top-level.log 2>&1 &
@@ -64,7 +84,6 @@ PIDS+=($!)
 wait_http 8105
 wait_http 8101
 
-AUTH="300%3A0.NA/88.100:$(cat idnode-data/secondary/88.100.admin-secret)"
 now_ms() { date +%s%3N; }
 
 echo "== registering identifiers on the secondary, timing their arrival"
@@ -93,10 +112,15 @@ grep -q '"responseCode":7' <<<"$answer" || { echo "error: not refused" >&2; exit
 
 echo "== content digests of 88.100"
 d=()
-for port in 8102 8105 8101; do
-    d+=("$(curl -sf "http://127.0.0.1:$port/sync/digest?prefix=88.100")")
-    echo "  port $port: ${d[-1]}"
+for node in secondary:8102 mirror:8105 top-level:8101; do
+    name=${node%:*} port=${node#*:}
+    token=$(cat "idnode-data/$name/sync-operator.token")
+    d+=("$(curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/sync/digest?prefix=88.100")")
+    echo "  $name (port $port): ${d[-1]}"
 done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:8102/sync/digest?prefix=88.100")
+echo "  without credentials: HTTP $code"
+[[ $code == 401 ]] || { echo "error: anonymous digest not refused" >&2; exit 1; }
 [[ ${d[0]} == "${d[1]}" && ${d[0]} == "${d[2]}" ]] || { echo "error: digests differ" >&2; exit 1; }
 
 echo "== idnode sync status (mirror, top-level)"

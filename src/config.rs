@@ -152,6 +152,10 @@ pub struct SyncConfig {
     /// Change-log entries kept (older ones are dropped at start and every 30 s; followers
     /// further behind re-bootstrap). 0 keeps everything.
     pub log_retention: u64,
+    /// How many full-prefix scans (`/sync/digest`, `/sync/snapshot`) run at once; further
+    /// requests get 503 with `Retry-After` instead of queueing (each scan reads a whole
+    /// prefix, and a snapshot holds it in memory). 1 to 64.
+    pub max_concurrent_scans: usize,
     /// Followers this node serves, and the prefixes each may receive.
     pub allow: Vec<SyncAllow>,
     /// Upstreams this node follows.
@@ -163,11 +167,16 @@ pub struct SyncConfig {
 /// bytes) leave followers days of catch-up on a busy node before they must re-bootstrap.
 pub const DEFAULT_LOG_RETENTION: u64 = 1_000_000;
 
+/// Full-prefix scans served at once by default: a follower bootstrap and an operator's
+/// digest check can run together; more would only compete for the disk and memory.
+pub const DEFAULT_MAX_CONCURRENT_SCANS: usize = 2;
+
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             allow_plain: false,
             log_retention: DEFAULT_LOG_RETENTION,
+            max_concurrent_scans: DEFAULT_MAX_CONCURRENT_SCANS,
             allow: Vec::new(),
             follow: Vec::new(),
         }
@@ -896,6 +905,12 @@ impl Config {
                 "must be between 1 and 60000",
             ));
         }
+        if !(1..=64).contains(&self.sync.max_concurrent_scans) {
+            return Err(invalid(
+                "sync.max_concurrent_scans",
+                "must be between 1 and 64",
+            ));
+        }
         let case = self.node.suffix_case;
         let mut sync_allow = Vec::new();
         for a in &self.sync.allow {
@@ -1030,6 +1045,7 @@ mod tests {
             ),
             ("[http]\nmax_body_bytes = 10", "max_body_bytes"),
             ("[store]\nflush_every_ms = 0", "flush_every_ms"),
+            ("[sync]\nmax_concurrent_scans = 0", "max_concurrent_scans"),
             ("[handle]\nidle_timeout_secs = 0", "idle_timeout_secs"),
             (
                 "[handle]\nmax_connections_per_client = 0",

@@ -39,7 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum SyncOp {
-    /// Ask the running node (its HTTP listener, from the configuration) for its follow links.
+    /// Ask the running node (its HTTP listener, from the configuration) for its follow links,
+    /// authenticated by the node's operator token (`<data_dir>/sync-operator.token`).
     Status {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -475,24 +476,39 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// `idnode sync status`: GET /sync/status from the node's HTTP listener and print each link.
+/// `idnode sync status`: GET /sync/status from the node's HTTP listener (with the operator
+/// token from the node's data directory) and print each link.
 fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
     use std::io::{Read, Write};
     anyhow::ensure!(
         config.tls.is_none(),
-        "the node's listener speaks HTTPS: use `curl https://{}/sync/status`",
+        "the node's listener speaks HTTPS: use `curl -H \"Authorization: Bearer $(cat {})\" \
+         https://{}/sync/status`",
+        idnode::sync::operator_token_path(&config.raw.node.data_dir).display(),
         config.raw.http.listen
     );
     let mut addr = config.raw.http.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
+    let token_path = idnode::sync::operator_token_path(&config.raw.node.data_dir);
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| {
+            format!(
+                "reading the node's operator token {} (written at the node's first start; \
+                 run this as the node's user)",
+                token_path.display()
+            )
+        })?
+        .trim()
+        .to_string();
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
         .with_context(|| format!("connecting to the node at {addr}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     write!(
         s,
-        "GET /sync/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET /sync/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
     )?;
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
@@ -500,6 +516,11 @@ fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     let v: serde_json::Value =
         serde_json::from_str(body).context("the node's /sync/status answer")?;
+    anyhow::ensure!(
+        text.starts_with("HTTP/1.1 200"),
+        "the node refused /sync/status: {}",
+        v["message"].as_str().unwrap_or(body)
+    );
     println!("node {addr}: last sequence {}", v["last_seq"]);
     let links = v["links"].as_array().cloned().unwrap_or_default();
     if links.is_empty() {
@@ -706,6 +727,11 @@ fn import(
 ) -> anyhow::Result<std::process::ExitCode> {
     use idnode::store::{ImportLog, PreparedRecord};
     let started = std::time::Instant::now();
+    if let Some(path) = &config.raw.log.audit_file {
+        idnode::audit::open_file(path)
+            .with_context(|| format!("log.audit_file {}", path.display()))?;
+    }
+    let source_name = file.display().to_string();
     let registry = Arc::new(server::open_registry(config)?);
     server::prepare_registry(config, &registry)?;
     let engine = Engine::new(
@@ -804,6 +830,14 @@ fn import(
         .context("making the imported records durable")?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    idnode::audit::write(
+        idnode::audit::Origin::Local("import"),
+        "local operator",
+        "import_batch",
+        &source_name,
+        &format!("{written} records, {rejected} lines rejected"),
+        "ok",
+    );
     println!("imported {written} records, rejected {rejected} lines");
     println!(
         "{secs:.1} s, {:.0} records/s, durable",

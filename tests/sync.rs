@@ -93,10 +93,14 @@ async fn http_text(
     body: &str,
 ) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // "Bearer <token>" goes as is, anything else is Basic user:secret.
     let auth = auth
-        .map(|a| {
-            let t = base64::engine::general_purpose::STANDARD.encode(a);
-            format!("Authorization: Basic {t}\r\n")
+        .map(|a| match a.strip_prefix("Bearer ") {
+            Some(_) => format!("Authorization: {a}\r\n"),
+            None => {
+                let t = base64::engine::general_purpose::STANDARD.encode(a);
+                format!("Authorization: Basic {t}\r\n")
+            }
         })
         .unwrap_or_default();
     let req = format!(
@@ -116,14 +120,21 @@ async fn http_text(
     (status, body.to_string())
 }
 
-async fn digest(addr: SocketAddr) -> String {
-    let (s, v) = http(addr, "GET", "/sync/digest?prefix=88.100", None, "").await;
-    assert_eq!(s, 200);
+/// `Authorization: Bearer <the node's operator token>` (status and digests).
+fn operator(node: &RunningNode) -> String {
+    format!("Bearer {}", node.operator_token.as_deref().unwrap())
+}
+
+async fn digest(node: &RunningNode) -> String {
+    let auth = operator(node);
+    let path = "/sync/digest?prefix=88.100";
+    let (s, v) = http(node.http_addr, "GET", path, Some(&auth), "").await;
+    assert_eq!(s, 200, "{v}");
     format!("{}:{}", v["records"], v["sha256"])
 }
 
 /// Wait until both digests agree (bounded).
-async fn converge(a: SocketAddr, b: SocketAddr) -> String {
+async fn converge(a: &RunningNode, b: &RunningNode) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let (da, db) = (digest(a).await, digest(b).await);
@@ -155,7 +166,7 @@ async fn mirror_follows_restarts_and_rebootstraps() {
     }
     write(&p, "88.200/NOT-FOLLOWED", "x");
     let m = mirror(dir.path(), p.http_addr).await;
-    let d = converge(p.http_addr, m.http_addr).await;
+    let d = converge(&p, &m).await;
     assert!(d.starts_with("20:"), "{d}");
     // Not-followed prefixes never reach the mirror.
     assert!(m
@@ -207,14 +218,14 @@ async fn mirror_follows_restarts_and_rebootstraps() {
     assert!(worst < Duration::from_secs(3), "lag {worst:?}");
 
     // Follower restarted: resumes from its cursor, nothing applied twice.
-    converge(p.http_addr, m.http_addr).await;
+    converge(&p, &m).await;
     let mirror_seq = m.engine.registry().last_seq();
     m.shutdown().await;
     for i in 0..5 {
         write(&p, &format!("88.100/B{i}"), "v2");
     }
     let m = mirror(dir.path(), p.http_addr).await;
-    converge(p.http_addr, m.http_addr).await;
+    converge(&p, &m).await;
     assert_eq!(
         m.engine.registry().last_seq(),
         mirror_seq + 5,
@@ -235,7 +246,7 @@ async fn mirror_follows_restarts_and_rebootstraps() {
     )
     .await;
     write(&p, "88.100/AFTER-RESTART", "v3");
-    converge(p.http_addr, m.http_addr).await;
+    converge(&p, &m).await;
 
     // Log truncated below the follower's cursor: it re-bootstraps (deletes included).
     m.shutdown().await;
@@ -250,7 +261,7 @@ async fn mirror_follows_restarts_and_rebootstraps() {
     let last = p.engine.registry().last_seq();
     p.engine.registry().truncate_log_before(last + 1).unwrap();
     let m = mirror(dir.path(), p.http_addr).await;
-    let d = converge(p.http_addr, m.http_addr).await;
+    let d = converge(&p, &m).await;
     assert!(
         m.engine.registry().get_key("88.100/A0").unwrap().is_none(),
         "{d}"
@@ -258,7 +269,7 @@ async fn mirror_follows_restarts_and_rebootstraps() {
     // The snapshot's records land before the link's status counts the bootstrap: wait for it.
     let deadline = Instant::now() + WAIT;
     loop {
-        let (_, status) = http(m.http_addr, "GET", "/sync/status", None, "").await;
+        let (_, status) = http(m.http_addr, "GET", "/sync/status", Some(&operator(&m)), "").await;
         if status["links"][0]["bootstraps"].as_u64().unwrap_or(0) >= 1 {
             break;
         }
@@ -310,7 +321,7 @@ async fn writer_loop_while_follower_restarts() {
     assert!(worst < Duration::from_secs(3), "lag {worst:?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.unwrap();
-    converge(p.http_addr, m.http_addr).await;
+    converge(&p, &m).await;
     m.shutdown().await;
 }
 
@@ -428,7 +439,7 @@ async fn forged_batches_change_nothing() {
         let m = mirror(dir.path(), up).await;
         let deadline = Instant::now() + WAIT;
         loop {
-            let (_, st) = http(m.http_addr, "GET", "/sync/status", None, "").await;
+            let (_, st) = http(m.http_addr, "GET", "/sync/status", Some(&operator(&m)), "").await;
             if st["links"][0]["errors"].as_u64().unwrap_or(0) >= 2 {
                 assert_eq!(st["links"][0]["cursor"], 5, "batch {i}: {st}");
                 break;
@@ -541,7 +552,8 @@ async fn https_links_and_plain_feed_refused() {
         let deadline = Instant::now() + WAIT;
         while m.engine.registry().get_key("88.100/T4").unwrap().is_none() {
             if Instant::now() > deadline {
-                let (_, st) = http(m.http_addr, "GET", "/sync/status", None, "").await;
+                let (_, st) =
+                    http(m.http_addr, "GET", "/sync/status", Some(&operator(&m)), "").await;
                 panic!("{name}: nothing replicated over HTTPS: {st}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -635,7 +647,7 @@ async fn followers_can_sign_requests_with_their_key() {
         "127.0.0.1:0",
     )
     .await;
-    converge(p.http_addr, m.http_addr).await;
+    converge(&p, &m).await;
     write(&p, "88.100/SIGNED-2", "https://example.com/2");
     converge_key(&m, "88.100/SIGNED-2").await;
 
@@ -671,5 +683,52 @@ async fn followers_can_sign_requests_with_their_key() {
         assert_eq!(status, expected, "{why}: {out}");
     }
     m.shutdown().await;
+    p.shutdown().await;
+}
+
+/// Hole 8: every sync endpoint needs a `[[sync.allow]]` identity (for its prefixes) or the
+/// node's operator token (status, digests); the digest is the same for both ways in.
+#[tokio::test]
+async fn hole8_every_sync_endpoint_needs_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = primary(dir.path()).await;
+    let a = p.http_addr;
+    write(&p, "88.100/D1", "d1");
+    write(&p, "88.200/D2", "d2");
+    for path in [
+        "/sync/digest?prefix=88.100",
+        "/sync/status",
+        "/sync/snapshot",
+        "/sync/changes?after=0",
+    ] {
+        let (s, v) = http(a, "GET", path, None, "").await;
+        assert_eq!(s, 401, "{path}: {v}");
+        let (s, v) = http(a, "GET", path, Some("Bearer not-the-token"), "").await;
+        assert_eq!(s, 401, "{path}: {v}");
+        let (s, v) = http(a, "GET", path, Some("300%3A0.NA%2F88.100:wrong"), "").await;
+        assert_eq!(s, 401, "{path}: {v}");
+    }
+    // The follower: its own prefixes only.
+    let (s, by_follower) = http(a, "GET", "/sync/digest?prefix=88.100", Some(USER), "").await;
+    assert_eq!(s, 200, "{by_follower}");
+    assert_eq!(by_follower["records"], 1);
+    let (s, v) = http(a, "GET", "/sync/digest?prefix=88.200", Some(USER), "").await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = http(a, "GET", "/sync/status", Some(USER), "").await;
+    assert_eq!(s, 200, "{v}");
+    // A valid identity that is not in [[sync.allow]].
+    let stranger = "300%3A0.NA%2F88.200:sync-secret";
+    let (s, v) = http(a, "GET", "/sync/digest?prefix=88.200", Some(stranger), "").await;
+    assert_eq!(s, 403, "{v}");
+    // The operator: any prefix, the same digest.
+    let op = operator(&p);
+    let (s, by_operator) = http(a, "GET", "/sync/digest?prefix=88.100", Some(&op), "").await;
+    assert_eq!(s, 200, "{by_operator}");
+    assert_eq!(by_operator, by_follower);
+    let (s, v) = http(a, "GET", "/sync/digest?prefix=88.200", Some(&op), "").await;
+    assert_eq!((s, &v["records"]), (200, &Value::from(1)), "{v}");
+    // The token is the one in the data directory, for `idnode sync status`.
+    let file = std::fs::read_to_string(dir.path().join("primary/sync-operator.token")).unwrap();
+    assert_eq!(Some(file.trim()), p.operator_token.as_deref());
     p.shutdown().await;
 }

@@ -49,6 +49,9 @@ pub struct HttpState {
     pub site: SiteInfo,
     /// Set on recursive nodes: GETs for identifiers not homed here go through the hierarchy.
     pub recursor: Option<Arc<Recursor>>,
+    /// Failed authentications per client address (as on the native front end): a spent
+    /// budget refuses credentials unchecked until it refills.
+    pub auth_failures: std::sync::Mutex<crate::auth::pending::FailureLimiter>,
 }
 
 /// The router. Connection info must be inserted into each request's extensions by the caller
@@ -232,6 +235,36 @@ pub(crate) enum Credentials {
 
 /// Authenticate `Authorization: Basic base64(pct(index:handle) ":" secret)`.
 pub(crate) fn authenticate(
+    state: &HttpState,
+    headers: &HeaderMap,
+    conn: Option<ConnInfo>,
+) -> Credentials {
+    let peer = conn.as_ref().map(|c| c.peer.ip());
+    let presented = headers.contains_key(header::AUTHORIZATION);
+    let now = Instant::now();
+    let lock = || {
+        state
+            .auth_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    };
+    if let (true, Some(ip)) = (presented, peer) {
+        if !lock().allows(ip, now) {
+            let reason = "too many failed authentications from this address; try again later";
+            crate::audit::auth_failure("http", ip, None, reason);
+            return Credentials::Refused(reason.into());
+        }
+    }
+    let credentials = check_credentials(state, headers, conn);
+    if let (Credentials::Refused(reason), Some(ip)) = (&credentials, peer) {
+        lock().failed(ip, now);
+        crate::audit::auth_failure("http", ip, None, reason);
+    }
+    credentials
+}
+
+/// The credentials of a request, checked (see [`authenticate`], which rates failures).
+fn check_credentials(
     state: &HttpState,
     headers: &HeaderMap,
     conn: Option<ConnInfo>,
@@ -486,8 +519,18 @@ struct BodyError {
     failure: Failure,
 }
 
+/// The largest body read before the client is authenticated: an anonymous POST resolution's
+/// parameters, a REST session's answer, the dropped body of a refused write (see
+/// `refused_before_body`). Everything else waits for valid credentials, then gets
+/// `http.max_body_bytes`.
+pub const UNAUTHENTICATED_BODY_BYTES: usize = 16 * 1024;
+
 async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
-    match axum::body::to_bytes(body, state.max_body_bytes).await {
+    read_body_at_most(body, state.max_body_bytes).await
+}
+
+async fn read_body_at_most(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(e) if crate::server::BodyDeadlinePassed::caused(&e) => Err(BodyError {
             status: StatusCode::REQUEST_TIMEOUT,
@@ -500,7 +543,7 @@ async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             failure: Failure::new(
                 ResponseCode::ProtocolError,
-                format!("request body is larger than {} bytes", state.max_body_bytes),
+                format!("request body is larger than {limit} bytes"),
             ),
         }),
     }
@@ -509,6 +552,33 @@ async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
 fn body_error(e: BodyError, handle: Option<&str>, params: &Params) -> (ResponseCode, Response) {
     let body = hjson::error_response(e.failure.code.code(), handle, &e.failure.message);
     (e.failure.code, json_response(e.status, &body, params))
+}
+
+/// The answer to a request refused before its body is read (a write whose credentials are
+/// missing or refused, or sent to a read-only mirror): the body is never parsed. A small
+/// declared body (`Content-Length` ≤ [`UNAUTHENTICATED_BODY_BYTES`]) is read and dropped so a
+/// keep-alive client (pyhandle reuses its connection) can go on; anything larger, or of
+/// unknown length, is not read at all and the answer says `Connection: close` (hyper then
+/// closes the connection rather than take the unread body for the next request).
+async fn refused_before_body(
+    (code, mut resp): (ResponseCode, Response),
+    headers: &HeaderMap,
+    body: Body,
+) -> (ResponseCode, Response) {
+    let small = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n <= UNAUTHENTICATED_BODY_BYTES);
+    let drained = small
+        && read_body_at_most(body, UNAUTHENTICATED_BODY_BYTES)
+            .await
+            .is_ok();
+    if !drained {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    (code, resp)
 }
 
 /// `/api/handles/{handle}`: GET resolves; PUT creates/adds; DELETE deletes/removes; POST with
@@ -533,36 +603,63 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
                 format!("read-only mirror of {up}"),
             );
             observe(&state, "put", f.code, started);
-            return failure_response(&f, Some(&text), false, &params);
+            let resp = failure_response(&f, Some(&text), false, &params);
+            return refused_before_body((f.code, resp), &parts.headers, body)
+                .await
+                .1;
         }
     }
+    let client = conn.as_ref().map(|c| c.peer.ip());
     let (op, resp) = match parts.method {
-        Method::GET | Method::HEAD => (
-            "resolve",
-            get_handle(&state, &parts.headers, conn, &text, &params).await,
-        ),
-        Method::POST => match read_body(&state, body).await {
-            Err(e) => ("resolve", body_error(e, Some(&text), &params)),
-            Ok(bytes) => {
-                if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) {
-                    for (k, v) in obj {
-                        let vals: Vec<Value> = match v {
-                            Value::Array(a) => a,
-                            other => vec![other],
-                        };
-                        for v in vals {
-                            let s = match v {
-                                Value::String(s) => s,
-                                other => other.to_string(),
-                            };
-                            params.0.push((k.clone(), s));
-                        }
-                    }
-                }
+        Method::GET | Method::HEAD => {
+            let credentials = authenticate(&state, &parts.headers, conn);
+            (
+                "resolve",
+                get_handle(&state, credentials, client, &text, &params).await,
+            )
+        }
+        // A resolution with its parameters in the body: the credentials are checked before
+        // the body is read, and an anonymous one gets a small body only.
+        Method::POST => match authenticate(&state, &parts.headers, conn) {
+            Credentials::Refused(reason) => {
+                let refused = (
+                    ResponseCode::AuthenticationFailed,
+                    refused_response(Some(&text), &reason, &params),
+                );
                 (
                     "resolve",
-                    get_handle(&state, &parts.headers, conn, &text, &params).await,
+                    refused_before_body(refused, &parts.headers, body).await,
                 )
+            }
+            credentials => {
+                let limit = match credentials {
+                    Credentials::Valid(_) => state.max_body_bytes,
+                    _ => UNAUTHENTICATED_BODY_BYTES.min(state.max_body_bytes),
+                };
+                match read_body_at_most(body, limit).await {
+                    Err(e) => ("resolve", body_error(e, Some(&text), &params)),
+                    Ok(bytes) => {
+                        if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) {
+                            for (k, v) in obj {
+                                let vals: Vec<Value> = match v {
+                                    Value::Array(a) => a,
+                                    other => vec![other],
+                                };
+                                for v in vals {
+                                    let s = match v {
+                                        Value::String(s) => s,
+                                        other => other.to_string(),
+                                    };
+                                    params.0.push((k.clone(), s));
+                                }
+                            }
+                        }
+                        (
+                            "resolve",
+                            get_handle(&state, credentials, client, &text, &params).await,
+                        )
+                    }
+                }
             }
         },
         Method::PUT => {
@@ -609,8 +706,8 @@ fn preflight() -> Response {
 
 async fn get_handle(
     state: &HttpState,
-    headers: &HeaderMap,
-    conn: Option<ConnInfo>,
+    credentials: Credentials,
+    client: Option<IpAddr>,
     text: &str,
     params: &Params,
 ) -> (ResponseCode, Response) {
@@ -618,8 +715,7 @@ async fn get_handle(
         Ok(h) => h,
         Err(f) => return (f.code, failure_response(&f, Some(text), true, params)),
     };
-    let client = conn.as_ref().map(|c| c.peer.ip());
-    let identity = match authenticate(state, headers, conn) {
+    let identity = match credentials {
         Credentials::Refused(reason) => {
             return (
                 ResponseCode::AuthenticationFailed,
@@ -775,8 +871,17 @@ async fn put_handle(
     params: &Params,
     body: Body,
 ) -> (ResponseCode, Response) {
-    // Read the whole body first: answering before it is drained would break keep-alive
-    // connections (pyhandle reuses its connection).
+    // Credentials first: the body of a request that is not authenticated is never read nor
+    // parsed (see `refused_before_body`).
+    let peer = conn.as_ref().map(|c| c.peer.ip());
+    let identity = match require_identity(state, headers, conn) {
+        Ok(id) => id,
+        Err(r) => {
+            return refused_before_body(refusal_response(r, &text, params), headers, body).await
+        }
+    };
+    // Then the whole body, before any other answer: answering before it is drained would
+    // break keep-alive connections (pyhandle reuses its connection).
     let bytes = match read_body(state, body).await {
         Ok(b) => b,
         Err(e) => return body_error(e, Some(&text), params),
@@ -853,13 +958,16 @@ async fn put_handle(
         }
         Err(f) => return fail(f, &text),
     }
-    let identity = match require_identity(state, headers, conn) {
-        Ok(id) => id,
-        Err(r) => return refusal_response(r, &text, params),
-    };
     let overwrite = params.flag("overwrite").unwrap_or(true);
     let index_params: Vec<&str> = params.all("index").collect();
     let engine = state.engine.clone();
+    let who = identity.to_string();
+    let written = crate::audit::indexes(values.iter().map(|v| v.index));
+    let op = if index_params.is_empty() {
+        "create"
+    } else {
+        "add"
+    };
     let result = if index_params.is_empty() {
         let mode = if overwrite {
             Overwrite::Yes
@@ -903,7 +1011,28 @@ async fn put_handle(
         }
         run_blocking(move || engine.add_values(&identity, &handle, values, overwrite)).await
     };
+    audit_write(peer, &who, op, &text, &written, &result);
     write_response(result, &text, params)
+}
+
+/// One audit line for a REST write.
+fn audit_write(
+    peer: Option<IpAddr>,
+    who: &str,
+    op: &str,
+    handle: &str,
+    indexes: &str,
+    result: &Result<WriteOutcome, Failure>,
+) {
+    let origin = match peer {
+        Some(ip) => crate::audit::Origin::Client("rest", ip),
+        None => crate::audit::Origin::Local("rest"),
+    };
+    let result = match result {
+        Ok(_) => "ok".to_string(),
+        Err(f) => format!("RC {}: {}", f.code.code(), f.message),
+    };
+    crate::audit::write(origin, who, op, handle, indexes, &result);
 }
 
 async fn delete_handle(
@@ -914,6 +1043,13 @@ async fn delete_handle(
     params: &Params,
     body: Body,
 ) -> (ResponseCode, Response) {
+    let peer = conn.as_ref().map(|c| c.peer.ip());
+    let identity = match require_identity(state, headers, conn) {
+        Ok(id) => id,
+        Err(r) => {
+            return refused_before_body(refusal_response(r, &text, params), headers, body).await
+        }
+    };
     if let Err(e) = read_body(state, body).await {
         return body_error(e, Some(&text), params);
     }
@@ -934,16 +1070,19 @@ async fn delete_handle(
             }
         }
     }
-    let identity = match require_identity(state, headers, conn) {
-        Ok(id) => id,
-        Err(r) => return refusal_response(r, &text, params),
-    };
     let engine = state.engine.clone();
+    let who = identity.to_string();
+    let (op, removed) = if indexes.is_empty() {
+        ("delete", String::new())
+    } else {
+        ("remove", crate::audit::indexes(indexes.iter().copied()))
+    };
     let result = if indexes.is_empty() {
         run_blocking(move || engine.delete(&identity, &handle)).await
     } else {
         run_blocking(move || engine.remove_values(&identity, &handle, &indexes)).await
     };
+    audit_write(peer, &who, op, &text, &removed, &result);
     write_response(
         result.map(|o| WriteOutcome {
             created: false,
@@ -1135,7 +1274,9 @@ async fn this_session(State(state): State<Arc<HttpState>>, req: Request) -> Resp
         };
     }
     if method == Method::PUT || method == Method::POST {
-        let body = match read_body(&state, req.into_body()).await {
+        // The answer is the authentication: a small body only.
+        let limit = UNAUTHENTICATED_BODY_BYTES.min(state.max_body_bytes);
+        let body = match read_body_at_most(req.into_body(), limit).await {
             Ok(body) => body,
             Err(e) => return body_error(e, None, &params).1,
         };
@@ -1301,10 +1442,13 @@ async fn proxy_answer(
         }
     };
     if !params.has("noredirect") && params.get("action") != Some("showvalues") {
+        // Only to an alias that is a handle: an arbitrary value such as "/evil.example"
+        // would make "//evil.example", a redirect off this node.
         if let Some(alias) = values
             .iter()
             .find(|v| v.is_type(types::HS_ALIAS))
             .and_then(HandleValue::data_str)
+            .filter(|a| state.engine.parse_handle(a).is_ok())
         {
             let target = format!(
                 "/{}",
@@ -1320,10 +1464,23 @@ async fn proxy_answer(
             .or_else(|| values.iter().find(|v| v.matches_type_query("URL.")))
             .and_then(HandleValue::data_str);
         if let Some(url) = url {
-            let url = format!("{url}{}", params.get("urlappend").unwrap_or(""));
-            let encoded = percent_encoding::utf8_percent_encode(&url, LOCATION_SET).to_string();
-            if let Ok(loc) = HeaderValue::from_str(&encoded) {
-                return (StatusCode::FOUND, [(header::LOCATION, loc)]).into_response();
+            match redirect_target(url, params.get("urlappend").unwrap_or("")) {
+                Ok(target) => {
+                    if let Ok(loc) = HeaderValue::from_str(&target) {
+                        return (StatusCode::FOUND, [(header::LOCATION, loc)]).into_response();
+                    }
+                }
+                // Not a URL a browser should be sent to (javascript:, data:, relative...):
+                // the values page below, where it is only text.
+                Err(RedirectRefusal::NotRedirectable) => {}
+                Err(RedirectRefusal::AppendChangesOrigin) => {
+                    return html_page(
+                        StatusCode::BAD_REQUEST,
+                        "urlappend refused",
+                        "<p>urlappend may add a path, a query or a fragment to the \
+                         identifier's URL, not change its scheme, host, port or user.</p>",
+                    )
+                }
             }
         }
     }
@@ -1351,6 +1508,48 @@ async fn proxy_answer(
     )
 }
 
+/// URL schemes the proxy redirects to. Any other URL value (`javascript:`, `data:`,
+/// `file:`, relative references...) is shown on the values page instead, as text.
+pub const REDIRECT_SCHEMES: &[&str] = &["http", "https", "ftp"];
+
+/// Why the proxy does not redirect to a URL value.
+#[derive(Debug, PartialEq, Eq)]
+enum RedirectRefusal {
+    /// Not an absolute URL with one of [`REDIRECT_SCHEMES`].
+    NotRedirectable,
+    /// `urlappend` would change the scheme, user, host or port.
+    AppendChangesOrigin,
+}
+
+/// The Location for the URL value `url` followed by `urlappend`: the text escaped for the
+/// header, checked by parsing it the way browsers do (WHATWG URL, the `url` crate): the
+/// URL's scheme must be in [`REDIRECT_SCHEMES`], and the appended text may only extend the
+/// path, query or fragment, so `http://a.example` + `@evil.example/` (which a browser reads
+/// as host `evil.example`) is refused.
+fn redirect_target(url: &str, append: &str) -> Result<String, RedirectRefusal> {
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, LOCATION_SET).to_string();
+    let base_text = encode(url);
+    let base = url::Url::parse(&base_text).map_err(|_| RedirectRefusal::NotRedirectable)?;
+    if !REDIRECT_SCHEMES.contains(&base.scheme()) || !base.has_host() {
+        return Err(RedirectRefusal::NotRedirectable);
+    }
+    if append.is_empty() {
+        return Ok(base_text);
+    }
+    let text = encode(&format!("{url}{append}"));
+    let full = url::Url::parse(&text).map_err(|_| RedirectRefusal::AppendChangesOrigin)?;
+    let same_origin = full.scheme() == base.scheme()
+        && full.username() == base.username()
+        && full.password() == base.password()
+        && full.host() == base.host()
+        && full.port() == base.port();
+    if same_origin {
+        Ok(text)
+    } else {
+        Err(RedirectRefusal::AppendChangesOrigin)
+    }
+}
+
 /// Bytes to escape in a Location header built from a stored URL: controls, space, and
 /// non-ASCII (IRI → URI); the URL's own reserved characters stay as they are.
 const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
@@ -1361,7 +1560,8 @@ const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'`');
 
 /// Bytes to escape in a handle used as a path.
-const PATH_SET: &percent_encoding::AsciiSet = &LOCATION_SET.add(b'?').add(b'#').add(b'%');
+const PATH_SET: &percent_encoding::AsciiSet =
+    &LOCATION_SET.add(b'?').add(b'#').add(b'%').add(b'\\');
 
 pub mod sessions;
 

@@ -321,6 +321,9 @@ pub struct RunningNode {
     pub engine: Engine,
     /// The node's instruments (what `/metrics` shows).
     pub metrics: Metrics,
+    /// The operator token `/sync/status` and `/sync/digest` accept
+    /// ([`crate::sync::operator_token_path`]), when it could be read or created.
+    pub operator_token: Option<String>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -398,6 +401,9 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         plain_http_auth: config.raw.http.plain_http_auth,
         site: site.clone(),
         recursor: recursor.clone(),
+        auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
+            Default::default(),
+        )),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let links: crate::sync::follower::Links = Default::default();
@@ -408,12 +414,25 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             config.raw.node.suffix_case,
         )?);
     }
+    let token_path = crate::sync::operator_token_path(&config.raw.node.data_dir);
+    let operator_token = match read_or_create_secret(&token_path) {
+        Ok((token, _)) => Some(token),
+        Err(e) => {
+            tracing::warn!(error = %e, "no sync operator token: /sync/status and /sync/digest \
+                                       answer [[sync.allow]] identities only");
+            None
+        }
+    };
     let feed = Arc::new(crate::sync::feed::FeedState {
         http: state.clone(),
         allow: config.sync_allow.clone(),
         allow_plain: config.raw.sync.allow_plain,
         links: links.clone(),
         shutdown: shutdown_rx.clone(),
+        scans: Arc::new(tokio::sync::Semaphore::new(
+            config.raw.sync.max_concurrent_scans,
+        )),
+        operator_token: operator_token.clone(),
     });
     let mut tasks = Vec::new();
     let retention = config.raw.sync.log_retention;
@@ -519,6 +538,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         dns_addr,
         engine,
         metrics,
+        operator_token,
         shutdown,
         tasks,
     })

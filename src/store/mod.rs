@@ -682,6 +682,24 @@ impl Registry {
         })
     }
 
+    /// The records under `prefix` (`P/...`, not `0.NA/P`), in key order, read lazily from
+    /// sled's range: memory stays bounded by one record whatever the prefix holds (digests).
+    /// Not a point-in-time view: writes committed during the scan may or may not be seen.
+    pub fn records_under(
+        &self,
+        prefix: &Prefix,
+    ) -> impl Iterator<Item = Result<(String, Record), StoreError>> + '_ {
+        let scan = format!("{}/", prefix.as_str());
+        self.records.scan_prefix(scan.as_bytes()).map(|item| {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            match record::decode_record(&v) {
+                Ok(rec) => Ok((key, rec)),
+                Err(source) => Err(StoreError::Corrupt { key, source }),
+            }
+        })
+    }
+
     /// Number of records.
     pub fn record_count(&self) -> usize {
         self.records.len()

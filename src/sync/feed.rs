@@ -11,16 +11,21 @@
 //!   bounds the added latency at 50 ms. When N is older than the retained log:
 //!   `410 Gone` `{"responseCode":10,"message":"re-bootstrap"}`.
 //! - `GET /sync/snapshot?prefix=P...` → `{"seq":S,"records":[{"key","record","data"}]}`.
-//! - `GET /sync/digest?prefix=P` → `{"prefix","records","sha256"}` (unauthenticated: a hash
-//!   of the content reveals nothing but whether it changed).
+//! - `GET /sync/digest?prefix=P` → `{"prefix","records","sha256"}`, computed by streaming
+//!   over the prefix's key range ([`crate::sync::digest`]; bounded memory).
 //! - `GET /sync/status` → this node's follow links.
 //!
-//! `changes` and `snapshot` need an identity listed in `[[sync.allow]]` (401 without valid
+//! Every endpoint needs an identity listed in `[[sync.allow]]` (401 without valid
 //! credentials, 403 for prefixes it may not receive), and HTTPS unless
 //! `sync.allow_plain = true`. The identity proves itself with HTTP Basic (its HS_SECKEY
 //! secret) or, better, by signing each request with its HS_PUBKEY private key
 //! (`Authorization: HS_PUBKEY id=…, t=…, sig=…`; no secret crosses the link). The follower
-//! authenticates the upstream by its TLS certificate (`ca_file`).
+//! authenticates the upstream by its TLS certificate (`ca_file`). `status` and `digest` (of
+//! any prefix) also accept the node's own operator token (`Authorization: Bearer …`, from
+//! [`crate::sync::operator_token_path`]), over HTTPS, from loopback, or with `allow_plain`.
+//!
+//! `snapshot` and `digest` read a whole prefix: at most `sync.max_concurrent_scans` run at
+//! once (after authentication), others get 503 with `Retry-After`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +58,16 @@ pub struct FeedState {
     pub links: Links,
     /// Node shutdown: ends long-polls at once, so a graceful shutdown does not wait for them.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Full-prefix scans (`digest`, `snapshot`) running at once: `sync.max_concurrent_scans`
+    /// permits, taken without waiting.
+    pub scans: Arc<tokio::sync::Semaphore>,
+    /// The node operator's token ([`crate::sync::operator_token_path`]) for `status` and
+    /// `digest`; `None` accepts no token.
+    pub operator_token: Option<String>,
 }
+
+/// Seconds a client refused for lack of a scan permit is asked to wait.
+pub const SCAN_RETRY_AFTER_SECS: u64 = 2;
 
 pub fn router(state: Arc<FeedState>) -> Router {
     Router::new()
@@ -146,24 +160,63 @@ fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<
     }
 }
 
-/// Authenticate the follower and work out the prefixes it asked for and may receive.
-fn authorize(
+/// Who is calling a feed endpoint.
+enum Caller {
+    /// An identity of `[[sync.allow]]`, with the prefixes it may receive.
+    Follower(Identity, Vec<Prefix>),
+    /// The holder of the node's operator token.
+    Operator,
+}
+
+/// Authenticate the caller: a follower identity listed in `[[sync.allow]]` (every
+/// endpoint), or the operator token when `operator_ok` (status and digests).
+fn authenticate_caller(
     state: &FeedState,
     req: &Request,
-    params: &[(String, String)],
-) -> Result<Vec<Prefix>, Box<Response>> {
+    operator_ok: bool,
+) -> Result<Caller, Box<Response>> {
     let conn = req.extensions().get::<ConnInfo>().cloned();
-    if !state.allow_plain && !conn.as_ref().is_some_and(|c| c.tls) {
+    let tls = conn.as_ref().is_some_and(|c| c.tls);
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Some(token) = header.and_then(|v| v.strip_prefix("Bearer ")) {
+        let loopback = conn.as_ref().is_some_and(|c| c.peer.ip().is_loopback());
+        if !(tls || state.allow_plain || loopback) {
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                402,
+                "the operator token is accepted over HTTPS or from loopback only",
+            )));
+        }
+        use subtle::ConstantTimeEq;
+        let valid = operator_ok
+            && state
+                .operator_token
+                .as_deref()
+                .is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.trim().as_bytes())));
+        if valid {
+            return Ok(Caller::Operator);
+        }
+        tracing::info!(
+            peer = ?conn.map(|c| c.peer),
+            "sync request with a wrong (or here unaccepted) operator token refused"
+        );
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            403,
+            "operator token refused",
+        )));
+    }
+    if !state.allow_plain && !tls {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             402,
             "the change feed is served over HTTPS only",
         )));
     }
-    let signed = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let signed = header
         .and_then(|v| v.strip_prefix("HS_PUBKEY "))
         .map(|params| {
             let path = req
@@ -200,6 +253,15 @@ fn authorize(
             &format!("{identity} may not follow this node"),
         )));
     };
+    Ok(Caller::Follower(identity, allowed.clone()))
+}
+
+/// The prefixes asked for (`prefix=` parameters) that the caller may receive; a follower
+/// asking for none gets all of its own.
+fn wanted_prefixes(
+    caller: &Caller,
+    params: &[(String, String)],
+) -> Result<Vec<Prefix>, Box<Response>> {
     let mut wanted = Vec::new();
     for (_, p) in params.iter().filter(|(k, _)| k == "prefix") {
         let prefix = Prefix::parse(p).map_err(|e| {
@@ -209,20 +271,51 @@ fn authorize(
                 &format!("prefix {p:?}: {e}"),
             ))
         })?;
-        if !allowed.contains(&prefix) {
-            tracing::info!(%identity, %prefix, "sync follower asked for a prefix it may not receive");
-            return Err(Box::new(error(
-                StatusCode::FORBIDDEN,
-                402,
-                &format!("{identity} may not receive prefix {prefix}"),
-            )));
+        if let Caller::Follower(identity, allowed) = caller {
+            if !allowed.contains(&prefix) {
+                tracing::info!(%identity, %prefix, "sync follower asked for a prefix it may not receive");
+                return Err(Box::new(error(
+                    StatusCode::FORBIDDEN,
+                    402,
+                    &format!("{identity} may not receive prefix {prefix}"),
+                )));
+            }
         }
         wanted.push(prefix);
     }
     if wanted.is_empty() {
-        wanted = allowed.clone();
+        if let Caller::Follower(_, allowed) = caller {
+            wanted = allowed.clone();
+        }
     }
     Ok(wanted)
+}
+
+/// Authenticate a follower and work out the prefixes it asked for and may receive.
+fn authorize(
+    state: &FeedState,
+    req: &Request,
+    params: &[(String, String)],
+) -> Result<Vec<Prefix>, Box<Response>> {
+    let caller = authenticate_caller(state, req, false)?;
+    wanted_prefixes(&caller, params)
+}
+
+/// A permit for one full-prefix scan, or the 503 that tells the client to come back.
+fn scan_permit(state: &FeedState) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
+    state.scans.clone().try_acquire_owned().map_err(|_| {
+        tracing::info!("sync scan refused: sync.max_concurrent_scans already running");
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            7,
+            "too many snapshot and digest scans at once; retry later",
+        );
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(SCAN_RETRY_AFTER_SECS),
+        );
+        Box::new(resp)
+    })
 }
 
 fn record_json(rec: &Record) -> (Value, String) {
@@ -322,18 +415,37 @@ async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response
         Ok(p) => p,
         Err(resp) => return *resp,
     };
+    let permit = match scan_permit(&state) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
     let reg = state.http.engine.registry().clone();
-    match tokio::task::spawn_blocking(move || reg.snapshot(&prefixes)).await {
-        Ok(Ok((seq, records))) => {
-            let records: Vec<Value> = records
-                .iter()
-                .map(|(k, r)| {
-                    let (j, data) = record_json(r);
-                    json!({"key": k, "record": j, "data": data})
-                })
-                .collect();
-            Json(json!({"seq": seq, "records": records})).into_response()
-        }
+    // The permit lives in the blocking task: a client that goes away does not free it while
+    // the scan and the answer's encoding still run.
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let (seq, records) = reg.snapshot(&prefixes)?;
+        let records: Vec<Value> = records
+            .iter()
+            .map(|(k, r)| {
+                let (j, data) = record_json(r);
+                json!({"key": k, "record": j, "data": data})
+            })
+            .collect();
+        Ok::<_, crate::store::StoreError>(
+            serde_json::to_vec(&json!({"seq": seq, "records": records})).unwrap_or_default(),
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
     }
@@ -341,12 +453,30 @@ async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response
 
 async fn digest(State(state): State<Arc<FeedState>>, req: Request) -> Response {
     let params = params(&req);
-    let Some(prefix) = param(&params, "prefix").and_then(|p| Prefix::parse(p).ok()) else {
-        return error(StatusCode::BAD_REQUEST, 2, "prefix=P is required");
+    let caller = match authenticate_caller(&state, &req, true) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    if params.iter().filter(|(k, _)| k == "prefix").count() != 1 {
+        return error(StatusCode::BAD_REQUEST, 2, "one prefix=P is required");
+    }
+    let prefix = match wanted_prefixes(&caller, &params) {
+        Ok(mut p) if p.len() == 1 => p.remove(0),
+        Ok(_) => return error(StatusCode::BAD_REQUEST, 2, "one prefix=P is required"),
+        Err(resp) => return *resp,
+    };
+    let permit = match scan_permit(&state) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
     };
     let reg = state.http.engine.registry().clone();
     let p = prefix.clone();
-    match tokio::task::spawn_blocking(move || super::digest(&reg, &p)).await {
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        super::digest(&reg, &p)
+    })
+    .await;
+    match result {
         Ok(Ok((n, hex))) => {
             Json(json!({"prefix": prefix.as_str(), "records": n, "sha256": hex})).into_response()
         }
@@ -355,7 +485,10 @@ async fn digest(State(state): State<Arc<FeedState>>, req: Request) -> Response {
     }
 }
 
-async fn status(State(state): State<Arc<FeedState>>) -> Response {
+async fn status(State(state): State<Arc<FeedState>>, req: Request) -> Response {
+    if let Err(resp) = authenticate_caller(&state, &req, true) {
+        return *resp;
+    }
     let links = state
         .links
         .lock()
@@ -366,4 +499,153 @@ async fn status(State(state): State<Arc<FeedState>>) -> Response {
         "links": links.values().collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::model::SiteInfo;
+    use crate::resolve::{init_prefix, Engine, Policy};
+    use crate::store::{Registry, StoreOptions};
+
+    const TOKEN: &str = "operator-token";
+    const SECRET: &[u8] = b"follower secret";
+
+    fn feed(dir: &std::path::Path, scans: usize, allow_plain: bool) -> Arc<FeedState> {
+        let registry = Arc::new(Registry::open(dir, &StoreOptions::default()).unwrap());
+        init_prefix(&registry, &Prefix::parse("88.100").unwrap(), 300, SECRET).unwrap();
+        let http = Arc::new(crate::server::http::HttpState {
+            sessions: Default::default(),
+            engine: Engine::new(registry, Policy::default()),
+            metrics: Metrics::new().unwrap(),
+            max_body_bytes: 1 << 20,
+            plain_http_auth: Default::default(),
+            site: SiteInfo {
+                data_format_version: 1,
+                protocol_major: 2,
+                protocol_minor: 11,
+                serial: 1,
+                primary_mask: 0,
+                hash_option: 0,
+                hash_filter: Vec::new(),
+                attributes: Vec::new(),
+                servers: Vec::new(),
+            },
+            recursor: None,
+            auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
+                Default::default(),
+            )),
+        });
+        let identity = crate::config::parse_identity("300:0.NA/88.100", Default::default());
+        Arc::new(FeedState {
+            http,
+            allow: vec![(identity.unwrap(), vec![Prefix::parse("88.100").unwrap()])],
+            allow_plain,
+            links: Default::default(),
+            shutdown: tokio::sync::watch::channel(false).1,
+            scans: Arc::new(tokio::sync::Semaphore::new(scans)),
+            operator_token: Some(TOKEN.into()),
+        })
+    }
+
+    async fn get(state: &Arc<FeedState>, path: &str, auth: &str, peer: [u8; 4]) -> Response {
+        let mut req = axum::http::Request::get(path)
+            .header(axum::http::header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(ConnInfo {
+            peer: SocketAddr::from((peer, 40_000)),
+            tls: false,
+            client_cert: None,
+        });
+        router(state.clone()).oneshot(req).await.unwrap()
+    }
+
+    async fn json_of(resp: Response) -> Value {
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    }
+
+    fn basic() -> String {
+        let t =
+            base64::engine::general_purpose::STANDARD.encode(b"300%3A0.NA/88.100:follower secret");
+        format!("Basic {t}")
+    }
+
+    #[tokio::test]
+    async fn hole8_scans_beyond_the_cap_get_503_with_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = feed(dir.path(), 1, true);
+        let bearer = format!("Bearer {TOKEN}");
+        // The one scan permit is busy (as if a bootstrap were running).
+        let busy = state.scans.clone().try_acquire_owned().unwrap();
+        for path in ["/sync/digest?prefix=88.100", "/sync/snapshot"] {
+            let auth = if path.contains("digest") {
+                bearer.clone()
+            } else {
+                basic()
+            };
+            let resp = get(&state, path, &auth, [127, 0, 0, 1]).await;
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(
+                resp.headers().get(axum::http::header::RETRY_AFTER).unwrap(),
+                &SCAN_RETRY_AFTER_SECS.to_string()
+            );
+        }
+        // Strangers are refused before they could take a permit.
+        let resp = get(
+            &state,
+            "/sync/digest?prefix=88.100",
+            "Bearer nope",
+            [127, 0, 0, 1],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        drop(busy);
+        let resp = get(
+            &state,
+            "/sync/digest?prefix=88.100",
+            &bearer,
+            [127, 0, 0, 1],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let resp = get(&state, "/sync/snapshot", &basic(), [127, 0, 0, 1]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        // Every permit is back once the scans are done.
+        assert_eq!(state.scans.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn hole8_operator_token_only_for_status_and_digest_and_not_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = feed(dir.path(), 2, false);
+        let bearer = format!("Bearer {TOKEN}");
+        // From loopback over plain HTTP: status and digests of any prefix.
+        for path in ["/sync/status", "/sync/digest?prefix=88.200"] {
+            let resp = get(&state, path, &bearer, [127, 0, 0, 1]).await;
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        }
+        // Not for the feed itself, whose data only [[sync.allow]] identities receive.
+        for path in ["/sync/changes?after=0", "/sync/snapshot"] {
+            let resp = get(&state, path, &bearer, [127, 0, 0, 1]).await;
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        }
+        // Never in clear across a network (without allow_plain).
+        let resp = get(&state, "/sync/status", &bearer, [10, 0, 0, 5]).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let resp = get(&state, "/sync/status", "Bearer wrong", [127, 0, 0, 1]).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        // Without allow_plain and TLS, anything else is refused as before.
+        let resp = get(&state, "/sync/status", &basic(), [127, 0, 0, 1]).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(json_of(resp).await["responseCode"], 402);
+    }
 }

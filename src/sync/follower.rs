@@ -391,6 +391,20 @@ impl Runner {
                 let name = self.link.name.clone();
                 tokio::task::spawn_blocking(move || reg.apply_replicated(&changes, &name, next))
                     .await??;
+                crate::audit::write(
+                    crate::audit::Origin::Replica,
+                    &self.link.name,
+                    "replicated_batch",
+                    &self
+                        .link
+                        .prefixes
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    &format!("{n} changes to sequence {next}"),
+                    "ok",
+                );
                 cursor = next;
             }
             let lag = last_seq.saturating_sub(cursor);

@@ -7,10 +7,11 @@
 //!   long-polls changes, verifies each batch and applies it together with its cursor in one
 //!   sled transaction ([`crate::store::Registry::apply_replicated`]).
 //!
-//! Authentication in this slice: a follower presents an identity (`index:handle`) with HTTP
-//! Basic (HS_SECKEY) and the upstream serves only the prefixes `[[sync.allow]]` lists for it;
-//! the feed answers only over HTTPS unless `sync.allow_plain = true` (tests). Mutual TLS with
-//! certificates tied to node identities is the next step.
+//! Authentication: every endpoint needs a follower identity (`index:handle`, HTTP Basic with
+//! its HS_SECKEY, an HS_PUBKEY-signed request or a TLS client certificate) and the upstream
+//! serves only the prefixes `[[sync.allow]]` lists for it; the feed answers only over HTTPS
+//! unless `sync.allow_plain = true` (tests). Status and digests also answer the node's
+//! operator token ([`operator_token_path`]).
 //!
 //! Both ends must use the same `suffix_case` (keys are compared as normalized). A snapshot is
 //! one JSON answer, so very large prefixes want a paged snapshot (not built yet).
@@ -26,21 +27,43 @@ use crate::store::{record, Registry, StoreError};
 /// SHA-256 over every record under `prefix` in key order: for each, the key's length (u32
 /// big-endian), the key, the canonical stored encoding's length and the encoding. Equal on
 /// a primary and its mirror when they are in sync. Hex.
+///
+/// Computed by streaming over sled's key range with an incremental hasher: memory is one
+/// record, whatever the prefix holds, and writers are not held up. The scan is not a
+/// point-in-time view, so when the registry's sequence moved during it the digest is
+/// computed again (at most [`DIGEST_ATTEMPTS`] times; the last one is returned).
 pub fn digest(registry: &Registry, prefix: &Prefix) -> Result<(usize, String), StoreError> {
-    let (_, records) = registry.snapshot(std::slice::from_ref(prefix))?;
-    let mut h = Sha256::new();
-    for (key, rec) in &records {
-        let bytes = record::encode_record(rec);
-        h.update((key.len() as u32).to_be_bytes());
-        h.update(key.as_bytes());
-        h.update((bytes.len() as u32).to_be_bytes());
-        h.update(&bytes);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = registry.last_seq();
+        let mut h = Sha256::new();
+        let mut n = 0usize;
+        for item in registry.records_under(prefix) {
+            let (key, rec) = item?;
+            let bytes = record::encode_record(&rec);
+            h.update((key.len() as u32).to_be_bytes());
+            h.update(key.as_bytes());
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
+            n += 1;
+        }
+        if registry.last_seq() == before || attempt >= DIGEST_ATTEMPTS {
+            let out = h.finalize();
+            return Ok((n, out.iter().map(|b| format!("{b:02x}")).collect()));
+        }
     }
-    let out = h.finalize();
-    Ok((
-        records.len(),
-        out.iter().map(|b| format!("{b:02x}")).collect(),
-    ))
+}
+
+/// How many times [`digest`] scans when writes keep landing during its scan.
+pub const DIGEST_ATTEMPTS: u32 = 3;
+
+/// Where a node keeps its operator token (`<data_dir>/sync-operator.token`, mode 0600,
+/// generated at first start): `Authorization: Bearer <token>` on `/sync/status` and
+/// `/sync/digest` (any prefix) for the node's operator, e.g. `idnode sync status`, and on a
+/// mirror, which stores no identity of its upstream's prefixes to authenticate anyone with.
+pub fn operator_token_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("sync-operator.token")
 }
 
 /// Is `key` (a normalized handle key) under one of `prefixes` (`P/...`)? The prefix handle
@@ -67,3 +90,70 @@ pub fn request_signature_input(unix: u64, path_and_query: &str) -> (Vec<u8>, Vec
 
 /// How far a signed request's timestamp may be from the upstream's clock.
 pub const SIGNATURE_WINDOW_SECS: u64 = 300;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Handle, HandleValue, SuffixCase};
+    use crate::store::{Record, StoreOptions};
+
+    /// The digest as it was defined before it streamed: over a full snapshot of the prefix.
+    fn digest_by_snapshot(registry: &Registry, prefix: &Prefix) -> (usize, String) {
+        let (_, records) = registry.snapshot(std::slice::from_ref(prefix)).unwrap();
+        let mut h = Sha256::new();
+        for (key, rec) in &records {
+            let bytes = record::encode_record(rec);
+            h.update((key.len() as u32).to_be_bytes());
+            h.update(key.as_bytes());
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
+        }
+        let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        (records.len(), hex)
+    }
+
+    #[test]
+    fn streamed_digest_is_the_same_function_of_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut batch = Vec::new();
+        // Neighbours that a prefix scan must not take in: the prefix handle, a longer prefix.
+        for h in [
+            "0.NA/88.100",
+            "88.1000/x",
+            "88.10/y",
+            "88.100/b",
+            "88.100/a",
+            "88.100/A",
+        ] {
+            let handle = Handle::parse(h, SuffixCase::Sensitive).unwrap();
+            let values = vec![HandleValue::new(1, "URL", format!("https://e.example/{h}"))];
+            let rec = Record {
+                handle: h.into(),
+                values,
+            };
+            batch.push((handle, rec));
+        }
+        for i in 0..300 {
+            let h = format!("88.100/N{i:04}");
+            let handle = Handle::parse(&h, SuffixCase::Sensitive).unwrap();
+            let rec = Record {
+                handle: h,
+                values: vec![HandleValue::new(2, "DESC", "x".repeat(i))],
+            };
+            batch.push((handle, rec));
+        }
+        registry.put_batch(&batch).unwrap();
+        let prefix = Prefix::parse("88.100").unwrap();
+        let streamed = digest(&registry, &prefix).unwrap();
+        assert_eq!(streamed.0, 303);
+        assert_eq!(streamed, digest_by_snapshot(&registry, &prefix));
+        // An empty prefix: the hash of nothing.
+        let empty = digest(&registry, &Prefix::parse("88.7").unwrap()).unwrap();
+        assert_eq!(empty.0, 0);
+        assert_eq!(
+            empty.1,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -75,6 +75,9 @@ fn fixture() -> Fixture {
         plain_http_auth: PlainHttpAuth::default(),
         site: site(),
         recursor: None,
+        auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
+            Default::default(),
+        )),
     });
     let fx = Fixture { _dir: dir, state };
     fx.seed(
@@ -826,7 +829,7 @@ async fn put_body_over_the_limit_is_413_json() {
         .starts_with("application/json"));
     assert_eq!(r.json()["responseCode"], 4);
     assert_eq!(fx.snapshot(), before);
-    // Also without credentials, and on POST and DELETE.
+    // Without credentials the body is not read at all (hole 9): 401. Also on POST and DELETE.
     let r = fx
         .send(
             Req::put("/api/handles/88.100.1/big")
@@ -834,7 +837,7 @@ async fn put_body_over_the_limit_is_413_json() {
                 .raw_body(big.clone()),
         )
         .await;
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = fx
         .send(Req::new(Method::POST, "/api/handles/88.100.1/SN-1").raw_body(big.clone()))
         .await;
@@ -1482,6 +1485,9 @@ async fn plain_http_auth_policies() {
             plain_http_auth: policy,
             site: site(),
             recursor: None,
+            auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
+                Default::default(),
+            )),
         });
         let fx = Fixture {
             _dir: fx._dir,
@@ -1903,4 +1909,189 @@ fn params_decode_plus_and_repeat() {
     assert_eq!(p.flag("no"), Some(false));
     assert_eq!(p.flag("absent"), None);
     assert!(Params::parse(None).0.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hole 9: proxy redirects, urlappend, bodies of unauthenticated writes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn hole9_proxy_redirects_only_to_safe_schemes() {
+    let fx = fixture();
+    let unsafe_urls = [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+        "//evil.example/",
+        "/relative/path",
+        "mailto:qa@example.com",
+    ];
+    for (i, url) in unsafe_urls.iter().enumerate() {
+        let h = format!("88.100.1/unsafe-{i}");
+        fx.seed(&h, vec![HandleValue::new(1, types::URL, *url)]);
+        let r = fx.send(Req::get(&format!("/{h}"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{url:?}");
+        assert_eq!(r.header(header::LOCATION), None, "{url:?}");
+        // The values page shows it as text only.
+        assert!(!r.text().contains("<script>"), "{}", r.text());
+    }
+    for (i, url) in [
+        "https://example.com/a",
+        "HTTP://Example.com/b",
+        "ftp://files.example/c.txt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let h = format!("88.100.1/safe-{i}");
+        fx.seed(&h, vec![HandleValue::new(1, types::URL, *url)]);
+        let r = fx.send(Req::get(&format!("/{h}"))).await;
+        assert_eq!(r.status, StatusCode::FOUND, "{url:?}");
+        assert_eq!(r.header(header::LOCATION), Some(*url));
+    }
+    // An HS_ALIAS that is not a handle is no way off the node either.
+    for (i, alias) in ["/evil.example", "\\evil.example"].iter().enumerate() {
+        let h = format!("88.100.1/alias-{i}");
+        fx.seed(&h, vec![HandleValue::new(1, types::HS_ALIAS, *alias)]);
+        let r = fx.send(Req::get(&format!("/{h}"))).await;
+        let loc = r.header(header::LOCATION).unwrap_or("");
+        assert!(!loc.starts_with("//") && !loc.starts_with("/\\"), "{loc}");
+    }
+}
+
+#[tokio::test]
+async fn hole9_urlappend_cannot_change_scheme_or_authority() {
+    let fx = fixture();
+    fx.seed(
+        "88.100.1/bare",
+        vec![HandleValue::new(1, types::URL, "http://a.example")],
+    );
+    for append in [
+        "@evil.example/",
+        ".evil.example/",
+        ":8080/",
+        "%09@evil.example/",
+        ":x@evil.example",
+    ] {
+        let enc = percent_encoding::utf8_percent_encode(append, percent_encoding::NON_ALPHANUMERIC);
+        let r = fx
+            .send(Req::get(&format!("/88.100.1/bare?urlappend={enc}")))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{append:?}");
+        assert_eq!(r.header(header::LOCATION), None, "{append:?}");
+    }
+    for (append, want) in [
+        ("/path", "http://a.example/path"),
+        ("?q=1", "http://a.example?q=1"),
+        ("#frag", "http://a.example#frag"),
+        ("/p@q", "http://a.example/p@q"),
+        ("", "http://a.example"),
+    ] {
+        let enc = percent_encoding::utf8_percent_encode(append, percent_encoding::NON_ALPHANUMERIC);
+        let r = fx
+            .send(Req::get(&format!("/88.100.1/bare?urlappend={enc}")))
+            .await;
+        assert_eq!(r.status, StatusCode::FOUND, "{append:?}");
+        assert_eq!(r.header(header::LOCATION), Some(want), "{append:?}");
+    }
+    // With a path, "@..." stays in the path: allowed, the host is unchanged.
+    let r = fx
+        .send(Req::get("/88.100.1/SN-1?urlappend=%40evil.example"))
+        .await;
+    assert_eq!(
+        r.header(header::LOCATION),
+        Some("https://example.com/sn/1@evil.example")
+    );
+}
+
+/// A request whose body records whether anything read it.
+fn watched(mut req: Req) -> (HttpRequest<Body>, Arc<std::sync::atomic::AtomicBool>) {
+    let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bytes = Bytes::from(std::mem::take(&mut req.body));
+    let mut built = req.build();
+    let flag = polled.clone();
+    let body = http_body_util::Full::new(bytes).map_frame(move |f| {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        f
+    });
+    *built.body_mut() = Body::new(body);
+    (built, polled)
+}
+
+#[tokio::test]
+async fn hole9_unauthenticated_write_bodies_are_never_read() {
+    let fx = fixture();
+    let before = fx.snapshot();
+    let huge = vec![b'{'; MAX_BODY * 4];
+    let cases = [
+        // Anonymous PUT, invalid JSON and far over the body limit.
+        Req::put("/api/handles/88.100.1/x")
+            .header(header::CONTENT_TYPE, "application/json")
+            .raw_body(huge.clone()),
+        // Wrong secret.
+        Req::put("/api/handles/88.100.1/x")
+            .auth(ADMIN1, "wrong")
+            .header(header::CONTENT_TYPE, "application/json")
+            .raw_body(b"not json".to_vec()),
+        Req::delete("/api/handles/88.100.1/SN-1").raw_body(huge.clone()),
+        Req::new(Method::POST, "/api/handles/88.100.1/SN-1")
+            .auth(ADMIN1, "wrong")
+            .raw_body(huge.clone()),
+    ];
+    for req in cases {
+        let what = format!("{} {}", req.method, req.uri);
+        let (built, polled) = watched(req);
+        let resp = router(fx.state.clone()).oneshot(built).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(
+            resp.headers().get(header::CONNECTION).map(|v| v.as_bytes()),
+            Some(&b"close"[..]),
+            "{what}"
+        );
+        assert!(
+            !polled.load(std::sync::atomic::Ordering::SeqCst),
+            "{what}: body read before authentication"
+        );
+    }
+    // A small declared body is read and dropped, unparsed, so a keep-alive client goes on.
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/x")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, "8")
+                .raw_body(b"not json".to_vec()),
+        )
+        .await;
+    assert_eq!(r.codes(), (401, 402), "{}", r.text());
+    assert_eq!(r.header(header::CONNECTION), None);
+    assert_eq!(fx.snapshot(), before);
+    // An anonymous POST resolution is still served, with a small body only.
+    let r = fx
+        .send(Req::new(Method::POST, "/api/handles/88.100.1/SN-1").json(&json!({"type": "URL"})))
+        .await;
+    assert_eq!(r.codes(), (200, 1), "{}", r.text());
+    let r = fx
+        .send(
+            Req::new(Method::POST, "/api/handles/88.100.1/SN-1").raw_body(vec![
+                b' ';
+                UNAUTHENTICATED_BODY_BYTES
+                    + 1
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Authenticated, the same bad body is read and refused for what it is.
+    let r = fx
+        .send(
+            Req::put("/api/handles/88.100.1/x")
+                .admin()
+                .header(header::CONTENT_TYPE, "application/json")
+                .raw_body(b"not json".to_vec()),
+        )
+        .await;
+    assert_eq!(r.codes(), (400, 4), "{}", r.text());
 }
