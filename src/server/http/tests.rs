@@ -75,8 +75,13 @@ fn fixture() -> Fixture {
         plain_http_auth: PlainHttpAuth::default(),
         site: site(),
         recursor: None,
+        // These tests try many refused credentials from one address on purpose; the
+        // budget's own test is hole1_http_failed_credentials_are_budgeted_per_address.
         auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
-            Default::default(),
+            crate::auth::pending::FailureLimits {
+                burst: 1000,
+                ..Default::default()
+            },
         )),
     });
     let fx = Fixture { _dir: dir, state };
@@ -2094,4 +2099,35 @@ async fn hole9_unauthenticated_write_bodies_are_never_read() {
         )
         .await;
     assert_eq!(r.codes(), (400, 4), "{}", r.text());
+}
+
+#[tokio::test]
+async fn hole1_http_failed_credentials_are_budgeted_per_address() {
+    let fx = fixture();
+    *fx.state.auth_failures.lock().unwrap() =
+        crate::auth::pending::FailureLimiter::new(crate::auth::pending::FailureLimits {
+            burst: 3,
+            per_minute: 1,
+            ..Default::default()
+        });
+    let uri = "/api/handles/88.100.1/SN-1";
+    let guesser: SocketAddr = "10.9.9.9:5000".parse().unwrap();
+    for _ in 0..3 {
+        let r = fx
+            .send(Req::get(uri).conn(guesser, true).auth(ADMIN1, "guess"))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    // The budget is spent: even the right secret is refused, unchecked.
+    let r = fx
+        .send(Req::get(uri).conn(guesser, true).auth(ADMIN1, SECRET1))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert!(r.text().contains("too many failed"), "{}", r.text());
+    // Another address is not affected.
+    let other: SocketAddr = "10.9.9.10:5000".parse().unwrap();
+    let r = fx
+        .send(Req::get(uri).conn(other, true).auth(ADMIN1, SECRET1))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
