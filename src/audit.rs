@@ -111,31 +111,17 @@ pub fn write(origin: Origin, who: &str, op: &str, handle: &str, indexes: &str, r
         ("indexes", indexes),
         ("result", result),
     ]));
-    if result == "ok" {
-        tracing::info!(
-            target: TARGET,
-            event = "write",
-            front,
-            from,
-            who,
-            op,
-            handle,
-            indexes,
-            result,
-        );
-    } else {
-        tracing::warn!(
-            target: TARGET,
-            event = "write",
-            front,
-            from,
-            who,
-            op,
-            handle,
-            indexes,
-            result,
-        );
-    }
+    tracing::info!(
+        target: TARGET,
+        event = "write",
+        front,
+        from,
+        who,
+        op,
+        handle,
+        indexes,
+        result,
+    );
 }
 
 /// Log a failed (or refused) authentication from `from` at front end `front`, claiming

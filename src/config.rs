@@ -110,33 +110,16 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        let d = crate::server::rrl::RateLimitSettings::default();
         RateLimitConfig {
-            enabled: d.enabled,
-            responses_per_second: d.responses_per_second,
-            bytes_per_second: d.bytes_per_second,
-            burst_secs: d.burst_secs,
-            slip: d.slip,
-            ipv4_prefix: d.ipv4_prefix,
-            ipv6_prefix: d.ipv6_prefix,
-            exempt: d.exempt,
-            max_networks: d.max_networks,
-        }
-    }
-}
-
-impl RateLimitConfig {
-    pub fn settings(&self) -> crate::server::rrl::RateLimitSettings {
-        crate::server::rrl::RateLimitSettings {
-            enabled: self.enabled,
-            responses_per_second: self.responses_per_second,
-            bytes_per_second: self.bytes_per_second,
-            burst_secs: self.burst_secs,
-            slip: self.slip,
-            ipv4_prefix: self.ipv4_prefix,
-            ipv6_prefix: self.ipv6_prefix,
-            exempt: self.exempt.clone(),
-            max_networks: self.max_networks,
+            enabled: true,
+            responses_per_second: 200,
+            bytes_per_second: 128 * 1024,
+            burst_secs: 2,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: CidrList::parse(&["127.0.0.1/32", "::1/128"]).unwrap_or_default(),
+            max_networks: 100_000,
         }
     }
 }

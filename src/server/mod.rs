@@ -488,7 +488,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             dns_udp,
             service,
             dc.answer_cache_entries,
-            udp::RateLimit::new(config.raw.rate_limit.settings(), &metrics, "dns"),
+            udp::RateLimit::new(config.raw.rate_limit.clone(), &metrics, "dns"),
             &shutdown_rx,
             "dns",
         ));
@@ -505,7 +505,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         },
         &metrics,
     );
-    let native_rate_limit = udp::RateLimit::new(config.raw.rate_limit.settings(), &metrics, "udp");
+    let native_rate_limit = udp::RateLimit::new(config.raw.rate_limit.clone(), &metrics, "udp");
     let mut native = native::NativeService::new(engine.clone(), metrics.clone(), &site)
         .with_limits(config.raw.handle.native_limits());
     if let Some(r) = &recursor {

@@ -14,43 +14,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::net::CidrList;
-
-/// The `[rate_limit]` settings, validated.
-#[derive(Debug, Clone)]
-pub struct RateLimitSettings {
-    pub enabled: bool,
-    /// Answers per second one source network may draw from one worker.
-    pub responses_per_second: u32,
-    /// Answer bytes per second one source network may draw from one worker.
-    pub bytes_per_second: u64,
-    /// Bucket depth, in seconds of the rates above (bursts up to that much pass).
-    pub burst_secs: u32,
-    /// Every `slip`-th withheld answer is slipped instead of dropped; 0 never slips.
-    pub slip: u32,
-    pub ipv4_prefix: u8,
-    pub ipv6_prefix: u8,
-    /// Clients never limited (the node's own monitoring, resolvers under its operator).
-    pub exempt: CidrList,
-    /// Networks tracked per worker; when full, idle buckets are forgotten.
-    pub max_networks: usize,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        RateLimitSettings {
-            enabled: true,
-            responses_per_second: 200,
-            bytes_per_second: 128 * 1024,
-            burst_secs: 2,
-            slip: 2,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
-            exempt: CidrList::parse(&["127.0.0.1/32", "::1/128"]).unwrap_or_default(),
-            max_networks: 100_000,
-        }
-    }
-}
+pub use crate::config::RateLimitConfig as RateLimitSettings;
 
 /// What to do with one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

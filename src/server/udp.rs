@@ -459,6 +459,18 @@ pub fn run_worker<S: DatagramService>(
         let epoch = service.epoch();
         let now = Instant::now();
         let unix = now_unix();
+        let mut police = |replies: &mut Replies, before: usize, request: &[u8], peer| {
+            police(
+                &*service,
+                &mut limiter,
+                &limit,
+                replies,
+                before,
+                request,
+                peer,
+                now,
+            )
+        };
         for i in 0..received {
             let Some((request, peer)) = batch.get(i) else {
                 continue;
@@ -472,16 +484,7 @@ pub fn run_worker<S: DatagramService>(
                     let out = replies.next(peer);
                     service.patch(request, answer, age, unix, out);
                     service.count_replay(&mut state, out, started);
-                    police(
-                        &*service,
-                        &mut limiter,
-                        &limit,
-                        &mut replies,
-                        before,
-                        request,
-                        peer,
-                        now,
-                    );
+                    police(&mut replies, before, request, peer);
                     continue;
                 }
             }
@@ -494,31 +497,13 @@ pub fn run_worker<S: DatagramService>(
                         }
                     }
                     if replies.len() > before {
-                        police(
-                            &*service,
-                            &mut limiter,
-                            &limit,
-                            &mut replies,
-                            before,
-                            request,
-                            peer,
-                            now,
-                        );
+                        police(&mut replies, before, request, peer);
                     }
                 }
                 // A recursion job is charged one answer before it starts (its size is not
                 // known yet; recursion is only for `recursion.allow` clients anyway).
                 Handled::Recurse(_)
-                    if police(
-                        &*service,
-                        &mut limiter,
-                        &limit,
-                        &mut replies,
-                        before,
-                        request,
-                        peer,
-                        now,
-                    ) != Verdict::Send => {}
+                    if police(&mut replies, before, request, peer) != Verdict::Send => {}
                 Handled::Recurse(job) => {
                     let socket = socket.clone();
                     let service = service.clone();

@@ -530,12 +530,12 @@ fn mirrors_refuse_native_writes_naming_the_primary() {
     );
 }
 
-fn verify_request(signed: Vec<u8>, index: u32) -> Vec<u8> {
+fn verify_request(handle: &str, index: u32, signed: Vec<u8>) -> Vec<u8> {
     request(
         op::VERIFY_CHALLENGE,
         0,
         Body::VerifyChallenge {
-            handle: "0.NA/88.100.1".into(),
+            handle: handle.into(),
             index,
             nonce: vec![3; 16],
             digest: vec![4; 32],
@@ -551,10 +551,18 @@ fn hole1_verify_challenge_is_refused_over_udp_and_to_strangers() {
     let f = fixture();
     // The 200 000-iteration answer of the report: never derived on a UDP worker.
     let costly = seckey_answer_pbkdf2(b"guess", &[3; 16], &[4; 32], &[9; 16], 200_000, 160);
-    let r = one(&f, &verify_request(costly.clone(), 0), Transport::Udp);
+    let r = one(
+        &f,
+        &verify_request("0.NA/88.100.1", 0, costly.clone()),
+        Transport::Udp,
+    );
     assert_eq!(r.header.response_code, 5);
     // Over TCP only the configured peers are answered; by default there are none.
-    let r = one(&f, &verify_request(costly, 0), Transport::Tcp);
+    let r = one(
+        &f,
+        &verify_request("0.NA/88.100.1", 0, costly),
+        Transport::Tcp,
+    );
     assert_eq!(r.header.response_code, 5);
     let refused = f
         .svc
@@ -658,21 +666,7 @@ fn hole1_index_zero_tries_a_bounded_number_of_keys() {
         ..NativeLimits::default()
     });
     let signed = seckey_answer_sha1(b"right", &[3; 16], &[4; 32]);
-    let mk = |index| {
-        request(
-            op::VERIFY_CHALLENGE,
-            0,
-            Body::VerifyChallenge {
-                handle: "88.100.1/MANY".into(),
-                index,
-                nonce: vec![3; 16],
-                digest: vec![4; 32],
-                signed_response: signed.clone(),
-            },
-            5,
-            0,
-        )
-    };
+    let mk = |index| verify_request("88.100.1/MANY", index, signed.clone());
     // Index 0 stops after MAX_KEYS_PER_ANSWER keys: the 21st is never reached.
     let r = send_from(&svc, &mk(0), source(Transport::Tcp)).remove(0);
     assert_eq!(r.body, Body::VerifyResult { valid: false });
