@@ -377,12 +377,14 @@ class Suite:
         self.args = args
         self.bin = args.bin
         self.quick = args.quick
-        self.dur = args.duration or (6.0 if self.quick else 25.0)
-        self.settle = args.settle or (2.0 if self.quick else 5.0)
+        self.dur = args.duration or (5.0 if self.quick else 20.0)
+        self.settle = args.settle or (1.5 if self.quick else 5.0)
         self.legit_rate = args.legit_rate or (100 if self.quick else 300)
+        self.recover_max = 15.0 if self.quick else 60.0
         self.scale = 1.0 if not self.quick else 0.5
         self.work = tempfile.mkdtemp(prefix="idnode-attack.")
         self.procs = {}
+        self.configs = {}
         self.logs = {}
         self.rows = []
         self.notes = []
@@ -462,8 +464,21 @@ class Suite:
             if not dropped:
                 raise SystemExit(f"config {path} refused:\n{out}")
 
+    def restart_nodes(self):
+        for name in ("A", "B"):
+            p = self.procs[name]
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            self.start_node(name, self.configs[name], "")
+
     def start_node(self, name, config, ready_url):
-        logf = open(os.path.join(self.work, f"{name}.log"), "w")
+        self.configs[name] = config
+        logf = open(os.path.join(self.work, f"{name}.log"), "a")
         self.logs[name] = logf.name
         p = subprocess.Popen(
             [self.bin, "serve", "--config", config], cwd=self.work,
@@ -645,6 +660,45 @@ deadline_ms = 4000
 
     # ----- measurement -----------------------------------------------------------------
 
+    def front_ends_answer(self):
+        """True when A answers a query on native UDP, native TCP, DNS UDP and HTTPS and B one
+        on native UDP (from 127.0.0.1, each within 1 s)."""
+        item = self.ids[2]
+        if self.native_udp_probe(item, "127.0.0.1", PREFIX, timeout=1.0)[0] != 1:
+            return False
+        if self.native_udp_probe(item, "127.0.0.1", PREFIX, port=self.ports["b_handle"],
+                                 timeout=1.0)[0] != 1:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports["a_handle"]), 1) as s:
+                s.settimeout(1)
+                s.sendall(resolution(item, 77))
+                head = recv_exact(s, 20)
+                body = recv_exact(s, struct.unpack(">I", head[16:20])[0])
+                if struct.unpack(">I", body[4:8])[0] != 1:
+                    return False
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.settimeout(1)
+            try:
+                u.sendto(dns_query(dns_name(item), 16, 99), ("127.0.0.1", self.ports["a_dns"]))
+                if struct.unpack(">H", u.recv(65536)[2:4])[0] & 0xF != 0:
+                    return False
+            finally:
+                u.close()
+            status, _ = self.http("A", "GET", f"/api/handles/{item}", timeout=1)
+            return status == 200
+        except (OSError, ValueError, struct.error, http.client.HTTPException):
+            return False
+
+    def wait_recovered(self):
+        """Seconds until every front end answers again (None: not within recover_max)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < self.recover_max:
+            if self.front_ends_answer():
+                return time.monotonic() - t0
+            time.sleep(0.5)
+        return None
+
     def rss(self, name):
         try:
             with open(f"/proc/{self.procs[name].pid}/status") as f:
@@ -789,6 +843,7 @@ deadline_ms = 4000
     def phase(self, key, title, node, attack, amp_target, probe_udp):
         """Run `attack(stop, res)` in a thread while the legitimate load runs."""
         log(f"{key}: {title}")
+        t_phase = time.monotonic()
         rss0 = self.rss(node)
         m0 = {n: self.metrics(n) for n in ("A", "B")}
         stop = threading.Event()
@@ -796,7 +851,7 @@ deadline_ms = 4000
         res = {"in": 0, "out": 0, "notes": [], "ready": ready, "peak_fds": 0}
         th = None
         if attack:
-            th = threading.Thread(target=self.run_attack, args=(attack, stop, res))
+            th = threading.Thread(target=self.run_attack, args=(attack, stop, res), daemon=True)
             th.start()
             ready.wait(30)
             time.sleep(0.5)
@@ -818,6 +873,14 @@ deadline_ms = 4000
             th.join(60)
         time.sleep(self.settle)
         rss1 = self.rss(node)
+        recovered = self.wait_recovered()
+        if recovered is None:
+            res["notes"].append(f"the nodes did NOT answer every front end {self.recover_max:g} s "
+                                "after the attack; restarted them for the next phase")
+            self.restart_nodes()
+        elif recovered > 0.5:
+            res["notes"].append(f"node A answered every front end again {recovered:.1f} s "
+                                "after the settle")
         m1 = {n: self.metrics(n) for n in ("A", "B")}
         alive = {n: self.procs[n].poll() is None for n in ("A", "B")}
         row = {
@@ -826,6 +889,7 @@ deadline_ms = 4000
             "legit": legit, "rss0": rss0, "rss1": rss1, "notes": res["notes"],
             "probes": probes, "alive": alive, "peak_fds": res["peak_fds"],
             "metrics": self.metric_notes(m0, m1, node),
+            "secs": time.monotonic() - t_phase,
         }
         if not all(alive.values()):
             row["notes"].append("NODE DIED: " + ", ".join(n for n, a in alive.items() if not a))
@@ -1036,12 +1100,17 @@ deadline_ms = 4000
                 except OSError:
                     pass
                 conns[name].append(s)
+        setup_end = time.monotonic() + 8.0
         for k in range(count):
+            if time.monotonic() > setup_end or stop.is_set():
+                res["notes"].append(f"https: {len(conns['https'])} of {count} TLS connections "
+                                    "set up within 8 s")
+                break
             try:
                 raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 raw.bind((srcs[k % len(srcs)], 0))
-                raw.settimeout(3)
+                raw.settimeout(1)
                 raw.connect(t["https"])
                 s = self.ctx.wrap_socket(raw, server_hostname="localhost")
                 s.setblocking(False)
@@ -1051,7 +1120,7 @@ deadline_ms = 4000
                     pass
                 conns["https"].append(s)
             except (OSError, ssl.SSLError):
-                pass
+                raw.close()
         res["notes"].append(f"{nreq} large answers asked on each connection, never read")
         res["ready"].set()
         self.hold(stop, res, conns)
@@ -1135,7 +1204,8 @@ deadline_ms = 4000
     def evaluate(self):
         print("\n== per-phase detail")
         for r in self.rows:
-            print(f"{r['key']} {r['title']} (node {r['node']}, peak fds {r['peak_fds']})")
+            print(f"{r['key']} {r['title']} (node {r['node']}, peak fds {r['peak_fds']}, "
+                  f"phase {r['secs']:.0f} s)")
             for n in r["notes"]:
                 print(f"    {n}")
             for f in self.FRONTS:
@@ -1218,12 +1288,14 @@ deadline_ms = 4000
         return self.evaluate()
 
     def close(self):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for name, p in self.procs.items():
             try:
-                p.wait(10)
+                p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
