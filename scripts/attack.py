@@ -380,7 +380,7 @@ class Suite:
         self.dur = args.duration or (5.0 if self.quick else 20.0)
         self.settle = args.settle or (1.5 if self.quick else 5.0)
         self.legit_rate = args.legit_rate or (100 if self.quick else 300)
-        self.recover_max = 15.0 if self.quick else 60.0
+        self.recover_max = 10.0 if self.quick else 60.0
         self.scale = 1.0 if not self.quick else 0.5
         self.work = tempfile.mkdtemp(prefix="idnode-attack.")
         self.procs = {}
@@ -615,15 +615,32 @@ deadline_ms = 4000
                for k in range(31)]
         self.big = f"{PREFIX}/big-record"
         self.put(self.big, big)
+        # The largest answer the DNS front end sends over UDP: TXT strings just under its
+        # 1232-byte limit (dns.max_udp_payload), so the record is not truncated.
+        self.dns_big = f"{PREFIX}/dns-record"
+        self.put(self.dns_big, [{"index": 10 + k, "type": "DESC", "data": ("%02d" % k) + "y" * 248}
+                                for k in range(4)])
         for h in ("admin-tcp", "admin-https"):
             self.put(f"{PREFIX}/{h}", [{"index": 1, "type": "URL", "data": "https://example.com/0"}])
         with open(f"{w}/ids.txt", "w") as f:
             f.write("\n".join(self.ids) + "\n")
-        # Size of the large answer over native UDP.
+        # Size of the large answers over native UDP and DNS UDP.
         size = self.native_udp_probe(self.big, "127.0.0.1", PREFIX)
+        dq = dns_query(dns_name(self.dns_big), 16, 5, edns=4096)
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(2)
+        try:
+            u.sendto(dq, ("127.0.0.1", p[2]))
+            da = u.recv(65536)
+            dns_note = f"{len(da)} bytes ({classify_dns(da)}) to a {len(dq)}-byte DNS query"
+        except OSError as e:
+            dns_note = f"no DNS answer ({e})"
+        finally:
+            u.close()
         log(f"nodes up in {w}: A https:{p[0]} native:{p[1]} dns:{p[2]}; "
             f"B (recursive) http:{p[3]} native:{p[4]} dns:{p[5]}; "
-            f"the large record answers {size[1]} bytes over native UDP")
+            f"the large record answers {size[1]} bytes over native UDP, "
+            f"{self.dns_big} {dns_note}")
         ok = self.native_udp_probe(self.ids[1], "127.0.0.1", PREFIX, port=p[4])
         if ok[0] != 1:
             self.notes.append(f"B did not resolve {self.ids[1]} through A (answer {ok})")
@@ -891,6 +908,15 @@ deadline_ms = 4000
             "metrics": self.metric_notes(m0, m1, node),
             "secs": time.monotonic() - t_phase,
         }
+        if node == "B":
+            up = sum(v - m0["A"].get(k, 0.0) for k, v in m1["A"].items()
+                     if k.startswith("idnode_requests_total{") and 'code="1"' not in k
+                     and 'proto="http"' not in k)
+            sent = res.get("queries", 0)
+            row["notes"].append(
+                f"the root (A) answered {up:.0f} requests with other than RC 1 during the phase"
+                + (f" ({up / sent:.2f} per attack query)" if sent else "")
+                + "; B's fan-out to it")
         if not all(alive.values()):
             row["notes"].append("NODE DIED: " + ", ".join(n for n, a in alive.items() if not a))
         self.rows.append(row)
@@ -969,9 +995,8 @@ deadline_ms = 4000
 
     def a_large_dns(self, stop, res):
         c = UdpCounters()
-        name = dns_name(self.big)
-        msgs = [dns_query(name, 16, k, edns=4096) for k in range(64)] + \
-               [dns_query(name, 255, 100 + k, edns=4096) for k in range(64)]
+        name = dns_name(self.dns_big)
+        msgs = [dns_query(name, 16, k, edns=4096) for k in range(128)]
         res["ready"].set()
         udp_flood(stop, [("127.0.0.1", self.ports["a_dns"])], net_sources(5, 254),
                   self.scaled(1000), lambda i: msgs[i % len(msgs)], classify_dns, c)
@@ -1165,6 +1190,7 @@ deadline_ms = 4000
         self.udp_result(res, c)
 
     def udp_result(self, res, c):
+        res["queries"] = c.sent
         res["in"] = c.bytes_in
         res["out"] = c.est_bytes_out()
         note = f"{c.sent} datagrams sent, {c.dgrams_out} received"
@@ -1267,7 +1293,7 @@ deadline_ms = 4000
             ("1b", "junk datagrams, DNS UDP", "A", self.a_junk_dns, True, True),
             ("2", "VERIFY_CHALLENGE flood", "A", self.a_verify, True, True),
             ("3a", "large answers, native UDP", "A", self.a_large, True, True),
-            ("3b", "large answers, DNS UDP", "A", self.a_large_dns, True, True),
+            ("3b", "largest answers, DNS UDP", "A", self.a_large_dns, True, True),
             ("4a", "challenge fill, UDP", "A", self.a_challenge_udp, False, True),
             ("4b", "challenge fill, TCP", "A", self.a_challenge_tcp, False, False),
             ("5a", "idle connections", "A", self.a_idle, False, False),
