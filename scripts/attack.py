@@ -377,7 +377,7 @@ class Suite:
         self.args = args
         self.bin = args.bin
         self.quick = args.quick
-        self.dur = args.duration or (5.0 if self.quick else 20.0)
+        self.dur = args.duration or (4.0 if self.quick else 20.0)
         self.settle = args.settle or (1.5 if self.quick else 5.0)
         self.legit_rate = args.legit_rate or (100 if self.quick else 300)
         self.recover_max = 10.0 if self.quick else 60.0
@@ -989,8 +989,9 @@ deadline_ms = 4000
         c = UdpCounters()
         msgs = [resolution(self.big, 1000 + k) for k in range(64)]
         res["ready"].set()
+        res["notes"].append(f"{self.args.flood_rate} queries/s from 254 addresses of one /24")
         udp_flood(stop, [("127.0.0.1", self.ports["a_handle"])], net_sources(4, 254),
-                  self.scaled(1000), lambda i: msgs[i % len(msgs)], classify_native, c)
+                  self.args.flood_rate, lambda i: msgs[i % len(msgs)], classify_native, c)
         self.udp_result(res, c)
 
     def a_large_dns(self, stop, res):
@@ -998,8 +999,9 @@ deadline_ms = 4000
         name = dns_name(self.dns_big)
         msgs = [dns_query(name, 16, k, edns=4096) for k in range(128)]
         res["ready"].set()
+        res["notes"].append(f"{self.args.flood_rate} queries/s from 254 addresses of one /24")
         udp_flood(stop, [("127.0.0.1", self.ports["a_dns"])], net_sources(5, 254),
-                  self.scaled(1000), lambda i: msgs[i % len(msgs)], classify_dns, c)
+                  self.args.flood_rate, lambda i: msgs[i % len(msgs)], classify_dns, c)
         self.udp_result(res, c)
 
     def a_challenge_udp(self, stop, res):
@@ -1210,7 +1212,7 @@ deadline_ms = 4000
     def print_header(self):
         cols = " ".join(f"{f:>7}" for f in self.FRONTS)
         print(f"\n{'attack':<26} {'in':>9} {'out':>9} {'amp':>7} | legit success % {cols} "
-              f"| p99 ms: query   admin | RSS before→after", flush=True)
+              f"| p99 ms: query admin | RSS before→after", flush=True)
 
     def print_row(self, row):
         succ = []
@@ -1224,10 +1226,14 @@ deadline_ms = 4000
         amp = f"{row['amp']:6.2f}x" if row["in"] else "     -"
         print(f"{row['key'] + ' ' + row['title']:<26.26} {fmt_bytes(row['in']):>9} "
               f"{fmt_bytes(row['out']):>9} {amp:>7} | {'':16}{' '.join(succ)} | "
-              f"{p99:7.1f} {p99a:7.1f} | {row['node']} {fmt_bytes(row['rss0'])}→{fmt_bytes(row['rss1'])}",
+              f"{p99:13.1f} {p99a:5.0f} | {row['node']} {fmt_bytes(row['rss0'])}→{fmt_bytes(row['rss1'])}",
               flush=True)
 
     def evaluate(self):
+        print("\n== summary", end="")
+        self.print_header()
+        for r in self.rows:
+            self.print_row(r)
         print("\n== per-phase detail")
         for r in self.rows:
             print(f"{r['key']} {r['title']} (node {r['node']}, peak fds {r['peak_fds']}, "
@@ -1358,6 +1364,8 @@ def main():
     ap.add_argument("--duration", type=float, help="seconds of legitimate load per phase")
     ap.add_argument("--settle", type=float, help="seconds after a phase before RSS is read")
     ap.add_argument("--legit-rate", type=int, help="queries/s per legitimate front end")
+    ap.add_argument("--flood-rate", type=int, default=1000,
+                    help="queries/s of the large-answer floods (3a, 3b), both modes")
     ap.add_argument("--only", help="comma-separated attack keys (1a,2,5,...)")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
