@@ -206,6 +206,7 @@ class UdpCounters:
         self.bytes_out = 0
         self.drops = {}  # socket fileno -> kernel drop counter (SO_RXQ_OVFL)
         self.codes = {}
+        self.secs = 0.0
 
     def dropped(self):
         return sum(self.drops.values())
@@ -277,6 +278,7 @@ def udp_flood(stop, targets, sources, rate, make_payload, classify, c):
                 except OSError:
                     c.send_errors += 1
             drain(sel, c, 0.002, classify)
+        c.secs = time.monotonic() - t0
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             drain(sel, c, 0.05, classify)
@@ -1195,7 +1197,8 @@ deadline_ms = 4000
         res["queries"] = c.sent
         res["in"] = c.bytes_in
         res["out"] = c.est_bytes_out()
-        note = f"{c.sent} datagrams sent, {c.dgrams_out} received"
+        note = (f"{c.sent} datagrams sent in {c.secs:.1f} s ({c.sent / max(c.secs, 0.001):.0f}/s), "
+                f"{c.dgrams_out} received")
         if c.dropped():
             note += f", {c.dropped()} dropped at the attacker's sockets (counted in bytes out)"
         if c.send_errors:
