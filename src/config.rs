@@ -89,9 +89,9 @@ pub struct LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     pub enabled: bool,
-    /// Answers per second per source network (and per UDP worker).
+    /// Answers per second per source network (shared out among the UDP workers).
     pub responses_per_second: u32,
-    /// Answer bytes per second per source network (and per UDP worker).
+    /// Answer bytes per second per source network (shared out among the UDP workers).
     pub bytes_per_second: u64,
     /// Bursts of up to this many seconds of the rates pass.
     pub burst_secs: u32,
@@ -113,7 +113,7 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             enabled: true,
             responses_per_second: 200,
-            bytes_per_second: 128 * 1024,
+            bytes_per_second: 64 * 1024,
             burst_secs: 2,
             slip: 2,
             ipv4_prefix: 24,
@@ -368,7 +368,7 @@ pub struct HandleConfig {
     /// (VERIFY_CHALLENGE, opCode 201, over TCP only). Empty: nobody.
     pub verify_peers: Vec<std::net::IpAddr>,
     /// 402 challenges one client address may have waiting at once (the whole table holds
-    /// 10 000 and 64 MiB; see `auth::pending`).
+    /// 10 000 and 16 MiB; see `auth::pending`).
     pub max_pending_challenges_per_client: usize,
     /// Failed challenge answers one address may make in a burst, then
     /// `auth_failures_per_minute`; past that its answers are refused unchecked.

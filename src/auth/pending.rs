@@ -24,14 +24,15 @@ pub struct PendingLimits {
 }
 
 impl Default for PendingLimits {
-    /// Handle.Net's 20 s `max_auth_time`; 10 000 challenges and 64 MiB in all, 32 challenges
-    /// and 2 MiB for one address (an administrator's tool has one or two in flight).
+    /// Handle.Net's 20 s `max_auth_time`; 10 000 challenges and 16 MiB in all, 32 challenges
+    /// and 1 MiB for one address (an administrator's tool has one or two in flight; a
+    /// request is at most 256 KiB).
     fn default() -> Self {
         PendingLimits {
             max_entries: 10_000,
             max_per_source: 32,
-            max_bytes: 64 << 20,
-            max_bytes_per_source: 2 << 20,
+            max_bytes: 16 << 20,
+            max_bytes_per_source: 1 << 20,
             ttl: Duration::from_secs(20),
         }
     }

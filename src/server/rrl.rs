@@ -7,8 +7,10 @@
 //! one "slipped" — replaced by a short answer that tells a real client to ask over TCP (a DNS
 //! TC answer; a native RC 2 error), which a spoofed victim cannot use to amplify anything.
 //!
-//! Sans-IO: the time is passed in. One limiter per worker thread, so no lock; with
-//! `udp_threads` workers a network may draw up to that many times the configured rate.
+//! Sans-IO: the time is passed in. One limiter per worker thread, so no lock: each worker
+//! refills at its share of the configured rates (`server::udp::RateLimit::shared_by`) with
+//! the whole bucket depth, so a network spread over the workers draws about the configured
+//! rate, and one worker can still pass a burst.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

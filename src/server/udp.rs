@@ -357,6 +357,27 @@ impl RateLimit {
         }
     }
 
+    /// Each of `workers` workers' share: the refill rates divided among them (a network's
+    /// datagrams spread over the sockets by port), the bucket depth kept, so together they
+    /// refill at the configured rate and one worker can still pass the largest answer.
+    pub fn shared_by(&self, workers: usize) -> RateLimit {
+        let n = workers.max(1) as u64;
+        let mut settings = self.settings.clone();
+        let capacity_answers =
+            u64::from(settings.responses_per_second) * u64::from(settings.burst_secs.max(1));
+        settings.responses_per_second =
+            (u64::from(settings.responses_per_second) / n).max(1) as u32;
+        settings.bytes_per_second = (settings.bytes_per_second / n).max(1);
+        // burst_secs × the share's rate = the configured bucket depth.
+        settings.burst_secs = (capacity_answers / u64::from(settings.responses_per_second))
+            .clamp(1, u64::from(u32::MAX)) as u32;
+        RateLimit {
+            settings,
+            dropped: self.dropped.clone(),
+            slipped: self.slipped.clone(),
+        }
+    }
+
     /// No limiting (tests, benches).
     pub fn off() -> Self {
         let counter = || IntCounter::new("unused", "unused").unwrap_or_else(|_| unreachable!());
@@ -551,6 +572,7 @@ pub fn spawn_workers<S: DatagramService>(
     name: &str,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let per_worker = cache_entries / sockets.len().max(1);
+    let limit = limit.shared_by(sockets.len());
     let runtime = tokio::runtime::Handle::current();
     sockets
         .into_iter()
