@@ -300,6 +300,32 @@ pub fn verify_batch(
     Ok((out, next, last_seq))
 }
 
+/// Verify a `/sync/snapshot` answer: returns its sequence and the records by key (every key
+/// under the followed prefixes, every record decoding strictly and belonging under its key).
+pub fn verify_snapshot(
+    body: &Value,
+    prefixes: &[Prefix],
+    case: SuffixCase,
+) -> anyhow::Result<(u64, Vec<(String, record::Record)>)> {
+    let seq = body["seq"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("snapshot without seq"))?;
+    let mut records = Vec::new();
+    for item in body["records"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no records"))?
+    {
+        let key = item["key"]
+            .as_str()
+            .ok_or_else(|| anyhow!("record without key"))?;
+        if !key_under(key, prefixes) {
+            bail!("snapshot key {key} is outside the followed prefixes");
+        }
+        records.push((key.to_string(), decode_record(item, key, case)?));
+    }
+    Ok((seq, records))
+}
+
 struct Runner {
     link: Link,
     registry: Arc<Registry>,
@@ -326,22 +352,7 @@ impl Runner {
         if status != 200 {
             bail!("snapshot refused: {status} {}", body["message"]);
         }
-        let seq = body["seq"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("snapshot without seq"))?;
-        let mut records = Vec::new();
-        for item in body["records"]
-            .as_array()
-            .ok_or_else(|| anyhow!("no records"))?
-        {
-            let key = item["key"]
-                .as_str()
-                .ok_or_else(|| anyhow!("record without key"))?;
-            if !key_under(key, &self.link.prefixes) {
-                bail!("snapshot key {key} is outside the followed prefixes");
-            }
-            records.push((key.to_string(), decode_record(item, key, self.link.case)?));
-        }
+        let (seq, records) = verify_snapshot(&body, &self.link.prefixes, self.link.case)?;
         let reg = self.registry.clone();
         let prefixes = self.link.prefixes.clone();
         let name = self.link.name.clone();
