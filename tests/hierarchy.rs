@@ -550,3 +550,61 @@ fn native_rec_query(from: &str, server: SocketAddr, handle: &str) -> (u32, Strin
     };
     (r.header.response_code, text)
 }
+
+/// Issue 11, hole 2: a record too large for UDP still resolves through the hierarchy. The
+/// enterprise answers the recursive node's UDP query with RC 2 (too large for UDP), the
+/// recursive node asks it again over TCP; the factory's UDP query gets RC 2 from the
+/// recursive node in turn and the client follows it to TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole2_records_too_large_for_udp_resolve_through_recursion_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = node(dir.path(), "top", &["88"], "").await;
+    let enterprise = node(dir.path(), "enterprise", &["88.100.1"], "").await;
+    let ent_addr = enterprise.native_addr.unwrap();
+    let create = |n: &RunningNode, prefix: &str, handle: &str, values: Vec<HandleValue>| {
+        let engine = &n.engine;
+        let admin = engine.parse_handle(&format!("0.NA/{prefix}")).unwrap();
+        let identity = engine
+            .authenticate_secret(&admin, 300, SECRET.as_bytes())
+            .unwrap();
+        let handle = engine.parse_handle(handle).unwrap();
+        engine
+            .create(&identity, &handle, values, idnode::resolve::Overwrite::No)
+            .unwrap();
+    };
+    create(
+        &top,
+        "88",
+        "0.NA/88.100.1",
+        vec![HandleValue::new(1, "HS_SITE", site_data(&[ent_addr]))],
+    );
+    let big: Vec<HandleValue> = (1..=10)
+        .map(|i| HandleValue::new(i, "DESC", format!("{i:02}{}", "x".repeat(3000))))
+        .collect();
+    create(&enterprise, "88.100.1", "88.100.1/BIG", big);
+    let recursive = node(
+        dir.path(),
+        "recursive",
+        &[],
+        &format!(
+            "\n[recursion]\nenabled = true\nroots = [\"{}\"]\ntimeout_ms = 1000\n",
+            top.native_addr.unwrap()
+        ),
+    )
+    .await;
+    let rec_native = recursive.native_addr.unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        Client::new(rec_native)
+            .with_timeout(Duration::from_secs(10))
+            .resolve("88.100.1/BIG", &[], &[], Transport::Udp, true)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(answer.code, 1, "{}", answer.message);
+    assert_eq!(answer.values.len(), 10);
+    assert!(answer.values.iter().all(|v| v.data.len() == 3002));
+    for n in [recursive, enterprise, top] {
+        n.shutdown().await;
+    }
+}
