@@ -94,9 +94,11 @@ class Node:
                 self.proc.wait()
 
 
-def request(port, method, path, body=None, auth=None, timeout=5):
+def request(port, method, path, body=None, auth=None, timeout=5, bearer=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     headers = {}
+    if bearer:
+        headers["Authorization"] = "Bearer " + bearer
     if body is not None:
         headers["Content-Type"] = "application/json"
         body = json.dumps(body).encode()
@@ -396,7 +398,7 @@ prefixes = ["88.100"]
             bad = loop.verify(f_port, fresh + sample, wait=args.converge) + \
                 loop.verify_rewritten(f_port, wait=args.converge)
             loop.lost += bad
-            digests[compare_digests(p_port, f_port, auth)] += 1
+            digests[compare_digests(p_port, f_port, p_data, f_data)] += 1
             loop.cycles = cycle
             if bad:
                 log(f"follower cycle {cycle}: {len(bad)} acknowledged write(s) missing or "
@@ -411,7 +413,7 @@ prefixes = ["88.100"]
         final = loop.verify(f_port, list(w.acked), wait=args.converge) + \
             loop.verify_rewritten(f_port, wait=args.converge)
         loop.lost += [b for b in final if b not in loop.lost]
-        loop.final_digest = compare_digests(p_port, f_port, auth, wait=args.converge)
+        loop.final_digest = compare_digests(p_port, f_port, p_data, f_data, wait=args.converge)
         loop.digests = digests
     finally:
         w.finish()
@@ -420,14 +422,25 @@ prefixes = ["88.100"]
     return loop
 
 
-def compare_digests(p_port, f_port, auth, wait=2.0):
-    """'equal', 'differ' or 'unavailable' for /sync/digest?prefix=88.100 on both nodes
-    (sent with the follower's credentials, which an authenticated endpoint needs)."""
+def operator_token(data_dir):
+    """The node's operator token (`<data_dir>/sync-operator.token`), which /sync/digest
+    accepts from loopback for any prefix; None when the node has not written one."""
+    try:
+        with open(os.path.join(data_dir, "sync-operator.token")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def compare_digests(p_port, f_port, p_data, f_data, wait=2.0):
+    """'equal', 'differ' or 'unavailable' for /sync/digest?prefix=88.100 on both nodes,
+    each asked with its own operator token."""
     end = time.monotonic() + wait
     while True:
         try:
-            sp, dp = request(p_port, "GET", "/sync/digest?prefix=88.100", auth=auth)
-            sf, df = request(f_port, "GET", "/sync/digest?prefix=88.100", auth=auth)
+            path = "/sync/digest?prefix=88.100"
+            sp, dp = request(p_port, "GET", path, bearer=operator_token(p_data))
+            sf, df = request(f_port, "GET", path, bearer=operator_token(f_data))
         except (OSError, http.client.HTTPException):
             return "unavailable"
         if sp != 200 or sf != 200:
