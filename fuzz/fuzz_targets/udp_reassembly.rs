@@ -62,6 +62,9 @@ fuzz_target!(|data: &[u8]| {
     let limits = ReassemblyLimits {
         max_messages: MAX_MESSAGES,
         max_bytes: MAX_BYTES,
+        // Per source below the totals, so both bounds are exercised.
+        max_messages_per_source: MAX_MESSAGES - 1,
+        max_bytes_per_source: MAX_BYTES,
         timeout: TIMEOUT,
     };
     let mut r = Reassembler::new(limits);
