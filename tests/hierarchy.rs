@@ -421,25 +421,14 @@ async fn hole7_http_recursion_allow_list_and_request_caps() {
     let top = node(dir.path(), "top", &["88"], "").await;
     let enterprise = node(dir.path(), "enterprise", &["88.100.1"], "").await;
     let ent_addr = enterprise.native_addr.unwrap();
-    let create = |n: &RunningNode, prefix: &str, handle: &str, values: Vec<HandleValue>| {
-        let engine = &n.engine;
-        let admin = engine.parse_handle(&format!("0.NA/{prefix}")).unwrap();
-        let identity = engine
-            .authenticate_secret(&admin, 300, SECRET.as_bytes())
-            .unwrap();
-        let handle = engine.parse_handle(handle).unwrap();
-        engine
-            .create(&identity, &handle, values, idnode::resolve::Overwrite::No)
-            .unwrap();
-    };
-    create(
+    create_as_admin(
         &top,
         "88",
         "0.NA/88.100.1",
         vec![HandleValue::new(1, "HS_SITE", site_data(&[ent_addr]))],
     );
     let url = "https://example.com/hole7";
-    create(
+    create_as_admin(
         &enterprise,
         "88.100.1",
         "88.100.1/H7",
@@ -561,18 +550,7 @@ async fn hole2_records_too_large_for_udp_resolve_through_recursion_over_tcp() {
     let top = node(dir.path(), "top", &["88"], "").await;
     let enterprise = node(dir.path(), "enterprise", &["88.100.1"], "").await;
     let ent_addr = enterprise.native_addr.unwrap();
-    let create = |n: &RunningNode, prefix: &str, handle: &str, values: Vec<HandleValue>| {
-        let engine = &n.engine;
-        let admin = engine.parse_handle(&format!("0.NA/{prefix}")).unwrap();
-        let identity = engine
-            .authenticate_secret(&admin, 300, SECRET.as_bytes())
-            .unwrap();
-        let handle = engine.parse_handle(handle).unwrap();
-        engine
-            .create(&identity, &handle, values, idnode::resolve::Overwrite::No)
-            .unwrap();
-    };
-    create(
+    create_as_admin(
         &top,
         "88",
         "0.NA/88.100.1",
@@ -581,7 +559,7 @@ async fn hole2_records_too_large_for_udp_resolve_through_recursion_over_tcp() {
     let big: Vec<HandleValue> = (1..=10)
         .map(|i| HandleValue::new(i, "DESC", format!("{i:02}{}", "x".repeat(3000))))
         .collect();
-    create(&enterprise, "88.100.1", "88.100.1/BIG", big);
+    create_as_admin(&enterprise, "88.100.1", "88.100.1/BIG", big);
     let recursive = node(
         dir.path(),
         "recursive",
@@ -607,4 +585,17 @@ async fn hole2_records_too_large_for_udp_resolve_through_recursion_over_tcp() {
     for n in [recursive, enterprise, top] {
         n.shutdown().await;
     }
+}
+
+/// Create `handle` on `n` as the administrator of `prefix` (300:0.NA/<prefix>, [`SECRET`]).
+fn create_as_admin(n: &RunningNode, prefix: &str, handle: &str, values: Vec<HandleValue>) {
+    let engine = &n.engine;
+    let admin = engine.parse_handle(&format!("0.NA/{prefix}")).unwrap();
+    let identity = engine
+        .authenticate_secret(&admin, 300, SECRET.as_bytes())
+        .unwrap();
+    let handle = engine.parse_handle(handle).unwrap();
+    engine
+        .create(&identity, &handle, values, idnode::resolve::Overwrite::No)
+        .unwrap();
 }
