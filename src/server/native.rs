@@ -217,10 +217,9 @@ impl NativeService {
 
     /// Drop expired challenges (the server calls this every second).
     pub fn sweep(&self, now: Instant) -> usize {
-        let removed = self.lock_pending().sweep(now);
-        self.metrics
-            .pending_challenges
-            .set(self.lock_pending().len() as i64);
+        let mut pending = self.lock_pending();
+        let removed = pending.sweep(now);
+        self.metrics.pending_challenges.set(pending.len() as i64);
         removed
     }
 

@@ -377,19 +377,6 @@ impl RateLimit {
             slipped: self.slipped.clone(),
         }
     }
-
-    /// No limiting (tests, benches).
-    pub fn off() -> Self {
-        let counter = || IntCounter::new("unused", "unused").unwrap_or_else(|_| unreachable!());
-        RateLimit {
-            settings: RateLimitSettings {
-                enabled: false,
-                ..RateLimitSettings::default()
-            },
-            dropped: counter(),
-            slipped: counter(),
-        }
-    }
 }
 
 /// Apply the rate limit to what was queued for `peer` after the first `before` datagrams:
