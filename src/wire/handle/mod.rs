@@ -8,6 +8,8 @@ pub mod message;
 pub mod value;
 #[cfg(test)]
 pub(crate) mod vectors;
+#[cfg(test)]
+pub(crate) mod vectors2;
 
 pub use message::{Body, Envelope, Header, Message, WireError};
 pub use value::{decode_value, decode_values, encode_value, encode_values};
