@@ -805,6 +805,29 @@ impl PrivateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ID-SDK's login answer (opCode 200, SHA256withRSA over nonce || digest by ADMIN_RSA)
+    /// verifies against ADMIN_RSA's HS_PUBKEY as Handle.Net writes it (289 bytes, 4 trailing
+    /// zero bytes), and fails for a changed nonce.
+    #[test]
+    fn handle_net_rsa_key_verifies_a_real_answer() {
+        use crate::wire::handle::message::{Body, Message};
+        use crate::wire::handle::vectors2::v2;
+        let key = PublicKey::decode(&v2("RSA_PUBKEY_DATA_HEX")).unwrap();
+        let challenge = Message::decode_full(&v2("SDK_LOGIN_2001_CHALLENGE_HEX")).unwrap();
+        let Body::Challenge { nonce } = &challenge.body else {
+            panic!("not a challenge")
+        };
+        let digest = &challenge.digest.as_ref().unwrap().digest;
+        let answer = Message::decode_full(&v2("SDK_LOGIN_2001_ANSWER_REQ_HEX")).unwrap();
+        let Body::ChallengeAnswer { signed_response, .. } = &answer.body else {
+            panic!("not an answer")
+        };
+        assert!(verify_pubkey_answer(&key, nonce, digest, signed_response).unwrap());
+        let mut other = nonce.clone();
+        other[0] ^= 1;
+        assert!(!verify_pubkey_answer(&key, &other, digest, signed_response).unwrap());
+    }
     use proptest::prelude::*;
 
     fn vector(name: &str) -> Vec<u8> {
