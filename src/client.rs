@@ -660,6 +660,47 @@ impl Client {
         }
     }
 
+    /// Resolve with the CT flag set and check the answer's `HS_SIGNED` credential with `key`
+    /// (the public key of the server's HS_SITE entry): the answer, and what the check found.
+    /// Over UDP an RC 2 or truncated answer is asked again over TCP, as for [`Self::resolve`].
+    pub fn resolve_certified(
+        &self,
+        handle: &str,
+        indexes: &[u32],
+        types: &[String],
+        transport: Transport,
+        public_only: bool,
+        key: &crate::model::PublicKey,
+    ) -> Result<(Response, crate::auth::credential::Certification), ClientError> {
+        let request = build_request(
+            OUR_VERSION,
+            0,
+            new_request_id(),
+            now_unix().saturating_add(REQUEST_LIFETIME_SECS),
+            op::RESOLUTION,
+            resolution_flags(public_only) | flag::CERTIFY,
+            resolution_body(handle, indexes, types),
+        );
+        let over_tcp = |client: &Client| -> Result<Message, ClientError> {
+            let mut stream = client.connect()?;
+            let encoded = encode_request(&request)?;
+            client.send_and_read(&mut stream, &encoded, request.envelope.request_id)
+        };
+        let m = match transport {
+            Transport::Udp => {
+                let m = self.udp_exchange(&request)?;
+                if m.header.response_code == 2 || m.envelope.flags & envelope_flag::TRUNCATED != 0 {
+                    over_tcp(self)?
+                } else {
+                    m
+                }
+            }
+            Transport::Tcp => over_tcp(self)?,
+        };
+        let certification = crate::auth::credential::certification(key, &m);
+        Ok((Response::from_message(&m, handle), certification))
+    }
+
     /// The server's own HS_SITE (GET_SITE_INFO).
     pub fn site_info(&self, transport: Transport) -> Result<SiteInfo, ClientError> {
         let request = build_request(

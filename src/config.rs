@@ -354,8 +354,16 @@ pub struct HandleConfig {
     pub write_timeout_secs: u64,
     /// Serial number of the node's HS_SITE (bump it when the site changes).
     pub site_serial: u16,
-    /// PEM private key (RSA) whose public half the node publishes in its HS_SITE.
-    pub site_key: Option<PathBuf>,
+    /// PEM private key (RSA or DSA, PKCS#8 or PKCS#1) that signs certified answers; its
+    /// public half is published in the node's HS_SITE. Unset: `<data_dir>/server-key.pem`,
+    /// created (2048-bit RSA, mode 0600) on first start. `site_key` is the old name.
+    #[serde(alias = "site_key")]
+    pub server_key: Option<PathBuf>,
+    /// Certified (signed) answers per second for all clients together; past it answers go
+    /// out unsigned over UDP and as RC 3 over TCP (an RSA signature costs ~1 ms of CPU).
+    pub signatures_per_second: u32,
+    /// Certified answers per second for one client address (burst: two seconds' worth).
+    pub signatures_per_second_per_client: u32,
     /// UDP worker threads, each with its own `SO_REUSEPORT` socket; 0 = one per core (at most 4).
     pub udp_threads: usize,
     /// Encoded answers kept for replay, shared out among the UDP workers; 0 disables the
@@ -388,7 +396,9 @@ impl Default for HandleConfig {
             request_timeout_secs: 30,
             write_timeout_secs: 30,
             site_serial: 1,
-            site_key: None,
+            server_key: None,
+            signatures_per_second: 400,
+            signatures_per_second_per_client: 40,
             udp_threads: 0,
             answer_cache_entries: 200_000,
             max_udp_answer_bytes: crate::server::native::DEFAULT_MAX_UDP_ANSWER,
@@ -416,6 +426,10 @@ impl HandleConfig {
             },
             max_udp_answer: self.max_udp_answer_bytes,
             verify_peers: self.verify_peers.clone(),
+            signatures: crate::server::native::SignLimits {
+                per_second: self.signatures_per_second,
+                per_second_per_client: self.signatures_per_second_per_client,
+            },
         }
     }
 }
@@ -549,8 +563,9 @@ pub struct ValidConfig {
     pub server_admins: Vec<Identity>,
     /// Set when the HTTP listener speaks TLS.
     pub tls: Option<TlsFiles>,
-    /// HS_PUBKEY bytes of the site key, when configured.
-    pub site_public_key: Option<Vec<u8>>,
+    /// The configured server key (`handle.server_key`), read at validation; unset: the node
+    /// uses (or creates) `<data_dir>/server-key.pem` when it starts.
+    pub server_key: Option<std::sync::Arc<crate::auth::challenge::PrivateKey>>,
     /// The hash partition this node holds, if it is one server of a multi-server site.
     pub partition: Option<crate::resolve::Partition>,
     /// `[[sync.allow]]`, parsed: a follower identity and the prefixes it may receive.
@@ -768,16 +783,23 @@ impl Config {
         if self.handle.auth_failure_burst == 0 {
             return Err(invalid("handle.auth_failure_burst", "must be at least 1"));
         }
-        let site_public_key = match &hc.site_key {
+        let server_key = match &hc.server_key {
             None => None,
             Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .map_err(|e| invalid("handle.site_key", format!("{}: {e}", path.display())))?;
+                let bad =
+                    |e: String| invalid("handle.server_key", format!("{}: {e}", path.display()));
+                let pem = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
                 let key = crate::auth::challenge::PrivateKey::from_pem(&pem)
-                    .map_err(|e| invalid("handle.site_key", format!("{}: {e}", path.display())))?;
-                Some(key.public_key().encode())
+                    .map_err(|e| bad(e.to_string()))?;
+                Some(std::sync::Arc::new(key))
             }
         };
+        if hc.signatures_per_second == 0 || hc.signatures_per_second_per_client == 0 {
+            return Err(invalid(
+                "handle.signatures_per_second",
+                "must be at least 1 (and signatures_per_second_per_client too)",
+            ));
+        }
         self.validate_connections()?;
         let dc = &self.dns;
         if (dc.udp || dc.tcp)
@@ -954,7 +976,7 @@ impl Config {
             homed_prefixes,
             server_admins,
             tls,
-            site_public_key,
+            server_key,
             partition,
         })
     }
@@ -999,16 +1021,19 @@ mod tests {
     }
 
     #[test]
-    fn site_key_is_loaded_and_published() {
+    fn server_key_is_loaded_under_both_names() {
         let dir = tempfile::tempdir().unwrap();
         let key = crate::auth::challenge::PrivateKey::generate_rsa(1024).unwrap();
-        let path = dir.path().join("site.pem");
+        let path = dir.path().join("server.pem");
         std::fs::write(&path, key.to_pem()).unwrap();
-        let c = Config::from_toml(&format!("[handle]\nsite_key = {path:?}\n")).unwrap();
-        assert_eq!(c.site_public_key, Some(key.public_key().encode()));
+        for name in ["server_key", "site_key"] {
+            let c = Config::from_toml(&format!("[handle]\n{name} = {path:?}\n")).unwrap();
+            let loaded = c.server_key.as_ref().unwrap();
+            assert_eq!(loaded.public_key(), key.public_key());
+        }
         std::fs::write(&path, "not a key").unwrap();
-        let err = Config::from_toml(&format!("[handle]\nsite_key = {path:?}\n")).unwrap_err();
-        assert!(err.to_string().contains("site_key"));
+        let err = Config::from_toml(&format!("[handle]\nserver_key = {path:?}\n")).unwrap_err();
+        assert!(err.to_string().contains("server_key"));
     }
 
     #[test]
@@ -1073,7 +1098,11 @@ mod tests {
                 "hash_option",
             ),
             ("[handle]\nlisten = \"127.0.0.1:8000\"", "differ"),
-            ("[handle]\nsite_key = \"/nonexistent.pem\"", "site_key"),
+            ("[handle]\nserver_key = \"/nonexistent.pem\"", "server_key"),
+            (
+                "[handle]\nsignatures_per_second = 0",
+                "signatures_per_second",
+            ),
             ("[bogus]\n", "unknown field"),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();

@@ -194,6 +194,10 @@ enum Command {
         /// --auth-handle and a secret or key, the server's challenge is answered (over TCP).
         #[arg(long)]
         admin_read: bool,
+        /// Ask for a certified (signed) answer and verify its signature with the key the
+        /// server publishes in its HS_SITE (GET_SITE_INFO); exit status 1 if it does not verify.
+        #[arg(long, conflicts_with = "auth_handle")]
+        certified: bool,
         #[command(flatten)]
         auth: AuthArgs,
     },
@@ -458,9 +462,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             tcp,
             json,
             admin_read,
+            certified,
             auth,
         } => native_resolve(
-            &handle, &conn, &types, &indexes, tcp, json, admin_read, &auth,
+            &handle, &conn, &types, &indexes, tcp, json, admin_read, certified, &auth,
         ),
         Command::Admin { op } => native_admin(op),
         Command::Bench(args) => bench(args),
@@ -1282,11 +1287,15 @@ fn native_resolve(
     tcp: bool,
     json: bool,
     admin_read: bool,
+    certified: bool,
     auth: &AuthArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
     let client = client_for(conn)?;
     let auth = authenticator(auth)?;
     let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+    if certified {
+        return certified_resolve(&client, handle, types, indexes, transport, json, admin_read);
+    }
     let ask = |client: &Client| match &auth {
         Some(a) => client.resolve_authenticated(handle, indexes, types, a),
         None => client.resolve(handle, indexes, types, transport, !admin_read),
@@ -1324,6 +1333,68 @@ fn native_resolve(
     if response.code == 402 && auth.is_none() {
         eprintln!("(restricted values: add --auth-handle with --secret-file or --private-key)");
     }
+    Ok(std::process::ExitCode::from(1))
+}
+
+/// `idnode resolve --certified`: the server's key from its HS_SITE, a CT resolution, and the
+/// signature check; the values are printed only when the signature verifies.
+fn certified_resolve(
+    client: &Client,
+    handle: &str,
+    types: &[String],
+    indexes: &[u32],
+    transport: Transport,
+    json: bool,
+    admin_read: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    use idnode::auth::credential::Certification;
+    let site = client
+        .site_info(transport)
+        .with_context(|| format!("asking {} for its HS_SITE", client.server()))?;
+    let ip = client.server().ip();
+    let server = site
+        .servers
+        .iter()
+        .find(|s| s.ip() == ip)
+        .or_else(|| site.servers.first())
+        .context("the server's HS_SITE lists no servers")?;
+    anyhow::ensure!(
+        !server.public_key.is_empty(),
+        "the server publishes no key in its HS_SITE: its answers cannot be certified"
+    );
+    let key = idnode::model::PublicKey::decode(&server.public_key)
+        .context("the key in the server's HS_SITE")?;
+    let (response, certification) = client
+        .resolve_certified(handle, indexes, types, transport, !admin_read, &key)
+        .with_context(|| format!("resolving {handle}"))?;
+    match certification {
+        Certification::Verified => {
+            eprintln!("certified: the answer's signature verifies with the server's HS_SITE key")
+        }
+        Certification::Missing => {
+            eprintln!("NOT certified: the answer carries no signature");
+            return Ok(std::process::ExitCode::from(1));
+        }
+        Certification::Invalid(why) => {
+            eprintln!("NOT certified: {why}");
+            return Ok(std::process::ExitCode::from(1));
+        }
+    }
+    let found = response.is_success();
+    if json {
+        let j = if found {
+            hjson::handle_response(response.code, &response.handle, &response.values)
+        } else {
+            hjson::error_response(response.code, Some(&response.handle), &response.message)
+        };
+        print_lines([serde_json::to_string_pretty(&j)?])?;
+    } else if found {
+        print_lines(values_table(&response.handle, &response.values))?;
+    }
+    if found {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    eprintln!("{}", describe_failure(&response));
     Ok(std::process::ExitCode::from(1))
 }
 

@@ -565,3 +565,91 @@ async fn hole5_native_never_serves_a_stored_public_seckey() {
     }
     node.shutdown().await;
 }
+
+/// Certified resolution against a running node: the node created its server key on first
+/// start (mode 0600), publishes it in the HS_SITE it serves, signs CT answers (found and not
+/// found, UDP and TCP) so they verify with that key, keeps the key across restarts, and
+/// `idnode resolve --certified` says so (exit 0). Signatures that do not verify are the unit
+/// tests' (`auth::credential`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certified_answers_verify_with_the_published_server_key() {
+    use idnode::auth::credential::Certification;
+    use idnode::client::{Client, Transport};
+    use idnode::model::PublicKey;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let key_file = idnode::server::server_key_path(dir.path());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let owner = node
+        .engine
+        .authenticate_secret(
+            &node.engine.parse_handle("0.NA/88.100.1").unwrap(),
+            300,
+            SECRET.as_bytes(),
+        )
+        .unwrap();
+    node.engine
+        .create(
+            &owner,
+            &node.engine.parse_handle("88.100.1/CERT-1").unwrap(),
+            vec![HandleValue::new(1, "URL", "https://example.com/cert-1")],
+            Overwrite::No,
+        )
+        .unwrap();
+    let addr = node.native_addr.unwrap();
+    let published = tokio::task::spawn_blocking(move || {
+        let client = Client::new(addr).with_timeout(Duration::from_secs(10));
+        let site = client.site_info(Transport::Udp).unwrap();
+        let key = PublicKey::decode(&site.servers[0].public_key).unwrap();
+        for transport in [Transport::Udp, Transport::Tcp] {
+            for (handle, code) in [("88.100.1/CERT-1", 1), ("88.100.1/NOPE", 100)] {
+                let (r, cert) = client
+                    .resolve_certified(handle, &[], &[], transport, true, &key)
+                    .unwrap();
+                assert_eq!(r.code, code, "{handle} over {transport:?}");
+                assert_eq!(cert, Certification::Verified, "{handle} over {transport:?}");
+            }
+        }
+        site.servers[0].public_key.clone()
+    })
+    .await
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_idnode");
+    let target = addr.to_string();
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let ok = run(&[
+        "resolve",
+        "88.100.1/CERT-1",
+        "--server",
+        &target,
+        "--certified",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("certified"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("https://example.com/cert-1"));
+    node.shutdown().await;
+
+    // Restarted on the same data directory: the same key.
+    let node = self::node(dir.path()).await;
+    let addr = node.native_addr.unwrap();
+    let again = tokio::task::spawn_blocking(move || {
+        let client = Client::new(addr).with_timeout(Duration::from_secs(10));
+        client.site_info(Transport::Tcp).unwrap().servers[0]
+            .public_key
+            .clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(again, published);
+    node.shutdown().await;
+}

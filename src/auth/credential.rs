@@ -220,6 +220,40 @@ pub fn verify_signed(
     )?)
 }
 
+/// What checking a certified answer found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Certification {
+    /// An `HS_SIGNED` credential that verifies with the expected key.
+    Verified,
+    /// No credential at all.
+    Missing,
+    /// A credential that does not verify (or cannot be checked), and why.
+    Invalid(String),
+}
+
+/// Check the `HS_SIGNED` credential of a decoded answer against `key` (the public key of the
+/// HS_SITE server entry the request went to). The covered header+body is re-encoded from the
+/// decoded message: the codec writes Handle.Net's encoding byte for byte (see the vector
+/// tests), so a faithful server's signature checks.
+pub fn certification(key: &PublicKey, m: &crate::wire::handle::Message) -> Certification {
+    let cred = match m.credential.as_deref() {
+        None | Some([]) => return Certification::Missing,
+        Some(bytes) => match Credential::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => return Certification::Invalid(e.to_string()),
+        },
+    };
+    let encoded = m.encode_message();
+    let Some(hb) = crate::wire::handle::message::header_and_body(&encoded) else {
+        return Certification::Invalid("no header".into());
+    };
+    match verify_signed(key, &m.envelope, hb, &cred) {
+        Ok(true) => Certification::Verified,
+        Ok(false) => Certification::Invalid("the signature does not verify".into()),
+        Err(e) => Certification::Invalid(e.to_string()),
+    }
+}
+
 fn hmac(session_key: &[u8], covered: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(session_key)
@@ -359,6 +393,41 @@ mod tests {
             let mut bent = hb.clone();
             bent[0] ^= 0x80;
             assert!(!verify_mac(&key, &env, &bent, &cred).unwrap());
+        }
+    }
+
+    /// Decoded answers re-encode to the signed bytes: the signature checks after decoding.
+    #[test]
+    fn decoded_answers_verify() {
+        use crate::wire::handle::Message;
+        for name in [
+            "CERT_RESOLUTION_RESP_HEX",
+            "CERT_NOTFOUND_RESP_HEX",
+            "SDK_CERT_RESOLUTION_RESP_HEX",
+        ] {
+            let m = Message::decode_full(&v2(name)).unwrap();
+            assert_eq!(
+                certification(&server_public(), &m),
+                Certification::Verified,
+                "{name}"
+            );
+            let mut bent = m.clone();
+            bent.envelope.request_id ^= 1;
+            assert!(matches!(
+                certification(&server_public(), &bent),
+                Certification::Invalid(_)
+            ));
+            let admin = PublicKey::decode(&v2("RSA_PUBKEY_DATA_HEX")).unwrap();
+            assert!(matches!(
+                certification(&admin, &m),
+                Certification::Invalid(_)
+            ));
+            let mut bare = m;
+            bare.credential = Some(Vec::new());
+            assert_eq!(
+                certification(&server_public(), &bare),
+                Certification::Missing
+            );
         }
     }
 

@@ -21,6 +21,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::challenge::PrivateKey;
 use crate::config::ValidConfig;
 use crate::metrics::Metrics;
 use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
@@ -68,6 +69,39 @@ pub fn read_or_create_secret(path: &Path) -> anyhow::Result<(String, bool)> {
     let mut bytes = [0u8; 18];
     rand::thread_rng().fill_bytes(&mut bytes);
     let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    write_new_private_file(path, format!("{secret}\n").as_bytes())?;
+    Ok((secret, true))
+}
+
+/// Where a node keeps the server key it created, when `handle.server_key` is not set.
+pub fn server_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("server-key.pem")
+}
+
+/// The node's server key: the configured `handle.server_key`, or `<data_dir>/server-key.pem`,
+/// created on first start (2048-bit RSA, PKCS#8 PEM, mode 0600, fsynced before use) the way the
+/// bootstrap administrator's secret is.
+pub fn load_server_key(config: &ValidConfig) -> anyhow::Result<Arc<PrivateKey>> {
+    if let Some(key) = &config.server_key {
+        return Ok(key.clone());
+    }
+    let path = server_key_path(&config.raw.node.data_dir);
+    if path.exists() {
+        let pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading server key {}", path.display()))?;
+        let key =
+            PrivateKey::from_pem(&pem).with_context(|| format!("server key {}", path.display()))?;
+        return Ok(Arc::new(key));
+    }
+    let key = PrivateKey::generate_rsa(2048).context("generating the server key")?;
+    let pem = key.try_to_pem().context("encoding the server key")?;
+    write_new_private_file(&path, pem.as_bytes())?;
+    tracing::info!(path = %path.display(), "created the node's server key (signs certified answers)");
+    Ok(Arc::new(key))
+}
+
+/// Create `path` (it must not exist) with mode 0600 and `bytes`, fsynced.
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -77,10 +111,10 @@ pub fn read_or_create_secret(path: &Path) -> anyhow::Result<(String, bool)> {
     }
     let mut file = options
         .open(path)
-        .with_context(|| format!("creating secret file {}", path.display()))?;
-    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())?;
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, bytes)?;
     file.sync_all()?;
-    Ok((secret, true))
+    Ok(())
 }
 
 /// Home the configured prefixes; give those without a prefix handle an administrator when
@@ -111,10 +145,17 @@ pub fn prepare_registry(
     Ok(created)
 }
 
-/// The node's own HS_SITE: one server, with its native interfaces (TCP admin+query, UDP
-/// query) when they run, its HTTP(S) interface, and its public key when configured. The
+/// The node's own HS_SITE: one server, with its native interfaces (TCP admin+query first — the
+/// national SDK uses the first interface only — then UDP query) when they run, its HTTP(S)
+/// interface, and `public_key` (the server key's HS_PUBKEY, which certifying clients verify
+/// answers with). The
 /// address is the native listener's (or the HTTP listener's when the native protocol is off).
-pub fn own_site(config: &ValidConfig, http: SocketAddr, native: Option<SocketAddr>) -> SiteInfo {
+pub fn own_site(
+    config: &ValidConfig,
+    http: SocketAddr,
+    native: Option<SocketAddr>,
+    public_key: Vec<u8>,
+) -> SiteInfo {
     let web = if config.tls.is_some() {
         interface::HTTPS
     } else {
@@ -147,7 +188,7 @@ pub fn own_site(config: &ValidConfig, http: SocketAddr, native: Option<SocketAdd
     let this = ServerInfo {
         server_id: 1,
         address: ServerInfo::address_from_ip(ip),
-        public_key: config.site_public_key.clone().unwrap_or_default(),
+        public_key,
         interfaces,
     };
     // One server of a multi-server site publishes the whole site, so clients route by hash.
@@ -387,7 +428,13 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     let (native_tcp, native_udp, native_addr) = bind_native(&config).await?;
     let dns_threads = dc.udp.then(|| udp::thread_count(dc.udp_threads));
     let (dns_tcp, dns_udp, dns_addr) = bind_pair(dc.listen, dc.tcp, dns_threads, "DNS").await?;
-    let site = own_site(&config, http_addr, native_addr);
+    let server_key = load_server_key(&config)?;
+    let site = own_site(
+        &config,
+        http_addr,
+        native_addr,
+        server_key.public_key().encode(),
+    );
     let recursor = config
         .raw
         .recursion
@@ -507,7 +554,8 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     );
     let native_rate_limit = udp::RateLimit::new(config.raw.rate_limit.clone(), &metrics, "udp");
     let mut native = native::NativeService::new(engine.clone(), metrics.clone(), &site)
-        .with_limits(config.raw.handle.native_limits());
+        .with_limits(config.raw.handle.native_limits())
+        .with_server_key(server_key);
     if let Some(r) = &recursor {
         native = native.with_recursor(r.clone());
     }

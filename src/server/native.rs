@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 
 use super::udp::{Reuse, RELAYED_REUSE_SECS};
+use crate::auth::challenge::PrivateKey;
 use crate::auth::challenge::{
     request_digest, seckey_form_allowed, verify_pubkey_answer, verify_seckey_answer_with_limit,
 };
@@ -90,7 +91,7 @@ pub struct RecursionJob {
     handle: Handle,
     indexes: Vec<u32>,
     types: Vec<String>,
-    transport: Transport,
+    source: Source,
     started: Instant,
     /// The job's slot of `recursion.max_concurrent`, held until it is answered.
     permit: RecursionPermit,
@@ -99,6 +100,8 @@ pub struct RecursionJob {
 /// A 402 challenge waiting for its answer.
 struct Pending {
     request: Message,
+    /// The request's header+body as received (the RD digest of its final answer covers them).
+    hb: Vec<u8>,
     digest: RequestDigest,
     nonce: [u8; 16],
 }
@@ -116,6 +119,8 @@ pub struct NativeLimits {
     /// Addresses VERIFY_CHALLENGE (opCode 201) is answered for, over TCP only: the servers
     /// that forward their clients' challenge answers here. Empty: nobody.
     pub verify_peers: Vec<IpAddr>,
+    /// Certified (signed) answers per second, per address and in total.
+    pub signatures: SignLimits,
 }
 
 impl Default for NativeLimits {
@@ -125,6 +130,7 @@ impl Default for NativeLimits {
             failures: FailureLimits::default(),
             max_udp_answer: DEFAULT_MAX_UDP_ANSWER,
             verify_peers: Vec::new(),
+            signatures: SignLimits::default(),
         }
     }
 }
@@ -166,6 +172,12 @@ pub struct NativeService {
     failures: Mutex<FailureLimiter>,
     /// Key derivations / signature checks in progress.
     verifying: AtomicUsize,
+    /// Signs certified answers (`HS_SIGNED`); its public half is in the HS_SITE served.
+    server_key: Option<Arc<PrivateKey>>,
+    sign_budget: SignBudget,
+    /// Tests only: a fixed answer expiration, so answers (and their signatures) can be
+    /// compared byte for byte with the reference vectors.
+    fixed_expiration: Option<u32>,
 }
 
 fn now_unix() -> u64 {
@@ -204,13 +216,30 @@ impl NativeService {
             failures: Mutex::new(FailureLimiter::new(NativeLimits::default().failures)),
             limits: NativeLimits::default(),
             verifying: AtomicUsize::new(0),
+            server_key: None,
+            sign_budget: SignBudget::new(SignLimits::default()),
+            fixed_expiration: None,
         }
+    }
+
+    /// Tests: answer with this expiration instead of now + 12 h.
+    #[cfg(test)]
+    pub(crate) fn with_fixed_expiration(mut self, expiration: u32) -> NativeService {
+        self.fixed_expiration = Some(expiration);
+        self
+    }
+
+    /// Sign certified answers with `key` (the node's server key, published in its HS_SITE).
+    pub fn with_server_key(mut self, key: Arc<PrivateKey>) -> NativeService {
+        self.server_key = Some(key);
+        self
     }
 
     /// Use `limits` instead of the defaults.
     pub fn with_limits(mut self, limits: NativeLimits) -> NativeService {
         self.pending = Mutex::new(PendingTable::new(limits.challenges));
         self.failures = Mutex::new(FailureLimiter::new(limits.failures));
+        self.sign_budget = SignBudget::new(limits.signatures);
         self.limits = limits;
         self
     }
@@ -266,21 +295,21 @@ impl NativeService {
     /// [`NativeService::recurse`] (so a UDP loop can spawn it instead of waiting).
     pub fn process(&self, envelope: Envelope, message: &[u8], source: Source) -> Outcome {
         let started = Instant::now();
-        let transport = source.transport;
         match self.recursion_job(envelope, message, source, started) {
             None => {}
             Some(Ok(job)) => return Outcome::Recurse(Box::new(job)),
             Some(Err(refusal)) => {
                 return Outcome::Done(self.finish(
                     op::RESOLUTION,
-                    transport,
+                    source,
                     started,
                     vec![refusal],
+                    &Signer::Server,
                 ))
             }
         }
         let (op_code, responses) = self.dispatch(envelope, message, source);
-        Outcome::Done(self.finish(op_code, transport, started, responses))
+        Outcome::Done(self.finish(op_code, source, started, responses, &Signer::Server))
     }
 
     /// No answer over the message limit on any transport (no client could reassemble it),
@@ -341,21 +370,44 @@ impl NativeService {
             .inc();
     }
 
-    /// Encode the responses, bounded in size for the transport, and count the request.
+    /// Encode the responses, bounded in size for the transport and signed when the request
+    /// asked for certification (CT, echoed in every answer), and count the request.
     fn finish(
         &self,
         op_code: u32,
-        transport: Transport,
+        source: Source,
         started: Instant,
         mut responses: Vec<Message>,
+        signer: &Signer,
     ) -> Vec<Vec<u8>> {
-        let mut encoded: Vec<Vec<u8>> = responses.iter().map(Message::encode).collect();
-        let sizes: Vec<usize> = encoded.iter().map(Vec::len).collect();
-        if self.bound_answer_size(transport, &mut responses, &sizes) {
-            encoded = responses.iter().map(Message::encode).collect();
+        let transport = source.transport;
+        let sizes: Vec<usize> = responses.iter().map(|m| m.encode().len()).collect();
+        self.bound_answer_size(transport, &mut responses, &sizes);
+        if certify::wants_signature(&responses) {
+            self.certify(source, &mut responses, signer);
         }
         self.count(op_code, transport, started, &responses);
-        encoded
+        responses.iter().map(Message::encode).collect()
+    }
+
+    /// Sign the answers to a certified request, within the signature budget.
+    fn certify(&self, source: Source, responses: &mut Vec<Message>, signer: &Signer) {
+        let costly = matches!(signer, Signer::Server) && self.server_key.is_some();
+        if costly
+            && !self
+                .sign_budget
+                .take(source.addr, responses.len(), Instant::now())
+        {
+            self.refuse(source.transport, "sign_budget");
+            if source.transport == Transport::Tcp {
+                certify::too_busy_to_sign(responses);
+            }
+            return;
+        }
+        if let Err(e) = certify::sign_all(responses, signer, self.server_key.as_deref()) {
+            // Only a message below 2.7 in a session can get here; the client sees no signature.
+            tracing::debug!(error = %e, "answer left unsigned");
+        }
     }
 
     /// Count the request in the request and latency metrics.
@@ -434,7 +486,7 @@ impl NativeService {
             indexes: indexes.clone(),
             types: types.clone(),
             request,
-            transport: source.transport,
+            source,
             started,
             permit,
         }))
@@ -450,7 +502,7 @@ impl NativeService {
         let mut m = self.error(
             &request.envelope,
             &request.header,
-            None,
+            header_and_body(message),
             ResponseCode::Error,
             "rate limited: ask over TCP",
         );
@@ -529,7 +581,13 @@ impl NativeService {
         // The answer did not come from this node's own data.
         response.header.op_flag &= !flag::AUTHORITATIVE;
         (
-            self.finish(op::RESOLUTION, job.transport, job.started, vec![response]),
+            self.finish(
+                op::RESOLUTION,
+                job.source,
+                job.started,
+                vec![response],
+                &Signer::Server,
+            ),
             reuse,
         )
     }
@@ -551,6 +609,9 @@ impl NativeService {
         let request = match Message::decode(envelope, message) {
             Ok(m) => m,
             Err(e) => {
+                // The RD digest covers the request's header+body whenever those can be found,
+                // even if the body does not decode.
+                let hb = header_and_body(message);
                 let (code, text) = match e {
                     WireError::UnknownOpCode(_) => (
                         ResponseCode::OperationNotSupported,
@@ -564,13 +625,13 @@ impl NativeService {
                     let resp = self.error(
                         &envelope,
                         &raw_header,
-                        None,
+                        hb,
                         ResponseCode::ProtocolError,
                         &text,
                     );
                     return (0, vec![resp]);
                 }
-                let resp = self.error(&envelope, &raw_header, None, code, &text);
+                let resp = self.error(&envelope, &raw_header, hb, code, &text);
                 return (raw_header.op_code, vec![resp]);
             }
         };
@@ -599,7 +660,7 @@ impl NativeService {
                     "authentication is accepted over TCP only",
                 )]
             }
-            op::CHALLENGE_RESPONSE => self.challenge_answer(&request, source),
+            op::CHALLENGE_RESPONSE => self.challenge_answer(&request, hb.as_deref(), source),
             op::VERIFY_CHALLENGE => vec![self.verify_challenge(&request, hb.as_deref(), source)],
             op::LIST_HOMED_NAS if transport == Transport::Tcp => {
                 self.list_homed(&request, hb.as_deref())
@@ -675,7 +736,9 @@ impl NativeService {
             }
             _ => None,
         };
-        let mut op_flag = (req_header.op_flag & flag::ECHOED) | flag::AUTHORITATIVE;
+        // REC is an answer's own default in Handle.Net (not copied from the request).
+        let mut op_flag =
+            (req_header.op_flag & flag::ECHOED) | flag::AUTHORITATIVE | flag::RECURSIVE;
         if digest.is_some() {
             op_flag |= flag::RETURN_DIGEST;
         } else {
@@ -699,7 +762,9 @@ impl NativeService {
                 op_flag,
                 site_serial: self.site_serial,
                 recursion_count: req_header.recursion_count,
-                expiration: (now_unix() + RESPONSE_LIFETIME_SECS).min(u64::from(u32::MAX)) as u32,
+                expiration: self.fixed_expiration.unwrap_or_else(|| {
+                    (now_unix() + RESPONSE_LIFETIME_SECS).min(u64::from(u32::MAX)) as u32
+                }),
             },
             digest,
             body,
@@ -715,6 +780,12 @@ impl NativeService {
         code: ResponseCode,
         message: &str,
     ) -> Message {
+        // Handle.Net answers "not found" with an empty message; clients print the code.
+        let message = if code == ResponseCode::HandleNotFound {
+            ""
+        } else {
+            message
+        };
         self.respond(
             env,
             header,
@@ -843,6 +914,7 @@ impl NativeService {
                 source.addr,
                 Pending {
                     request: request.clone(),
+                    hb: hb.to_vec(),
                     digest: RequestDigest {
                         hash_type,
                         digest: digest.clone(),
@@ -982,7 +1054,14 @@ impl NativeService {
         crate::audit::auth_failure("native", source.addr, Some(identity), why);
     }
 
-    fn challenge_answer(&self, answer: &Message, source: Source) -> Vec<Message> {
+    /// An opCode 200 answer: errors before its challenge is found answer the answer itself
+    /// (RD digest of `answer_hb`); from then on the original request is answered (its digest).
+    fn challenge_answer(
+        &self,
+        answer: &Message,
+        answer_hb: Option<&[u8]>,
+        source: Source,
+    ) -> Vec<Message> {
         let Body::ChallengeAnswer {
             auth_type,
             identity_handle,
@@ -993,7 +1072,7 @@ impl NativeService {
             return vec![self.error(
                 &answer.envelope,
                 &answer.header,
-                None,
+                answer_hb,
                 ResponseCode::ProtocolError,
                 "bad body",
             )];
@@ -1001,7 +1080,7 @@ impl NativeService {
         let slot = match self.admit_verification(source) {
             Ok(slot) => slot,
             Err((code, text)) => {
-                return vec![self.error(&answer.envelope, &answer.header, None, code, text)]
+                return vec![self.error(&answer.envelope, &answer.header, answer_hb, code, text)]
             }
         };
         let pending =
@@ -1011,12 +1090,13 @@ impl NativeService {
             return vec![self.error(
                 &answer.envelope,
                 &answer.header,
-                None,
+                answer_hb,
                 ResponseCode::AuthenticationTimeout,
                 "no pending challenge for this session (expired or unknown)",
             )];
         };
         // The original request is answered with the answer's request id.
+        let original_hb = pending.hb;
         let mut original = pending.request;
         original.envelope.request_id = answer.envelope.request_id;
         original.envelope.session_id = answer.envelope.session_id;
@@ -1038,26 +1118,28 @@ impl NativeService {
                 return vec![self.error(
                     &original.envelope,
                     &original.header,
-                    None,
+                    Some(&original_hb),
                     ResponseCode::AuthenticationFailed,
                     "Authentication failed",
                 )];
             }
             Err(f) => {
                 self.authentication_failed(source, &who, &f.message);
-                return vec![self.failure(&original.envelope, &original.header, None, &f)];
+                return vec![self.failure(
+                    &original.envelope,
+                    &original.header,
+                    Some(&original_hb),
+                    &f,
+                )];
             }
         };
-        let hb = {
-            let bytes = original.encode_message();
-            header_and_body(&bytes).map(<[u8]>::to_vec)
-        };
+        let hb = Some(original_hb.as_slice());
         match original.header.op_code {
             op::RESOLUTION => {
-                vec![self.resolution(&original, hb.as_deref(), Some(&identity), source)]
+                vec![self.resolution(&original, hb, Some(&identity), source)]
             }
             _ => {
-                let responses = self.admin(&original, hb.as_deref(), &identity);
+                let responses = self.admin(&original, hb, &identity);
                 self.audit_write(&original, &identity, source, &responses);
                 responses
             }
@@ -1308,5 +1390,9 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
         .map(u32::from_be_bytes)
 }
 
+mod certify;
 #[cfg(test)]
 mod tests;
+
+use certify::SignBudget;
+pub use certify::{SignLimits, Signer};

@@ -183,6 +183,14 @@ impl Reassembler {
 /// registry (so they may be replayed): success, handle/values not found, referral.
 const REPLAYABLE_CODES: [u32; 4] = [1, 100, 200, 303];
 
+/// Whether one encoded answer may be replayed for the same request bytes under another request
+/// id: its code is one of [`REPLAYABLE_CODES`] and it carries no signature (a certified
+/// answer's signature covers the request id, so a replay would not verify).
+fn replayable(answer: &[u8]) -> bool {
+    REPLAYABLE_CODES.contains(&u32_at(answer, at::RESPONSE_CODE).unwrap_or(0))
+        && u32_at(answer, at::OP_FLAG).is_some_and(|f| f & flag::CERTIFY == 0)
+}
+
 /// Offsets in a single-datagram request or response: envelope fields, then the message header.
 mod at {
     pub const REQUEST_ID: std::ops::Range<usize> = 8..12;
@@ -341,9 +349,7 @@ impl DatagramService for NativeService {
             return Handled::Answered(Reuse::Never);
         }
         match responses.as_slice() {
-            [one] if REPLAYABLE_CODES.contains(&u32_at(one, at::RESPONSE_CODE).unwrap_or(0)) => {
-                Handled::Answered(Reuse::UntilChange)
-            }
+            [one] if replayable(one) => Handled::Answered(Reuse::UntilChange),
             _ => Handled::Answered(Reuse::Never),
         }
     }
@@ -351,7 +357,7 @@ impl DatagramService for NativeService {
     async fn run_job(self: Arc<Self>, job: Box<RecursionJob>) -> (Vec<Vec<u8>>, Reuse) {
         let (responses, reuse) = self.recurse_for_reuse(*job).await;
         let replayable = matches!(responses.as_slice(),
-            [one] if REPLAYABLE_CODES.contains(&u32_at(one, at::RESPONSE_CODE).unwrap_or(0)));
+            [one] if replayable(one));
         let datagrams = responses.iter().flat_map(|r| udp_fragments(r)).collect();
         (datagrams, if replayable { reuse } else { Reuse::Never })
     }

@@ -1,0 +1,358 @@
+//! Certified answers: a request with the CT flag gets every answer signed — results, errors and
+//! 402 challenges alike, as Handle.Net's server does — with the node's server key (`HS_SIGNED`,
+//! verified by clients with the public key of the HS_SITE the node serves) or, inside a
+//! session, with the session key (`HS_MAC`). See [`crate::auth::credential`] for the layout.
+//!
+//! An RSA signature costs about a millisecond of CPU, and anyone may ask for one, so signing
+//! is budgeted ([`SignBudget`]): per client address and in total, per second. Past the budget
+//! a UDP answer goes out unsigned (Handle.Net's client ignores it and retries, then falls back
+//! to TCP) and a TCP answer becomes an unsigned RC 3 (server too busy).
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::auth::challenge::PrivateKey;
+use crate::auth::credential;
+use crate::auth::pending::{FailureLimiter, FailureLimits};
+use crate::model::ResponseCode;
+use crate::wire::handle::message::{flag, header_and_body, Body, Message};
+
+/// How the answers to one request are signed when it asked for certification.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    /// `HS_SIGNED` with the node's server key.
+    Server,
+    /// `HS_MAC` with a session's key; `counter` is the server's session counter for the first
+    /// answer (the next answers take the following numbers).
+    Session { key: Vec<u8>, counter: u32 },
+}
+
+/// Signature budget settings (`[handle] signatures_per_second`, `..._per_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignLimits {
+    /// Signatures per second for all clients together (burst: one second's worth).
+    pub per_second: u32,
+    /// Signatures per second for one client address (burst: two seconds' worth).
+    pub per_second_per_client: u32,
+}
+
+impl Default for SignLimits {
+    /// 400 signatures a second in all (well under half a core for 2048-bit RSA), 40 for one
+    /// address: far more than any client verifying answers needs.
+    fn default() -> Self {
+        SignLimits {
+            per_second: 400,
+            per_second_per_client: 40,
+        }
+    }
+}
+
+/// Token buckets of signatures: one per client address and one for the node.
+pub struct SignBudget {
+    per_client: Mutex<FailureLimiter>,
+    total: Mutex<(f64, Instant)>,
+    limits: SignLimits,
+}
+
+impl SignBudget {
+    pub fn new(limits: SignLimits) -> SignBudget {
+        SignBudget {
+            per_client: Mutex::new(FailureLimiter::new(FailureLimits {
+                burst: limits.per_second_per_client.saturating_mul(2).max(1),
+                per_minute: limits.per_second_per_client.saturating_mul(60),
+                ..FailureLimits::default()
+            })),
+            total: Mutex::new((f64::from(limits.per_second), Instant::now())),
+            limits,
+        }
+    }
+
+    /// Take `n` signatures for `addr`, or refuse without taking any.
+    pub fn take(&self, addr: IpAddr, n: usize, now: Instant) -> bool {
+        let n_f = n as f64;
+        {
+            let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+            let rate = f64::from(self.limits.per_second);
+            let elapsed = now.saturating_duration_since(total.1).as_secs_f64();
+            total.0 = (total.0 + elapsed * rate).min(rate.max(1.0));
+            total.1 = now;
+            if total.0 < n_f {
+                return false;
+            }
+            total.0 -= n_f;
+        }
+        let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..n {
+            if !per_client.allows(addr, now) {
+                drop(per_client);
+                // Refused for this client: the node-wide tokens go back.
+                let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+                total.0 += n_f;
+                return false;
+            }
+            per_client.failed(addr, now);
+        }
+        true
+    }
+}
+
+/// Sign `responses` with `signer` (the budget has been taken). Without a server key, answers
+/// for [`Signer::Server`] stay unsigned.
+pub(super) fn sign_all(
+    responses: &mut [Message],
+    signer: &Signer,
+    server_key: Option<&PrivateKey>,
+) -> Result<(), credential::CredentialError> {
+    for (i, m) in responses.iter_mut().enumerate() {
+        m.credential = None;
+        let bytes = m.encode_message();
+        let Some(hb) = header_and_body(&bytes) else {
+            continue;
+        };
+        let cred = match signer {
+            Signer::Server => match server_key {
+                Some(key) => credential::sign(key, &m.envelope, 0, hb)?,
+                // No key: the answer stays unsigned (clients report a missing signature).
+                None => {
+                    m.credential = Some(Vec::new());
+                    continue;
+                }
+            },
+            Signer::Session { key, counter } => {
+                credential::mac(key, &m.envelope, counter.wrapping_add(i as u32), hb)?
+            }
+        };
+        m.credential = Some(cred.encode());
+    }
+    Ok(())
+}
+
+/// Whether any of `responses` asks to be signed (CT is echoed from the request).
+pub(super) fn wants_signature(responses: &[Message]) -> bool {
+    responses.iter().any(|m| m.header.has(flag::CERTIFY))
+}
+
+/// The unsigned answer a TCP client gets when the signature budget is spent.
+pub(super) fn too_busy_to_sign(responses: &mut Vec<Message>) {
+    responses.truncate(1);
+    if let Some(m) = responses.first_mut() {
+        m.header.response_code = ResponseCode::ServerTooBusy.code();
+        m.header.op_flag &= !flag::CONTINUOUS;
+        m.body = Body::Error {
+            message: "too many signed answers requested; try again later".into(),
+        };
+        m.credential = Some(Vec::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::metrics::Metrics;
+    use crate::model::{Handle, HandleValue, Prefix, SiteInfo, Ttl, ValuePermissions};
+    use crate::resolve::{init_prefix, Engine, Policy};
+    use crate::server::native::{NativeLimits, NativeService, Outcome, Source, Transport};
+    use crate::store::{Record, Registry, StoreOptions};
+    use crate::wire::handle::message::{Envelope, ENVELOPE_LEN};
+    use crate::wire::handle::vectors2::{v2, v2_key};
+
+    /// A node like the one the vectors were made with: site SITE_WITH_KEY_HEX (serial 1,
+    /// SERVER_RSA), 88.100.1/SN-0001 with URL 1 and EMAIL 2 stamped 0x64000000, answers
+    /// expiring at 0x7f000000.
+    fn vector_node(limits: NativeLimits) -> (tempfile::TempDir, NativeService) {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+        init_prefix(&reg, &Prefix::parse("88.100.1").unwrap(), 300, b"pw").unwrap();
+        let value = |index, type_name: &str, data: &str| HandleValue {
+            timestamp: 0x6400_0000,
+            ttl: Ttl::Relative(86_400),
+            permissions: ValuePermissions::DEFAULT,
+            ..HandleValue::new(index, type_name, data)
+        };
+        let record = Record {
+            handle: "88.100.1/SN-0001".into(),
+            values: vec![
+                value(1, "URL", "https://example.com/sn/0001"),
+                value(2, "EMAIL", "sn0001@example.com"),
+            ],
+        };
+        reg.put_batch(&[(
+            Handle::parse("88.100.1/SN-0001", crate::model::SuffixCase::Sensitive).unwrap(),
+            record,
+        )])
+        .unwrap();
+        let engine = Engine::new(reg, Policy::default());
+        let site = SiteInfo::decode(&v2("SITE_WITH_KEY_HEX")).unwrap();
+        let key = PrivateKey::from_pkcs8_der(&v2_key("SERVER_RSA")).unwrap();
+        let svc = NativeService::new(engine, Metrics::new().unwrap(), &site)
+            .with_limits(limits)
+            .with_server_key(Arc::new(key))
+            .with_fixed_expiration(0x7f00_0000);
+        (dir, svc)
+    }
+
+    fn answer(svc: &NativeService, request: &[u8], transport: Transport) -> Vec<Vec<u8>> {
+        let env = Envelope::decode(&request[..ENVELOPE_LEN]).unwrap();
+        let source = Source {
+            transport,
+            addr: "127.0.0.1".parse().unwrap(),
+        };
+        match svc.process(env, &request[ENVELOPE_LEN..], source) {
+            Outcome::Done(r) => r,
+            Outcome::Recurse(_) => panic!("no recursion here"),
+        }
+    }
+
+    /// Certified resolutions (Handle.Net's and the ID-SDK's), a certified not-found and the
+    /// site with its key come out byte for byte as the reference server sends them: the same
+    /// header, body, credential and RSA signature.
+    #[test]
+    fn certified_answers_are_byte_exact() {
+        let (_dir, svc) = vector_node(NativeLimits::default());
+        for (req, resp) in [
+            ("CERT_RESOLUTION_REQ_HEX", "CERT_RESOLUTION_RESP_HEX"),
+            ("CERT_NOTFOUND_REQ_HEX", "CERT_NOTFOUND_RESP_HEX"),
+            (
+                "SDK_CERT_RESOLUTION_REQ_HEX",
+                "SDK_CERT_RESOLUTION_RESP_HEX",
+            ),
+        ] {
+            for transport in [Transport::Tcp, Transport::Udp] {
+                let out = answer(&svc, &v2(req), transport);
+                assert_eq!(out, vec![v2(resp)], "{req} over {transport:?}");
+            }
+        }
+        let get_site = crate::wire::handle::vectors::GET_SITE_INFO_REQ_HEX;
+        let get_site: Vec<u8> = (0..get_site.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&get_site[i..i + 2], 16).unwrap())
+            .collect();
+        let site = answer(&svc, &get_site, Transport::Udp);
+        assert_eq!(site, vec![v2("GET_SITE_INFO_RESP_WITH_KEY_HEX")]);
+    }
+
+    /// The RD digest is in every answer to a request that asked for it, errors included.
+    #[test]
+    fn error_answers_carry_the_request_digest() {
+        let (_dir, svc) = vector_node(NativeLimits::default());
+        let out = answer(&svc, &v2("RD_RESOLUTION_REQ_HEX"), Transport::Udp);
+        assert_eq!(out, vec![v2("RD_NOTFOUND_RESP_HEX")]);
+    }
+
+    /// Unknown op codes, bodies that do not decode, refused and challenge errors: each answer
+    /// to an RD request starts with the digest of that request's header+body (what
+    /// HandleResolver checks before anything else), and CT requests get them signed.
+    #[test]
+    fn every_error_path_carries_the_digest() {
+        use crate::auth::challenge::request_digest;
+        use crate::wire::handle::message::{flag, header_and_body, Message};
+        let (_dir, svc) = vector_node(NativeLimits::default());
+        let check = |request: Vec<u8>, transport: Transport, code: ResponseCode| {
+            let out = answer(&svc, &request, transport);
+            let m = Message::decode_full(&out[0]).unwrap();
+            assert_eq!(m.header.response_code, code.code(), "{:?}", m.body);
+            assert!(m.header.has(flag::RETURN_DIGEST));
+            let hb = header_and_body(&request[ENVELOPE_LEN..]).unwrap();
+            let (_, want) = request_digest(2, 11, hb);
+            assert_eq!(m.digest.as_ref().unwrap().digest, want);
+            m
+        };
+        let rd = |mut bytes: Vec<u8>, extra: u32| {
+            let f = u32::from_be_bytes(bytes[28..32].try_into().unwrap()) | extra;
+            bytes[28..32].copy_from_slice(&f.to_be_bytes());
+            bytes
+        };
+        // Unknown op code; with CT as well, the refusal is signed.
+        let mut unknown = rd(v2("RD_RESOLUTION_REQ_HEX"), 0);
+        unknown[20..24].copy_from_slice(&999u32.to_be_bytes());
+        let plain = check(
+            unknown.clone(),
+            Transport::Tcp,
+            ResponseCode::OperationNotSupported,
+        );
+        assert_eq!(plain.credential, Some(Vec::new()));
+        let certified = check(
+            rd(unknown, flag::CERTIFY),
+            Transport::Udp,
+            ResponseCode::OperationNotSupported,
+        );
+        assert!(!certified.credential.unwrap().is_empty(), "CT: signed");
+        // A body that does not decode (its handle length runs past the body).
+        let mut broken = v2("RD_RESOLUTION_REQ_HEX");
+        broken[44..48].copy_from_slice(&200u32.to_be_bytes());
+        check(broken, Transport::Tcp, ResponseCode::ProtocolError);
+        // A challenge answer for no pending challenge, with RD.
+        let stale = rd(
+            v2("LIST_HANDLES_CHALLENGE_ANSWER_REQ_HEX"),
+            flag::RETURN_DIGEST,
+        );
+        check(stale, Transport::Tcp, ResponseCode::AuthenticationTimeout);
+        // Administration over UDP.
+        let add = rd(v2("SESSION_ADD_VALUE_REQ_HEX"), flag::RETURN_DIGEST);
+        let mut add = add;
+        add[4..8].copy_from_slice(&0u32.to_be_bytes());
+        check(add, Transport::Udp, ResponseCode::OperationNotSupported);
+    }
+
+    /// Past the budget, UDP answers go out unsigned and TCP ones become an unsigned RC 3.
+    #[test]
+    fn signatures_are_budgeted() {
+        let limits = NativeLimits {
+            signatures: SignLimits {
+                per_second: 1000,
+                per_second_per_client: 1,
+            },
+            ..NativeLimits::default()
+        };
+        let (_dir, svc) = vector_node(limits);
+        let req = v2("CERT_RESOLUTION_REQ_HEX");
+        // Two seconds' worth of burst: 2 signed answers.
+        for _ in 0..2 {
+            assert_eq!(
+                answer(&svc, &req, Transport::Udp),
+                vec![v2("CERT_RESOLUTION_RESP_HEX")]
+            );
+        }
+        let unsigned =
+            crate::wire::handle::Message::decode_full(&answer(&svc, &req, Transport::Udp)[0])
+                .unwrap();
+        assert_eq!(unsigned.header.response_code, 1);
+        assert_eq!(unsigned.credential, Some(Vec::new()));
+        let busy =
+            crate::wire::handle::Message::decode_full(&answer(&svc, &req, Transport::Tcp)[0])
+                .unwrap();
+        assert_eq!(
+            busy.header.response_code,
+            ResponseCode::ServerTooBusy.code()
+        );
+        assert_eq!(busy.credential, Some(Vec::new()));
+    }
+
+    #[test]
+    fn budget_is_per_client_and_in_total() {
+        let b = SignBudget::new(SignLimits {
+            per_second: 10,
+            per_second_per_client: 2,
+        });
+        let now = Instant::now();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let c: IpAddr = "192.0.2.2".parse().unwrap();
+        // Burst of two seconds' worth for one client.
+        assert!(b.take(a, 4, now));
+        assert!(!b.take(a, 1, now));
+        // Others still have theirs, until the total (10) is spent.
+        assert!(b.take(c, 4, now));
+        let others: Vec<IpAddr> = (3..10)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        assert!(b.take(others[0], 2, now));
+        assert!(!b.take(others[1], 1, now));
+        // A second later the total refills.
+        let later = now + Duration::from_secs(1);
+        assert!(b.take(others[1], 1, later));
+    }
+}
