@@ -374,6 +374,14 @@ pub struct HandleConfig {
     /// `auth_failures_per_minute`; past that its answers are refused unchecked.
     pub auth_failure_burst: u32,
     pub auth_failures_per_minute: u32,
+    /// What an anonymous resolution without the public-only flag gets when the record has
+    /// restricted values: `"public"` (default: the values anyone may read, RC 1, which is
+    /// what the national ID-SDK can use) or `"challenge"` (Handle.Net's 402).
+    pub anonymous_restricted_reads: crate::server::native::AnonymousReads,
+    /// Accept the ID-SDK's password login (opCode 2000), whose password travels in clear:
+    /// off by default; turn it on only where the native port is reachable from a private
+    /// network alone.
+    pub password_login: bool,
 }
 
 impl Default for HandleConfig {
@@ -396,6 +404,8 @@ impl Default for HandleConfig {
             max_pending_challenges_per_client: 32,
             auth_failure_burst: 10,
             auth_failures_per_minute: 10,
+            anonymous_restricted_reads: crate::server::native::AnonymousReads::default(),
+            password_login: false,
         }
     }
 }
@@ -416,6 +426,8 @@ impl HandleConfig {
             },
             max_udp_answer: self.max_udp_answer_bytes,
             verify_peers: self.verify_peers.clone(),
+            anonymous_reads: self.anonymous_restricted_reads,
+            password_login: self.password_login,
         }
     }
 }

@@ -820,7 +820,10 @@ mod tests {
         };
         let digest = &challenge.digest.as_ref().unwrap().digest;
         let answer = Message::decode_full(&v2("SDK_LOGIN_2001_ANSWER_REQ_HEX")).unwrap();
-        let Body::ChallengeAnswer { signed_response, .. } = &answer.body else {
+        let Body::ChallengeAnswer {
+            signed_response, ..
+        } = &answer.body
+        else {
             panic!("not an answer")
         };
         assert!(verify_pubkey_answer(&key, nonce, digest, signed_response).unwrap());

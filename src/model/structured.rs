@@ -559,7 +559,10 @@ mod tests {
         assert_eq!(PublicKey::decode(&rsa).unwrap().encode(), &rsa[..285]);
         assert!(PublicKey::decode(&rsa[..284]).is_err());
         let server = v2("SERVER_RSA_PUBKEY_DATA_HEX");
-        assert!(matches!(PublicKey::decode(&server), Ok(PublicKey::Rsa { .. })));
+        assert!(matches!(
+            PublicKey::decode(&server),
+            Ok(PublicKey::Rsa { .. })
+        ));
         let dsa = v2("DSA_PUBKEY_DATA_HEX");
         let PublicKey::Dsa { q, y, .. } = PublicKey::decode(&dsa).unwrap() else {
             panic!("not DSA")
