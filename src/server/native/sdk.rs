@@ -424,3 +424,6 @@ pub(super) fn own_data(op_code: u32, code: ResponseCode) -> bool {
             ResponseCode::Success | ResponseCode::HandleNotFound | ResponseCode::ValuesNotFound
         )
 }
+
+#[cfg(test)]
+mod tests;
