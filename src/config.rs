@@ -1011,6 +1011,23 @@ mod tests {
     }
 
     #[test]
+    fn sdk_settings_default_and_parse() {
+        use crate::server::native::AnonymousReads;
+        let c = Config::from_toml("").unwrap();
+        let limits = c.raw.handle.native_limits();
+        assert_eq!(limits.anonymous_reads, AnonymousReads::Public);
+        assert!(!limits.password_login);
+        let c = Config::from_toml(
+            "[handle]\nanonymous_restricted_reads = \"challenge\"\npassword_login = true\n",
+        )
+        .unwrap();
+        let limits = c.raw.handle.native_limits();
+        assert_eq!(limits.anonymous_reads, AnonymousReads::Challenge);
+        assert!(limits.password_login);
+        assert!(Config::from_toml("[handle]\nanonymous_restricted_reads = \"open\"\n").is_err());
+    }
+
+    #[test]
     fn site_key_is_loaded_and_published() {
         let dir = tempfile::tempdir().unwrap();
         let key = crate::auth::challenge::PrivateKey::generate_rsa(1024).unwrap();
