@@ -382,6 +382,14 @@ pub struct HandleConfig {
     /// `auth_failures_per_minute`; past that its answers are refused unchecked.
     pub auth_failure_burst: u32,
     pub auth_failures_per_minute: u32,
+    /// What an anonymous resolution without the public-only flag gets when the record has
+    /// restricted values: `"public"` (default: the values anyone may read, RC 1, which is
+    /// what the national ID-SDK can use) or `"challenge"` (Handle.Net's 402).
+    pub anonymous_restricted_reads: crate::server::native::AnonymousReads,
+    /// Accept the ID-SDK's password login (opCode 2000), whose password travels in clear:
+    /// off by default; turn it on only where the native port is reachable from a private
+    /// network alone.
+    pub password_login: bool,
 }
 
 impl Default for HandleConfig {
@@ -406,6 +414,8 @@ impl Default for HandleConfig {
             max_pending_challenges_per_client: 32,
             auth_failure_burst: 10,
             auth_failures_per_minute: 10,
+            anonymous_restricted_reads: crate::server::native::AnonymousReads::default(),
+            password_login: false,
         }
     }
 }
@@ -430,6 +440,8 @@ impl HandleConfig {
                 per_second: self.signatures_per_second,
                 per_second_per_client: self.signatures_per_second_per_client,
             },
+            anonymous_reads: self.anonymous_restricted_reads,
+            password_login: self.password_login,
         }
     }
 }
@@ -1018,6 +1030,23 @@ mod tests {
         assert!(allow.contains("203.0.113.9".parse().unwrap()));
         assert!(allow.contains("2001:db8::1".parse().unwrap()));
         assert!(!allow.contains("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn sdk_settings_default_and_parse() {
+        use crate::server::native::AnonymousReads;
+        let c = Config::from_toml("").unwrap();
+        let limits = c.raw.handle.native_limits();
+        assert_eq!(limits.anonymous_reads, AnonymousReads::Public);
+        assert!(!limits.password_login);
+        let c = Config::from_toml(
+            "[handle]\nanonymous_restricted_reads = \"challenge\"\npassword_login = true\n",
+        )
+        .unwrap();
+        let limits = c.raw.handle.native_limits();
+        assert_eq!(limits.anonymous_reads, AnonymousReads::Challenge);
+        assert!(limits.password_login);
+        assert!(Config::from_toml("[handle]\nanonymous_restricted_reads = \"open\"\n").is_err());
     }
 
     #[test]

@@ -19,10 +19,15 @@ use idnode::wire::handle::message::{
 const SECRET: &str = "e2e-secret";
 
 async fn node(dir: &std::path::Path) -> RunningNode {
+    node_with(dir, "").await
+}
+
+/// [`node`] with `handle_extra` added to the `[handle]` section.
+async fn node_with(dir: &std::path::Path, handle_extra: &str) -> RunningNode {
     std::fs::write(dir.join("88.100.1.admin-secret"), SECRET).unwrap();
     let toml = format!(
         "[node]\ndata_dir = {:?}\nhomed_prefixes = [\"88.100.1\", \"88.200.2\"]\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n{handle_extra}\n\
          [dns]\nlisten = \"127.0.0.1:0\"\n",
         dir
     );
@@ -504,11 +509,12 @@ async fn replayed_resolutions_follow_the_registry() {
 
 /// Issue 11, hole 5: an HS_SECKEY stored with public read is not served to an anonymous
 /// native reader: with PO it is left out (asked for by type: 200), without PO the reader is
-/// challenged (402) rather than given it.
+/// challenged (402) rather than given it, in Handle.Net's `anonymous_restricted_reads =
+/// "challenge"` mode tested here (the default "public" mode answers as if PO were set).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hole5_native_never_serves_a_stored_public_seckey() {
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path()).await;
+    let node = node_with(dir.path(), "anonymous_restricted_reads = \"challenge\"").await;
     let addr = node.native_addr.unwrap();
     let engine = node.engine.clone();
     let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();

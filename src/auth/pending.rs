@@ -182,6 +182,15 @@ impl<T> PendingTable<T> {
         (entry.expires > now).then_some(entry.value)
     }
 
+    /// The entry `id` if it exists, has not expired and was created for `source`, left in
+    /// place (so a caller can check more than the address before [`PendingTable::take`]).
+    pub fn get(&self, id: u32, source: IpAddr, now: Instant) -> Option<&T> {
+        self.entries
+            .get(&id)
+            .filter(|e| e.source == source && e.expires > now)
+            .map(|e| &e.value)
+    }
+
     /// Drop every expired entry; returns how many went.
     pub fn sweep(&mut self, now: Instant) -> usize {
         let expired: Vec<u32> = self

@@ -6,7 +6,10 @@
 //!   402 challenge: a fresh 16-byte nonce, the request's digest (SHA-256 for ≥ 2.7), the
 //!   pending request kept under a random session id for [`CHALLENGE_TTL`], answered with
 //!   opCode 200 by HS_SECKEY (PBKDF2-HMAC-SHA1 or SHA-1 form) or HS_PUBKEY (RSA/DSA);
-//! - authorization is the engine's, the same as for the REST API.
+//! - authorization is the engine's, the same as for the REST API;
+//! - the CAICT ID-SDK's logins (opCodes 2000 and 2001) make a TCP connection run as an
+//!   identity, anonymous resolutions without PO get the values anyone may read (by default),
+//!   and answers carry the SDK's trusted-query bits: see [`sdk`].
 //!
 //! Responses are sent at the negotiated version, copy the request's echoed flags, carry the
 //! node's site serial and an expiration 12 hours ahead (Java clients reject expired answers),
@@ -104,6 +107,8 @@ struct Pending {
     hb: Vec<u8>,
     digest: RequestDigest,
     nonce: [u8; 16],
+    /// The TCP connection it was issued on (a key login must be answered there).
+    connection: Option<ConnectionId>,
 }
 
 /// Abuse bounds of the native front end (`[handle]` settings).
@@ -121,6 +126,12 @@ pub struct NativeLimits {
     pub verify_peers: Vec<IpAddr>,
     /// Certified (signed) answers per second, per address and in total.
     pub signatures: SignLimits,
+    /// What an anonymous resolution without PO gets for a record with restricted values
+    /// (`handle.anonymous_restricted_reads`, see [`sdk::AnonymousReads`]).
+    pub anonymous_reads: AnonymousReads,
+    /// Whether the ID-SDK's password login (opCode 2000, the password in clear) is accepted
+    /// (`handle.password_login`, off by default).
+    pub password_login: bool,
 }
 
 impl Default for NativeLimits {
@@ -131,6 +142,8 @@ impl Default for NativeLimits {
             max_udp_answer: DEFAULT_MAX_UDP_ANSWER,
             verify_peers: Vec::new(),
             signatures: SignLimits::default(),
+            anonymous_reads: AnonymousReads::default(),
+            password_login: false,
         }
     }
 }
@@ -140,6 +153,9 @@ impl Default for NativeLimits {
 pub struct Source {
     pub transport: Transport,
     pub addr: IpAddr,
+    /// The TCP connection, when the front end keeps logins for it
+    /// ([`NativeService::open_connection`]); `None` never logs in.
+    pub connection: Option<ConnectionId>,
 }
 
 impl Source {
@@ -147,6 +163,7 @@ impl Source {
         Source {
             transport: Transport::Udp,
             addr,
+            connection: None,
         }
     }
 
@@ -154,6 +171,16 @@ impl Source {
         Source {
             transport: Transport::Tcp,
             addr,
+            connection: None,
+        }
+    }
+
+    /// A request on the TCP connection `connection` (which may log in).
+    pub fn tcp_connection(addr: IpAddr, connection: ConnectionId) -> Source {
+        Source {
+            transport: Transport::Tcp,
+            addr,
+            connection: Some(connection),
         }
     }
 }
@@ -178,6 +205,8 @@ pub struct NativeService {
     /// Tests only: a fixed answer expiration, so answers (and their signatures) can be
     /// compared byte for byte with the reference vectors.
     fixed_expiration: Option<u32>,
+    /// The ID-SDK logins of open TCP connections.
+    logins: sdk::Logins,
 }
 
 fn now_unix() -> u64 {
@@ -199,6 +228,7 @@ pub(crate) fn op_label(op_code: u32) -> &'static str {
         op::LIST_HANDLES | op::LIST_HOMED_NAS => "list",
         op::CHALLENGE_RESPONSE => "challenge_answer",
         op::VERIFY_CHALLENGE => "verify",
+        op::LOGIN | op::LOGIN_ID_SYSTEM => "login",
         _ => "other",
     }
 }
@@ -219,6 +249,7 @@ impl NativeService {
             server_key: None,
             sign_budget: SignBudget::new(SignLimits::default()),
             fixed_expiration: None,
+            logins: sdk::Logins::default(),
         }
     }
 
@@ -578,8 +609,9 @@ impl NativeService {
             Err(f) => self.failure(&req.envelope, &req.header, hb, &f),
         };
         let mut response = response;
-        // The answer did not come from this node's own data.
-        response.header.op_flag &= !flag::AUTHORITATIVE;
+        // The answer did not come from this node's own data, and the recursor does not
+        // check the upstream's signature: untrusted for the ID-SDK's trusted query.
+        sdk::mark_relayed(&mut response.header, false);
         (
             self.finish(
                 op::RESOLUTION,
@@ -638,7 +670,7 @@ impl NativeService {
         let op_code = request.header.op_code;
         let hb = header_and_body(message).map(<[u8]>::to_vec);
         let responses = match op_code {
-            op::RESOLUTION => vec![self.resolution(&request, hb.as_deref(), None, source)],
+            op::RESOLUTION => vec![self.resolution_as_login(&request, hb.as_deref(), source)],
             op::GET_SITE_INFO => vec![self.respond(
                 &request.envelope,
                 &request.header,
@@ -661,6 +693,8 @@ impl NativeService {
                 )]
             }
             op::CHALLENGE_RESPONSE => self.challenge_answer(&request, hb.as_deref(), source),
+            op::LOGIN_ID_SYSTEM => vec![self.key_login(request, hb.as_deref(), source)],
+            op::LOGIN => vec![self.password_login(&request, hb.as_deref(), source)],
             op::VERIFY_CHALLENGE => vec![self.verify_challenge(&request, hb.as_deref(), source)],
             op::LIST_HOMED_NAS if transport == Transport::Tcp => {
                 self.list_homed(&request, hb.as_deref())
@@ -687,7 +721,11 @@ impl NativeService {
                     ResponseCode::ServerBackup,
                     &format!("read-only mirror of {up}"),
                 )],
-                _ => vec![self.challenge(request, hb.as_deref(), source)],
+                // A logged-in ID-SDK connection runs as its login; anyone else is challenged.
+                _ => match self.admin_as_login(&request, hb.as_deref(), source) {
+                    Some(responses) => responses,
+                    None => vec![self.challenge(request, hb.as_deref(), source)],
+                },
             },
             _ => vec![self.error(
                 &request.envelope,
@@ -744,6 +782,7 @@ impl NativeService {
         } else {
             op_flag &= !flag::RETURN_DIGEST;
         }
+        flag::set_trusted_result(&mut op_flag, sdk::own_data(req_header.op_code, code));
         Message {
             envelope: Envelope {
                 major: version.0,
@@ -849,11 +888,15 @@ impl NativeService {
                 )
             }
         };
+        // An anonymous reader gets what anyone may read unless `anonymous_reads` says to
+        // challenge it (see `sdk::AnonymousReads`).
+        let anonymous_public =
+            identity.is_none() && self.limits.anonymous_reads == AnonymousReads::Public;
         let query = Query {
             handle: parsed,
             indexes: indexes.clone(),
             types: types.clone(),
-            public_only: req.header.has(flag::PUBLIC_ONLY),
+            public_only: req.header.has(flag::PUBLIC_ONLY) || anonymous_public,
             refer: !req.header.has(flag::DO_NOT_REFER),
         };
         match self.engine.resolve(&query, identity) {
@@ -920,6 +963,7 @@ impl NativeService {
                         digest: digest.clone(),
                     },
                     nonce,
+                    connection: source.connection,
                 },
                 size,
                 now,
@@ -1083,9 +1127,18 @@ impl NativeService {
                 return vec![self.error(&answer.envelope, &answer.header, answer_hb, code, text)]
             }
         };
-        let pending =
-            self.lock_pending()
-                .take(answer.envelope.session_id, source.addr, Instant::now());
+        let pending = {
+            let mut table = self.lock_pending();
+            let (id, now) = (answer.envelope.session_id, Instant::now());
+            match table.get(id, source.addr, now) {
+                Some(p) if !Self::may_answer(p, source) => None,
+                _ => Some(table.take(id, source.addr, now)),
+            }
+        };
+        let Some(pending) = pending else {
+            drop(slot);
+            return vec![self.login_answer_from_elsewhere(answer, source)];
+        };
         let Some(pending) = pending else {
             return vec![self.error(
                 &answer.envelope,
@@ -1095,11 +1148,14 @@ impl NativeService {
                 "no pending challenge for this session (expired or unknown)",
             )];
         };
-        // The original request is answered with the answer's request id.
+        // The original request is answered with the answer's request id (a key login keeps
+        // its own session id, 0 from the ID-SDK, as Handle.Net answers it).
         let original_hb = pending.hb;
         let mut original = pending.request;
         original.envelope.request_id = answer.envelope.request_id;
-        original.envelope.session_id = answer.envelope.session_id;
+        if original.header.op_code != op::LOGIN_ID_SYSTEM {
+            original.envelope.session_id = answer.envelope.session_id;
+        }
         let who = format!("{identity_index}:{identity_handle}");
         let verified = self.verify_identity(
             auth_type,
@@ -1114,6 +1170,9 @@ impl NativeService {
         let identity = match verified {
             Ok(Some(id)) => id,
             Ok(None) => {
+                if original.header.op_code == op::LOGIN_ID_SYSTEM {
+                    self.key_login_failed(source);
+                }
                 self.authentication_failed(source, &who, "challenge answer did not verify");
                 return vec![self.error(
                     &original.envelope,
@@ -1124,6 +1183,9 @@ impl NativeService {
                 )];
             }
             Err(f) => {
+                if original.header.op_code == op::LOGIN_ID_SYSTEM {
+                    self.key_login_failed(source);
+                }
                 self.authentication_failed(source, &who, &f.message);
                 return vec![self.failure(
                     &original.envelope,
@@ -1137,6 +1199,9 @@ impl NativeService {
         match original.header.op_code {
             op::RESOLUTION => {
                 vec![self.resolution(&original, hb, Some(&identity), source)]
+            }
+            op::LOGIN_ID_SYSTEM => {
+                vec![self.key_login_verified(&original, hb, identity, source)]
             }
             _ => {
                 let responses = self.admin(&original, hb, &identity);
@@ -1391,6 +1456,9 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 mod certify;
+pub mod sdk;
+pub use sdk::{AnonymousReads, ConnectionId, ConnectionLogin};
+
 #[cfg(test)]
 mod tests;
 

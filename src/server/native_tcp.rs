@@ -4,6 +4,9 @@
 //! the last). Connections are bounded as [`super::accept`] describes: per client address and
 //! in total, closed after an idle timeout, a request deadline or a stalled write; a
 //! connection that keeps sending requests stays open indefinitely.
+//!
+//! Each connection has its own login state (the ID-SDK's opCodes 2000/2001, see
+//! [`super::native::sdk`]), created with the connection and gone when it closes.
 
 use std::sync::Arc;
 
@@ -11,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::accept::{next_request, read_by, write_answer, Connection, ConnectionTable};
-use super::native::{NativeService, Outcome, Source};
+use super::native::{NativeService, Outcome};
 use crate::wire::handle::message::{op, Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 
 /// Serve the native protocol on `listener` until shutdown; see [`super::accept`] for the
@@ -43,6 +46,9 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut head = [0u8; ENVELOPE_LEN];
+    // Dropped (and the login forgotten) however this function returns.
+    let login = service.open_connection();
+    let source = login.source(peer.ip());
     loop {
         // Wait for the next request: idle timeout, eviction, client close or shutdown end the
         // connection; once its first byte is in, all of it must arrive by the deadline.
@@ -74,14 +80,12 @@ async fn connection(
             .and_then(|b| b.try_into().ok())
             .map(u32::from_be_bytes);
         let outcome = if op_code == Some(op::RESOLUTION) {
-            service.process(envelope, &message, Source::tcp(peer.ip()))
+            service.process(envelope, &message, source)
         } else {
             let svc = service.clone();
-            tokio::task::spawn_blocking(move || {
-                svc.process(envelope, &message, Source::tcp(peer.ip()))
-            })
-            .await
-            .map_err(std::io::Error::other)?
+            tokio::task::spawn_blocking(move || svc.process(envelope, &message, source))
+                .await
+                .map_err(std::io::Error::other)?
         };
         let responses = match outcome {
             Outcome::Done(responses) => responses,

@@ -200,6 +200,7 @@ mod tests {
         let source = Source {
             transport,
             addr: "127.0.0.1".parse().unwrap(),
+            connection: None,
         };
         match svc.process(env, &request[ENVELOPE_LEN..], source) {
             Outcome::Done(r) => r,

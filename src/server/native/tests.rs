@@ -45,7 +45,15 @@ fn fixture() -> Fixture {
             crate::resolve::Overwrite::No,
         )
         .unwrap();
-    let svc = NativeService::new(engine.clone(), Metrics::new().unwrap(), &site());
+    // These tests exercise Handle.Net's flows, where an anonymous PO-clear read of a record
+    // with restricted values is challenged; the ID-SDK's default ("public") is tested in
+    // `sdk_tests`.
+    let svc = NativeService::new(engine.clone(), Metrics::new().unwrap(), &site()).with_limits(
+        NativeLimits {
+            anonymous_reads: AnonymousReads::Challenge,
+            ..NativeLimits::default()
+        },
+    );
     Fixture {
         _dir: dir,
         svc,
@@ -80,6 +88,7 @@ fn source(transport: Transport) -> Source {
     Source {
         transport,
         addr: CLIENT,
+        connection: None,
     }
 }
 
@@ -203,7 +212,7 @@ fn site_info_and_garbage() {
     assert!(send(&f, &hex(RESP_HEX), Transport::Udp).is_empty());
     // Unknown opcodes: RC 5. Broken bodies: RC 4.
     let mut unknown = hex(REQ_HEX);
-    unknown[ENVELOPE_LEN..ENVELOPE_LEN + 4].copy_from_slice(&2001u32.to_be_bytes());
+    unknown[ENVELOPE_LEN..ENVELOPE_LEN + 4].copy_from_slice(&2002u32.to_be_bytes());
     assert_eq!(one(&f, &unknown, Transport::Udp).header.response_code, 5);
     let mut broken = hex(REQ_HEX);
     let n = broken.len();

@@ -46,6 +46,12 @@ pub mod op {
     pub const LIST_HOMED_NAS: u32 = 302;
     pub const SESSION_SETUP: u32 = 400;
     pub const SESSION_TERMINATE: u32 = 401;
+    /// CAICT IDIS password login (`OC_LOGIN`, ID-SDK `login(user, password)`): the body is
+    /// shaped like a resolution request whose one "type" is the password, in clear.
+    pub const LOGIN: u32 = 2000;
+    /// CAICT IDIS key login (`OC_LOGIN_ID_SYSTEM`): identity handle and index; answered
+    /// with a 402 challenge carrying this opCode, then opCode 200 as for any challenge.
+    pub const LOGIN_ID_SYSTEM: u32 = 2001;
 
     /// Operations that change or enumerate data: never over UDP, always authenticated.
     pub fn is_admin(op: u32) -> bool {
@@ -78,14 +84,35 @@ pub mod flag {
     pub const OVERWRITE: u32 = 0x0040_0000;
     pub const MINT: u32 = 0x0020_0000;
     pub const DO_NOT_REFER: u32 = 0x0010_0000;
-    /// Flags a response copies from its request (Handle.Net `takeValuesFrom`).
+    /// CAICT trusted query (ID-SDK `MsgSettings.setTruestyQuery`, `FLAG_31ST_MSG_TRUSTED_QUERY`):
+    /// set on a request, echoed on its answer. Handle.Net neither sets nor reads it.
+    pub const TRUSTED_QUERY: u32 = 0x0000_0002;
+    /// CAICT trusted result (`FLAG_32ND_MSG_TRUSTED_RESULT`), on answers to a trusted query:
+    /// set, the SDK reports the answer trusted; clear, untrusted. Set only when the data is
+    /// this node's own (or the recursor checked the upstream's signature); see
+    /// [`set_trusted_result`].
+    pub const TRUSTED_RESULT: u32 = 0x0000_0001;
+    /// Flags a response copies from its request (Handle.Net `takeValuesFrom`, plus the
+    /// CAICT trusted-query bit the ID-SDK looks for on the answer).
     pub const ECHOED: u32 = AUTHORITATIVE
         | CERTIFY
         | ENCRYPT
         | CACHE_CERTIFY
         | PUBLIC_ONLY
         | DO_NOT_REFER
-        | RETURN_DIGEST;
+        | RETURN_DIGEST
+        | TRUSTED_QUERY;
+
+    /// Mark an answer's trust for the ID-SDK: [`TRUSTED_RESULT`] is set when the request
+    /// asked ([`TRUSTED_QUERY`] echoed in `op_flag`) and `trusted`, cleared otherwise. Call
+    /// it before the answer is signed (the bits are part of the signed header).
+    pub fn set_trusted_result(op_flag: &mut u32, trusted: bool) {
+        if trusted && *op_flag & TRUSTED_QUERY != 0 {
+            *op_flag |= TRUSTED_RESULT;
+        } else {
+            *op_flag &= !TRUSTED_RESULT;
+        }
+    }
 }
 
 /// Envelope flag bits (byte 2, above the suggested major version).
@@ -236,6 +263,18 @@ pub enum Body {
         identity_index: u32,
         signed_response: Vec<u8>,
     },
+    /// OC_LOGIN (2000) request: the user (a handle), an index list (the ID-SDK sends none)
+    /// and a string list whose one element is the password, in clear.
+    PasswordLogin {
+        user: String,
+        indexes: Vec<u32>,
+        passwords: Vec<Vec<u8>>,
+    },
+    /// OC_LOGIN_ID_SYSTEM (2001) request: the identity that will answer the challenge.
+    LoginIdSystem {
+        identity_handle: String,
+        identity_index: u32,
+    },
     /// OC_VERIFY_CHALLENGE (201) request.
     VerifyChallenge {
         handle: String,
@@ -318,6 +357,25 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
             }
         }
         Body::Handle { handle } | Body::MintedHandle { handle } => put_str(out, handle),
+        Body::PasswordLogin {
+            user,
+            indexes,
+            passwords,
+        } => {
+            put_str(out, user);
+            put_int_array(out, indexes);
+            out.put_u32(passwords.len() as u32);
+            for p in passwords {
+                out.put_bytes(p);
+            }
+        }
+        Body::LoginIdSystem {
+            identity_handle,
+            identity_index,
+        } => {
+            put_str(out, identity_handle);
+            out.put_u32(*identity_index);
+        }
         Body::HandleValues { handle, values } | Body::Values { handle, values } => {
             put_str(out, handle);
             encode_values(values, out);
@@ -398,6 +456,20 @@ fn decode_request_body(op_code: u32, r: &mut Reader<'_>) -> Result<Body, WireErr
             identity_index: r.u32("identity index")?,
             signed_response: r.bytes("signed response")?.to_vec(),
         },
+        op::LOGIN => Body::PasswordLogin {
+            user: r.string("login user")?.to_string(),
+            indexes: int_array(r, "login index list")?,
+            passwords: {
+                let n = r.count("login password list", 4)?;
+                (0..n)
+                    .map(|_| r.bytes("login password").map(<[u8]>::to_vec))
+                    .collect::<Result<_, _>>()?
+            },
+        },
+        op::LOGIN_ID_SYSTEM => Body::LoginIdSystem {
+            identity_handle: r.string("identity handle")?.to_string(),
+            identity_index: r.u32("identity index")?,
+        },
         op::VERIFY_CHALLENGE => Body::VerifyChallenge {
             handle: r.string("handle")?.to_string(),
             index: r.u32("index")?,
@@ -412,7 +484,9 @@ fn decode_request_body(op_code: u32, r: &mut Reader<'_>) -> Result<Body, WireErr
 fn decode_response_body(header: &Header, r: &mut Reader<'_>) -> Result<Body, WireError> {
     Ok(match header.response_code {
         1 => match header.op_code {
-            op::RESOLUTION => Body::Values {
+            // A password login's success is a value-less resolution answer (the ID-SDK's
+            // convertBytesToLoginResponse reads the handle and the count).
+            op::RESOLUTION | op::LOGIN => Body::Values {
                 handle: r.string("handle")?.to_string(),
                 values: decode_values(r)?,
             },
