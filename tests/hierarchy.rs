@@ -599,3 +599,138 @@ fn create_as_admin(n: &RunningNode, prefix: &str, handle: &str, values: Vec<Hand
         .create(&identity, &handle, values, idnode::resolve::Overwrite::No)
         .unwrap();
 }
+
+/// One REC resolution over UDP with extra request flags; the decoded answer.
+fn native_rec_message(
+    server: SocketAddr,
+    handle: &str,
+    flags: u32,
+) -> idnode::wire::handle::Message {
+    use idnode::wire::handle::message::{flag, op, Body, Message};
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut m = Message::request(
+        op::RESOLUTION,
+        flag::RECURSIVE | flag::PUBLIC_ONLY | flags,
+        Body::Resolution {
+            handle: handle.into(),
+            indexes: vec![],
+            types: vec![],
+        },
+    );
+    m.envelope.request_id = 4343;
+    socket.send_to(&m.encode(), server).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = socket.recv(&mut buf).unwrap();
+    Message::decode_full(&buf[..n]).unwrap()
+}
+
+/// Certified resolution through the recursive node: it asks upstream with CT, checks the
+/// enterprise's signature with the key in the enterprise's HS_SITE (as the top-level node
+/// delegates it), and signs its own answer with its own key; the ID-SDK's trusted query gets
+/// both trust bits. When the delegation carries no key, a CT request is refused (RC 2: nothing
+/// unverified is certified) and a trusted query is answered as untrusted (0x2 without 0x1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_node_verifies_upstream_signatures() {
+    use idnode::auth::credential::Certification;
+    use idnode::model::PublicKey;
+    use idnode::wire::handle::message::flag;
+    let dir = tempfile::tempdir().unwrap();
+    let top = node(dir.path(), "top", &["88"], "").await;
+    let keyed = node(dir.path(), "keyed", &["88.100.1"], "").await;
+    let keyless = node(dir.path(), "keyless", &["88.100.2"], "").await;
+    let (keyed_addr, keyless_addr) = (keyed.native_addr.unwrap(), keyless.native_addr.unwrap());
+    // 88.100.1 is delegated with the site its node serves (its key included), 88.100.2 with
+    // a site built from its address alone.
+    let keyed_site = tokio::task::spawn_blocking(move || {
+        Client::new(keyed_addr)
+            .site_info(Transport::Tcp)
+            .unwrap()
+            .encode()
+    })
+    .await
+    .unwrap();
+    create_as_admin(
+        &top,
+        "88",
+        "0.NA/88.100.1",
+        vec![HandleValue::new(1, "HS_SITE", keyed_site)],
+    );
+    create_as_admin(
+        &top,
+        "88",
+        "0.NA/88.100.2",
+        vec![HandleValue::new(1, "HS_SITE", site_data(&[keyless_addr]))],
+    );
+    for (n, prefix) in [(&keyed, "88.100.1"), (&keyless, "88.100.2")] {
+        create_as_admin(
+            n,
+            prefix,
+            &format!("{prefix}/SN-1"),
+            vec![HandleValue::new(
+                1,
+                "URL",
+                format!("https://example.com/{prefix}"),
+            )],
+        );
+    }
+    let recursive = node(
+        dir.path(),
+        "recursive",
+        &[],
+        &format!(
+            "\n[recursion]\nenabled = true\nroots = [\"{}\"]\ntimeout_ms = 2000\n",
+            top.native_addr.unwrap()
+        ),
+    )
+    .await;
+    let rec = recursive.native_addr.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let client = Client::new(rec).with_timeout(Duration::from_secs(10));
+        let own = client.site_info(Transport::Udp).unwrap();
+        let own_key = PublicKey::decode(&own.servers[0].public_key).unwrap();
+        // Verified upstream, signed by the recursive node.
+        let (r, cert) = client
+            .resolve_certified("88.100.1/SN-1", &[], &[], Transport::Udp, true, &own_key)
+            .unwrap();
+        assert_eq!(r.code, 1, "{}", r.message);
+        assert_eq!(cert, Certification::Verified);
+        assert_eq!(r.values[0].data, b"https://example.com/88.100.1");
+        let trusted = native_rec_message(rec, "88.100.1/SN-1", flag::TRUSTED_QUERY);
+        assert_eq!(trusted.header.response_code, 1);
+        assert_eq!(
+            trusted.header.op_flag & 0x3,
+            0x3,
+            "trusted query, trusted result"
+        );
+        // No key in the delegation: nothing to verify with.
+        let (r, cert) = client
+            .resolve_certified("88.100.2/SN-1", &[], &[], Transport::Udp, true, &own_key)
+            .unwrap();
+        assert_eq!(r.code, 2, "{}", r.message);
+        assert!(r.message.contains("could not be verified"), "{}", r.message);
+        assert_eq!(
+            cert,
+            Certification::Verified,
+            "the refusal itself is signed"
+        );
+        let untrusted = native_rec_message(rec, "88.100.2/SN-1", flag::TRUSTED_QUERY);
+        assert_eq!(untrusted.header.response_code, 1);
+        assert_eq!(
+            untrusted.header.op_flag & 0x3,
+            0x2,
+            "trusted query, untrusted result"
+        );
+        // The plain lookup still works (and is cached as before).
+        let plain = native_rec_message(rec, "88.100.2/SN-1", 0);
+        assert_eq!(plain.header.response_code, 1);
+        assert_eq!(plain.header.op_flag & 0x3, 0);
+    })
+    .await
+    .unwrap();
+    for n in [recursive, keyless, keyed, top] {
+        n.shutdown().await;
+    }
+}

@@ -231,6 +231,17 @@ pub enum Certification {
     Invalid(String),
 }
 
+impl Certification {
+    /// A short account of the check, for error messages and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Certification::Verified => "signature verified".into(),
+            Certification::Missing => "the answer carries no signature".into(),
+            Certification::Invalid(why) => why.clone(),
+        }
+    }
+}
+
 /// Check the `HS_SIGNED` credential of a decoded answer against `key` (the public key of the
 /// HS_SITE server entry the request went to). The covered header+body is re-encoded from the
 /// decoded message: the codec writes Handle.Net's encoding byte for byte (see the vector

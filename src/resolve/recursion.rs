@@ -63,8 +63,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::cache::{Cache, CacheKey, CachedAnswer, Lookup};
 use super::site::{query_port, server_for};
 use super::Failure;
+use crate::auth::credential::{certification, Certification};
 use crate::model::structured::interface;
-use crate::model::{types, Handle, HandleValue, ResponseCode, SiteInfo, PREFIX_NA};
+use crate::model::{types, Handle, HandleValue, PublicKey, ResponseCode, SiteInfo, PREFIX_NA};
 use crate::net::CidrList;
 use crate::wire::handle::message::{
     envelope_flag, flag, op, udp_fragments, Body, Envelope, FragmentError, Fragments, Message,
@@ -604,6 +605,11 @@ struct Ctx {
     services: HashMap<(String, SiteKind), Option<Sites>>,
     /// Prefix sites found (or not) during this fetch.
     prefixes: HashMap<String, Result<Option<Vec<SiteInfo>>, Failure>>,
+    /// Ask every upstream for certified (CT) answers and check their signatures.
+    certify: bool,
+    /// The check of the last answer kept from a server (the final answer, once the fetch
+    /// ends): its `HS_SIGNED` credential against the key in that server's HS_SITE entry.
+    certification: Option<Certification>,
 }
 
 impl Ctx {
@@ -616,6 +622,8 @@ impl Ctx {
             asked: HashSet::new(),
             services: HashMap::new(),
             prefixes: HashMap::new(),
+            certify: false,
+            certification: None,
         }
     }
 
@@ -870,6 +878,31 @@ impl Recursor {
             .await
     }
 
+    /// A certified resolution for an admitted client (its request had CT, or the ID-SDK's
+    /// trusted-query bit): fetched through the hierarchy with CT on every hop, never from or
+    /// into the cache, and the final answer's signature checked with the key of the HS_SITE
+    /// entry of the server that gave it. Returns the answer and whether it verified.
+    ///
+    /// Only the last hop is checked: the sites on the way (from the configured roots, which
+    /// carry no keys) are taken as the referrals give them.
+    pub async fn resolve_certified(
+        &self,
+        _permit: &RecursionPermit,
+        handle: &Handle,
+        indexes: &[u32],
+        types: &[String],
+        recursion_count: u8,
+        now: u64,
+    ) -> Result<(CachedAnswer, Certification), Failure> {
+        self.check_shape(indexes, types)?;
+        let (answer, certification) = self
+            .fetch(handle.as_str(), indexes, types, recursion_count, now, true)
+            .await?;
+        let certification = certification
+            .unwrap_or_else(|| Certification::Invalid("no upstream server was asked".into()));
+        Ok((answer, certification))
+    }
+
     async fn resolve_with(
         &self,
         permit: Option<&RecursionPermit>,
@@ -913,8 +946,8 @@ impl Recursor {
         let fetched = self
             .cache
             .coalesce(&key, || async {
-                let answer = self
-                    .fetch(handle.as_str(), indexes, types, recursion_count, now)
+                let (answer, _) = self
+                    .fetch(handle.as_str(), indexes, types, recursion_count, now, false)
                     .await?;
                 self.cache.put(key.clone(), answer.clone(), now);
                 Ok(answer)
@@ -940,7 +973,8 @@ impl Recursor {
         }
     }
 
-    /// One fetch through the hierarchy, bounded by the deadline.
+    /// One fetch through the hierarchy, bounded by the deadline. With `certify`, every
+    /// upstream is asked for a signed answer and the final one's check is returned too.
     async fn fetch(
         &self,
         handle: &str,
@@ -948,7 +982,8 @@ impl Recursor {
         types: &[String],
         recursion_count: u8,
         now: u64,
-    ) -> Result<CachedAnswer, Failure> {
+        certify: bool,
+    ) -> Result<(CachedAnswer, Option<Certification>), Failure> {
         let outgoing = match recursion_count.checked_add(1) {
             Some(n) if n <= self.config.max_recursion_count => n,
             _ => {
@@ -967,9 +1002,10 @@ impl Recursor {
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
         let deadline = self.config.deadline;
         let mut ctx = Ctx::new(now, outgoing);
+        ctx.certify = certify;
         let work = self.lookup(&mut ctx, handle, indexes, types, 0);
         match tokio::time::timeout(deadline, work).await {
-            Ok(r) => r,
+            Ok(r) => r.map(|answer| (answer, ctx.certification.take())),
             Err(_) => Err(error(format!(
                 "upstream resolution of {handle} timed out after {} ms",
                 deadline.as_millis()
@@ -1404,7 +1440,17 @@ impl Recursor {
                         problems.push(format!("{addr} answered {}: {why}", m.header.response_code));
                         continue 'sites;
                     }
-                    Ok(m) => return Ok((addr, m)),
+                    Ok(m) => {
+                        if ctx.certify {
+                            ctx.certification = Some(match PublicKey::decode(&server.public_key) {
+                                Ok(key) => certification(&key, &m),
+                                Err(_) => Certification::Invalid(format!(
+                                    "{addr}'s HS_SITE entry publishes no usable key"
+                                )),
+                            });
+                        }
+                        return Ok((addr, m));
+                    }
                     Err(e) => problems.push(format!("{addr} {transport:?}: {e}")),
                 }
             }
@@ -1431,7 +1477,10 @@ impl Recursor {
         let attempts = self.config.attempts.max(1);
         let mut attempt = 0u32;
         loop {
-            let request = build_request(handle, indexes, types, ctx.recursion_count, ctx.now);
+            let mut request = build_request(handle, indexes, types, ctx.recursion_count, ctx.now);
+            if ctx.certify {
+                request.header.op_flag |= flag::CERTIFY;
+            }
             ctx.exchanges += 1;
             self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
             let result = self

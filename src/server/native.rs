@@ -27,6 +27,7 @@ use crate::auth::challenge::PrivateKey;
 use crate::auth::challenge::{
     request_digest, seckey_form_allowed, verify_pubkey_answer, verify_seckey_answer_with_limit,
 };
+use crate::auth::credential::Certification;
 use crate::auth::pending::{
     FailureLimiter, FailureLimits, PendingFull, PendingLimits, PendingTable,
 };
@@ -561,22 +562,56 @@ impl NativeService {
         let now = now_unix();
         let req = &job.request;
         let hb = job.hb.as_deref();
-        let answer = recursor
-            .resolve_admitted(
-                &job.permit,
-                &job.handle,
-                &job.indexes,
-                &job.types,
-                req.header.recursion_count,
-                now,
-            )
-            .await;
-        // Replayed no longer than the cache entry stays fresh (what is left of it).
-        let reuse = match &answer {
-            Ok((_, 0)) | Err(_) => Reuse::Never,
-            Ok((_, left)) => Reuse::Until(now + u64::from(*left).min(RELAYED_REUSE_SECS)),
+        // A certified request (CT, or the ID-SDK's trusted query) is fetched with CT and its
+        // upstream signature checked; it bypasses the cache and is never replayed.
+        let certify = req.header.has(flag::CERTIFY) || req.header.has(flag::TRUSTED_QUERY);
+        let mut upstream_verified = false;
+        let (answer, reuse) = if certify {
+            let fetched = recursor
+                .resolve_certified(
+                    &job.permit,
+                    &job.handle,
+                    &job.indexes,
+                    &job.types,
+                    req.header.recursion_count,
+                    now,
+                )
+                .await;
+            let answer = match fetched {
+                Ok((answer, Certification::Verified)) => {
+                    upstream_verified = true;
+                    Ok(answer)
+                }
+                // CT: a client asking for a certified answer gets no unverified data.
+                Ok((_, check)) if req.header.has(flag::CERTIFY) => Err(Failure::new(
+                    ResponseCode::Error,
+                    format!(
+                        "the upstream answer could not be verified: {}",
+                        check.describe()
+                    ),
+                )),
+                Ok((answer, _)) => Ok(answer),
+                Err(f) => Err(f),
+            };
+            (answer, Reuse::Never)
+        } else {
+            let answer = recursor
+                .resolve_admitted(
+                    &job.permit,
+                    &job.handle,
+                    &job.indexes,
+                    &job.types,
+                    req.header.recursion_count,
+                    now,
+                )
+                .await;
+            // Replayed no longer than the cache entry stays fresh (what is left of it).
+            let reuse = match &answer {
+                Ok((_, 0)) | Err(_) => Reuse::Never,
+                Ok((_, left)) => Reuse::Until(now + u64::from(*left).min(RELAYED_REUSE_SECS)),
+            };
+            (answer.map(|(a, _)| a), reuse)
         };
-        let answer = answer.map(|(a, _)| a);
         let text = match &req.body {
             Body::Resolution { handle, .. } => handle.clone(),
             _ => job.handle.as_str().to_string(),
@@ -609,9 +644,9 @@ impl NativeService {
             Err(f) => self.failure(&req.envelope, &req.header, hb, &f),
         };
         let mut response = response;
-        // The answer did not come from this node's own data, and the recursor does not
-        // check the upstream's signature: untrusted for the ID-SDK's trusted query.
-        sdk::mark_relayed(&mut response.header, false);
+        // The answer did not come from this node's own data: trusted for the ID-SDK's trusted
+        // query only when the upstream's signature over it verified.
+        sdk::mark_relayed(&mut response.header, upstream_verified);
         (
             self.finish(
                 op::RESOLUTION,
