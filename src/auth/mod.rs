@@ -16,6 +16,7 @@
 
 pub mod challenge;
 pub mod pending;
+pub mod session;
 
 use std::collections::HashSet;
 
