@@ -529,6 +529,19 @@ pub fn verify_pubkey_answer(
     verify_signature(key, hash, nonce, digest, signature)
 }
 
+/// Verify `signature` by `key` over `first ‖ second` hashed with `hash` (a challenge answer's
+/// `nonce ‖ digest`, or a signed message's covered bytes and nothing): RSA PKCS#1 v1.5 or DSA
+/// DER, with the errors of [`verify_pubkey_answer`].
+pub fn verify_parts_signature(
+    key: &PublicKey,
+    hash: SignatureHash,
+    first: &[u8],
+    second: &[u8],
+    signature: &[u8],
+) -> Result<bool, ChallengeError> {
+    verify_signature(key, hash, first, second, signature)
+}
+
 /// Verify `signature` by `key` over `nonce ‖ digest` hashed with `hash`.
 fn verify_signature(
     key: &PublicKey,
@@ -690,6 +703,22 @@ impl PrivateKey {
         ))
     }
 
+    /// A PKCS#8 DER private key (RSA or DSA), as Java's `PrivateKey.getEncoded()` gives it.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, ChallengeError> {
+        use rsa::pkcs8::DecodePrivateKey;
+        let rsa_err = match RsaPrivateKey::from_pkcs8_der(der) {
+            Ok(k) => return checked_rsa(k),
+            Err(e) => e,
+        };
+        dsa::SigningKey::from_pkcs8_der(der)
+            .map(PrivateKey::Dsa)
+            .map_err(|dsa_err| {
+                ChallengeError::PrivateKey(format!(
+                    "PKCS#8 key is neither RSA ({rsa_err}) nor DSA ({dsa_err})"
+                ))
+            })
+    }
+
     /// A new RSA key (exponent 65537) of `bits` bits,
     /// [`MIN_RSA_GENERATE_BITS`]..=[`MAX_RSA_GENERATE_BITS`].
     pub fn generate_rsa(bits: usize) -> Result<PrivateKey, ChallengeError> {
@@ -805,6 +834,32 @@ impl PrivateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ID-SDK's login answer (opCode 200, SHA256withRSA over nonce || digest by ADMIN_RSA)
+    /// verifies against ADMIN_RSA's HS_PUBKEY as Handle.Net writes it (289 bytes, 4 trailing
+    /// zero bytes), and fails for a changed nonce.
+    #[test]
+    fn handle_net_rsa_key_verifies_a_real_answer() {
+        use crate::wire::handle::message::{Body, Message};
+        use crate::wire::handle::vectors2::v2;
+        let key = PublicKey::decode(&v2("RSA_PUBKEY_DATA_HEX")).unwrap();
+        let challenge = Message::decode_full(&v2("SDK_LOGIN_2001_CHALLENGE_HEX")).unwrap();
+        let Body::Challenge { nonce } = &challenge.body else {
+            panic!("not a challenge")
+        };
+        let digest = &challenge.digest.as_ref().unwrap().digest;
+        let answer = Message::decode_full(&v2("SDK_LOGIN_2001_ANSWER_REQ_HEX")).unwrap();
+        let Body::ChallengeAnswer {
+            signed_response, ..
+        } = &answer.body
+        else {
+            panic!("not an answer")
+        };
+        assert!(verify_pubkey_answer(&key, nonce, digest, signed_response).unwrap());
+        let mut other = nonce.clone();
+        other[0] ^= 1;
+        assert!(!verify_pubkey_answer(&key, &other, digest, signed_response).unwrap());
+    }
     use proptest::prelude::*;
 
     fn vector(name: &str) -> Vec<u8> {

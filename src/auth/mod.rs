@@ -15,6 +15,7 @@
 //! this identity".
 
 pub mod challenge;
+pub mod credential;
 pub mod pending;
 pub mod session;
 
