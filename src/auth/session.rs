@@ -11,6 +11,7 @@
 //!     HMAC-SHA256(key, maj min sugMaj sugMin || sessionId || requestId || counter || header+body)
 //! ```
 //!
+//! The MACs themselves (the bytes covered, HS_MAC credentials) are [`crate::auth::credential`]'s.
 //! The table keeps nothing on disk. A session that has not been authenticated is state
 //! created by an unauthenticated sender, so it lives at most [`UNAUTHENTICATED_TTL`]; an
 //! authenticated one lives until idle for its timeout (the client's, capped by
@@ -22,14 +23,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use rsa::BigUint;
-use sha2::Sha256;
 
 use crate::auth::Identity;
 use crate::model::PublicKey;
-use crate::wire::handle::message::Envelope;
 
 /// Longest life of a session nobody has authenticated yet (set up, challenge not answered).
 pub const UNAUTHENTICATED_TTL: Duration = Duration::from_secs(60);
@@ -50,10 +48,6 @@ pub const DH_MIN_BITS: usize = 1024;
 pub const DH_MAX_BITS: usize = 2048;
 /// Bits of the server's random private exponent.
 pub const DH_PRIVATE_BITS: usize = 256;
-/// The credential type of session MACs.
-pub const HS_MAC: &str = "HS_MAC";
-/// Its digest algorithm name for protocol ≥ 2.7.
-pub const HMAC_SHA256: &str = "HMAC-SHA256";
 
 /// RFC 2409 §6.2, the second Oakley group (1024-bit MODP), generator 2: what the JDK's
 /// `KeyPairGenerator("DH").initialize(1024)` uses, so what Handle.Net clients send.
@@ -201,114 +195,6 @@ pub fn dh_answer_with(client: &DhKey, x: &BigUint) -> Result<DhAnswer, SessionEr
     data.extend_from_slice(&ENCRYPT_ALG_AES.to_be_bytes());
     data.extend_from_slice(&ours);
     Ok(DhAnswer { data, key })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Message codes
-
-/// HMAC-SHA256 of a session message: `key` over the version prefix, the ids, the counter and
-/// the encoded header + body (protocol ≥ 2.7; ≥ 2.8 adds the suggested version bytes).
-pub fn mac(key: &[u8], envelope: &Envelope, counter: u32, header_and_body: &[u8]) -> Vec<u8> {
-    let mut m = new_mac(key);
-    m.update(&mac_prefix(envelope, counter));
-    m.update(header_and_body);
-    m.finalize().into_bytes().to_vec()
-}
-
-/// Check a session message's MAC in constant time.
-pub fn verify_mac(
-    key: &[u8],
-    envelope: &Envelope,
-    counter: u32,
-    header_and_body: &[u8],
-    code: &[u8],
-) -> bool {
-    let mut m = new_mac(key);
-    m.update(&mac_prefix(envelope, counter));
-    m.update(header_and_body);
-    m.verify_slice(code).is_ok()
-}
-
-fn new_mac(key: &[u8]) -> Hmac<Sha256> {
-    // HMAC takes keys of any length.
-    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
-}
-
-fn mac_prefix(envelope: &Envelope, counter: u32) -> Vec<u8> {
-    let mut p = Vec::with_capacity(16);
-    p.push(envelope.major);
-    p.push(envelope.minor);
-    if (envelope.major, envelope.minor) >= (2, 8) {
-        p.push(envelope.suggested_major);
-        p.push(envelope.suggested_minor);
-    }
-    p.extend_from_slice(&envelope.session_id.to_be_bytes());
-    p.extend_from_slice(&envelope.request_id.to_be_bytes());
-    p.extend_from_slice(&counter.to_be_bytes());
-    p
-}
-
-/// An HS_MAC credential section (without its int4 length).
-pub fn mac_credential(counter: u32, code: &[u8]) -> Vec<u8> {
-    let mut c = Vec::with_capacity(80);
-    c.extend_from_slice(&[0, 0, 0, 0]); // version, reserved, flags
-    c.extend_from_slice(&0u32.to_be_bytes()); // empty signer handle
-    c.extend_from_slice(&counter.to_be_bytes());
-    put(&mut c, HS_MAC.as_bytes());
-    let section = 4 + HMAC_SHA256.len() + 4 + code.len();
-    c.extend_from_slice(&(section as u32).to_be_bytes());
-    put(&mut c, HMAC_SHA256.as_bytes());
-    put(&mut c, code);
-    c
-}
-
-fn put(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-/// The parts of an HS_MAC credential a server checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MacCredential {
-    pub counter: u32,
-    pub algorithm: String,
-    pub code: Vec<u8>,
-}
-
-/// Read an HS_MAC credential; `None` when the section is empty, `Some(Err)` when it is
-/// something else or malformed.
-pub fn read_mac_credential(section: &[u8]) -> Option<Result<MacCredential, String>> {
-    if section.is_empty() {
-        return None;
-    }
-    use crate::model::codec::Reader;
-    let mut r = Reader::new(section);
-    let parsed = (|| {
-        let _head = r.take(4, "credential version")?;
-        let _signer = r.bytes("signer handle")?;
-        let counter = r.u32("session counter")?;
-        let kind = r.bytes("credential type")?.to_vec();
-        let section = r.bytes("signature section")?;
-        let mut s = Reader::new(section);
-        let algorithm = String::from_utf8_lossy(s.bytes("digest algorithm")?).into_owned();
-        let code = s.bytes("signature")?.to_vec();
-        Ok::<_, crate::model::codec::DecodeError>((
-            kind,
-            MacCredential {
-                counter,
-                algorithm,
-                code,
-            },
-        ))
-    })();
-    Some(match parsed {
-        Ok((kind, c)) if kind == HS_MAC.as_bytes() => Ok(c),
-        Ok((kind, _)) => Err(format!(
-            "credential type {:?}, not HS_MAC",
-            String::from_utf8_lossy(&kind)
-        )),
-        Err(e) => Err(e.to_string()),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
