@@ -370,6 +370,11 @@ pub struct HandleConfig {
     /// 402 challenges one client address may have waiting at once (the whole table holds
     /// 10 000 and 16 MiB; see `auth::pending`).
     pub max_pending_challenges_per_client: usize,
+    /// Longest idle timeout of a native Handle session (clients ask for one at setup;
+    /// Handle.Net's ask for 86 400 s). Sessions nobody authenticated last at most 60 s.
+    pub session_timeout_secs: u64,
+    /// Native Handle sessions one client address may hold at once (10 000 in all).
+    pub max_sessions_per_client: usize,
     /// Failed challenge answers one address may make in a burst, then
     /// `auth_failures_per_minute`; past that its answers are refused unchecked.
     pub auth_failure_burst: u32,
@@ -394,6 +399,8 @@ impl Default for HandleConfig {
             max_udp_answer_bytes: crate::server::native::DEFAULT_MAX_UDP_ANSWER,
             verify_peers: Vec::new(),
             max_pending_challenges_per_client: 32,
+            session_timeout_secs: crate::auth::session::DEFAULT_SESSION_TIMEOUT_SECS,
+            max_sessions_per_client: crate::auth::session::DEFAULT_MAX_SESSIONS_PER_CLIENT,
             auth_failure_burst: 10,
             auth_failures_per_minute: 10,
         }
@@ -416,6 +423,11 @@ impl HandleConfig {
             },
             max_udp_answer: self.max_udp_answer_bytes,
             verify_peers: self.verify_peers.clone(),
+            sessions: crate::auth::session::SessionLimits {
+                max_per_source: self.max_sessions_per_client,
+                max_timeout: std::time::Duration::from_secs(self.session_timeout_secs),
+                ..crate::auth::session::SessionLimits::default()
+            },
         }
     }
 }
@@ -729,6 +741,12 @@ impl Config {
             return Err(invalid(
                 "handle.max_udp_answer_bytes",
                 "must be between 512 and 262144",
+            ));
+        }
+        if self.handle.max_sessions_per_client == 0 || self.handle.session_timeout_secs == 0 {
+            return Err(invalid(
+                "handle.max_sessions_per_client",
+                "handle.max_sessions_per_client and handle.session_timeout_secs must be at least 1",
             ));
         }
         if self.handle.max_pending_challenges_per_client == 0 {

@@ -26,6 +26,7 @@ use crate::auth::challenge::{
 use crate::auth::pending::{
     FailureLimiter, FailureLimits, PendingFull, PendingLimits, PendingTable,
 };
+use crate::auth::session::{SessionLimits, SessionTable};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{types, Handle, PublicKey, ResponseCode};
@@ -116,6 +117,8 @@ pub struct NativeLimits {
     /// Addresses VERIFY_CHALLENGE (opCode 201) is answered for, over TCP only: the servers
     /// that forward their clients' challenge answers here. Empty: nobody.
     pub verify_peers: Vec<IpAddr>,
+    /// Handle.Net sessions (OC_SESSION_SETUP), per address and in total.
+    pub sessions: SessionLimits,
 }
 
 impl Default for NativeLimits {
@@ -125,6 +128,7 @@ impl Default for NativeLimits {
             failures: FailureLimits::default(),
             max_udp_answer: DEFAULT_MAX_UDP_ANSWER,
             verify_peers: Vec::new(),
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -166,6 +170,8 @@ pub struct NativeService {
     failures: Mutex<FailureLimiter>,
     /// Key derivations / signature checks in progress.
     verifying: AtomicUsize,
+    /// Live sessions (see [`session`]). Lock order: `pending` before `sessions`.
+    sessions: Mutex<SessionTable>,
 }
 
 fn now_unix() -> u64 {
@@ -204,6 +210,7 @@ impl NativeService {
             failures: Mutex::new(FailureLimiter::new(NativeLimits::default().failures)),
             limits: NativeLimits::default(),
             verifying: AtomicUsize::new(0),
+            sessions: Mutex::new(SessionTable::new(SessionLimits::default())),
         }
     }
 
@@ -211,16 +218,18 @@ impl NativeService {
     pub fn with_limits(mut self, limits: NativeLimits) -> NativeService {
         self.pending = Mutex::new(PendingTable::new(limits.challenges));
         self.failures = Mutex::new(FailureLimiter::new(limits.failures));
+        self.sessions = Mutex::new(SessionTable::new(limits.sessions));
         self.limits = limits;
         self
     }
 
-    /// Drop expired challenges (the server calls this every second).
+    /// Drop expired challenges and sessions (the server calls this every second).
     pub fn sweep(&self, now: Instant) -> usize {
         let mut pending = self.lock_pending();
         let removed = pending.sweep(now);
         self.metrics.pending_challenges.set(pending.len() as i64);
-        removed
+        drop(pending);
+        removed + self.sweep_sessions(now)
     }
 
     /// Challenges waiting for an answer.
@@ -351,7 +360,10 @@ impl NativeService {
     ) -> Vec<Vec<u8>> {
         let mut encoded: Vec<Vec<u8>> = responses.iter().map(Message::encode).collect();
         let sizes: Vec<usize> = encoded.iter().map(Vec::len).collect();
-        if self.bound_answer_size(transport, &mut responses, &sizes) {
+        let resized = self.bound_answer_size(transport, &mut responses, &sizes);
+        // Certified answers inside a session carry the session's MAC (after resizing, which
+        // changes what it covers).
+        if self.mac_session_answers(&mut responses) || resized {
             encoded = responses.iter().map(Message::encode).collect();
         }
         self.count(op_code, transport, started, &responses);
@@ -576,6 +588,10 @@ impl NativeService {
         };
         let op_code = request.header.op_code;
         let hb = header_and_body(message).map(<[u8]>::to_vec);
+        // Session setup and end, and requests naming a session (see `session`).
+        if let Some(responses) = self.session_gate(&request, hb.as_deref(), source) {
+            return (op_code, responses);
+        }
         let responses = match op_code {
             op::RESOLUTION => vec![self.resolution(&request, hb.as_deref(), None, source)],
             op::GET_SITE_INFO => vec![self.respond(
@@ -820,6 +836,19 @@ impl NativeService {
 
     /// Answer with a 402 challenge and remember the request under a new session id.
     fn challenge(&self, request: Message, hb: Option<&[u8]>, source: Source) -> Message {
+        self.challenge_as(request, hb, source, None)
+    }
+
+    /// [`NativeService::challenge`], under `session_id` when given (a challenge inside a
+    /// session reuses the session's id, as Handle.Net does) instead of a fresh id that no
+    /// session holds.
+    fn challenge_as(
+        &self,
+        request: Message,
+        hb: Option<&[u8]>,
+        source: Source,
+        session_id: Option<u32>,
+    ) -> Message {
         let Some(hb) = hb else {
             return self.error(
                 &request.envelope,
@@ -851,7 +880,10 @@ impl NativeService {
                 },
                 size,
                 now,
-                || rand::thread_rng().next_u32(),
+                || match session_id {
+                    Some(id) => id,
+                    None => self.unused_session_id(),
+                },
             );
             self.metrics.pending_challenges.set(pending.len() as i64);
             inserted
@@ -1017,6 +1049,7 @@ impl NativeService {
             )];
         };
         // The original request is answered with the answer's request id.
+        let original_request_id = pending.request.envelope.request_id;
         let mut original = pending.request;
         original.envelope.request_id = answer.envelope.request_id;
         original.envelope.session_id = answer.envelope.session_id;
@@ -1048,6 +1081,8 @@ impl NativeService {
                 return vec![self.failure(&original.envelope, &original.header, None, &f)];
             }
         };
+        // Inside a session, the answer may authenticate it (see `session`).
+        self.session_answered(answer.envelope.session_id, original_request_id, &identity);
         let hb = {
             let bytes = original.encode_message();
             header_and_body(&bytes).map(<[u8]>::to_vec)
@@ -1308,5 +1343,6 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
         .map(u32::from_be_bytes)
 }
 
+mod session;
 #[cfg(test)]
 mod tests;
