@@ -29,7 +29,8 @@ use rsa::BigUint;
 use crate::auth::Identity;
 use crate::model::PublicKey;
 
-/// Longest life of a session nobody has authenticated yet (set up, challenge not answered).
+/// Longest life of a session nobody has authenticated yet (set up, challenge not answered);
+/// `handle.unauthenticated_session_secs` may shorten it.
 pub const UNAUTHENTICATED_TTL: Duration = Duration::from_secs(60);
 /// Sessions at once, all addresses together.
 pub const MAX_SESSIONS: usize = 10_000;

@@ -6,6 +6,8 @@
 //!   402 challenge: a fresh 16-byte nonce, the request's digest (SHA-256 for ≥ 2.7), the
 //!   pending request kept under a random session id for [`CHALLENGE_TTL`], answered with
 //!   opCode 200 by HS_SECKEY (PBKDF2-HMAC-SHA1 or SHA-1 form) or HS_PUBKEY (RSA/DSA);
+//! - Handle.Net 9 sessions (OC_SESSION_SETUP / OC_SESSION_TERMINATE, HS_MAC-authenticated
+//!   requests, no challenge once a session is authenticated): see the `session` submodule;
 //! - authorization is the engine's, the same as for the REST API.
 //!
 //! Responses are sent at the negotiated version, copy the request's echoed flags, carry the
