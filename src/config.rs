@@ -378,6 +378,14 @@ pub struct HandleConfig {
     /// 402 challenges one client address may have waiting at once (the whole table holds
     /// 10 000 and 16 MiB; see `auth::pending`).
     pub max_pending_challenges_per_client: usize,
+    /// Longest idle timeout of a native Handle session (clients ask for one at setup;
+    /// Handle.Net's ask for 86 400 s). Sessions nobody authenticated last at most 60 s.
+    pub session_timeout_secs: u64,
+    /// Native Handle sessions one client address may hold at once (10 000 in all).
+    pub max_sessions_per_client: usize,
+    /// Seconds a native Handle session may wait to be authenticated (1..=60): until then it
+    /// is state an unauthenticated sender created.
+    pub unauthenticated_session_secs: u64,
     /// Failed challenge answers one address may make in a burst, then
     /// `auth_failures_per_minute`; past that its answers are refused unchecked.
     pub auth_failure_burst: u32,
@@ -412,6 +420,9 @@ impl Default for HandleConfig {
             max_udp_answer_bytes: crate::server::native::DEFAULT_MAX_UDP_ANSWER,
             verify_peers: Vec::new(),
             max_pending_challenges_per_client: 32,
+            session_timeout_secs: crate::auth::session::DEFAULT_SESSION_TIMEOUT_SECS,
+            max_sessions_per_client: crate::auth::session::DEFAULT_MAX_SESSIONS_PER_CLIENT,
+            unauthenticated_session_secs: crate::auth::session::UNAUTHENTICATED_TTL.as_secs(),
             auth_failure_burst: 10,
             auth_failures_per_minute: 10,
             anonymous_restricted_reads: crate::server::native::AnonymousReads::default(),
@@ -442,6 +453,14 @@ impl HandleConfig {
             },
             anonymous_reads: self.anonymous_restricted_reads,
             password_login: self.password_login,
+            sessions: crate::auth::session::SessionLimits {
+                max_per_source: self.max_sessions_per_client,
+                max_timeout: std::time::Duration::from_secs(self.session_timeout_secs),
+                unauthenticated_ttl: std::time::Duration::from_secs(
+                    self.unauthenticated_session_secs,
+                ),
+                ..crate::auth::session::SessionLimits::default()
+            },
         }
     }
 }
@@ -756,6 +775,20 @@ impl Config {
             return Err(invalid(
                 "handle.max_udp_answer_bytes",
                 "must be between 512 and 262144",
+            ));
+        }
+        if self.handle.max_sessions_per_client == 0 || self.handle.session_timeout_secs == 0 {
+            return Err(invalid(
+                "handle.max_sessions_per_client",
+                "handle.max_sessions_per_client and handle.session_timeout_secs must be at least 1",
+            ));
+        }
+        if !(1..=crate::auth::session::UNAUTHENTICATED_TTL.as_secs())
+            .contains(&self.handle.unauthenticated_session_secs)
+        {
+            return Err(invalid(
+                "handle.unauthenticated_session_secs",
+                "must be between 1 and 60",
             ));
         }
         if self.handle.max_pending_challenges_per_client == 0 {

@@ -338,6 +338,21 @@ enum AdminOp {
         #[command(flatten)]
         auth: AuthArgs,
     },
+    /// Run the operations of FILE ("-": standard input), one JSON object per line, e.g.
+    /// {"op":"create","handle":"88.100.1/X","values":[...]}, {"op":"remove","handle":"...",
+    /// "indexes":[2]}, {"op":"delete","handle":"..."}; ops create, add, modify, remove, delete
+    /// (values in the REST shape; "overwrite": true for create/add). One Handle session for
+    /// all of them when the server supports it (one challenge), else one challenge each.
+    Batch {
+        file: PathBuf,
+        /// Stop at the first operation that fails.
+        #[arg(long)]
+        stop_on_error: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<ValidConfig> {
@@ -1398,8 +1413,121 @@ fn certified_resolve(
     Ok(std::process::ExitCode::from(1))
 }
 
+/// One line of an `idnode admin batch` file.
+fn batch_request(line: &str) -> anyhow::Result<AdminRequest> {
+    let json: serde_json::Value = serde_json::from_str(line).context("malformed JSON")?;
+    let field = |name: &str| json.get(name);
+    let handle = field("handle")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow::anyhow!("no \"handle\""))?
+        .to_string();
+    let overwrite = field("overwrite")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let values = || -> anyhow::Result<Vec<HandleValue>> {
+        let v = field("values").ok_or_else(|| anyhow::anyhow!("no \"values\""))?;
+        let (_, values) = hjson::values_from_request_body(v).context("bad values")?;
+        validate_values(&values)?;
+        Ok(values)
+    };
+    let op = field("op").and_then(|v| v.as_str()).unwrap_or_default();
+    Ok(match op {
+        "create" => AdminRequest::Create {
+            handle,
+            values: values()?,
+            overwrite,
+        },
+        "add" => AdminRequest::AddValues {
+            handle,
+            values: values()?,
+            overwrite,
+        },
+        "modify" => AdminRequest::ModifyValues {
+            handle,
+            values: values()?,
+        },
+        "remove" => AdminRequest::RemoveValues {
+            handle,
+            indexes: field("indexes")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| anyhow::anyhow!("no \"indexes\""))?
+                .iter()
+                .map(|i| {
+                    i.as_u64()
+                        .and_then(|i| u32::try_from(i).ok())
+                        .ok_or_else(|| anyhow::anyhow!("bad index {i}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        },
+        "delete" => AdminRequest::Delete { handle },
+        other => anyhow::bail!("unknown op {other:?} (create, add, modify, remove, delete)"),
+    })
+}
+
+/// `idnode admin batch`: every operation of the file through one session.
+fn native_admin_batch(
+    file: &Path,
+    stop_on_error: bool,
+    conn: &ConnArgs,
+    auth: &AuthArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let text = if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading operations from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    // Every line is checked before anything is sent.
+    let requests = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| batch_request(l).with_context(|| format!("{}:{}", file.display(), n + 1)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let client = client_for(conn)?;
+    let auth = authenticator(auth)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "administration needs an identity: --auth-handle with --secret-file, --secret or --private-key"
+        )
+    })?;
+    let mut session = client.admin_session(&auth);
+    if let Some(why) = &session.fallback_reason {
+        eprintln!("(no session: {why}; one challenge per operation)");
+    }
+    let mut failed = 0usize;
+    for request in requests {
+        let handle = request.handle();
+        let r = session
+            .admin(request)
+            .with_context(|| format!("{handle} (as {})", auth.identity()))?;
+        if r.is_success() {
+            print_lines([format!("ok {handle}")])?;
+        } else {
+            failed += 1;
+            eprintln!("{}", describe_failure(&r));
+            if stop_on_error {
+                break;
+            }
+        }
+    }
+    session.close();
+    Ok(if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
 fn native_admin(op: AdminOp) -> anyhow::Result<std::process::ExitCode> {
     let (request, conn, auth, done) = match op {
+        AdminOp::Batch {
+            file,
+            stop_on_error,
+            conn,
+            auth,
+        } => return native_admin_batch(&file, stop_on_error, &conn, &auth),
         AdminOp::Create {
             handle,
             values,

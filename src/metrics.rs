@@ -37,6 +37,8 @@ pub struct Metrics {
     pub sync_errors: IntCounterVec,
     /// Native 402 challenges waiting for an answer.
     pub pending_challenges: IntGauge,
+    /// Live Handle.Net sessions (OC_SESSION_SETUP), authenticated or not.
+    pub sessions: IntGauge,
     /// Requests refused to protect the node, by front end and reason (`udp_too_large`,
     /// `challenge_source_full`, `auth_rate_limited`, `verify_refused`, `verify_busy`, ...).
     pub refused: IntCounterVec,
@@ -129,6 +131,10 @@ impl Metrics {
             "idnode_pending_challenges",
             "Native 402 challenges waiting for an answer",
         )?;
+        let sessions = IntGauge::new(
+            "idnode_native_sessions",
+            "Live native Handle sessions (OC_SESSION_SETUP), authenticated or not",
+        )?;
         let refused = IntCounterVec::new(
             Opts::new(
                 "idnode_refused_total",
@@ -144,6 +150,7 @@ impl Metrics {
             &["proto", "action"],
         )?;
         registry.register(Box::new(pending_challenges.clone()))?;
+        registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(refused.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         let connections_refused = IntCounterVec::new(
@@ -170,6 +177,7 @@ impl Metrics {
         registry.register(Box::new(connections_open.clone()))?;
         Ok(Metrics {
             pending_challenges,
+            sessions,
             refused,
             rate_limited,
             connections_refused,

@@ -17,6 +17,7 @@
 pub mod challenge;
 pub mod credential;
 pub mod pending;
+pub mod session;
 
 use std::collections::HashSet;
 

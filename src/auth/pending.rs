@@ -104,6 +104,11 @@ impl<T> PendingTable<T> {
         self.bytes
     }
 
+    /// Whether an entry (expired or not) is held under `id`.
+    pub fn contains(&self, id: u32) -> bool {
+        self.entries.contains_key(&id)
+    }
+
     /// Entries held for `source`.
     pub fn count_for(&self, source: IpAddr) -> usize {
         self.sources.get(&source).map_or(0, |s| s.count)

@@ -28,6 +28,14 @@ pub enum ResponseCode {
     InvalidCredential = 404,
     AuthenticationTimeout = 405,
     AuthenticationError = 406,
+    /// No live session or pending challenge has the request's session id.
+    SessionTimeout = 500,
+    SessionFailed = 501,
+    /// A session message's MAC does not verify.
+    InvalidSessionKey = 502,
+    InvalidSessionSetupRequest = 504,
+    /// A session counter seen before (a replay).
+    SessionMessageRejected = 505,
 }
 
 impl ResponseCode {
@@ -61,6 +69,11 @@ impl ResponseCode {
             ResponseCode::InvalidCredential => "404",
             ResponseCode::AuthenticationTimeout => "405",
             ResponseCode::AuthenticationError => "406",
+            ResponseCode::SessionTimeout => "500",
+            ResponseCode::SessionFailed => "501",
+            ResponseCode::InvalidSessionKey => "502",
+            ResponseCode::InvalidSessionSetupRequest => "504",
+            ResponseCode::SessionMessageRejected => "505",
         }
     }
 }

@@ -6,6 +6,8 @@
 //!   402 challenge: a fresh 16-byte nonce, the request's digest (SHA-256 for ≥ 2.7), the
 //!   pending request kept under a random session id for [`CHALLENGE_TTL`], answered with
 //!   opCode 200 by HS_SECKEY (PBKDF2-HMAC-SHA1 or SHA-1 form) or HS_PUBKEY (RSA/DSA);
+//! - Handle.Net 9 sessions (OC_SESSION_SETUP / OC_SESSION_TERMINATE, HS_MAC-authenticated
+//!   requests, no challenge once a session is authenticated): see the `session` submodule;
 //! - authorization is the engine's, the same as for the REST API;
 //! - the CAICT ID-SDK's logins (opCodes 2000 and 2001) make a TCP connection run as an
 //!   identity, anonymous resolutions without PO get the values anyone may read (by default),
@@ -31,6 +33,7 @@ use crate::auth::credential::Certification;
 use crate::auth::pending::{
     FailureLimiter, FailureLimits, PendingFull, PendingLimits, PendingTable,
 };
+use crate::auth::session::{SessionLimits, SessionTable};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{types, Handle, PublicKey, ResponseCode};
@@ -133,6 +136,8 @@ pub struct NativeLimits {
     /// Whether the ID-SDK's password login (opCode 2000, the password in clear) is accepted
     /// (`handle.password_login`, off by default).
     pub password_login: bool,
+    /// Handle.Net sessions (OC_SESSION_SETUP), per address and in total.
+    pub sessions: SessionLimits,
 }
 
 impl Default for NativeLimits {
@@ -145,6 +150,7 @@ impl Default for NativeLimits {
             signatures: SignLimits::default(),
             anonymous_reads: AnonymousReads::default(),
             password_login: false,
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -208,6 +214,8 @@ pub struct NativeService {
     fixed_expiration: Option<u32>,
     /// The ID-SDK logins of open TCP connections.
     logins: sdk::Logins,
+    /// Live sessions (see [`session`]). Lock order: `pending` before `sessions`.
+    sessions: Mutex<SessionTable>,
 }
 
 fn now_unix() -> u64 {
@@ -251,6 +259,7 @@ impl NativeService {
             sign_budget: SignBudget::new(SignLimits::default()),
             fixed_expiration: None,
             logins: sdk::Logins::default(),
+            sessions: Mutex::new(SessionTable::new(SessionLimits::default())),
         }
     }
 
@@ -272,16 +281,18 @@ impl NativeService {
         self.pending = Mutex::new(PendingTable::new(limits.challenges));
         self.failures = Mutex::new(FailureLimiter::new(limits.failures));
         self.sign_budget = SignBudget::new(limits.signatures);
+        self.sessions = Mutex::new(SessionTable::new(limits.sessions));
         self.limits = limits;
         self
     }
 
-    /// Drop expired challenges (the server calls this every second).
+    /// Drop expired challenges and sessions (the server calls this every second).
     pub fn sweep(&self, now: Instant) -> usize {
         let mut pending = self.lock_pending();
         let removed = pending.sweep(now);
         self.metrics.pending_challenges.set(pending.len() as i64);
-        removed
+        drop(pending);
+        removed + self.sweep_sessions(now)
     }
 
     /// Challenges waiting for an answer.
@@ -331,17 +342,11 @@ impl NativeService {
             None => {}
             Some(Ok(job)) => return Outcome::Recurse(Box::new(job)),
             Some(Err(refusal)) => {
-                return Outcome::Done(self.finish(
-                    op::RESOLUTION,
-                    source,
-                    started,
-                    vec![refusal],
-                    &Signer::Server,
-                ))
+                return Outcome::Done(self.finish(op::RESOLUTION, source, started, vec![refusal]))
             }
         }
         let (op_code, responses) = self.dispatch(envelope, message, source);
-        Outcome::Done(self.finish(op_code, source, started, responses, &Signer::Server))
+        Outcome::Done(self.finish(op_code, source, started, responses))
     }
 
     /// No answer over the message limit on any transport (no client could reassemble it),
@@ -410,35 +415,37 @@ impl NativeService {
         source: Source,
         started: Instant,
         mut responses: Vec<Message>,
-        signer: &Signer,
     ) -> Vec<Vec<u8>> {
         let transport = source.transport;
         let sizes: Vec<usize> = responses.iter().map(|m| m.encode().len()).collect();
         self.bound_answer_size(transport, &mut responses, &sizes);
-        if certify::wants_signature(&responses) {
-            self.certify(source, &mut responses, signer);
-        }
+        // Certified answers inside a session carry the session's MAC (after resizing, which
+        // changes what it covers); the others get the server key's signature.
+        self.mac_session_answers(&mut responses);
+        self.certify(source, &mut responses);
         self.count(op_code, transport, started, &responses);
         responses.iter().map(Message::encode).collect()
     }
 
-    /// Sign the answers to a certified request, within the signature budget.
-    fn certify(&self, source: Source, responses: &mut Vec<Message>, signer: &Signer) {
-        let costly = matches!(signer, Signer::Server) && self.server_key.is_some();
-        if costly
-            && !self
-                .sign_budget
-                .take(source.addr, responses.len(), Instant::now())
-        {
+    /// Sign the answers to a certified request with the server key, within the signature
+    /// budget. Without a server key (tests) they stay unsigned.
+    fn certify(&self, source: Source, responses: &mut Vec<Message>) {
+        let wanted = certify::unsigned(responses);
+        let Some(key) = self.server_key.as_deref() else {
+            return;
+        };
+        if wanted == 0 {
+            return;
+        }
+        if !self.sign_budget.take(source.addr, wanted, Instant::now()) {
             self.refuse(source.transport, "sign_budget");
             if source.transport == Transport::Tcp {
                 certify::too_busy_to_sign(responses);
             }
             return;
         }
-        if let Err(e) = certify::sign_all(responses, signer, self.server_key.as_deref()) {
-            // Only a message below 2.7 in a session can get here; the client sees no signature.
-            tracing::debug!(error = %e, "answer left unsigned");
+        if let Err(e) = certify::sign_all(responses, key) {
+            tracing::warn!(error = %e, "answer left unsigned");
         }
     }
 
@@ -648,13 +655,7 @@ impl NativeService {
         // query only when the upstream's signature over it verified.
         sdk::mark_relayed(&mut response.header, upstream_verified);
         (
-            self.finish(
-                op::RESOLUTION,
-                job.source,
-                job.started,
-                vec![response],
-                &Signer::Server,
-            ),
+            self.finish(op::RESOLUTION, job.source, job.started, vec![response]),
             reuse,
         )
     }
@@ -704,6 +705,10 @@ impl NativeService {
         };
         let op_code = request.header.op_code;
         let hb = header_and_body(message).map(<[u8]>::to_vec);
+        // Session setup and end, and requests naming a session (see `session`).
+        if let Some(responses) = self.session_gate(&request, hb.as_deref(), source) {
+            return (op_code, responses);
+        }
         let responses = match op_code {
             op::RESOLUTION => vec![self.resolution_as_login(&request, hb.as_deref(), source)],
             op::GET_SITE_INFO => vec![self.respond(
@@ -969,6 +974,19 @@ impl NativeService {
 
     /// Answer with a 402 challenge and remember the request under a new session id.
     fn challenge(&self, request: Message, hb: Option<&[u8]>, source: Source) -> Message {
+        self.challenge_as(request, hb, source, None)
+    }
+
+    /// [`NativeService::challenge`], under `session_id` when given (a challenge inside a
+    /// session reuses the session's id, as Handle.Net does) instead of a fresh id that no
+    /// session holds.
+    fn challenge_as(
+        &self,
+        request: Message,
+        hb: Option<&[u8]>,
+        source: Source,
+        session_id: Option<u32>,
+    ) -> Message {
         let Some(hb) = hb else {
             return self.error(
                 &request.envelope,
@@ -1002,7 +1020,10 @@ impl NativeService {
                 },
                 size,
                 now,
-                || rand::thread_rng().next_u32(),
+                || match session_id {
+                    Some(id) => id,
+                    None => self.unused_session_id(),
+                },
             );
             self.metrics.pending_challenges.set(pending.len() as i64);
             inserted
@@ -1186,6 +1207,7 @@ impl NativeService {
         // The original request is answered with the answer's request id (a key login keeps
         // its own session id, 0 from the ID-SDK, as Handle.Net answers it).
         let original_hb = pending.hb;
+        let original_request_id = pending.request.envelope.request_id;
         let mut original = pending.request;
         original.envelope.request_id = answer.envelope.request_id;
         if original.header.op_code != op::LOGIN_ID_SYSTEM {
@@ -1230,6 +1252,8 @@ impl NativeService {
                 )];
             }
         };
+        // Inside a session, the answer may authenticate it (see `session`).
+        self.session_answered(answer.envelope.session_id, original_request_id, &identity);
         let hb = Some(original_hb.as_slice());
         match original.header.op_code {
             op::RESOLUTION => {
@@ -1494,8 +1518,9 @@ mod certify;
 pub mod sdk;
 pub use sdk::{AnonymousReads, ConnectionId, ConnectionLogin};
 
+mod session;
 #[cfg(test)]
 mod tests;
 
 use certify::SignBudget;
-pub use certify::{SignLimits, Signer};
+pub use certify::SignLimits;

@@ -18,16 +18,6 @@ use crate::auth::pending::{FailureLimiter, FailureLimits};
 use crate::model::ResponseCode;
 use crate::wire::handle::message::{flag, header_and_body, Body, Message};
 
-/// How the answers to one request are signed when it asked for certification.
-#[derive(Debug, Clone)]
-pub enum Signer {
-    /// `HS_SIGNED` with the node's server key.
-    Server,
-    /// `HS_MAC` with a session's key; `counter` is the server's session counter for the first
-    /// answer (the next answers take the following numbers).
-    Session { key: Vec<u8>, counter: u32 },
-}
-
 /// Signature budget settings (`[handle] signatures_per_second`, `..._per_client`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignLimits {
@@ -97,40 +87,31 @@ impl SignBudget {
     }
 }
 
-/// Sign `responses` with `signer` (the budget has been taken). Without a server key, answers
-/// for [`Signer::Server`] stay unsigned.
+/// Sign, with the server key, the answers that ask for it (CT) and carry no credential yet
+/// (session answers were MAC'd before); the budget has been taken for [`unsigned`] of them.
 pub(super) fn sign_all(
     responses: &mut [Message],
-    signer: &Signer,
-    server_key: Option<&PrivateKey>,
+    server_key: &PrivateKey,
 ) -> Result<(), credential::CredentialError> {
-    for (i, m) in responses.iter_mut().enumerate() {
-        m.credential = None;
+    for m in responses.iter_mut().filter(|m| needs_signature(m)) {
+        m.credential = Some(Vec::new());
         let bytes = m.encode_message();
         let Some(hb) = header_and_body(&bytes) else {
             continue;
         };
-        let cred = match signer {
-            Signer::Server => match server_key {
-                Some(key) => credential::sign(key, &m.envelope, 0, hb)?,
-                // No key: the answer stays unsigned (clients report a missing signature).
-                None => {
-                    m.credential = Some(Vec::new());
-                    continue;
-                }
-            },
-            Signer::Session { key, counter } => {
-                credential::mac(key, &m.envelope, counter.wrapping_add(i as u32), hb)?
-            }
-        };
+        let cred = credential::sign(server_key, &m.envelope, 0, hb)?;
         m.credential = Some(cred.encode());
     }
     Ok(())
 }
 
-/// Whether any of `responses` asks to be signed (CT is echoed from the request).
-pub(super) fn wants_signature(responses: &[Message]) -> bool {
-    responses.iter().any(|m| m.header.has(flag::CERTIFY))
+fn needs_signature(m: &Message) -> bool {
+    m.header.has(flag::CERTIFY) && m.credential.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// How many of `responses` still need the server key's signature.
+pub(super) fn unsigned(responses: &[Message]) -> usize {
+    responses.iter().filter(|m| needs_signature(m)).count()
 }
 
 /// The unsigned answer a TCP client gets when the signature budget is spent.

@@ -307,6 +307,42 @@ pub enum Body {
     },
     /// 402 challenge: the nonce.
     Challenge { nonce: Vec<u8> },
+    /// OC_SESSION_SETUP (400) request. Handle.Net sizes the int2 mode as 4 bytes, so its
+    /// bodies end with 2 unwritten zero bytes that count in bodyLength: they are written on
+    /// encode and accepted (or their absence) on decode.
+    SessionSetup {
+        /// Key exchange mode: 1 client cipher, 2 server cipher, 3 key from a handle, 4 DH.
+        mode: u16,
+        /// Idle timeout the client asks for, in seconds.
+        timeout: u32,
+        /// Who the session is for (empty handle and index `u32::MAX` (-1): anonymous).
+        identity_handle: String,
+        identity_index: u32,
+        exchange: KeyExchange,
+    },
+    /// OC_SESSION_SETUP success: the mode and its data (mode 4: int4 encryption algorithm
+    /// followed by the server's DH_PUB_KEY), then the same 2 unwritten zero bytes.
+    SessionSetupAnswer { mode: u16, data: Vec<u8> },
+}
+
+/// The mode-dependent part of a session setup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyExchange {
+    /// Modes 1 (client cipher) and 4 (Diffie-Hellman): an encoded public key (HS_PUBKEY
+    /// form; a `DH_PUB_KEY` for mode 4).
+    PublicKey(Vec<u8>),
+    /// Mode 3: the handle value holding the key.
+    KeyHandle { handle: String, index: u32 },
+    /// Mode 2 and unknown modes: nothing.
+    None,
+}
+
+/// Session setup key exchange modes (Handle.Net `Common.KEY_EXCHANGE_*`).
+pub mod key_exchange {
+    pub const CIPHER_CLIENT: u16 = 1;
+    pub const CIPHER_SERVER: u16 = 2;
+    pub const CIPHER_HDL: u16 = 3;
+    pub const DH: u16 = 4;
 }
 
 /// A decoded (or to-be-encoded) message.
@@ -423,7 +459,69 @@ fn encode_body(body: &Body, out: &mut Vec<u8>) {
         Body::Empty => {}
         Body::Error { message } => put_str(out, message),
         Body::Challenge { nonce } => out.put_bytes(nonce),
+        Body::SessionSetup {
+            mode,
+            timeout,
+            identity_handle,
+            identity_index,
+            exchange,
+        } => {
+            out.put_u16(*mode);
+            out.put_u32(*timeout);
+            put_str(out, identity_handle);
+            out.put_u32(*identity_index);
+            match exchange {
+                KeyExchange::PublicKey(key) => out.put_bytes(key),
+                KeyExchange::KeyHandle { handle, index } => {
+                    put_str(out, handle);
+                    out.put_u32(*index);
+                }
+                KeyExchange::None => {}
+            }
+            out.put_u16(0);
+        }
+        Body::SessionSetupAnswer { mode, data } => {
+            out.put_u16(*mode);
+            out.put_bytes(data);
+            out.put_u16(0);
+        }
     }
+}
+
+/// The 2 zero bytes Handle.Net leaves after a session setup body (optional on decode).
+fn unwritten_mode_bytes(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    if r.remaining() == 2 && r.u16("session setup padding")? != 0 {
+        return Err(DecodeError::Invalid {
+            what: "session setup padding",
+            reason: "not zero".into(),
+        });
+    }
+    Ok(())
+}
+
+fn decode_session_setup(r: &mut Reader<'_>) -> Result<Body, DecodeError> {
+    let mode = r.u16("key exchange mode")?;
+    let timeout = r.u32("session timeout")?;
+    let identity_handle = r.string("session identity handle")?.to_string();
+    let identity_index = r.u32("session identity index")?;
+    let exchange = match mode {
+        key_exchange::CIPHER_CLIENT | key_exchange::DH => {
+            KeyExchange::PublicKey(r.bytes("session exchange key")?.to_vec())
+        }
+        key_exchange::CIPHER_HDL => KeyExchange::KeyHandle {
+            handle: r.string("exchange key handle")?.to_string(),
+            index: r.u32("exchange key index")?,
+        },
+        _ => KeyExchange::None,
+    };
+    unwritten_mode_bytes(r)?;
+    Ok(Body::SessionSetup {
+        mode,
+        timeout,
+        identity_handle,
+        identity_index,
+        exchange,
+    })
 }
 
 fn decode_request_body(op_code: u32, r: &mut Reader<'_>) -> Result<Body, WireError> {
@@ -477,6 +575,7 @@ fn decode_request_body(op_code: u32, r: &mut Reader<'_>) -> Result<Body, WireErr
             digest: r.bytes("digest")?.to_vec(),
             signed_response: r.bytes("signed response")?.to_vec(),
         },
+        op::SESSION_SETUP => decode_session_setup(r)?,
         other => return Err(WireError::UnknownOpCode(other)),
     })
 }
@@ -502,6 +601,12 @@ fn decode_response_body(header: &Header, r: &mut Reader<'_>) -> Result<Body, Wir
             op::CREATE_HANDLE if r.remaining() > 0 => Body::MintedHandle {
                 handle: r.string("minted handle")?.to_string(),
             },
+            op::SESSION_SETUP => {
+                let mode = r.u16("key exchange mode")?;
+                let data = r.bytes("session setup data")?.to_vec();
+                unwritten_mode_bytes(r)?;
+                Body::SessionSetupAnswer { mode, data }
+            }
             _ => Body::Empty,
         },
         302 | 303 => Body::Referral {

@@ -347,11 +347,12 @@ fn sdk_key_login_exchange_is_the_vectors() {
     let other = f.svc.open_connection();
     let r = ask(&f.svc, &v2("SDK_CREATE_REQ_HEX"), other.source(CLIENT));
     assert_eq!(r.header.response_code, 402);
-    // A request carrying a session id is not run as the login either.
+    // A request carrying a session id is not run as the login either: an id that names no
+    // Handle.Net session (nor a pending challenge) is RC 500, as Handle.Net answers it.
     let mut with_session = decoded("SDK_CREATE_REQ_HEX");
     with_session.envelope.session_id = 77;
     let r = ask(&f.svc, &with_session.encode(), from);
-    assert_eq!(r.header.response_code, 402);
+    assert_eq!(r.header.response_code, 500);
     // The connection closes: its login is gone.
     assert_eq!(f.svc.logged_in_connections(), 1);
     drop(conn);

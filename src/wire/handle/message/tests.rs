@@ -450,3 +450,111 @@ fn fragments_reassemble_and_refuse_what_does_not_fit() {
     assert_eq!(env.sequence, 0);
     assert_eq!(data, msg[ENVELOPE_LEN..]);
 }
+
+// --- sessions (second vector set) ----------------------------------------------------------
+
+fn round_trip_v2(name: &str) -> Message {
+    let bytes = crate::wire::handle::vectors2::v2(name);
+    let msg = Message::decode_full(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(msg.encode(), bytes, "{name}: re-encoding differs");
+    msg
+}
+
+#[test]
+fn session_setup_request_vector() {
+    use crate::wire::handle::vectors2::v2_hex;
+    let m = round_trip_v2("SESSION_SETUP_REQ_HEX");
+    assert_eq!(m.header.op_code, op::SESSION_SETUP);
+    assert_eq!(m.header.op_flag, 0x5980_0000);
+    let Body::SessionSetup {
+        mode,
+        timeout,
+        identity_handle,
+        identity_index,
+        exchange,
+    } = &m.body
+    else {
+        panic!("{:?}", m.body)
+    };
+    assert_eq!(
+        (*mode, *timeout, identity_handle.as_str(), *identity_index),
+        (key_exchange::DH, 86_400, "88.100.1/admin", 300)
+    );
+    assert_eq!(
+        exchange,
+        &KeyExchange::PublicKey(v2_hex("/intermediate/SESSION_DH/client_DH_PUB_KEY_hex"))
+    );
+    let KeyExchange::PublicKey(key) = exchange else {
+        unreachable!()
+    };
+    assert!(matches!(
+        crate::model::PublicKey::decode(key),
+        Ok(crate::model::PublicKey::Dh { .. })
+    ));
+}
+
+#[test]
+fn session_setup_request_without_the_trailing_bytes() {
+    let bytes = crate::wire::handle::vectors2::v2("SESSION_SETUP_REQ_HEX");
+    let full = Message::decode_full(&bytes).unwrap();
+    // Drop the 2 zero bytes before the credential length: bodyLength and messageLength shrink.
+    let mut short = bytes.clone();
+    short.drain(bytes.len() - 6..bytes.len() - 4);
+    let len = u32::from_be_bytes(short[16..20].try_into().unwrap()) - 2;
+    short[16..20].copy_from_slice(&len.to_be_bytes());
+    let body = u32::from_be_bytes(short[40..44].try_into().unwrap()) - 2;
+    short[40..44].copy_from_slice(&body.to_be_bytes());
+    let m = Message::decode_full(&short).unwrap();
+    assert_eq!(m.body, full.body);
+    // Anything else after the key is refused.
+    let mut bad = bytes.clone();
+    let at = bytes.len() - 5;
+    bad[at] = 1;
+    assert!(Message::decode_full(&bad).is_err());
+}
+
+#[test]
+fn session_setup_answer_vector() {
+    use crate::wire::handle::vectors2::v2_hex;
+    let m = round_trip_v2("SESSION_SETUP_RESP_HEX");
+    assert_eq!(m.envelope.session_id, 0x100);
+    assert_eq!(m.header.response_code, 1);
+    assert_eq!(m.digest.as_ref().map(|d| d.hash_type), Some(3));
+    let Body::SessionSetupAnswer { mode, data } = &m.body else {
+        panic!("{:?}", m.body)
+    };
+    assert_eq!(*mode, key_exchange::DH);
+    assert_eq!(&data[..4], &[0, 0, 0, 3]);
+    let key = crate::model::PublicKey::decode(&data[4..]).unwrap();
+    let crate::model::PublicKey::Dh { y, .. } = key else {
+        panic!()
+    };
+    assert_eq!(y, v2_hex("/intermediate/SESSION_DH/server_public_y_hex"));
+    // The HS_SIGNED credential is kept as sent.
+    assert_eq!(m.credential.as_ref().map(Vec::len), Some(300));
+}
+
+#[test]
+fn session_messages_round_trip() {
+    for name in [
+        "SESSION_ADD_VALUE_REQ_HEX",
+        "SESSION_CHALLENGE_HEX",
+        "SESSION_CHALLENGE_ANSWER_REQ_HEX",
+        "SESSION_ADD_VALUE_RESP_HEX",
+        "SESSION_MODIFY_VALUE_REQ_HEX",
+        "SESSION_MODIFY_VALUE_RESP_HEX",
+        "SESSION_CERT_RESOLUTION_REQ_HEX",
+        "SESSION_CERT_RESOLUTION_RESP_HEX",
+        "SESSION_TERMINATE_REQ_HEX",
+        "SESSION_TERMINATE_RESP_HEX",
+        "SESSION_EXPIRED_ADD_VALUE_REQ_HEX",
+        "SESSION_TIMEOUT_RESP_HEX",
+        "RD_SESSION_SETUP_ERROR_RESP_HEX",
+    ] {
+        let m = round_trip_v2(name);
+        assert_eq!(
+            m.envelope.session_id,
+            if name.starts_with("RD_") { 0 } else { 0x100 }
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! Handle.Net 9 sessions on the native front end (the vectors' `HN_SESSION` state machine;
+//! the sans-IO parts are [`crate::auth::session`] and [`crate::auth::credential`]).
+//!
+//! - **OC_SESSION_SETUP (400)**, TCP only (over UDP it creates no state: RC 2, on which
+//!   Handle.Net clients go on to TCP at once). Key exchange mode 4 (Diffie-Hellman in the
+//!   client's group) at protocol ≥ 2.7; admitted through the same budget as challenge answers
+//!   (the address's failure budget, [`super::MAX_CONCURRENT_VERIFICATIONS`]). The answer: RC 1,
+//!   the new session id in the envelope, mode 4 and `int4 3 || DH_PUB_KEY`.
+//! - **Requests naming a session**: an unknown id (neither a live session nor a pending
+//!   challenge) gets RC 500. An HS_MAC credential is checked (wrong → 502, counter seen → 505).
+//!   Administration and PO-clear resolutions in an *authenticated* session run as its
+//!   identity without a challenge (no MAC → 404); in an unauthenticated one they are
+//!   challenged under the session's own id, and an answer by the setup's identity to the
+//!   challenge of a MAC-verified request authenticates the session.
+//! - **OC_SESSION_TERMINATE (401)**, MAC'ed: drops the session.
+//! - Certified (CT) answers inside a session are HS_MAC-signed with the session key and the
+//!   server's counter ([`NativeService::mac_session_answers`]); the setup answer never is.
+//!
+//! Encrypted session messages (envelope flag 0x40) are not supported: the codec refuses
+//! them and the client gets RC 4. Sessions are memory only: a restart ends them all (clients
+//! get RC 500 and set up a new one).
+
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use super::{NativeService, Source, Transport};
+use crate::auth::credential::{self, Credential};
+use crate::auth::session::{self as hs, Session, SessionFull, SessionTable};
+use crate::auth::Identity;
+use crate::model::ResponseCode;
+use crate::wire::handle::message::{
+    flag, header_and_body, key_exchange, op, Body, KeyExchange, Message,
+};
+
+/// Handle.Net's answer text for an unknown or expired session id (RC 500).
+pub const MSG_INVALID_SESSION: &str = "Invalid session id or session time out. Please try again.";
+
+/// What a request's credential said about it inside a session.
+enum Mac {
+    /// No credential.
+    Missing,
+    /// A valid HS_MAC with a fresh counter (now recorded).
+    Verified,
+}
+
+impl NativeService {
+    pub(super) fn lock_sessions(&self) -> std::sync::MutexGuard<'_, SessionTable> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live sessions (expired ones not yet swept included).
+    pub fn live_sessions(&self) -> usize {
+        self.lock_sessions().len()
+    }
+
+    pub(super) fn sweep_sessions(&self, now: Instant) -> usize {
+        let mut sessions = self.lock_sessions();
+        let removed = sessions.sweep(now);
+        self.metrics.sessions.set(sessions.len() as i64);
+        removed
+    }
+
+    /// A random 31-bit id no session holds (challenge ids share the sessions' id space).
+    /// Called with the challenge table locked (lock order: pending, then sessions).
+    pub(super) fn unused_session_id(&self) -> u32 {
+        let sessions = self.lock_sessions();
+        loop {
+            let id = rand::thread_rng().next_u32() & 0x7fff_ffff;
+            if !sessions.contains(id) {
+                return id;
+            }
+        }
+    }
+
+    /// Session setup, session end and requests that name a session; `None`: the ordinary
+    /// path answers the request.
+    pub(super) fn session_gate(
+        &self,
+        req: &Message,
+        hb: Option<&[u8]>,
+        source: Source,
+    ) -> Option<Vec<Message>> {
+        let op_code = req.header.op_code;
+        match op_code {
+            op::SESSION_SETUP => return Some(vec![self.session_setup(req, hb, source)]),
+            op::SESSION_TERMINATE => return Some(vec![self.session_terminate(req, hb, source)]),
+            // Answers to challenges go to the challenge table (which knows session ids).
+            op::CHALLENGE_RESPONSE | op::VERIFY_CHALLENGE => return None,
+            _ => {}
+        }
+        let sid = req.envelope.session_id;
+        if sid == 0 {
+            return None;
+        }
+        let err =
+            |code, text: &str| Some(vec![self.error(&req.envelope, &req.header, hb, code, text)]);
+        let now = Instant::now();
+        let mut sessions = self.lock_sessions();
+        let Some(session) = sessions.get_mut(sid, now) else {
+            drop(sessions);
+            if self.lock_pending().contains(sid) {
+                return None; // the id of a pending challenge: an ordinary request
+            }
+            self.refuse(source.transport, "session_unknown");
+            return err(ResponseCode::SessionTimeout, MSG_INVALID_SESSION);
+        };
+        let mac = match self.check_mac(session, req, hb) {
+            Ok(mac) => mac,
+            Err((code, text)) => {
+                drop(sessions);
+                crate::audit::auth_failure("native", source.addr, None, text);
+                return err(code, text);
+            }
+        };
+        let needs_identity = matches!(
+            op_code,
+            op::CREATE_HANDLE
+                | op::ADD_VALUE
+                | op::MODIFY_VALUE
+                | op::REMOVE_VALUE
+                | op::DELETE_HANDLE
+                | op::LIST_HANDLES
+        ) || (op_code == op::RESOLUTION && !req.header.has(flag::PUBLIC_ONLY));
+        // Over UDP the ordinary path refuses administration and never challenges.
+        if !needs_identity || source.transport == Transport::Udp {
+            return None;
+        }
+        let identity = session.authenticated.clone();
+        if identity.is_none() && matches!(mac, Mac::Verified) {
+            session.challenged_request = Some(req.envelope.request_id);
+        }
+        drop(sessions);
+        // A read-only mirror refuses writes before any challenge (as the ordinary path does).
+        if op_code != op::RESOLUTION && op_code != op::LIST_HANDLES {
+            if let Some(up) = self.mirror_of(req) {
+                return err(
+                    ResponseCode::ServerBackup,
+                    &format!("read-only mirror of {up}"),
+                );
+            }
+        }
+        let Some(identity) = identity else {
+            if op_code == op::RESOLUTION {
+                return None; // challenged by the ordinary path when it must be
+            }
+            // Challenge under the session's id; an older challenge of the session goes.
+            let _ = self.lock_pending().take(sid, source.addr, now);
+            return Some(vec![self.challenge_as(req.clone(), hb, source, Some(sid))]);
+        };
+        if matches!(mac, Mac::Missing) {
+            crate::audit::auth_failure(
+                "native",
+                source.addr,
+                Some(&identity.to_string()),
+                "session request without MAC",
+            );
+            return err(
+                ResponseCode::InvalidCredential,
+                "Session request missing MAC code.",
+            );
+        }
+        Some(match op_code {
+            op::RESOLUTION => vec![self.resolution(req, hb, Some(&identity), source)],
+            _ => {
+                let responses = self.admin(req, hb, &identity);
+                self.audit_write(req, &identity, source, &responses);
+                responses
+            }
+        })
+    }
+
+    /// Check a session request's credential: none, or an HS_MAC that verifies with a counter
+    /// not seen before (recorded now).
+    fn check_mac(
+        &self,
+        session: &mut Session,
+        req: &Message,
+        hb: Option<&[u8]>,
+    ) -> Result<Mac, (ResponseCode, &'static str)> {
+        const BAD: (ResponseCode, &str) = (
+            ResponseCode::InvalidSessionKey,
+            "Session authentication failed.",
+        );
+        let Some(section) = req.credential.as_deref().filter(|c| !c.is_empty()) else {
+            return Ok(Mac::Missing);
+        };
+        let (Ok(cred), Some(hb)) = (Credential::decode(section), hb) else {
+            return Err(BAD);
+        };
+        if !cred.is_mac() {
+            return Err(BAD);
+        }
+        match credential::verify_mac(&session.key, &req.envelope, hb, &cred) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(BAD),
+        }
+        session.accept_counter(cred.signer_index).map_err(|_| {
+            (
+                ResponseCode::SessionMessageRejected,
+                "Duplicate session counter (a replayed message).",
+            )
+        })?;
+        Ok(Mac::Verified)
+    }
+
+    /// A challenge answer verified as `identity` on `session_id`: if that is a session, the
+    /// challenged request was its MAC-verified `original_request_id` and `identity` is the
+    /// one named at setup, the session is authenticated from now on.
+    pub(super) fn session_answered(
+        &self,
+        session_id: u32,
+        original_request_id: u32,
+        identity: &Identity,
+    ) {
+        let mut sessions = self.lock_sessions();
+        if let Some(s) = sessions.get_mut(session_id, Instant::now()) {
+            if s.challenged_request == Some(original_request_id) {
+                s.challenged_request = None;
+                s.authenticate(identity);
+            }
+        }
+    }
+
+    /// OC_SESSION_SETUP: a new session keyed by Diffie-Hellman in the client's group.
+    fn session_setup(&self, req: &Message, hb: Option<&[u8]>, source: Source) -> Message {
+        let err = |code, text: &str| self.error(&req.envelope, &req.header, hb, code, text);
+        if source.transport == Transport::Udp {
+            // An anonymous datagram creates no state (and costs no DH): go to TCP.
+            self.refuse(source.transport, "session_over_udp");
+            return err(ResponseCode::Error, "sessions are set up over TCP only");
+        }
+        let Body::SessionSetup {
+            mode,
+            timeout,
+            identity_handle,
+            identity_index,
+            exchange,
+        } = &req.body
+        else {
+            return err(ResponseCode::ProtocolError, "bad body");
+        };
+        if *mode != key_exchange::DH {
+            return err(
+                ResponseCode::SessionFailed,
+                &format!("key exchange mode {mode} is not supported: use 4 (Diffie-Hellman)"),
+            );
+        }
+        let version = req.envelope.negotiated_version();
+        if version < (2, 7) {
+            return err(
+                ResponseCode::SessionFailed,
+                "sessions need protocol 2.7 or later",
+            );
+        }
+        let KeyExchange::PublicKey(client_key) = exchange else {
+            return err(ResponseCode::InvalidSessionSetupRequest, "no DH key");
+        };
+        // Anonymous: an empty handle or index -1. A session for an identity this node cannot
+        // parse could never be authenticated: refused.
+        let requested = if identity_handle.is_empty() || *identity_index == u32::MAX {
+            None
+        } else {
+            match crate::model::Handle::parse_lenient(
+                identity_handle,
+                self.engine.policy().suffix_case,
+            ) {
+                Ok(handle) => Some(Identity {
+                    handle,
+                    index: *identity_index,
+                }),
+                Err(e) => {
+                    return err(
+                        ResponseCode::InvalidSessionSetupRequest,
+                        &format!("identity handle: {e}"),
+                    )
+                }
+            }
+        };
+        let who = format!("{identity_index}:{identity_handle}");
+        let slot = match self.admit_verification(source) {
+            Ok(slot) => slot,
+            Err((code, text)) => return err(code, text),
+        };
+        let answer = hs::dh_answer(client_key);
+        drop(slot);
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                self.authentication_failed(source, &who, &format!("session setup: {e}"));
+                return err(ResponseCode::InvalidSessionSetupRequest, &e.to_string());
+            }
+        };
+        let now = Instant::now();
+        let session = Session::new(
+            answer.key,
+            requested,
+            version,
+            Duration::from_secs(u64::from(*timeout)),
+            now,
+        );
+        let inserted = {
+            let pending = self.lock_pending();
+            let mut sessions = self.lock_sessions();
+            let r = sessions.insert(
+                source.addr,
+                session,
+                now,
+                || rand::thread_rng().next_u32(),
+                |id| pending.contains(id),
+            );
+            self.metrics.sessions.set(sessions.len() as i64);
+            r
+        };
+        let id = match inserted {
+            Ok(id) => id,
+            Err(full) => {
+                self.refuse(
+                    source.transport,
+                    match full {
+                        SessionFull::Source => "session_source_full",
+                        SessionFull::Total => "session_table_full",
+                    },
+                );
+                return err(ResponseCode::ServerTooBusy, &full.to_string());
+            }
+        };
+        let mut env = req.envelope;
+        env.session_id = id;
+        self.respond(
+            &env,
+            &req.header,
+            hb,
+            ResponseCode::Success,
+            Body::SessionSetupAnswer {
+                mode: key_exchange::DH,
+                data: answer.data,
+            },
+        )
+    }
+
+    /// OC_SESSION_TERMINATE: drop the session named by a MAC'ed request.
+    fn session_terminate(&self, req: &Message, hb: Option<&[u8]>, source: Source) -> Message {
+        let err = |code, text: &str| self.error(&req.envelope, &req.header, hb, code, text);
+        let sid = req.envelope.session_id;
+        let mut sessions = self.lock_sessions();
+        let Some(session) = sessions.get_mut(sid, Instant::now()) else {
+            return err(ResponseCode::SessionTimeout, MSG_INVALID_SESSION);
+        };
+        match self.check_mac(session, req, hb) {
+            Ok(Mac::Verified) => {}
+            Ok(Mac::Missing) => {
+                return err(ResponseCode::InvalidSessionKey, "Invalid session key.");
+            }
+            Err((code, text)) => {
+                drop(sessions);
+                crate::audit::auth_failure("native", source.addr, None, text);
+                return err(code, text);
+            }
+        }
+        sessions.remove(sid);
+        self.metrics.sessions.set(sessions.len() as i64);
+        drop(sessions);
+        self.respond(
+            &req.envelope,
+            &req.header,
+            hb,
+            ResponseCode::Success,
+            Body::Empty,
+        )
+    }
+
+    /// HS_MAC-sign the certified answers that name a live session (not setup answers), each
+    /// with the session's next server counter. True if any was signed.
+    pub(super) fn mac_session_answers(&self, responses: &mut [Message]) -> bool {
+        let mut signed = false;
+        for m in responses.iter_mut() {
+            let sid = m.envelope.session_id;
+            if sid == 0 || !m.header.has(flag::CERTIFY) || m.header.op_code == op::SESSION_SETUP {
+                continue;
+            }
+            let (key, counter) = {
+                let mut sessions = self.lock_sessions();
+                let Some(s) = sessions.get_mut(sid, Instant::now()) else {
+                    continue;
+                };
+                (s.key, s.next_server_counter())
+            };
+            m.credential = Some(Vec::new());
+            let bytes = m.encode_message();
+            let Some(hb) = header_and_body(&bytes) else {
+                continue;
+            };
+            if let Ok(c) = credential::mac(&key, &m.envelope, counter, hb) {
+                m.credential = Some(c.encode());
+                signed = true;
+            }
+        }
+        signed
+    }
+}
+
+#[cfg(test)]
+mod tests;
