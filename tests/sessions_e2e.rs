@@ -11,13 +11,15 @@ use std::time::Duration;
 use idnode::auth::challenge::seckey_answer_pbkdf2;
 use idnode::auth::credential;
 use idnode::auth::session::{
-    public_value, random_private, session_key, DhKey, OAKLEY_GROUP2_P_HEX,
+    decrypt_message, encrypt_message, public_value, random_private, session_key, DhKey,
+    OAKLEY_GROUP2_P_HEX,
 };
 use idnode::config::Config;
-use idnode::model::HandleValue;
+use idnode::model::{HandleValue, ValuePermissions};
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
 use idnode::wire::handle::message::{
-    header_and_body, key_exchange, op, Body, Envelope, KeyExchange, Message, ENVELOPE_LEN,
+    envelope_flag, header_and_body, key_exchange, op, Body, Envelope, KeyExchange, Message,
+    ENVELOPE_LEN,
 };
 use rsa::BigUint;
 
@@ -49,6 +51,26 @@ fn exchange(addr: SocketAddr, bytes: &[u8]) -> Message {
     let mut body = vec![0u8; env.message_length as usize];
     s.read_exact(&mut body).unwrap();
     Message::decode(env, &body).unwrap()
+}
+
+/// [`exchange`] for answers a session may encrypt: decrypted with `key` when the envelope
+/// says so (flag 0x40); and whether it was.
+fn exchange_sealed(addr: SocketAddr, bytes: &[u8], key: &[u8; 32]) -> (Message, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut head = [0u8; ENVELOPE_LEN];
+    s.read_exact(&mut head).unwrap();
+    let mut env = Envelope::decode(&head).unwrap();
+    let mut body = vec![0u8; env.message_length as usize];
+    s.read_exact(&mut body).unwrap();
+    if env.flags & envelope_flag::ENCRYPTED == 0 {
+        return (Message::decode(env, &body).unwrap(), false);
+    }
+    let plain = decrypt_message(key, &body).unwrap();
+    env.flags &= !envelope_flag::ENCRYPTED;
+    env.message_length = plain.len() as u32;
+    (Message::decode(env, &plain).unwrap(), true)
 }
 
 struct Session {
@@ -93,6 +115,15 @@ fn setup(addr: SocketAddr) -> Result<Session, Box<Message>> {
     let Body::SessionSetupAnswer { data, .. } = &r.body else {
         panic!("{r:?}")
     };
+    // CT was set: the answer is HS_SIGNED with the key the node's HS_SITE publishes.
+    let site = idnode::client::Client::new(addr)
+        .site_info(idnode::client::Transport::Tcp)
+        .unwrap();
+    let key = idnode::model::PublicKey::decode(&site.servers[0].public_key).unwrap();
+    assert_eq!(
+        credential::certification(&key, &r),
+        credential::Certification::Verified
+    );
     let server = DhKey::decode(&data[4..]).unwrap();
     Ok(Session {
         id: r.envelope.session_id,
@@ -102,6 +133,16 @@ fn setup(addr: SocketAddr) -> Result<Session, Box<Message>> {
 }
 
 impl Session {
+    /// `bytes` with everything after the envelope encrypted under the session key.
+    fn seal(&self, bytes: &[u8]) -> Vec<u8> {
+        let sealed = encrypt_message(&self.key, &bytes[ENVELOPE_LEN..]);
+        let mut out = bytes[..ENVELOPE_LEN].to_vec();
+        out[2] |= envelope_flag::ENCRYPTED;
+        out[16..20].copy_from_slice(&(sealed.len() as u32).to_be_bytes());
+        out.extend_from_slice(&sealed);
+        out
+    }
+
     fn signed(&mut self, op_code: u32, body: Body, request_id: u32) -> Vec<u8> {
         let mut m = Message::request(op_code, 0x1900_0000, body);
         m.envelope.session_id = self.id;
@@ -245,6 +286,51 @@ async fn handle_net_session_sequence_over_sockets() {
             .iter()
             .any(|v| v.data == b"https://example.com/sn/0001/v2"));
         assert!(rec.values.iter().any(|v| v.data == b"session@example.com"));
+        // A write of a value anyone may not read, encrypted as Handle.Net ≥ 2.8 sends it; then
+        // a PO-clear read in the session, whose answer comes back encrypted.
+        let secret = HandleValue::new(9, "HS_SECKEY", "sealed-secret")
+            .with_permissions(ValuePermissions::ADMIN_ONLY);
+        let add = s.signed(
+            op::ADD_VALUE,
+            Body::HandleValues {
+                handle: "88.100.1/SN-0001".into(),
+                values: vec![secret],
+            },
+            0x0a0b_0c3a,
+        );
+        let (r, encrypted) = exchange_sealed(addr, &s.seal(&add), &s.key);
+        assert_eq!(r.header.response_code, 1, "{:?}", r.body);
+        assert!(!encrypted);
+        let mut read = Message::request(
+            op::RESOLUTION,
+            0x1800_0000,
+            Body::Resolution {
+                handle: "88.100.1/SN-0001".into(),
+                indexes: vec![9],
+                types: vec![],
+            },
+        );
+        read.envelope.session_id = s.id;
+        read.envelope.request_id = 0x0a0b_0c3b;
+        read.header.expiration = 0x7f00_0000;
+        s.counter += 1;
+        let bytes = read.encode_message();
+        let mac = credential::mac(
+            &s.key,
+            &read.envelope,
+            s.counter,
+            header_and_body(&bytes).unwrap(),
+        );
+        read.credential = Some(mac.unwrap().encode());
+        let (r, encrypted) = exchange_sealed(addr, &read.encode(), &s.key);
+        assert!(
+            encrypted,
+            "an answer holding an admin-only value is encrypted"
+        );
+        let Body::Values { values, .. } = &r.body else {
+            panic!("{:?}", r.body)
+        };
+        assert_eq!(values[0].data, b"sealed-secret");
         // Replayed counter, then a bad MAC.
         assert_eq!(exchange(addr, &modify).header.response_code, 505);
         let mut bad = s.add(4, "forged@example.com", 0x0a0b_0c34);

@@ -67,6 +67,41 @@ pub enum SessionError {
     OutOfRange(&'static str),
     #[error("the DH shared secret is too short for a {SESSION_KEY_LEN}-byte key")]
     ShortSecret,
+    #[error("the encrypted message does not decrypt with the session key")]
+    Decrypt,
+}
+
+/// AES block and IV size.
+pub const AES_IV_LEN: usize = 16;
+
+type Aes128CbcEnc = cbc::Encryptor<aes::Aes128>;
+type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
+
+/// Encrypt a message (everything after the envelope) as Handle.Net does inside a session
+/// (protocol ≥ 2.4, `SessionInfo.encryptBuffer`): a fresh random 16-byte IV, then AES-128-CBC
+/// with PKCS#5 padding under the first 16 bytes of the session key.
+pub fn encrypt_message(key: &[u8; SESSION_KEY_LEN], plain: &[u8]) -> Vec<u8> {
+    use aes::cipher::{block_padding::Pkcs7, BlockEncryptMut, KeyIvInit};
+    let mut iv = [0u8; AES_IV_LEN];
+    rand::thread_rng().fill_bytes(&mut iv);
+    let cipher = Aes128CbcEnc::new(key[..16].into(), (&iv).into());
+    let mut out = iv.to_vec();
+    out.extend_from_slice(&cipher.encrypt_padded_vec_mut::<Pkcs7>(plain));
+    out
+}
+
+/// Decrypt what [`encrypt_message`] produced (IV first). Wrong key, length or padding:
+/// [`SessionError::Decrypt`].
+pub fn decrypt_message(key: &[u8; SESSION_KEY_LEN], data: &[u8]) -> Result<Vec<u8>, SessionError> {
+    use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+    if data.len() < 2 * AES_IV_LEN || data.len() % AES_IV_LEN != 0 {
+        return Err(SessionError::Decrypt);
+    }
+    let (iv, body) = data.split_at(AES_IV_LEN);
+    let cipher = Aes128CbcDec::new(key[..16].into(), iv.into());
+    cipher
+        .decrypt_padded_vec_mut::<Pkcs7>(body)
+        .map_err(|_| SessionError::Decrypt)
 }
 
 /// An unsigned integer as Java's `BigInteger.toByteArray` writes a positive one: big-endian,

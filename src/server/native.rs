@@ -338,6 +338,21 @@ impl NativeService {
     /// [`NativeService::recurse`] (so a UDP loop can spawn it instead of waiting).
     pub fn process(&self, envelope: Envelope, message: &[u8], source: Source) -> Outcome {
         let started = Instant::now();
+        // A session's encrypted message is decrypted before anything reads it.
+        let decrypted;
+        let (envelope, message) = if envelope.flags & envelope_flag::ENCRYPTED != 0 {
+            match self.decrypt_request(envelope, message, source) {
+                Ok((env, plain)) => {
+                    decrypted = plain;
+                    (env, decrypted.as_slice())
+                }
+                Err(answer) => {
+                    return Outcome::Done(self.finish(0, source, started, vec![*answer]))
+                }
+            }
+        } else {
+            (envelope, message)
+        };
         match self.recursion_job(envelope, message, source, started) {
             None => {}
             Some(Ok(job)) => return Outcome::Recurse(Box::new(job)),
@@ -417,36 +432,44 @@ impl NativeService {
         mut responses: Vec<Message>,
     ) -> Vec<Vec<u8>> {
         let transport = source.transport;
-        let sizes: Vec<usize> = responses.iter().map(|m| m.encode().len()).collect();
-        self.bound_answer_size(transport, &mut responses, &sizes);
+        // Encoded once; again only if bounding, a session MAC or a signature changed them.
+        let mut encoded: Vec<Vec<u8>> = responses.iter().map(Message::encode).collect();
+        let sizes: Vec<usize> = encoded.iter().map(Vec::len).collect();
+        let resized = self.bound_answer_size(transport, &mut responses, &sizes);
         // Certified answers inside a session carry the session's MAC (after resizing, which
         // changes what it covers); the others get the server key's signature.
-        self.mac_session_answers(&mut responses);
-        self.certify(source, &mut responses);
+        let maced = self.mac_session_answers(&mut responses);
+        let signed = self.certify(source, &mut responses);
         self.count(op_code, transport, started, &responses);
-        responses.iter().map(Message::encode).collect()
+        if resized || maced || signed {
+            encoded = responses.iter().map(Message::encode).collect();
+        }
+        self.encrypt_session_answers(&responses, &mut encoded);
+        encoded
     }
 
     /// Sign the answers to a certified request with the server key, within the signature
-    /// budget. Without a server key (tests) they stay unsigned.
-    fn certify(&self, source: Source, responses: &mut Vec<Message>) {
+    /// budget; whether any answer changed. Without a server key (tests) they stay unsigned.
+    fn certify(&self, source: Source, responses: &mut Vec<Message>) -> bool {
         let wanted = certify::unsigned(responses);
         let Some(key) = self.server_key.as_deref() else {
-            return;
+            return false;
         };
         if wanted == 0 {
-            return;
+            return false;
         }
         if !self.sign_budget.take(source.addr, wanted, Instant::now()) {
             self.refuse(source.transport, "sign_budget");
             if source.transport == Transport::Tcp {
                 certify::too_busy_to_sign(responses);
+                return true;
             }
-            return;
+            return false;
         }
         if let Err(e) = certify::sign_all(responses, key) {
             tracing::warn!(error = %e, "answer left unsigned");
         }
+        true
     }
 
     /// Count the request in the request and latency metrics.

@@ -15,7 +15,7 @@ use super::native::{
 };
 use super::udp::{DatagramService, Handled, Replies, Reuse};
 use crate::wire::handle::message::{
-    flag, op, udp_fragments, Envelope, Fragments, ENVELOPE_LEN, UDP_CHUNK,
+    envelope_flag, flag, op, udp_fragments, Envelope, Fragments, ENVELOPE_LEN, UDP_CHUNK,
 };
 
 /// Limits of the reassembly buffer.
@@ -184,15 +184,21 @@ impl Reassembler {
 const REPLAYABLE_CODES: [u32; 4] = [1, 100, 200, 303];
 
 /// Whether one encoded answer may be replayed for the same request bytes under another request
-/// id: its code is one of [`REPLAYABLE_CODES`] and it carries no signature (a certified
-/// answer's signature covers the request id, so a replay would not verify).
+/// id: its code is one of [`REPLAYABLE_CODES`], it carries no signature (a certified answer's
+/// signature covers the request id, so a replay would not verify) and belongs to no session
+/// (session answers are MAC'd or encrypted for one client).
 fn replayable(answer: &[u8]) -> bool {
     REPLAYABLE_CODES.contains(&u32_at(answer, at::RESPONSE_CODE).unwrap_or(0))
         && u32_at(answer, at::OP_FLAG).is_some_and(|f| f & flag::CERTIFY == 0)
+        && u32_at(answer, at::SESSION_ID) == Some(0)
+        && answer
+            .get(2)
+            .is_some_and(|b| b & envelope_flag::ENCRYPTED == 0)
 }
 
 /// Offsets in a single-datagram request or response: envelope fields, then the message header.
 mod at {
+    pub const SESSION_ID: std::ops::Range<usize> = 4..8;
     pub const REQUEST_ID: std::ops::Range<usize> = 8..12;
     pub const SEQUENCE: std::ops::Range<usize> = 12..16;
     pub const MESSAGE_LENGTH: std::ops::Range<usize> = 16..20;

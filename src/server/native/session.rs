@@ -16,9 +16,13 @@
 //! - Certified (CT) answers inside a session are HS_MAC-signed with the session key and the
 //!   server's counter ([`NativeService::mac_session_answers`]); the setup answer never is.
 //!
-//! Encrypted session messages (envelope flag 0x40) are not supported: the codec refuses
-//! them and the client gets RC 4. Sessions are memory only: a restart ends them all (clients
-//! get RC 500 and set up a new one).
+//! - **Encrypted messages** (envelope flag 0x40: `IV ‖ AES-128-CBC` of everything after the
+//!   envelope under the session key's first 16 bytes, what Handle.Net ≥ 2.8 clients send for
+//!   writes of values anyone may not read) are decrypted before anything else
+//!   ([`NativeService::decrypt_request`]); answers are encrypted as Handle.Net's server
+//!   encrypts them ([`NativeService::encrypt_session_answers`]).
+//!
+//! Sessions are memory only: a restart ends them all (clients get RC 500 and set up a new one).
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +34,8 @@ use crate::auth::session::{self as hs, Session, SessionFull, SessionTable};
 use crate::auth::Identity;
 use crate::model::ResponseCode;
 use crate::wire::handle::message::{
-    flag, header_and_body, key_exchange, op, Body, KeyExchange, Message,
+    envelope_flag, flag, header_and_body, key_exchange, op, Body, Envelope, Header, KeyExchange,
+    Message, ENVELOPE_LEN,
 };
 
 /// Handle.Net's answer text for an unknown or expired session id (RC 500).
@@ -402,3 +407,99 @@ impl NativeService {
 
 #[cfg(test)]
 mod tests;
+
+impl NativeService {
+    /// An encrypted request (envelope flag 0x40) of a live session, decrypted with its key:
+    /// the envelope with the flag cleared and the plain message's length, and the plain
+    /// message. `Err`: the error answer (no session: RC 500; undecryptable: RC 501, as
+    /// Handle.Net answers).
+    pub(super) fn decrypt_request(
+        &self,
+        envelope: Envelope,
+        message: &[u8],
+        source: Source,
+    ) -> Result<(Envelope, Vec<u8>), Box<Message>> {
+        // Nothing of the header can be read before decryption: answer as Handle.Net does,
+        // to opCode 0.
+        let header = Header {
+            op_code: 0,
+            response_code: 0,
+            op_flag: 0,
+            site_serial: 0xFFFF,
+            recursion_count: 0,
+            expiration: 0,
+        };
+        let key = {
+            let mut sessions = self.lock_sessions();
+            sessions
+                .get_mut(envelope.session_id, Instant::now())
+                .map(|s| s.key)
+        };
+        let Some(key) = key.filter(|_| envelope.session_id != 0) else {
+            self.refuse(source.transport, "session_unknown");
+            return Err(Box::new(self.error(
+                &envelope,
+                &header,
+                None,
+                ResponseCode::SessionTimeout,
+                MSG_INVALID_SESSION,
+            )));
+        };
+        match hs::decrypt_message(&key, message) {
+            Ok(plain) => {
+                let mut env = envelope;
+                env.flags &= !envelope_flag::ENCRYPTED;
+                env.message_length = plain.len() as u32;
+                Ok((env, plain))
+            }
+            Err(e) => {
+                crate::audit::auth_failure("native", source.addr, None, &e.to_string());
+                Err(Box::new(self.error(
+                    &envelope,
+                    &header,
+                    None,
+                    ResponseCode::SessionFailed,
+                    "Exception decrypting request with session key",
+                )))
+            }
+        }
+    }
+
+    /// Encrypt, with the session's key, the encoded answers that Handle.Net's server encrypts:
+    /// in a live session, answers to a request that asked for it (the ENCRYPT flag, echoed)
+    /// and, from protocol 2.8, resolution answers holding a value anyone may not read
+    /// (`ResolutionResponse.shouldEncrypt`).
+    pub(super) fn encrypt_session_answers(&self, responses: &[Message], encoded: &mut [Vec<u8>]) {
+        for (m, bytes) in responses.iter().zip(encoded.iter_mut()) {
+            let sid = m.envelope.session_id;
+            if sid == 0 || !should_encrypt(m) || bytes.len() < ENVELOPE_LEN {
+                continue;
+            }
+            let key = {
+                let mut sessions = self.lock_sessions();
+                sessions.get_mut(sid, Instant::now()).map(|s| s.key)
+            };
+            let Some(key) = key else {
+                continue;
+            };
+            let sealed = hs::encrypt_message(&key, &bytes[ENVELOPE_LEN..]);
+            bytes.truncate(ENVELOPE_LEN);
+            bytes[2] |= envelope_flag::ENCRYPTED;
+            bytes[16..20].copy_from_slice(&(sealed.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&sealed);
+        }
+    }
+}
+
+fn should_encrypt(m: &Message) -> bool {
+    if m.header.has(flag::ENCRYPT) {
+        return true;
+    }
+    if (m.envelope.major, m.envelope.minor) < (2, 8) {
+        return false;
+    }
+    match &m.body {
+        Body::Values { values, .. } => values.iter().any(|v| !v.permissions.public_read()),
+        _ => false,
+    }
+}

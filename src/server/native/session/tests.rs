@@ -7,12 +7,13 @@ use rsa::BigUint;
 
 use super::*;
 use crate::auth::challenge::{request_digest, seckey_answer_pbkdf2};
-use crate::auth::session::{session_key, DhKey, SessionLimits};
+use crate::auth::session::{self as hs, session_key, DhKey, SessionLimits};
 use crate::metrics::Metrics;
 use crate::model::{HandleValue, Prefix, SiteInfo, ValuePermissions};
 use crate::resolve::{init_prefix, Engine, Policy};
 use crate::server::native::{NativeLimits, Outcome};
 use crate::store::{Registry, StoreOptions};
+use crate::wire::handle::message::envelope_flag;
 use crate::wire::handle::message::{Envelope, ENVELOPE_LEN};
 use crate::wire::handle::vectors2::{v2, v2_hex};
 
@@ -166,6 +167,38 @@ impl Client {
             m.credential = Some(c.encode());
         }
         m.encode()
+    }
+
+    /// Send `bytes` and read the one answer, decrypting it with the session key when the
+    /// server encrypted it (envelope flag 0x40), as Handle.Net's client does; and whether it
+    /// was encrypted.
+    fn exchange(&self, svc: &NativeService, bytes: &[u8]) -> (Message, bool) {
+        let env = Envelope::decode(&bytes[..ENVELOPE_LEN]).unwrap();
+        let Outcome::Done(out) = svc.process(env, &bytes[ENVELOPE_LEN..], tcp()) else {
+            panic!("no recursion here")
+        };
+        assert_eq!(out.len(), 1);
+        let answer = &out[0];
+        let mut env = Envelope::decode(&answer[..ENVELOPE_LEN]).unwrap();
+        if env.flags & envelope_flag::ENCRYPTED == 0 {
+            return (Message::decode_full(answer).unwrap(), false);
+        }
+        assert_eq!(env.message_length as usize, answer.len() - ENVELOPE_LEN);
+        let plain = hs::decrypt_message(&self.key, &answer[ENVELOPE_LEN..]).unwrap();
+        env.flags &= !envelope_flag::ENCRYPTED;
+        env.message_length = plain.len() as u32;
+        (Message::decode(env, &plain).unwrap(), true)
+    }
+
+    /// `bytes` (a whole message) with everything after the envelope encrypted, as Handle.Net
+    /// sends writes of values anyone may not read inside a session.
+    fn encrypted(&self, bytes: &[u8]) -> Vec<u8> {
+        let sealed = hs::encrypt_message(&self.key, &bytes[ENVELOPE_LEN..]);
+        let mut out = bytes[..ENVELOPE_LEN].to_vec();
+        out[2] |= envelope_flag::ENCRYPTED;
+        out[16..20].copy_from_slice(&(sealed.len() as u32).to_be_bytes());
+        out.extend_from_slice(&sealed);
+        out
     }
 
     fn add(&mut self, index: u32, email: &str, request_id: u32) -> Vec<u8> {
@@ -334,7 +367,9 @@ fn the_whole_hn_session_exchange() {
         0x0a0b_0c34,
         true,
     );
-    let r = one(&f.svc, &res, tcp());
+    // It holds a value anyone may not read: the server encrypts it (protocol ≥ 2.8).
+    let (r, encrypted) = c.exchange(&f.svc, &res);
+    assert!(encrypted);
     assert_eq!(r.header.response_code, 1);
     let Body::Values { values, .. } = &r.body else {
         panic!()
@@ -357,9 +392,41 @@ fn the_whole_hn_session_exchange() {
         0x0a0b_0c35,
         true,
     );
-    let r = one(&f.svc, &res, tcp());
+    let (r, encrypted) = c.exchange(&f.svc, &res);
+    assert!(!encrypted, "only public values: sent in clear");
     let cred = credential::Credential::decode(r.credential.as_deref().unwrap()).unwrap();
     assert_eq!(cred.signer_index, 2);
+    // Handle.Net ≥ 2.8 encrypts a write of a value anyone may not read: decrypted, its MAC
+    // checked, performed as the session's identity.
+    let secret = HandleValue::new(9, "HS_SECKEY", "sealed-secret")
+        .with_permissions(ValuePermissions::ADMIN_ONLY);
+    let add = c.request(
+        op::ADD_VALUE,
+        0x1900_0000,
+        Body::HandleValues {
+            handle: "88.100.1/SN-0001".into(),
+            values: vec![secret],
+        },
+        0x0a0b_0c38,
+        true,
+    );
+    let (r, _) = c.exchange(&f.svc, &c.encrypted(&add));
+    assert_eq!(r.header.response_code, 1, "{:?}", r.body);
+    assert_eq!(value(&f, 9).unwrap().data, b"sealed-secret");
+    // A ciphertext that does not decrypt (cut short): RC 501, nothing written.
+    let add = c.add(10, "x@example.com", 0x0a0b_0c39);
+    let mut forged = c.encrypted(&add);
+    forged.pop();
+    let len = (forged.len() - ENVELOPE_LEN) as u32;
+    forged[16..20].copy_from_slice(&len.to_be_bytes());
+    let (r, _) = c.exchange(&f.svc, &forged);
+    assert_eq!(r.header.response_code, 501);
+    assert!(value(&f, 10).is_none());
+    // Encrypted for a session that does not exist: RC 500.
+    let mut unknown = c.encrypted(&add);
+    unknown[4..8].copy_from_slice(&0x0bad_0badu32.to_be_bytes());
+    let (r, _) = c.exchange(&f.svc, &unknown);
+    assert_eq!(r.header.response_code, 500);
     // Terminate (MAC'ed): RC 1, the session is gone.
     let bye = c.request(
         op::SESSION_TERMINATE,
