@@ -1227,15 +1227,13 @@ impl NativeService {
                 "no pending challenge for this session (expired or unknown)",
             )];
         };
-        // The original request is answered with the answer's request id (a key login keeps
-        // its own session id, 0 from the ID-SDK, as Handle.Net answers it).
+        // The original request is answered with the answer's request id.
         let original_hb = pending.hb;
         let original_request_id = pending.request.envelope.request_id;
+        // Its session id stays the original request's (0 outside a session, the session's
+        // inside one), as Handle.Net's server answers (LIST_HANDLES_RESP_1_HEX).
         let mut original = pending.request;
         original.envelope.request_id = answer.envelope.request_id;
-        if original.header.op_code != op::LOGIN_ID_SYSTEM {
-            original.envelope.session_id = answer.envelope.session_id;
-        }
         let who = format!("{identity_index}:{identity_handle}");
         let verified = self.verify_identity(
             auth_type,

@@ -338,3 +338,102 @@ mod tests {
         assert!(b.take(others[1], 1, later));
     }
 }
+
+/// LIST_HANDLES as Handle.Net's client sends it to a 2.11 site: challenged, answered, then
+/// 52 handles in two messages (50 with CN, then 2), byte for byte the reference server's
+/// (the challenge's nonce and id are random, so the answer is re-signed for them).
+#[cfg(test)]
+#[test]
+fn list_handles_exchange_is_byte_exact() {
+    use std::sync::Arc;
+
+    use crate::auth::challenge::PrivateKey;
+    use crate::metrics::Metrics;
+    use crate::model::{Handle, HandleValue, Prefix, SiteInfo, SuffixCase};
+    use crate::resolve::{init_prefix, Engine, Policy};
+    use crate::server::native::{NativeService, Outcome, Source, Transport};
+    use crate::store::{Record, Registry, StoreOptions};
+    use crate::wire::handle::message::{op, Envelope, Message, ENVELOPE_LEN};
+    use crate::wire::handle::vectors2::{v2, v2_key};
+
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+    init_prefix(&reg, &Prefix::parse("88.100.1").unwrap(), 300, b"pw").unwrap();
+    let records: Vec<(Handle, Record)> = (0..52)
+        .map(|i| {
+            let h = format!("88.100.1/L{i:02}");
+            let values = vec![HandleValue::new(1, "URL", "https://example.com/")];
+            let handle = Handle::parse(&h, SuffixCase::Sensitive).unwrap();
+            (handle, Record { handle: h, values })
+        })
+        .collect();
+    reg.put_batch(&records).unwrap();
+    let engine = Engine::new(reg, Policy::default());
+    // The prefix handle also holds ADMIN_RSA as Handle.Net writes it (289 bytes) at index
+    // 301, and its admin group names it.
+    let na = engine.parse_handle("0.NA/88.100.1").unwrap();
+    let mut prefix = engine.registry().get(&na).unwrap().unwrap();
+    let group = crate::model::ValueList(
+        [300, 301]
+            .map(|index| crate::model::ValueReference {
+                handle: "0.NA/88.100.1".into(),
+                index,
+            })
+            .to_vec(),
+    );
+    for v in prefix.values.iter_mut().filter(|v| v.index == 200) {
+        v.data = group.encode();
+    }
+    prefix.values.push(HandleValue::new(
+        301,
+        "HS_PUBKEY",
+        v2("RSA_PUBKEY_DATA_HEX"),
+    ));
+    engine.registry().put_batch(&[(na, prefix)]).unwrap();
+    let site = SiteInfo::decode(&v2("SITE_WITH_KEY_HEX")).unwrap();
+    let svc = NativeService::new(engine, Metrics::new().unwrap(), &site)
+        .with_server_key(Arc::new(
+            PrivateKey::from_pkcs8_der(&v2_key("SERVER_RSA")).unwrap(),
+        ))
+        .with_fixed_expiration(0x7f00_0000);
+    let source = Source {
+        transport: Transport::Tcp,
+        addr: "127.0.0.1".parse().unwrap(),
+        connection: None,
+    };
+    let send = |bytes: &[u8]| {
+        let env = Envelope::decode(&bytes[..ENVELOPE_LEN]).unwrap();
+        match svc.process(env, &bytes[ENVELOPE_LEN..], source) {
+            Outcome::Done(r) => r,
+            Outcome::Recurse(_) => panic!("no recursion"),
+        }
+    };
+    let challenge = send(&v2("LIST_HANDLES_REQ_2_HEX"));
+    let challenge = Message::decode_full(&challenge[0]).unwrap();
+    let want = Message::decode_full(&v2("LIST_HANDLES_CHALLENGE_HEX")).unwrap();
+    assert_eq!(challenge.header, want.header);
+    assert_eq!(challenge.digest, want.digest);
+    // The client's answer, re-signed for this challenge's nonce, on its session id.
+    let crate::wire::handle::Body::Challenge { nonce } = &challenge.body else {
+        panic!("{challenge:?}")
+    };
+    let key = PrivateKey::from_pkcs8_der(&v2_key("ADMIN_RSA")).unwrap();
+    let mut answer = Message::decode_full(&v2("LIST_HANDLES_CHALLENGE_ANSWER_REQ_HEX")).unwrap();
+    answer.envelope.session_id = challenge.envelope.session_id;
+    if let crate::wire::handle::Body::ChallengeAnswer {
+        identity_handle,
+        identity_index,
+        signed_response,
+        ..
+    } = &mut answer.body
+    {
+        (*identity_handle, *identity_index) = ("0.NA/88.100.1".into(), 301);
+        *signed_response = key.sign_answer(nonce, &challenge.digest.as_ref().unwrap().digest);
+    }
+    assert_eq!(answer.header.op_code, op::CHALLENGE_RESPONSE);
+    let lists = send(&answer.encode());
+    assert_eq!(
+        lists,
+        vec![v2("LIST_HANDLES_RESP_1_HEX"), v2("LIST_HANDLES_RESP_2_HEX")]
+    );
+}
