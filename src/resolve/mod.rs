@@ -920,6 +920,33 @@ impl Engine {
         Ok(self.registry.list_handles(prefix, page)?)
     }
 
+    /// Home (`home`) or stop homing `prefix` at run time (Handle.Net's OC_HOME_NA and
+    /// OC_UNHOME_NA): only the node's server administrators (`node.server_admins`) may, as
+    /// Handle.Net's server authorises these against its `server_admins`, not HS_ADMIN values.
+    /// Durable when this returns (logged, fsynced). Whether anything changed. Unhoming keeps
+    /// the prefix's records; a prefix listed in `node.homed_prefixes` is homed again at the
+    /// next start.
+    pub fn set_homed(
+        &self,
+        identity: &Identity,
+        prefix: &Prefix,
+        home: bool,
+    ) -> Result<bool, Failure> {
+        if !self.is_server_admin(identity) {
+            return Err(Failure::new(
+                ResponseCode::InsufficientPermissions,
+                format!(
+                    "{identity} is not a server administrator of this node (node.server_admins):                      only they may home or unhome prefixes"
+                ),
+            ));
+        }
+        Ok(if home {
+            self.registry.home_prefix(prefix)?
+        } else {
+            self.registry.unhome_prefix(prefix)?
+        })
+    }
+
     /// The prefixes this node homes.
     pub fn homed_prefixes(&self) -> Result<Vec<Prefix>, Failure> {
         Ok(self.registry.homed_prefixes()?)

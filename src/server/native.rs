@@ -237,6 +237,8 @@ pub(crate) fn op_label(op_code: u32) -> &'static str {
         op::LIST_HANDLES | op::LIST_HOMED_NAS => "list",
         op::CHALLENGE_RESPONSE => "challenge_answer",
         op::VERIFY_CHALLENGE => "verify",
+        op::HOME_NA => "home",
+        op::UNHOME_NA => "unhome",
         op::LOGIN | op::LOGIN_ID_SYSTEM => "login",
         _ => "other",
     }
@@ -774,7 +776,9 @@ impl NativeService {
             | op::MODIFY_VALUE
             | op::REMOVE_VALUE
             | op::DELETE_HANDLE
-            | op::LIST_HANDLES => match self.mirror_of(&request) {
+            | op::LIST_HANDLES
+            | op::HOME_NA
+            | op::UNHOME_NA => match self.mirror_of(&request) {
                 // A read-only mirror refuses writes before any challenge: it may not hold the
                 // administrators' keys, and the client should go to the primary.
                 Some(up) if op_code != op::LIST_HANDLES => vec![self.error(
@@ -1304,8 +1308,8 @@ impl NativeService {
                 handle.as_str(),
                 crate::audit::indexes(indexes.iter().copied()),
             ),
-            (Body::Handle { handle }, op::DELETE_HANDLE) => {
-                ("delete", handle.as_str(), String::new())
+            (Body::Handle { handle }, code @ (op::DELETE_HANDLE | op::HOME_NA | op::UNHOME_NA)) => {
+                (op_label(code), handle.as_str(), String::new())
             }
             _ => return,
         };
@@ -1374,6 +1378,19 @@ impl NativeService {
             (Body::Handle { handle }, op::DELETE_HANDLE) => done(
                 parse(handle)
                     .and_then(|h| engine.delete(identity, &h))
+                    .map(|_| Body::Empty),
+            ),
+            (Body::Handle { handle }, op::HOME_NA | op::UNHOME_NA) => done(
+                Handle::parse_lenient(handle, engine.policy().suffix_case)
+                    .ok()
+                    .and_then(|h| h.described_prefix())
+                    .ok_or_else(|| {
+                        Failure::new(
+                            ResponseCode::InvalidHandle,
+                            "home and unhome name a prefix handle 0.NA/<prefix>",
+                        )
+                    })
+                    .and_then(|p| engine.set_homed(identity, &p, header.op_code == op::HOME_NA))
                     .map(|_| Body::Empty),
             ),
             (Body::Handle { handle }, op::LIST_HANDLES) => {

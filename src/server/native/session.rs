@@ -126,6 +126,8 @@ impl NativeService {
                 | op::REMOVE_VALUE
                 | op::DELETE_HANDLE
                 | op::LIST_HANDLES
+                | op::HOME_NA
+                | op::UNHOME_NA
         ) || (op_code == op::RESOLUTION && !req.header.has(flag::PUBLIC_ONLY));
         // Over UDP the ordinary path refuses administration and never challenges.
         if !needs_identity || source.transport == Transport::Udp {

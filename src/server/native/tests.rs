@@ -814,3 +814,75 @@ fn hole3_a_challenge_flood_from_one_address_leaves_room_for_the_administrator() 
     assert_eq!(f.svc.sweep(later), per_source);
     assert_eq!(f.svc.pending_challenges(), 0);
 }
+
+/// OC_HOME_NA / OC_UNHOME_NA as hdl-admintool sends them (HOME_NA_REQ_HEX, UNHOME_NA_REQ_HEX):
+/// challenged like any administration, allowed only to the node's server administrators,
+/// durable; the answer is the reference server's (HOME_NA_SUCCESS_RESP_HEX); a prefix
+/// administrator who is not a server administrator gets RC 401.
+#[test]
+fn home_and_unhome_over_the_wire_for_server_admins() {
+    use crate::wire::handle::vectors2::v2;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+    for p in ["88.100.1", "88.200.2"] {
+        init_prefix(&reg, &Prefix::parse(p).unwrap(), 300, b"password").unwrap();
+    }
+    let policy = Policy {
+        server_admins: vec![crate::auth::Identity {
+            handle: Handle::parse("0.NA/88.100.1", crate::model::SuffixCase::Sensitive).unwrap(),
+            index: 300,
+        }],
+        ..Policy::default()
+    };
+    let engine = Engine::new(reg, policy);
+    let svc = NativeService::new(engine.clone(), Metrics::new().unwrap(), &site())
+        .with_fixed_expiration(0x7f00_0000);
+    let target = Prefix::parse("88.100.2").unwrap();
+    let run = |req: &[u8], who: &str, request_id: u32| -> Vec<u8> {
+        let c = send_from(&svc, req, source(Transport::Tcp)).remove(0);
+        assert_eq!(c.header.response_code, 402);
+        let Body::Challenge { nonce } = &c.body else {
+            panic!("{c:?}")
+        };
+        let digest = &c.digest.as_ref().unwrap().digest;
+        let body = Body::ChallengeAnswer {
+            auth_type: "HS_SECKEY".into(),
+            identity_handle: who.into(),
+            identity_index: 300,
+            signed_response: seckey_answer_pbkdf2(
+                b"password",
+                nonce,
+                digest,
+                &[1; 16],
+                10_000,
+                160,
+            ),
+        };
+        let mut m = Message::request(op::CHALLENGE_RESPONSE, 0x1900_0000, body);
+        m.envelope.session_id = c.envelope.session_id;
+        m.envelope.request_id = request_id;
+        let env = Envelope::decode(&m.encode()[..ENVELOPE_LEN]).unwrap();
+        let Outcome::Done(mut out) =
+            svc.process(env, &m.encode()[ENVELOPE_LEN..], source(Transport::Tcp))
+        else {
+            panic!("no recursion")
+        };
+        out.remove(0)
+    };
+    assert!(!engine.registry().is_homed(&target).unwrap());
+    let home = run(&v2("HOME_NA_REQ_HEX"), "0.NA/88.100.1", 0x0a0b_0c53);
+    assert_eq!(home, v2("HOME_NA_SUCCESS_RESP_HEX"));
+    assert!(engine.registry().is_homed(&target).unwrap());
+    // The 88.200.2 administrator is no server administrator.
+    let refused = run(&v2("UNHOME_NA_REQ_HEX"), "0.NA/88.200.2", 0x0a0b_0c54);
+    let refused = Message::decode_full(&refused).unwrap();
+    assert_eq!(refused.header.response_code, 401, "{:?}", refused.body);
+    assert!(engine.registry().is_homed(&target).unwrap());
+    let unhome = run(&v2("UNHOME_NA_REQ_HEX"), "0.NA/88.100.1", 0x0a0b_0c55);
+    let unhome = Message::decode_full(&unhome).unwrap();
+    assert_eq!(
+        (unhome.header.op_code, unhome.header.response_code),
+        (op::UNHOME_NA, 1)
+    );
+    assert!(!engine.registry().is_homed(&target).unwrap());
+}
