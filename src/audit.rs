@@ -124,6 +124,26 @@ pub fn write(origin: Origin, who: &str, op: &str, handle: &str, indexes: &str, r
     );
 }
 
+/// Log a successful login or session authentication: `how` says which (for example
+/// `login_key`, `login_password`, `session`).
+pub fn login(front: &str, from: IpAddr, identity: &str, how: &str) {
+    append(fields(&[
+        ("event", "login"),
+        ("front", front),
+        ("from", &from.to_string()),
+        ("who", identity),
+        ("how", how),
+    ]));
+    tracing::info!(
+        target: TARGET,
+        event = "login",
+        front,
+        from = %from,
+        who = identity,
+        how,
+    );
+}
+
 /// Log a failed (or refused) authentication from `from` at front end `front`, claiming
 /// `identity` when one was named.
 pub fn auth_failure(front: &str, from: IpAddr, identity: Option<&str>, reason: &str) {

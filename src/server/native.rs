@@ -1278,7 +1278,12 @@ impl NativeService {
             }
         };
         // Inside a session, the answer may authenticate it (see `session`).
-        self.session_answered(answer.envelope.session_id, original_request_id, &identity);
+        self.session_answered(
+            answer.envelope.session_id,
+            original_request_id,
+            &identity,
+            source,
+        );
         let hb = Some(original_hb.as_slice());
         match original.header.op_code {
             op::RESOLUTION => {

@@ -318,9 +318,16 @@ fn admin_to_json(a: &AdminRef, legacy: bool) -> Value {
 }
 
 /// The JWK of an RSA or DSA HS_PUBKEY (unsigned big-endian integers, base64url without
-/// padding). `None` for DH keys and for anything that does not decode to a positive key.
+/// padding). `None` for DH keys, for anything that does not decode to a positive key, and
+/// for keys whose bytes a JWK would not give back (Handle.Net's RSA form ends in 4 bytes
+/// after the modulus): those are shown as base64, so a read-modify-write through the REST
+/// API keeps every stored byte.
 fn key_to_jwk(data: &[u8]) -> Option<Value> {
-    match PublicKey::decode(data).ok()? {
+    let key = PublicKey::decode(data).ok()?;
+    if key.encode() != data {
+        return None;
+    }
+    match key {
         PublicKey::Rsa { exponent, modulus } => jwk("RSA", &[("n", &modulus), ("e", &exponent)]),
         PublicKey::Dsa { q, p, g, y } => jwk("DSA", &[("y", &y), ("p", &p), ("q", &q), ("g", &g)]),
         PublicKey::Dh { .. } => None,
@@ -1135,6 +1142,25 @@ pub fn parse_time(s: &str) -> Option<u32> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Handle.Net's RSA HS_PUBKEY (289 bytes) goes through the REST JSON byte for byte (as
+    /// base64: a JWK would drop its last 4 bytes); the same key without them is a JWK.
+    #[test]
+    fn handle_net_keys_survive_a_rest_round_trip() {
+        let hn = crate::wire::handle::vectors2::v2("RSA_PUBKEY_DATA_HEX");
+        let v = HandleValue::new(300, "HS_PUBKEY", hn.clone());
+        let j = value_to_json(&v);
+        assert_eq!(j["data"]["format"], "base64");
+        assert_eq!(value_from_json(&j).unwrap().data, hn);
+        let ours = HandleValue::new(300, "HS_PUBKEY", hn[..285].to_vec());
+        let j = value_to_json(&ours);
+        assert_eq!(j["data"]["format"], "key");
+        assert_eq!(value_from_json(&j).unwrap().data, &hn[..285]);
+        // In an HS_SITE too.
+        let site = crate::wire::handle::vectors2::v2("SITE_WITH_KEY_HEX");
+        let s = SiteInfo::decode(&site).unwrap();
+        assert_eq!(site_from_json(&site_to_json(&s)).unwrap().encode(), site);
+    }
 
     /// handle-vectors.json "json" section, serialized compactly (key order preserved).
     const RESP_JSON: &str = r#"{"responseCode":1,"handle":"0.NA/88.100.1","values":[{"index":100,"type":"HS_ADMIN","data":{"format":"admin","value":{"handle":"0.NA/88.100.1","index":200,"permissions":"011111111111"}},"ttl":86400},{"index":2,"type":"HS_SERV","data":{"format":"string","value":"0.NA/88.100"},"ttl":86400}]}"#;

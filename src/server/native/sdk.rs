@@ -239,7 +239,7 @@ impl NativeService {
                 "the answer's identity is not the one logging in",
             );
         }
-        tracing::info!(peer = %source.addr, %identity, "native connection logged in (key)");
+        crate::audit::login("native", source.addr, &identity.to_string(), "login_key");
         self.set_login(source, Some(identity));
         self.respond(
             &original.envelope,
@@ -307,7 +307,12 @@ impl NativeService {
         drop(slot);
         match checked {
             Ok(Some(identity)) => {
-                tracing::info!(peer = %source.addr, %identity, "native connection logged in (password)");
+                crate::audit::login(
+                    "native",
+                    source.addr,
+                    &identity.to_string(),
+                    "login_password",
+                );
                 self.set_login(source, Some(identity));
                 self.respond(
                     &req.envelope,

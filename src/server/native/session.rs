@@ -219,13 +219,20 @@ impl NativeService {
         session_id: u32,
         original_request_id: u32,
         identity: &Identity,
+        source: Source,
     ) {
-        let mut sessions = self.lock_sessions();
-        if let Some(s) = sessions.get_mut(session_id, Instant::now()) {
-            if s.challenged_request == Some(original_request_id) {
-                s.challenged_request = None;
-                s.authenticate(identity);
+        let authenticated = {
+            let mut sessions = self.lock_sessions();
+            match sessions.get_mut(session_id, Instant::now()) {
+                Some(s) if s.challenged_request == Some(original_request_id) => {
+                    s.challenged_request = None;
+                    s.authenticate(identity)
+                }
+                _ => false,
             }
+        };
+        if authenticated {
+            crate::audit::login("native", source.addr, &identity.to_string(), "session");
         }
     }
 
