@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the CPU-only hot paths: the value codec and REST JSON, whole native
-//! Handle messages (a resolution request and its response), and the resolver cache.
+//! Handle messages (a resolution request and its response), the resolver cache, and what a
+//! certified answer or a session costs (signature, MAC, DH key agreement, AES).
 //!
 //! The registry, the engine's resolve path and DNS have their own files (`benches/store.rs`,
 //! `benches/dns.rs`).
@@ -199,5 +200,66 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, handle_message, cache);
+/// `certify`: the cryptography behind certified answers and sessions, per message.
+///
+/// - `sign_answer_rsa2048` / `verify_answer_rsa2048`: an HS_SIGNED credential over the
+///   4-value response (SHA256withRSA), what `handle.signatures_per_second` budgets;
+/// - `mac_answer`: its HS_MAC in a session (HMAC-SHA256);
+/// - `session_setup_dh1024`: the server side of OC_SESSION_SETUP in Oakley group 2 (a fresh
+///   private value, its public value, the shared secret);
+/// - `encrypt_answer_aes128`: a session answer encrypted (AES-128-CBC).
+fn certify(c: &mut Criterion) {
+    use idnode::auth::challenge::PrivateKey;
+    use idnode::auth::credential;
+    use idnode::auth::session;
+    use idnode::wire::handle::message::header_and_body;
+
+    let mut response = decode_datagram(&hex(RESP_HEX));
+    response.body = Body::Values {
+        handle: "88.100.1/SN-0001".into(),
+        values: product_values(1),
+    };
+    let bytes = response.encode_message();
+    let hb = header_and_body(&bytes).expect("header and body").to_vec();
+    let key = PrivateKey::generate_rsa(2048).expect("RSA key");
+    let public = key.public_key();
+    let signed = credential::sign(&key, &response.envelope, 0, &hb).expect("sign");
+    let mac_key = [7u8; session::SESSION_KEY_LEN];
+    let client = session::DhKey::decode(
+        &session::public_value(
+            &session::DhKey {
+                y: 2u32.into(),
+                p: rsa::BigUint::parse_bytes(session::OAKLEY_GROUP2_P_HEX.as_bytes(), 16)
+                    .expect("group"),
+                g: 2u32.into(),
+            },
+            &rsa::BigUint::from(0x1234_5678_9abc_def0u64),
+        )
+        .public_key()
+        .encode(),
+    )
+    .expect("client key");
+    let client_bytes = client.public_key().encode();
+
+    let mut g = c.benchmark_group("certify");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("sign_answer_rsa2048", |b| {
+        b.iter(|| credential::sign(&key, &response.envelope, 0, std::hint::black_box(&hb)))
+    });
+    g.bench_function("verify_answer_rsa2048", |b| {
+        b.iter(|| credential::verify_signed(&public, &response.envelope, &hb, &signed))
+    });
+    g.bench_function("mac_answer", |b| {
+        b.iter(|| credential::mac(&mac_key, &response.envelope, 1, std::hint::black_box(&hb)))
+    });
+    g.bench_function("session_setup_dh1024", |b| {
+        b.iter(|| session::dh_answer(std::hint::black_box(&client_bytes)))
+    });
+    g.bench_function("encrypt_answer_aes128", |b| {
+        b.iter(|| session::encrypt_message(&mac_key, std::hint::black_box(&bytes)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, codec, handle_message, cache, certify);
 criterion_main!(benches);
