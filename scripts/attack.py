@@ -75,6 +75,8 @@ def log(msg):
 OC_RESOLUTION = 1
 OC_CREATE_HANDLE = 100
 OC_VERIFY_CHALLENGE = 201
+OC_SESSION_SETUP = 400
+FLAG_CT = 0x40000000
 FLAG_REC = 0x10000000
 FLAG_CA = 0x08000000
 FLAG_PO = 0x01000000
@@ -120,6 +122,28 @@ def handle_value(index, vtype, data, perms=0x0E):
 def create_request(handle, values, request_id):
     body = lp(handle) + u32(len(values)) + b"".join(values)
     return native_message(OC_CREATE_HANDLE, 0, body, request_id)
+
+
+# RFC 2409 Oakley group 2, the group Handle.Net clients set sessions up in.
+OAKLEY2_P = int(
+    "ffffffffffffffffc90fdaa22168c234c4c6628b80dc1cd129024e088a67cc74020bbea63b139b22514a0879"
+    "8e3404ddef9519b3cd3a431b302b0a6df25f14374fe1356d6d51c245e485b576625e7ec6f44c42e9a637ed6b"
+    "0bff5cb6f406b7edee386bfb5a899fa5ae9f24117c4b1fe649286651ece65381ffffffffffffffff", 16)
+
+
+def java_int(n):
+    """A positive integer as Java's BigInteger.toByteArray writes it."""
+    b = n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
+    return b"\0" + b if b[0] & 0x80 else b
+
+
+def session_setup(request_id, identity=f"0.NA/{PREFIX}"):
+    """OC_SESSION_SETUP as HandleResolver sends it: DH mode 4 in Oakley group 2, CT|RD."""
+    x = random.getrandbits(160) | 1
+    y = pow(2, x, OAKLEY2_P)
+    key = lp("DH_PUB_KEY") + b"\0\0" + lp(java_int(y)) + lp(java_int(OAKLEY2_P)) + lp(b"\x02")
+    body = struct.pack(">HI", 4, 86400) + lp(identity) + u32(300) + lp(key) + b"\0\0"
+    return native_message(OC_SESSION_SETUP, 0x59800000, body, request_id)
 
 
 def verify_challenge(request_id, iterations=200_000):
@@ -1105,6 +1129,63 @@ deadline_ms = 4000
             + (", ".join(f"{k} {v}" for k, v in stats["answers"].items()) or "none")
             + f", {stats['errors']} connection errors")
 
+    def a_certified(self, stop, res):
+        """Certified (CT) resolutions from many sources: every answer would cost an RSA
+        signature; the node signs within its budget and sends the rest unsigned."""
+        c = UdpCounters()
+        msgs = [resolution(self.ids[k % len(self.ids)], 9000 + k,
+                           flags=FLAG_CT | FLAG_REC | FLAG_CA | FLAG_PO) for k in range(256)]
+        srcs = [f"127.0.{100 + n}.{1 + k}" for n in range(16) for k in range(4)]
+        res["notes"].append(f"{len(srcs)} sources in 16 /24s, {len(msgs[0])}-byte requests")
+        res["ready"].set()
+        udp_flood(stop, [("127.0.0.1", self.ports["a_handle"])], srcs,
+                  self.scaled(5000), lambda i: msgs[i % len(msgs)], classify_native, c)
+        self.udp_result(res, c)
+
+    def a_session_setup(self, stop, res):
+        """OC_SESSION_SETUP floods over TCP from 32 addresses, a new connection each (as
+        HandleResolver connects): each would cost a key agreement, a signature and a session."""
+        srcs = net_sources(7, 32)
+        stats = {"sent": 0, "in": 0, "out": 0, "answers": {}, "errors": 0}
+        lock = threading.Lock()
+        pool = [session_setup(11000 + k) for k in range(64)]
+        res["ready"].set()
+
+        def worker(src):
+            n = 0
+            while not stop.is_set():
+                msg = pool[n % len(pool)]
+                n += 1
+                try:
+                    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                        s.bind((src, 0))
+                        s.settimeout(5)
+                        s.connect(("127.0.0.1", self.ports["a_handle"]))
+                        s.sendall(msg)
+                        head = recv_exact(s, 20)
+                        mlen = struct.unpack(">I", head[16:20])[0]
+                        body = recv_exact(s, min(mlen, 1 << 20))
+                    rc = struct.unpack(">I", body[4:8])[0] if len(body) >= 8 else -1
+                    with lock:
+                        stats["sent"] += 1
+                        stats["in"] += len(msg)
+                        stats["out"] += 20 + len(body)
+                        stats["answers"][f"RC{rc}"] = stats["answers"].get(f"RC{rc}", 0) + 1
+                except OSError:
+                    with lock:
+                        stats["errors"] += 1
+
+        threads = [threading.Thread(target=worker, args=(src,)) for src in srcs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        res["in"], res["out"] = stats["in"], stats["out"]
+        res["notes"].append(
+            f"{stats['sent']} setups from {len(srcs)} addresses, answers "
+            + (", ".join(f"{k} {v}" for k, v in sorted(stats["answers"].items())) or "none")
+            + f", {stats['errors']} connection errors")
+
     def conn_targets(self):
         a = self.ports
         return {"native": ("127.0.0.1", a["a_handle"]), "https": ("127.0.0.1", a["a_http"]),
@@ -1354,6 +1435,8 @@ deadline_ms = 4000
             ("5b", "slow-reading conns", "A", self.a_slow_read, False, False),
             ("5c", "slow-drip requests", "A", self.a_slow_drip, False, False),
             ("6", "recursion fan-out", "B", self.a_fanout, True, False),
+            ("7a", "certified (CT) flood, UDP", "A", self.a_certified, True, True),
+            ("7b", "session setup flood, TCP", "A", self.a_session_setup, False, False),
         ]
         only = set(self.args.only.split(",")) if self.args.only else None
         self.warm_up()

@@ -7,9 +7,11 @@
 //! - the encoding reproduces the input byte for byte, apart from the canonicalizations the codec
 //!   documents or implies: the header's reserved byte is written as 0, a verification result
 //!   byte other than 1 is written as 0, and an empty error body or a referral without a value
-//!   list gains its 4-byte length/count (so the message grows by exactly 4 bytes).
+//!   list gains its 4-byte length/count (so the message grows by exactly 4 bytes);
+//! - a credential section that decodes re-encodes byte for byte.
 #![no_main]
 
+use idnode::auth::credential::{self, Credential};
 use idnode::wire::handle::message::{header_and_body, ENVELOPE_LEN, HEADER_LEN};
 use idnode::wire::handle::{Body, Message};
 use libfuzzer_sys::fuzz_target;
@@ -44,6 +46,15 @@ fuzz_target!(|data: &[u8]| {
     let message = &e1[ENVELOPE_LEN..];
     let hb = header_and_body(message).expect("header_and_body of an encoded message");
     assert!(hb.len() >= HEADER_LEN && hb.len() <= message.len());
+
+    // A credential section that decodes (HS_SIGNED, HS_MAC) re-encodes byte for byte, and
+    // checking it as a MAC never panics.
+    if let Some(section) = m1.credential.as_deref() {
+        if let Ok(cred) = Credential::decode(section) {
+            assert_eq!(hex(&cred.encode()), hex(section), "credential re-encoding differs");
+            let _ = credential::verify_mac(&[0u8; 32], &m1.envelope, hb, &cred);
+        }
+    }
 
     // Byte-for-byte against the input, modulo the known canonicalizations.
     let grows = match &m1.body {
