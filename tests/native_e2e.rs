@@ -2,19 +2,19 @@
 //! multi-datagram requests and responses, many requests on one TCP connection, and
 //! challenge–response administration over TCP.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
 use std::time::Duration;
 
 use idnode::auth::challenge::{request_digest, seckey_answer_pbkdf2};
-use idnode::config::Config;
 use idnode::model::{Handle, HandleValue, SuffixCase};
 use idnode::resolve::Overwrite;
-use idnode::server::{open_registry, prepare_registry, start, RunningNode};
+use idnode::server::RunningNode;
 use idnode::wire::handle::message::{
     flag, header_and_body, op, udp_fragments, Body, Envelope, Message, ENVELOPE_LEN, UDP_CHUNK,
 };
+
+mod common;
 
 const SECRET: &str = "e2e-secret";
 
@@ -24,17 +24,7 @@ async fn node(dir: &std::path::Path) -> RunningNode {
 
 /// [`node`] with `handle_extra` added to the `[handle]` section.
 async fn node_with(dir: &std::path::Path, handle_extra: &str) -> RunningNode {
-    std::fs::write(dir.join("88.100.1.admin-secret"), SECRET).unwrap();
-    let toml = format!(
-        "[node]\ndata_dir = {:?}\nhomed_prefixes = [\"88.100.1\", \"88.200.2\"]\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n{handle_extra}\n\
-         [dns]\nlisten = \"127.0.0.1:0\"\n",
-        dir
-    );
-    let config = Config::from_toml(&toml).unwrap();
-    let registry = open_registry(&config).unwrap();
-    prepare_registry(&config, &registry).unwrap();
-    start(config, Arc::new(registry)).await.unwrap()
+    common::native_node(dir, &["88.100.1", "88.200.2"], SECRET, handle_extra).await
 }
 
 /// A request as the Java client sends it on first contact: 2.3 suggesting 2.11.
@@ -89,12 +79,7 @@ fn udp(addr: SocketAddr, bytes: &[u8]) -> Message {
 }
 
 fn tcp_read(stream: &mut TcpStream) -> Message {
-    let mut head = [0u8; ENVELOPE_LEN];
-    stream.read_exact(&mut head).unwrap();
-    let env = Envelope::decode(&head).unwrap();
-    let mut body = vec![0u8; env.message_length as usize];
-    stream.read_exact(&mut body).unwrap();
-    Message::decode(env, &body).unwrap()
+    common::read_message(stream)
 }
 
 /// An admin request over one TCP connection, answering the challenge with the secret.

@@ -3,22 +3,22 @@
 //! GET_SITE_INFO, the 2001 key login and a create without credential; a second connection
 //! without login; the 2000 password login; anonymous PO-clear reads; the trusted-query bits.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::OnceLock;
 
 use idnode::auth::challenge::PrivateKey;
-use idnode::config::Config;
 use idnode::model::{
     types, AdminPermissions, AdminRef, Handle, HandleValue, SuffixCase, ValueReference,
 };
 use idnode::resolve::Overwrite;
-use idnode::server::{open_registry, prepare_registry, start, RunningNode};
-use idnode::wire::handle::message::{flag, op, Body, Envelope, Message, ENVELOPE_LEN};
+use idnode::server::RunningNode;
+use idnode::wire::handle::message::{flag, op, Body, Message, ENVELOPE_LEN};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 
 /// The prefix administrator's secret: the password of SDK_LOGIN_2000_REQ_HEX.
+mod common;
+
 const SECRET: &str = "password";
 
 fn vectors() -> &'static serde_json::Value {
@@ -59,17 +59,7 @@ fn h(text: &str) -> Handle {
 /// `handle_extra` added to its `[handle]` section, and the SDK identity 300:88.100.1/admin
 /// (HS_PUBKEY = the 289-byte ADMIN_RSA key) allowed to administer the prefix.
 async fn node(dir: &std::path::Path, handle_extra: &str) -> RunningNode {
-    std::fs::write(dir.join("88.100.1.admin-secret"), SECRET).unwrap();
-    let toml = format!(
-        "[node]\ndata_dir = {:?}\nhomed_prefixes = [\"88.100.1\"]\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n{handle_extra}\n\
-         [dns]\nlisten = \"127.0.0.1:0\"\n",
-        dir
-    );
-    let config = Config::from_toml(&toml).unwrap();
-    let registry = open_registry(&config).unwrap();
-    prepare_registry(&config, &registry).unwrap();
-    let node = start(config, Arc::new(registry)).await.unwrap();
+    let node = common::native_node(dir, &["88.100.1"], SECRET, handle_extra).await;
     let engine = &node.engine;
     let owner = engine
         .authenticate_secret(&h("0.NA/88.100.1"), 300, SECRET.as_bytes())
@@ -115,20 +105,7 @@ async fn node(dir: &std::path::Path, handle_extra: &str) -> RunningNode {
     node
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-fn read(stream: &mut TcpStream) -> Message {
-    let mut head = [0u8; ENVELOPE_LEN];
-    stream.read_exact(&mut head).unwrap();
-    let env = Envelope::decode(&head).unwrap();
-    let mut body = vec![0u8; env.message_length as usize];
-    stream.read_exact(&mut body).unwrap();
-    Message::decode(env, &body).unwrap()
-}
+use common::{connect, read_message as read};
 
 fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
     stream.write_all(bytes).unwrap();

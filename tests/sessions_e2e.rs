@@ -3,9 +3,8 @@
 //! without a challenge, ...), the per-address bound and expiry of unauthenticated sessions,
 //! and `idnode admin batch` doing a batch in one session.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use idnode::auth::challenge::seckey_answer_pbkdf2;
@@ -14,56 +13,33 @@ use idnode::auth::session::{
     decrypt_message, encrypt_message, public_value, random_private, session_key, DhKey,
     OAKLEY_GROUP2_P_HEX,
 };
-use idnode::config::Config;
 use idnode::model::{HandleValue, ValuePermissions};
-use idnode::server::{open_registry, prepare_registry, start, RunningNode};
+use idnode::server::RunningNode;
 use idnode::wire::handle::message::{
-    envelope_flag, header_and_body, key_exchange, op, Body, Envelope, KeyExchange, Message,
-    ENVELOPE_LEN,
+    envelope_flag, header_and_body, key_exchange, op, Body, KeyExchange, Message, ENVELOPE_LEN,
 };
 use rsa::BigUint;
+
+mod common;
 
 const SECRET: &str = "e2e-secret";
 const ADMIN: (&str, u32) = ("0.NA/88.100.1", 300);
 
 async fn node(dir: &std::path::Path, handle_extra: &str) -> RunningNode {
-    std::fs::write(dir.join("88.100.1.admin-secret"), SECRET).unwrap();
-    let toml = format!(
-        "[node]\ndata_dir = {:?}\nhomed_prefixes = [\"88.100.1\"]\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n[handle]\nlisten = \"127.0.0.1:0\"\n{handle_extra}\n\
-         [dns]\nlisten = \"127.0.0.1:0\"\n",
-        dir
-    );
-    let config = Config::from_toml(&toml).unwrap();
-    let registry = open_registry(&config).unwrap();
-    prepare_registry(&config, &registry).unwrap();
-    start(config, Arc::new(registry)).await.unwrap()
+    common::native_node(dir, &["88.100.1"], SECRET, handle_extra).await
 }
 
 /// One request on a new TCP connection (as HandleResolver does), one answer.
 fn exchange(addr: SocketAddr, bytes: &[u8]) -> Message {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut head = [0u8; ENVELOPE_LEN];
-    s.read_exact(&mut head).unwrap();
-    let env = Envelope::decode(&head).unwrap();
-    let mut body = vec![0u8; env.message_length as usize];
-    s.read_exact(&mut body).unwrap();
-    Message::decode(env, &body).unwrap()
+    common::exchange_new(addr, bytes)
 }
 
 /// [`exchange`] for answers a session may encrypt: decrypted with `key` when the envelope
 /// says so (flag 0x40); and whether it was.
 fn exchange_sealed(addr: SocketAddr, bytes: &[u8], key: &[u8; 32]) -> (Message, bool) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = common::connect(addr);
     s.write_all(bytes).unwrap();
-    let mut head = [0u8; ENVELOPE_LEN];
-    s.read_exact(&mut head).unwrap();
-    let mut env = Envelope::decode(&head).unwrap();
-    let mut body = vec![0u8; env.message_length as usize];
-    s.read_exact(&mut body).unwrap();
+    let (mut env, body) = common::read_raw(&mut s);
     if env.flags & envelope_flag::ENCRYPTED == 0 {
         return (Message::decode(env, &body).unwrap(), false);
     }
