@@ -273,18 +273,8 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// `index:handle` of the identity.
     pub fn identity(&self) -> String {
-        match self {
-            Authenticator::SecretKey {
-                identity_handle,
-                index,
-                ..
-            }
-            | Authenticator::PrivateKey {
-                identity_handle,
-                index,
-                ..
-            } => format!("{index}:{identity_handle}"),
-        }
+        let (handle, index) = self.parts();
+        format!("{index}:{handle}")
     }
 
     /// The identity's handle and index.
