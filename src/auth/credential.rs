@@ -37,6 +37,8 @@ pub const HMAC_SHA256: &str = "HMAC-SHA256";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     pub version: u8,
+    /// Written 0; kept as read so a credential re-encodes byte for byte.
+    pub reserved: u8,
     pub flags: u16,
     /// Unused by Handle.Net (always empty).
     pub signer_handle: String,
@@ -69,7 +71,7 @@ impl Credential {
     pub fn decode(bytes: &[u8]) -> Result<Credential, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8("credential version")?;
-        let _reserved = r.u8("credential reserved byte")?;
+        let reserved = r.u8("credential reserved byte")?;
         let flags = r.u16("credential flags")?;
         let signer_handle = r.string("credential signer handle")?.to_string();
         let signer_index = r.u32("credential signer index")?;
@@ -82,6 +84,7 @@ impl Credential {
         s.finish()?;
         Ok(Credential {
             version,
+            reserved,
             flags,
             signer_handle,
             signer_index,
@@ -98,7 +101,7 @@ impl Credential {
         section.put_bytes(&self.signature);
         let mut out = Vec::with_capacity(24 + self.kind.len() + section.len());
         out.push(self.version);
-        out.push(0);
+        out.push(self.reserved);
         out.extend_from_slice(&self.flags.to_be_bytes());
         out.put_bytes(self.signer_handle.as_bytes());
         out.extend_from_slice(&self.signer_index.to_be_bytes());
@@ -110,6 +113,7 @@ impl Credential {
     fn new(kind: &str, counter: u32, digest_alg: &str, signature: Vec<u8>) -> Credential {
         Credential {
             version: 0,
+            reserved: 0,
             flags: 0,
             signer_handle: String::new(),
             signer_index: counter,
