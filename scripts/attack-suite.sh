@@ -17,7 +17,7 @@
 #         DNS TCP
 #   6     recursion fan-out: REC queries (native and DNS) for random non-existent prefixes
 #         to the recursive node
-#   7a    certified (CT) resolutions over UDP from 64 sources in 16 /24s: every answer would
+#   7a    certified (CT) resolutions over UDP from 64 sources of one /24: every answer would
 #         cost an RSA signature (the node signs within handle.signatures_per_second*)
 #   7b    OC_SESSION_SETUP floods over TCP from 32 addresses, a new connection each (key
 #         agreement, signature and session state each; bounded per address)

@@ -1130,13 +1130,14 @@ deadline_ms = 4000
             + f", {stats['errors']} connection errors")
 
     def a_certified(self, stop, res):
-        """Certified (CT) resolutions from many sources: every answer would cost an RSA
-        signature; the node signs within its budget and sends the rest unsigned."""
+        """Certified (CT) resolutions from 64 sources of one /24, a sustained one-network flood:
+        every answer would cost an RSA signature and carry 300 more bytes; the node signs
+        within its budget, sends the rest unsigned, and rate-limits the network's answers."""
         c = UdpCounters()
         msgs = [resolution(self.ids[k % len(self.ids)], 9000 + k,
                            flags=FLAG_CT | FLAG_REC | FLAG_CA | FLAG_PO) for k in range(256)]
-        srcs = [f"127.0.{100 + n}.{1 + k}" for n in range(16) for k in range(4)]
-        res["notes"].append(f"{len(srcs)} sources in 16 /24s, {len(msgs[0])}-byte requests")
+        srcs = net_sources(11, 64)
+        res["notes"].append(f"{len(srcs)} sources of one /24, {len(msgs[0])}-byte requests")
         res["ready"].set()
         udp_flood(stop, [("127.0.0.1", self.ports["a_handle"])], srcs,
                   self.scaled(5000), lambda i: msgs[i % len(msgs)], classify_native, c)
@@ -1145,7 +1146,7 @@ deadline_ms = 4000
     def a_session_setup(self, stop, res):
         """OC_SESSION_SETUP floods over TCP from 32 addresses, a new connection each (as
         HandleResolver connects): each would cost a key agreement, a signature and a session."""
-        srcs = net_sources(7, 32)
+        srcs = net_sources(12, 32)
         stats = {"sent": 0, "in": 0, "out": 0, "answers": {}, "errors": 0}
         lock = threading.Lock()
         pool = [session_setup(11000 + k) for k in range(64)]

@@ -379,7 +379,7 @@ pub struct HandleConfig {
     /// 10 000 and 16 MiB; see `auth::pending`).
     pub max_pending_challenges_per_client: usize,
     /// Longest idle timeout of a native Handle session (clients ask for one at setup;
-    /// Handle.Net's ask for 86 400 s). Sessions nobody authenticated last at most 60 s.
+    /// Handle.Net's ask for 86 400 s). Sessions nobody authenticated last `unauthenticated_session_secs` (20 s).
     pub session_timeout_secs: u64,
     /// Native Handle sessions one client address may hold at once (10 000 in all).
     pub max_sessions_per_client: usize,
@@ -783,7 +783,7 @@ impl Config {
                 "handle.max_sessions_per_client and handle.session_timeout_secs must be at least 1",
             ));
         }
-        if !(1..=crate::auth::session::UNAUTHENTICATED_TTL.as_secs())
+        if !(1..=crate::auth::session::MAX_UNAUTHENTICATED_SECS)
             .contains(&self.handle.unauthenticated_session_secs)
         {
             return Err(invalid(

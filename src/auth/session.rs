@@ -29,9 +29,12 @@ use rsa::BigUint;
 use crate::auth::Identity;
 use crate::model::PublicKey;
 
-/// Longest life of a session nobody has authenticated yet (set up, challenge not answered);
-/// `handle.unauthenticated_session_secs` may shorten it.
-pub const UNAUTHENTICATED_TTL: Duration = Duration::from_secs(60);
+/// Default life of a session nobody has authenticated yet (set up, challenge not answered):
+/// as long as a 402 challenge may wait for its answer (Handle.Net's `max_auth_time`);
+/// `handle.unauthenticated_session_secs` sets it, up to [`MAX_UNAUTHENTICATED_SECS`].
+pub const UNAUTHENTICATED_TTL: Duration = Duration::from_secs(20);
+/// The longest `handle.unauthenticated_session_secs` accepted.
+pub const MAX_UNAUTHENTICATED_SECS: u64 = 60;
 /// Sessions at once, all addresses together.
 pub const MAX_SESSIONS: usize = 10_000;
 /// Default of `handle.max_sessions_per_client`.

@@ -56,6 +56,10 @@ pub const MAX_KEYS_PER_ANSWER: usize = 4;
 /// Key derivations and signature checks running at once, all connections together; more
 /// answers wait for none of them but get RC 3 (server too busy).
 pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+/// Session setups (Diffie-Hellman key agreements) running at once; more get RC 3. Separate
+/// from [`MAX_CONCURRENT_VERIFICATIONS`], so a flood of setups never crowds out challenge
+/// answers.
+pub const MAX_CONCURRENT_SESSION_SETUPS: usize = 2;
 /// Largest native answer over UDP by default (`handle.max_udp_answer_bytes`): ordinary
 /// records fit, and a 70-byte query cannot draw more than this toward a spoofable address.
 pub const DEFAULT_MAX_UDP_ANSWER: usize = 16 * 1024;
@@ -206,6 +210,9 @@ pub struct NativeService {
     failures: Mutex<FailureLimiter>,
     /// Key derivations / signature checks in progress.
     verifying: AtomicUsize,
+    /// Session key agreements in progress (their own bound, so setups never take the
+    /// challenge answers' slots).
+    setting_up: AtomicUsize,
     /// Signs certified answers (`HS_SIGNED`); its public half is in the HS_SITE served.
     server_key: Option<Arc<PrivateKey>>,
     sign_budget: SignBudget,
@@ -257,6 +264,7 @@ impl NativeService {
             failures: Mutex::new(FailureLimiter::new(NativeLimits::default().failures)),
             limits: NativeLimits::default(),
             verifying: AtomicUsize::new(0),
+            setting_up: AtomicUsize::new(0),
             server_key: None,
             sign_budget: SignBudget::new(SignLimits::default()),
             fixed_expiration: None,
@@ -1150,6 +1158,17 @@ impl NativeService {
     /// must not be spent, and fewer than [`MAX_CONCURRENT_VERIFICATIONS`] may run at once.
     /// The returned guard frees the slot when dropped.
     fn admit_verification(&self, source: Source) -> Result<VerifySlot<'_>, (ResponseCode, &str)> {
+        self.admit_work(source, &self.verifying, MAX_CONCURRENT_VERIFICATIONS)
+    }
+
+    /// [`Self::admit_verification`] for any bounded kind of authentication work: `running`
+    /// counts it, at most `max` at once.
+    fn admit_work<'a>(
+        &'a self,
+        source: Source,
+        running: &'a AtomicUsize,
+        max: usize,
+    ) -> Result<VerifySlot<'a>, (ResponseCode, &'static str)> {
         if !self.lock_failures().allows(source.addr, Instant::now()) {
             self.refuse(source.transport, "auth_rate_limited");
             crate::audit::auth_failure(
@@ -1163,16 +1182,15 @@ impl NativeService {
                 "too many failed authentications from this address; try again later",
             ));
         }
-        let running = self.verifying.fetch_add(1, Ordering::AcqRel);
-        if running >= MAX_CONCURRENT_VERIFICATIONS {
-            self.verifying.fetch_sub(1, Ordering::AcqRel);
+        if running.fetch_add(1, Ordering::AcqRel) >= max {
+            running.fetch_sub(1, Ordering::AcqRel);
             self.refuse(source.transport, "verify_busy");
             return Err((
                 ResponseCode::ServerTooBusy,
                 "too many authentications in progress; try again",
             ));
         }
-        Ok(VerifySlot(&self.verifying))
+        Ok(VerifySlot(running))
     }
 
     /// Count a failed answer against `source`'s budget, and log it in the audit log.

@@ -3,8 +3,10 @@
 //!
 //! - **OC_SESSION_SETUP (400)**, TCP only (over UDP it creates no state: RC 2, on which
 //!   Handle.Net clients go on to TCP at once). Key exchange mode 4 (Diffie-Hellman in the
-//!   client's group) at protocol ≥ 2.7; admitted through the same budget as challenge answers
-//!   (the address's failure budget, [`super::MAX_CONCURRENT_VERIFICATIONS`]). The answer: RC 1,
+//!   client's group) at protocol ≥ 2.7; an address holding `max_sessions_per_client` sessions
+//!   is refused before any key agreement, the others need the address's failure budget and
+//!   one of [`super::MAX_CONCURRENT_SESSION_SETUPS`] slots (not the challenge answers'). The
+//!   answer: RC 1,
 //!   the new session id in the envelope, mode 4 and `int4 3 || DH_PUB_KEY`.
 //! - **Requests naming a session**: an unknown id (neither a live session nor a pending
 //!   challenge) gets RC 500. An HS_MAC credential is checked (wrong → 502, counter seen → 505).
@@ -292,7 +294,23 @@ impl NativeService {
             }
         };
         let who = format!("{identity_index}:{identity_handle}");
-        let slot = match self.admit_verification(source) {
+        // An address holding its whole share is refused before any key agreement.
+        {
+            let sessions = self.lock_sessions();
+            if sessions.count_for(source.addr) >= sessions.limits().max_per_source {
+                drop(sessions);
+                self.refuse(source.transport, "session_source_full");
+                return err(
+                    ResponseCode::ServerTooBusy,
+                    "too many sessions from this address; try again later",
+                );
+            }
+        }
+        let slot = match self.admit_work(
+            source,
+            &self.setting_up,
+            super::MAX_CONCURRENT_SESSION_SETUPS,
+        ) {
             Ok(slot) => slot,
             Err((code, text)) => return err(code, text),
         };
