@@ -651,6 +651,7 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
     let registry = Arc::new(server::open_registry(&config)?);
     let bootstrapped = server::prepare_registry(&config, &registry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(server::blocking_threads(&config))
         .enable_all()
         .build()
         .context("starting the async runtime")?;
