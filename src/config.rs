@@ -360,7 +360,7 @@ pub struct HandleConfig {
     #[serde(alias = "site_key")]
     pub server_key: Option<PathBuf>,
     /// Certified (signed) answers per second for all clients together; past it answers go
-    /// out unsigned over UDP and as RC 3 over TCP (an RSA signature costs ~1 ms of CPU).
+    /// out unsigned over UDP and as RC 3 over TCP (an RSA-2048 signature costs ~2 ms of CPU).
     pub signatures_per_second: u32,
     /// Certified answers per second for one client address (burst: two seconds' worth).
     pub signatures_per_second_per_client: u32,
@@ -413,8 +413,8 @@ impl Default for HandleConfig {
             write_timeout_secs: 30,
             site_serial: 1,
             server_key: None,
-            signatures_per_second: 400,
-            signatures_per_second_per_client: 40,
+            signatures_per_second: 200,
+            signatures_per_second_per_client: 20,
             udp_threads: 0,
             answer_cache_entries: 200_000,
             max_udp_answer_bytes: crate::server::native::DEFAULT_MAX_UDP_ANSWER,

@@ -3,7 +3,7 @@
 //! verified by clients with the public key of the HS_SITE the node serves) or, inside a
 //! session, with the session key (`HS_MAC`). See [`crate::auth::credential`] for the layout.
 //!
-//! An RSA signature costs about a millisecond of CPU, and anyone may ask for one, so signing
+//! An RSA-2048 signature costs about 2 ms of CPU, and anyone may ask for one, so signing
 //! is budgeted ([`SignBudget`]): per client address and in total, per second. Past the budget
 //! a UDP answer goes out unsigned (Handle.Net's client ignores it and retries, then falls back
 //! to TCP) and a TCP answer becomes an unsigned RC 3 (server too busy).
@@ -28,12 +28,13 @@ pub struct SignLimits {
 }
 
 impl Default for SignLimits {
-    /// 400 signatures a second in all (well under half a core for 2048-bit RSA), 40 for one
+    /// 200 signatures a second in all (2048-bit RSA signs in about 2.1 ms: under half a
+    /// core, `cargo bench --bench core -- certify`), 20 for one
     /// address: far more than any client verifying answers needs.
     fn default() -> Self {
         SignLimits {
-            per_second: 400,
-            per_second_per_client: 40,
+            per_second: 200,
+            per_second_per_client: 20,
         }
     }
 }
