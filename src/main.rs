@@ -392,6 +392,18 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("  suffix case     {:?}", c.raw.node.suffix_case);
             let scheme = if c.tls.is_some() { "https" } else { "http" };
             println!("  HTTP            {scheme}://{}", c.raw.http.listen);
+            match &c.raw.handle.server_key {
+                Some(path) => println!("  server key      {} (loaded)", path.display()),
+                None => {
+                    let path = server::server_key_path(&c.raw.node.data_dir);
+                    let state = if path.exists() {
+                        "exists"
+                    } else {
+                        "created at first start"
+                    };
+                    println!("  server key      {} ({state})", path.display());
+                }
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::InitPrefix {
