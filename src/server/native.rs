@@ -937,6 +937,21 @@ impl NativeService {
         identity: Option<&Identity>,
         source: Source,
     ) -> Message {
+        self.resolution_with(req, hb, identity, source, self.limits.anonymous_reads, None)
+    }
+
+    /// [`Self::resolution`] with the anonymous-read rule given (a reader who named an
+    /// identity in a session is challenged, whatever the node's setting) and, for a
+    /// challenge, the id to issue it under (a session's own).
+    fn resolution_with(
+        &self,
+        req: &Message,
+        hb: Option<&[u8]>,
+        identity: Option<&Identity>,
+        source: Source,
+        anonymous_reads: AnonymousReads,
+        challenge_id: Option<u32>,
+    ) -> Message {
         let Body::Resolution {
             handle,
             indexes,
@@ -965,8 +980,7 @@ impl NativeService {
         };
         // An anonymous reader gets what anyone may read unless `anonymous_reads` says to
         // challenge it (see `sdk::AnonymousReads`).
-        let anonymous_public =
-            identity.is_none() && self.limits.anonymous_reads == AnonymousReads::Public;
+        let anonymous_public = identity.is_none() && anonymous_reads == AnonymousReads::Public;
         let query = Query {
             handle: parsed,
             indexes: indexes.clone(),
@@ -1001,7 +1015,11 @@ impl NativeService {
                 )
             }
             Err(f) if f.code == ResponseCode::AuthenticationNeeded && identity.is_none() => {
-                self.challenge(req.clone(), hb, source)
+                if let Some(id) = challenge_id {
+                    // An older challenge under the same id goes.
+                    let _ = self.lock_pending().take(id, source.addr, Instant::now());
+                }
+                self.challenge_as(req.clone(), hb, source, challenge_id)
             }
             Err(f) => self.failure(&req.envelope, &req.header, hb, &f),
         }

@@ -136,6 +136,7 @@ impl NativeService {
             return None;
         }
         let identity = session.authenticated.clone();
+        let named_identity = session.requested.is_some();
         if identity.is_none() && matches!(mac, Mac::Verified) {
             session.challenged_request = Some(req.envelope.request_id);
         }
@@ -151,7 +152,21 @@ impl NativeService {
         }
         let Some(identity) = identity else {
             if op_code == op::RESOLUTION {
-                return None; // challenged by the ordinary path when it must be
+                if !named_identity {
+                    return None; // an anonymous session reads as anyone does
+                }
+                // A client that named an identity at setup can answer a challenge: restricted
+                // values are challenged as Handle.Net does (whatever
+                // `anonymous_restricted_reads` says), under the session's id, so the answer
+                // authenticates the session.
+                return Some(vec![self.resolution_with(
+                    req,
+                    hb,
+                    None,
+                    source,
+                    super::AnonymousReads::Challenge,
+                    Some(sid),
+                )]);
             }
             // Challenge under the session's id; an older challenge of the session goes.
             let _ = self.lock_pending().take(sid, source.addr, now);

@@ -622,3 +622,59 @@ fn challenge_ids_and_session_ids_do_not_collide() {
     assert_ne!(ch.envelope.session_id, c.sid);
     assert!(!f.svc.lock_sessions().contains(ch.envelope.session_id));
 }
+
+/// A PO-clear read in a session whose setup named an identity, before any admin request: the
+/// client can answer a challenge, so restricted values are challenged (as Handle.Net does,
+/// even though anonymous reads get the public values on this node), on the session's own id;
+/// the answer authenticates the session, and the next admin request needs no challenge. An
+/// anonymous session reads as anyone does.
+#[test]
+fn a_po_clear_read_in_a_named_session_is_challenged_on_the_session() {
+    let f = fixture();
+    assert_eq!(
+        f.svc.limits.anonymous_reads,
+        super::super::AnonymousReads::Public
+    );
+    let mut c = setup(&f.svc, ADMIN);
+    let read = |c: &mut Client, request_id| {
+        c.request(
+            op::RESOLUTION,
+            0x1800_0000,
+            Body::Resolution {
+                handle: "88.100.1/SN-0001".into(),
+                indexes: vec![],
+                types: vec![],
+            },
+            request_id,
+            true,
+        )
+    };
+    let res = read(&mut c, 0x0a0b_0c60);
+    let ch = one(&f.svc, &res, tcp());
+    assert_eq!(
+        (ch.header.response_code, ch.envelope.session_id),
+        (402, c.sid)
+    );
+    let ans = answer_challenge(&ch, 0x0a0b_0c61, ADMIN, b"password");
+    let (r, encrypted) = c.exchange(&f.svc, &ans);
+    assert_eq!(r.header.response_code, 1, "{:?}", r.body);
+    assert!(encrypted, "it holds the admin-only value");
+    let Body::Values { values, .. } = &r.body else {
+        panic!("{:?}", r.body)
+    };
+    assert!(values.iter().any(|v| v.index == 3));
+    // Authenticated by that answer: an admin request goes through on its MAC.
+    let add = c.add(8, "after-read@example.com", 0x0a0b_0c62);
+    assert_eq!(one(&f.svc, &add, tcp()).header.response_code, 1);
+    assert_eq!(value(&f, 8).unwrap().data, b"after-read@example.com");
+    // An anonymous session: the public values, no challenge.
+    let mut anon = setup(&f.svc, ("", u32::MAX));
+    let res = read(&mut anon, 0x0a0b_0c63);
+    let (r, encrypted) = anon.exchange(&f.svc, &res);
+    assert_eq!(r.header.response_code, 1);
+    assert!(!encrypted);
+    let Body::Values { values, .. } = &r.body else {
+        panic!("{:?}", r.body)
+    };
+    assert_eq!(values.iter().map(|v| v.index).collect::<Vec<_>>(), [1, 8]);
+}
