@@ -660,7 +660,7 @@ impl Client {
                 let m = self.udp_exchange(&request)?;
                 // RC 2 (and a truncated answer) sends Handle.Net clients to TCP: the server
                 // says the answer is too large for UDP, or needs authentication.
-                if m.header.response_code == 2 || m.envelope.flags & envelope_flag::TRUNCATED != 0 {
+                if m.asks_for_tcp() {
                     return self.tcp_exchange(&request, handle, None);
                 }
                 Ok(Response::from_message(&m, handle))
@@ -698,7 +698,7 @@ impl Client {
         let m = match transport {
             Transport::Udp => {
                 let m = self.udp_exchange(&request)?;
-                if m.header.response_code == 2 || m.envelope.flags & envelope_flag::TRUNCATED != 0 {
+                if m.asks_for_tcp() {
                     over_tcp(self)?
                 } else {
                     m

@@ -1343,21 +1343,9 @@ fn native_resolve(
             }
         }
     }
-    let found = response.is_success();
-    if json {
-        let j = if found || response.is_referral() {
-            hjson::handle_response(response.code, &response.handle, &response.values)
-        } else {
-            hjson::error_response(response.code, Some(&response.handle), &response.message)
-        };
-        print_lines([serde_json::to_string_pretty(&j)?])?;
-    } else if found || !response.values.is_empty() {
-        print_lines(values_table(&response.handle, &response.values))?;
-    }
-    if found {
+    if print_answer(&response, json)? {
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    eprintln!("{}", describe_failure(&response));
     if response.code == 402 && auth.is_none() {
         eprintln!("(restricted values: add --auth-handle with --secret-file or --private-key)");
     }
@@ -1408,22 +1396,32 @@ fn certified_resolve(
             return Ok(std::process::ExitCode::from(1));
         }
     }
+    Ok(if print_answer(&response, json)? {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// Print a resolution's answer as `idnode resolve` does (a values table, or with `json` the
+/// REST API's shape; a referral shows its values), and the failure on stderr: whether it
+/// was found (RC 1).
+fn print_answer(response: &Response, json: bool) -> anyhow::Result<bool> {
     let found = response.is_success();
     if json {
-        let j = if found {
+        let j = if found || response.is_referral() {
             hjson::handle_response(response.code, &response.handle, &response.values)
         } else {
             hjson::error_response(response.code, Some(&response.handle), &response.message)
         };
         print_lines([serde_json::to_string_pretty(&j)?])?;
-    } else if found {
+    } else if found || !response.values.is_empty() {
         print_lines(values_table(&response.handle, &response.values))?;
     }
-    if found {
-        return Ok(std::process::ExitCode::SUCCESS);
+    if !found {
+        eprintln!("{}", describe_failure(response));
     }
-    eprintln!("{}", describe_failure(&response));
-    Ok(std::process::ExitCode::from(1))
+    Ok(found)
 }
 
 /// One line of an `idnode admin batch` file.
@@ -1639,35 +1637,6 @@ fn native_admin(op: AdminOp) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Create `path` readable by its owner only (replacing it when `replace`).
-fn write_private_file(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if replace {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        // An existing file keeps its mode through open(): tighten it before writing.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {}", path.display()))?;
-    }
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 fn keygen(
     out: &Path,
     bits: usize,
@@ -1687,7 +1656,7 @@ fn keygen(
     eprintln!("generating a {bits}-bit RSA key ...");
     let key = PrivateKey::generate_rsa(bits)?;
     let pem = key.try_to_pem()?;
-    write_private_file(out, pem.as_bytes(), force)?;
+    server::write_private_file(out, pem.as_bytes(), force)?;
     let value = HandleValue::new(index, types::HS_PUBKEY, key.public_key().encode());
     print_lines([serde_json::to_string_pretty(&hjson::value_to_json(&value))?])?;
     eprintln!(

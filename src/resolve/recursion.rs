@@ -686,11 +686,6 @@ fn known_code(code: u32) -> Option<ResponseCode> {
 
 /// Codes after which another site may do better.
 /// A UDP answer that sends the client to TCP: RC 2, or the envelope's TC flag.
-fn must_use_tcp(m: &Message) -> bool {
-    m.header.response_code == ResponseCode::Error.code()
-        || m.envelope.flags & envelope_flag::TRUNCATED != 0
-}
-
 fn try_next_site(code: u32) -> bool {
     matches!(code, 3 | 7 | 300 | 301)
 }
@@ -1425,7 +1420,7 @@ impl Recursor {
                 {
                     // RC 2 or TC over UDP: the answer is too large for UDP (or the server
                     // rate-limits us); ask the same server over TCP, as Handle.Net clients do.
-                    Ok(m) if transport == UpstreamTransport::Udp && must_use_tcp(&m) => {
+                    Ok(m) if transport == UpstreamTransport::Udp && m.asks_for_tcp() => {
                         problems.push(format!(
                             "{addr} answered RC {} over UDP",
                             m.header.response_code

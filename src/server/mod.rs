@@ -69,7 +69,7 @@ pub fn read_or_create_secret(path: &Path) -> anyhow::Result<(String, bool)> {
     let mut bytes = [0u8; 18];
     rand::thread_rng().fill_bytes(&mut bytes);
     let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
-    write_new_private_file(path, format!("{secret}\n").as_bytes())?;
+    write_private_file(path, format!("{secret}\n").as_bytes(), false)?;
     Ok((secret, true))
 }
 
@@ -118,15 +118,21 @@ pub fn load_server_key(config: &ValidConfig) -> anyhow::Result<Arc<PrivateKey>> 
     }
     let key = PrivateKey::generate_rsa(2048).context("generating the server key")?;
     let pem = key.try_to_pem().context("encoding the server key")?;
-    write_new_private_file(&path, pem.as_bytes())?;
+    write_private_file(&path, pem.as_bytes(), false)?;
     tracing::info!(path = %path.display(), "created the node's server key (signs certified answers)");
     Ok(Arc::new(key))
 }
 
-/// Create `path` (it must not exist) with mode 0600 and `bytes`, fsynced.
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Create `path` readable by its owner only (mode 0600; replacing it when `replace`, else it
+/// must not exist) holding `bytes`, fsynced before this returns.
+pub fn write_private_file(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -135,9 +141,16 @@ fn write_new_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut file, bytes)?;
-    file.sync_all()?;
-    Ok(())
+    #[cfg(unix)]
+    {
+        // An existing file keeps its mode through open(): tighten it before writing.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    std::io::Write::write_all(&mut file, bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Home the configured prefixes; give those without a prefix handle an administrator when

@@ -779,14 +779,7 @@ impl NativeService {
                 ResponseCode::OperationNotSupported,
                 "administrative requests are accepted over TCP only",
             )],
-            op::CREATE_HANDLE
-            | op::ADD_VALUE
-            | op::MODIFY_VALUE
-            | op::REMOVE_VALUE
-            | op::DELETE_HANDLE
-            | op::LIST_HANDLES
-            | op::HOME_NA
-            | op::UNHOME_NA => match self.mirror_of(&request) {
+            o if op::runs_as_identity(o) => match self.mirror_of(&request) {
                 // A read-only mirror refuses writes before any challenge: it may not hold the
                 // administrators' keys, and the client should go to the primary.
                 Some(up) if op_code != op::LIST_HANDLES => vec![self.error(

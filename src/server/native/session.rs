@@ -120,17 +120,8 @@ impl NativeService {
                 return err(code, text);
             }
         };
-        let needs_identity = matches!(
-            op_code,
-            op::CREATE_HANDLE
-                | op::ADD_VALUE
-                | op::MODIFY_VALUE
-                | op::REMOVE_VALUE
-                | op::DELETE_HANDLE
-                | op::LIST_HANDLES
-                | op::HOME_NA
-                | op::UNHOME_NA
-        ) || (op_code == op::RESOLUTION && !req.header.has(flag::PUBLIC_ONLY));
+        let needs_identity = op::runs_as_identity(op_code)
+            || (op_code == op::RESOLUTION && !req.header.has(flag::PUBLIC_ONLY));
         // Over UDP the ordinary path refuses administration and never challenges.
         if !needs_identity || source.transport == Transport::Udp {
             return None;

@@ -53,6 +53,12 @@ pub mod op {
     /// with a 402 challenge carrying this opCode, then opCode 200 as for any challenge.
     pub const LOGIN_ID_SYSTEM: u32 = 2001;
 
+    /// The administrative operations that run as an identity (after a challenge, or as a
+    /// session's or a login's): [`is_admin`] but LIST_HOMED_NAS, which anyone may ask over TCP.
+    pub fn runs_as_identity(op: u32) -> bool {
+        is_admin(op) && op != LIST_HOMED_NAS
+    }
+
     /// Operations that change or enumerate data: never over UDP, always authenticated.
     pub fn is_admin(op: u32) -> bool {
         matches!(
@@ -805,6 +811,12 @@ impl Message {
             body,
             credential,
         })
+    }
+
+    /// Whether this answer (received over UDP) sends the client to TCP: RC 2 or the
+    /// envelope's TC flag, on which Handle.Net clients ask again over TCP at once.
+    pub fn asks_for_tcp(&self) -> bool {
+        self.header.response_code == 2 || self.envelope.flags & envelope_flag::TRUNCATED != 0
     }
 
     /// Decode envelope + message from one buffer holding exactly one message.
