@@ -910,8 +910,6 @@ impl Fragments {
         self.envelope.map(|e| e.message_length as usize)
     }
 
-    /// Offer one datagram's envelope and payload. `Ok(Some(..))` completes the message (its
-    /// envelope with sequence 0, and the message bytes); `Ok(None)` waits for more.
     /// Check one datagram against its own envelope (sequence number in range, payload of the
     /// right size) without buffering anything.
     pub fn check(envelope: &Envelope, payload: &[u8]) -> Result<(), FragmentError> {
@@ -935,6 +933,8 @@ impl Fragments {
         Ok(())
     }
 
+    /// Offer one datagram's envelope and payload. `Ok(Some(..))` completes the message (its
+    /// envelope with sequence 0, and the message bytes); `Ok(None)` waits for more.
     pub fn offer(
         &mut self,
         envelope: &Envelope,
