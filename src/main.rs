@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use idnode::auth::challenge::PrivateKey;
+use idnode::auth::IndexRule;
 
 /// jemalloc instead of the system allocator: sled allocates per key and per value, and with
 /// glibc's malloc a 10M-identifier node grew past 1 GiB under load (fragmentation) and spent
@@ -1108,18 +1109,6 @@ fn client_for(conn: &ConnArgs) -> anyhow::Result<Client> {
     Ok(Client::new(server_addr(&conn.server)?).with_timeout(conn.timeout))
 }
 
-/// `300:0.NA/88.100.1` → (Some(300), "0.NA/88.100.1"); anything else is a bare handle.
-fn split_identity(text: &str) -> (Option<u32>, &str) {
-    if let Some((index, handle)) = text.split_once(':') {
-        if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(i) = index.parse::<u32>() {
-                return (Some(i), handle);
-            }
-        }
-    }
-    (None, text)
-}
-
 /// The identity the options describe (`None` when no --auth-handle is given).
 fn authenticator(a: &AuthArgs) -> anyhow::Result<Option<Authenticator>> {
     let Some(text) = a.auth_handle.as_deref() else {
@@ -1132,7 +1121,9 @@ fn authenticator(a: &AuthArgs) -> anyhow::Result<Option<Authenticator>> {
         );
         return Ok(None);
     };
-    let (index_in_text, identity_handle) = split_identity(text);
+    // `300:0.NA/88.100.1` or a bare handle; the server parses the handle.
+    let (index_in_text, identity_handle) =
+        IndexRule::Optional.split(text).context("--auth-handle")?;
     let index = match (index_in_text, a.auth_index) {
         (Some(i), Some(j)) if i != j => {
             anyhow::bail!("--auth-handle names index {i} but --auth-index says {j}")

@@ -38,7 +38,7 @@ pub mod cache;
 pub mod recursion;
 pub mod site;
 
-use crate::auth::{admin_value_indexes, AuthError, Authorizer, Identity};
+use crate::auth::{admin_value_indexes, AuthError, Authorizer, Identity, IdentityError, IndexRule};
 use crate::model::{
     types, validate_values, AdminPermissions, Handle, HandleValue, Prefix, ResponseCode,
     SuffixCase, ValueError,
@@ -316,12 +316,11 @@ impl Engine {
     fn claimed_identity(&self, text: &str, what: &str) -> Result<(Handle, u32), Failure> {
         let text = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
         let refused = |why: String| Failure::new(ResponseCode::AuthenticationFailed, why);
-        let (index, handle) = text
-            .split_once(':')
-            .and_then(|(i, h)| Some((i.parse::<u32>().ok().filter(|&i| i > 0)?, h)))
-            .ok_or_else(|| refused(format!("{what} names {text:?}, not index:handle")))?;
-        let handle = self.parse_handle(handle).map_err(|f| refused(f.message))?;
-        Ok((handle, index))
+        match Identity::parse(&text, self.policy.suffix_case, IndexRule::Required) {
+            Ok(identity) => Ok((identity.handle, identity.index)),
+            Err(IdentityError::Handle { source, .. }) => Err(refused(source.to_string())),
+            Err(_) => Err(refused(format!("{what} names {text:?}, not index:handle"))),
+        }
     }
 
     fn authorizer(&self) -> Authorizer<'_> {
