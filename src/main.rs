@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
 use idnode::model::{types, validate_values, HandleValue, Prefix};
 use idnode::resolve::{init_prefix, repair_prefix, Engine, Policy};
 use idnode::server;
-use idnode::store::{Record, Registry};
+use idnode::store::Registry;
 use idnode::wire::json as hjson;
 
 #[derive(Parser)]
@@ -759,7 +759,7 @@ fn import(
     batch_size: usize,
     no_change_log: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use idnode::store::{ImportLog, PreparedRecord};
+    use idnode::resolve::import::{ImportError, ImportEvent, Importer};
     let started = std::time::Instant::now();
     if let Some(path) = &config.raw.log.audit_file {
         idnode::audit::open_file(path)
@@ -769,7 +769,7 @@ fn import(
     let registry = Arc::new(server::open_registry(config)?);
     server::prepare_registry(config, &registry)?;
     let engine = Engine::new(
-        registry.clone(),
+        registry,
         Policy {
             suffix_case: config.raw.node.suffix_case,
             partition: config.partition,
@@ -778,91 +778,21 @@ fn import(
     );
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let bar = progress(f.metadata().ok().map(|m| m.len()));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0);
-    let log = if no_change_log {
-        // Before any record is written: followers re-bootstrap from a snapshot.
-        ImportLog::Unlogged(registry.reset_change_feed()?)
-    } else {
-        ImportLog::Entries
-    };
-    // Pipeline: this thread reads, parses, validates and encodes lines into batches; a writer
-    // thread commits them to sled (one transaction per batch). A few batches in flight keep
-    // both busy without holding the file in memory.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PreparedRecord>>(4);
-    let (written, parsed) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| -> anyhow::Result<usize> {
-            let mut written = 0usize;
-            for batch in rx {
-                registry.import_batch(&batch, &log)?;
-                written += batch.len();
+    let summary = Importer::new(&engine)
+        .run(f, batch_size, !no_change_log, |event| match event {
+            ImportEvent::Read { bytes } => bar.inc(bytes),
+            ImportEvent::Rejected { line, reason } => {
+                bar.suspend(|| eprintln!("line {line}: rejected: {reason}"))
             }
-            Ok(written)
-        });
-        let parsed = (|| -> anyhow::Result<(usize, usize)> {
-            let (mut rejected, mut other_partitions) = (0usize, 0usize);
-            let mut reject = |line_no: usize, reason: String| {
-                rejected += 1;
-                bar.suspend(|| eprintln!("line {line_no}: rejected: {reason}"));
-            };
-            // Homing does not change during an import: remember each prefix's answer.
-            let mut responsible = std::collections::HashMap::new();
-            let mut batch = Vec::with_capacity(batch_size);
-            let reader = std::io::BufReader::with_capacity(1 << 20, f);
-            for (i, line) in reader.split(b'\n').enumerate() {
-                let line_no = i + 1;
-                let line = line.with_context(|| format!("reading {}", file.display()))?;
-                bar.inc(line.len() as u64 + 1);
-                let text = match std::str::from_utf8(&line) {
-                    Ok(t) => t.trim(),
-                    Err(_) => {
-                        reject(line_no, "not UTF-8".into());
-                        continue;
-                    }
-                };
-                if text.is_empty() {
-                    continue;
-                }
-                match parse_import_line(&engine, &mut responsible, text, now) {
-                    // On a server of a multi-server site, the same file feeds every server:
-                    // each keeps the records that hash to it.
-                    Ok((handle, _)) if !engine.in_partition(&handle) => other_partitions += 1,
-                    Ok((handle, record)) => match PreparedRecord::new(&handle, &record) {
-                        Ok(prepared) => batch.push(prepared),
-                        Err(e) => reject(line_no, e.to_string()),
-                    },
-                    Err(reason) => reject(line_no, reason),
-                }
-                if batch.len() >= batch_size {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                    if tx.send(full).is_err() {
-                        // The writer stopped on an error; it is reported below.
-                        return Ok((rejected, other_partitions));
-                    }
-                }
+        })
+        .map_err(|e| match e {
+            ImportError::Read(e) => {
+                anyhow::Error::new(e).context(format!("reading {}", file.display()))
             }
-            if !batch.is_empty() {
-                // An error here means the writer stopped; it is reported below.
-                let _ = tx.send(batch);
-            }
-            Ok((rejected, other_partitions))
-        })();
-        // Closing the channel ends the writer's loop.
-        drop(tx);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the import writer thread panicked")));
-        (written, parsed)
-    });
-    let written = written?;
-    let (rejected, other_partitions) = parsed?;
-    // Nothing is reported as imported before it is on disk.
-    registry
-        .make_all_durable()
-        .context("making the imported records durable")?;
+            e => e.into(),
+        })?;
     bar.finish_and_clear();
+    let (written, rejected) = (summary.written, summary.rejected);
     let secs = started.elapsed().as_secs_f64();
     idnode::audit::write(
         idnode::audit::Origin::Local("import"),
@@ -877,8 +807,11 @@ fn import(
         "{secs:.1} s, {:.0} records/s, durable",
         written as f64 / secs.max(1e-9)
     );
-    if other_partitions > 0 {
-        println!("skipped {other_partitions} records that hash to other servers of the site");
+    if summary.other_partitions > 0 {
+        println!(
+            "skipped {} records that hash to other servers of the site",
+            summary.other_partitions
+        );
     }
     if no_change_log {
         println!("change log reset: followers re-bootstrap from a snapshot");
@@ -888,55 +821,6 @@ fn import(
     } else {
         std::process::ExitCode::from(1)
     })
-}
-
-/// One JSON Lines record: `{"handle": "...", "values": [...]}` in the REST value shape.
-/// `responsible` caches the node's responsibility per prefix (prefix handles `0.NA/X` are
-/// always asked afresh: their answer depends on `X`).
-fn parse_import_line(
-    engine: &Engine,
-    responsible: &mut std::collections::HashMap<String, bool>,
-    text: &str,
-    now: u32,
-) -> Result<(idnode::model::Handle, Record), String> {
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
-    let (handle_text, mut values) =
-        hjson::values_from_request_body(&json).map_err(|e| e.to_string())?;
-    let handle_text = handle_text.ok_or("no \"handle\" field")?;
-    let handle = engine.parse_handle(&handle_text).map_err(|f| f.message)?;
-    let prefix = handle.prefix();
-    let cached = match handle.described_prefix() {
-        None => responsible.get(prefix.as_str()).copied(),
-        Some(_) => None,
-    };
-    let is_responsible = match cached {
-        Some(known) => known,
-        None => {
-            let known = engine.is_responsible(&handle).map_err(|f| f.message)?;
-            if handle.described_prefix().is_none() {
-                responsible.insert(prefix.as_str().to_string(), known);
-            }
-            known
-        }
-    };
-    if !is_responsible {
-        return Err(format!(
-            "prefix {prefix} is not homed by this node (add it to node.homed_prefixes)"
-        ));
-    }
-    validate_values(&values).map_err(|e| e.to_string())?;
-    for v in &mut values {
-        if v.timestamp == 0 {
-            v.timestamp = now;
-        }
-    }
-    values.sort_by_key(|v| v.index);
-    let record = Record {
-        handle: handle.as_str().to_string(),
-        values,
-    };
-    Ok((handle, record))
 }
 
 fn export(

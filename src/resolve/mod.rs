@@ -35,6 +35,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 pub mod cache;
+pub mod import;
 pub mod recursion;
 pub mod site;
 
@@ -238,6 +239,26 @@ fn same_content(a: &HandleValue, b: &HandleValue) -> bool {
         && a.ttl == b.ttl
         && a.permissions == b.permissions
         && a.references == b.references
+}
+
+/// Which values [`stamp`] sets the time of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// Every value: a change through the engine happens now.
+    All,
+    /// Values without a time (timestamp 0): a bulk load keeps the times its records carry
+    /// (an export re-imported is the same data).
+    Unset,
+}
+
+/// The one place values get their timestamp: engine writes, the administrator
+/// [`init_prefix`] lays out, and imported records ([`import`]).
+fn stamp(values: &mut [HandleValue], now: u32, which: Stamp) {
+    for v in values {
+        if which == Stamp::All || v.timestamp == 0 {
+            v.timestamp = now;
+        }
+    }
 }
 
 fn sorted(mut values: Vec<HandleValue>) -> Vec<HandleValue> {
@@ -702,13 +723,6 @@ impl Engine {
         Ok(Resolution { values })
     }
 
-    fn stamp(values: &mut [HandleValue]) {
-        let now = now_unix();
-        for v in values {
-            v.timestamp = now;
-        }
-    }
-
     /// Create a handle, or replace its whole record when `overwrite` is `Yes`.
     pub fn create(
         &self,
@@ -720,7 +734,7 @@ impl Engine {
         self.require_responsible(handle)?;
         self.require_writable(handle)?;
         validate_values(&values)?;
-        Self::stamp(&mut values);
+        stamp(&mut values, now_unix(), Stamp::All);
         let values = sorted(values);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             match (current, overwrite) {
@@ -766,7 +780,7 @@ impl Engine {
         self.require_responsible(handle)?;
         self.require_writable(handle)?;
         validate_values(&values)?;
-        Self::stamp(&mut values);
+        stamp(&mut values, now_unix(), Stamp::All);
         let mut replaced_any = false;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
@@ -810,7 +824,7 @@ impl Engine {
         self.require_responsible(handle)?;
         self.require_writable(handle)?;
         validate_values(&values)?;
-        Self::stamp(&mut values);
+        stamp(&mut values, now_unix(), Stamp::All);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -1084,7 +1098,6 @@ fn admin_layout(
         ));
     }
     let na = prefix.na_handle();
-    let now = now_unix();
     let mut values = vec![
         HandleValue::new(
             100,
@@ -1110,8 +1123,6 @@ fn admin_layout(
         HandleValue::new(admin_index, types::HS_SECKEY, secret.to_vec())
             .with_permissions(ValuePermissions::ADMIN_ONLY),
     ];
-    for v in &mut values {
-        v.timestamp = now;
-    }
+    stamp(&mut values, now_unix(), Stamp::All);
     Ok(values)
 }
