@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use idnode::auth::challenge::PrivateKey;
 use idnode::auth::IndexRule;
@@ -165,8 +165,8 @@ enum Command {
         /// jsonl: every record, the format `import` reads (a full backup). zone: an RFC 1035
         /// zone file of the public DNS answers (SOA and NS at the apex; TXT, URI and NAPTR per
         /// identifier, as the DNS front end answers them), for NSD, Knot or BIND.
-        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "zone"])]
-        format: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
         /// The zone with --format zone (default: the configuration's [dns] zone).
         #[arg(long)]
         zone: Option<String>,
@@ -229,6 +229,13 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// What `idnode export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Zone,
 }
 
 /// Where the native protocol server is.
@@ -479,7 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => export(
             &load_config(config.as_deref())?,
             output.as_deref(),
-            &format,
+            format,
             zone.as_deref(),
         ),
         Command::Resolve {
@@ -826,14 +833,14 @@ fn import(
 fn export(
     config: &ValidConfig,
     output: Option<&Path>,
-    format: &str,
+    format: ExportFormat,
     zone: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
     use idnode::model::ResponseCode;
     use idnode::wire::dns::{zonefile::ZoneFileWriter, NameMeaning};
 
     anyhow::ensure!(
-        zone.is_none() || format == "zone",
+        zone.is_none() || format == ExportFormat::Zone,
         "--zone only applies to --format zone"
     );
     let registry = Registry::open(
@@ -853,7 +860,7 @@ fn export(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(out);
-    if format != "zone" {
+    if format == ExportFormat::Jsonl {
         let mut n = 0usize;
         for item in registry.iter_records() {
             let (_, record) = item?;
@@ -1299,57 +1306,6 @@ fn print_answer(response: &Response, json: bool) -> anyhow::Result<bool> {
     Ok(found)
 }
 
-/// One line of an `idnode admin batch` file.
-fn batch_request(line: &str) -> anyhow::Result<AdminRequest> {
-    let json: serde_json::Value = serde_json::from_str(line).context("malformed JSON")?;
-    let field = |name: &str| json.get(name);
-    let handle = field("handle")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("no \"handle\""))?
-        .to_string();
-    let overwrite = field("overwrite")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let values = || -> anyhow::Result<Vec<HandleValue>> {
-        let v = field("values").ok_or_else(|| anyhow::anyhow!("no \"values\""))?;
-        let (_, values) = hjson::values_from_request_body(v).context("bad values")?;
-        validate_values(&values)?;
-        Ok(values)
-    };
-    let op = field("op").and_then(|v| v.as_str()).unwrap_or_default();
-    Ok(match op {
-        "create" => AdminRequest::Create {
-            handle,
-            values: values()?,
-            overwrite,
-        },
-        "add" => AdminRequest::AddValues {
-            handle,
-            values: values()?,
-            overwrite,
-        },
-        "modify" => AdminRequest::ModifyValues {
-            handle,
-            values: values()?,
-        },
-        "remove" => AdminRequest::RemoveValues {
-            handle,
-            indexes: field("indexes")
-                .and_then(|v| v.as_array())
-                .ok_or_else(|| anyhow::anyhow!("no \"indexes\""))?
-                .iter()
-                .map(|i| {
-                    i.as_u64()
-                        .and_then(|i| u32::try_from(i).ok())
-                        .ok_or_else(|| anyhow::anyhow!("bad index {i}"))
-                })
-                .collect::<anyhow::Result<_>>()?,
-        },
-        "delete" => AdminRequest::Delete { handle },
-        other => anyhow::bail!("unknown op {other:?} (create, add, modify, remove, delete)"),
-    })
-}
-
 /// `idnode admin batch`: every operation of the file through one session.
 fn native_admin_batch(
     file: &Path,
@@ -1370,7 +1326,10 @@ fn native_admin_batch(
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| batch_request(l).with_context(|| format!("{}:{}", file.display(), n + 1)))
+        .map(|(n, l)| {
+            AdminRequest::from_batch_line(l)
+                .with_context(|| format!("{}:{}", file.display(), n + 1))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let client = client_for(conn)?;
     let auth = authenticator(auth)?.ok_or_else(|| {
