@@ -40,6 +40,8 @@ use crate::wire::handle::message::{
     UDP_CHUNK,
 };
 
+pub mod admin;
+
 /// Flags of a Handle.Net resolution request: REC | CA | PO.
 pub const DEFAULT_FLAGS: u32 = flag::RECURSIVE | flag::CACHE_CERTIFY | flag::PUBLIC_ONLY;
 /// How long a request claims to stay valid (Handle.Net: 12 hours).

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Identity;
-use crate::model::{Handle, Prefix, SuffixCase};
+use crate::model::{Prefix, SuffixCase};
 use crate::net::CidrList;
 
 /// The configuration `idnode serve` uses when none is given (also `config/default.toml`).
@@ -611,18 +611,10 @@ pub struct TlsFiles {
     pub client_certs: bool,
 }
 
-/// Parse `index:handle` (index required, positive).
+/// Parse `index:handle` (index required, positive): [`Identity::parse`] with
+/// [`IndexRule::Required`](crate::auth::IndexRule::Required).
 pub fn parse_identity(text: &str, case: SuffixCase) -> Result<Identity, String> {
-    let (index, handle) = text
-        .split_once(':')
-        .ok_or_else(|| format!("{text:?} is not index:handle"))?;
-    let index: u32 = index
-        .parse()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| format!("{text:?}: index must be a positive integer"))?;
-    let handle = Handle::parse(handle, case).map_err(|e| format!("{text:?}: {e}"))?;
-    Ok(Identity { handle, index })
+    Identity::parse(text, case, crate::auth::IndexRule::Required).map_err(|e| e.to_string())
 }
 
 impl Config {

@@ -2,14 +2,15 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use idnode::auth::challenge::PrivateKey;
+use idnode::auth::IndexRule;
 
 /// jemalloc instead of the system allocator: sled allocates per key and per value, and with
 /// glibc's malloc a 10M-identifier node grew past 1 GiB under load (fragmentation) and spent
@@ -23,7 +24,7 @@ use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
 use idnode::model::{types, validate_values, HandleValue, Prefix};
 use idnode::resolve::{init_prefix, repair_prefix, Engine, Policy};
 use idnode::server;
-use idnode::store::{Record, Registry};
+use idnode::store::Registry;
 use idnode::wire::json as hjson;
 
 #[derive(Parser)]
@@ -164,8 +165,8 @@ enum Command {
         /// jsonl: every record, the format `import` reads (a full backup). zone: an RFC 1035
         /// zone file of the public DNS answers (SOA and NS at the apex; TXT, URI and NAPTR per
         /// identifier, as the DNS front end answers them), for NSD, Knot or BIND.
-        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "zone"])]
-        format: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
         /// The zone with --format zone (default: the configuration's [dns] zone).
         #[arg(long)]
         zone: Option<String>,
@@ -228,6 +229,13 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// What `idnode export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Zone,
 }
 
 /// Where the native protocol server is.
@@ -478,7 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => export(
             &load_config(config.as_deref())?,
             output.as_deref(),
-            &format,
+            format,
             zone.as_deref(),
         ),
         Command::Resolve {
@@ -758,7 +766,7 @@ fn import(
     batch_size: usize,
     no_change_log: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use idnode::store::{ImportLog, PreparedRecord};
+    use idnode::resolve::import::{ImportError, ImportEvent, Importer};
     let started = std::time::Instant::now();
     if let Some(path) = &config.raw.log.audit_file {
         idnode::audit::open_file(path)
@@ -768,7 +776,7 @@ fn import(
     let registry = Arc::new(server::open_registry(config)?);
     server::prepare_registry(config, &registry)?;
     let engine = Engine::new(
-        registry.clone(),
+        registry,
         Policy {
             suffix_case: config.raw.node.suffix_case,
             partition: config.partition,
@@ -777,91 +785,21 @@ fn import(
     );
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let bar = progress(f.metadata().ok().map(|m| m.len()));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0);
-    let log = if no_change_log {
-        // Before any record is written: followers re-bootstrap from a snapshot.
-        ImportLog::Unlogged(registry.reset_change_feed()?)
-    } else {
-        ImportLog::Entries
-    };
-    // Pipeline: this thread reads, parses, validates and encodes lines into batches; a writer
-    // thread commits them to sled (one transaction per batch). A few batches in flight keep
-    // both busy without holding the file in memory.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PreparedRecord>>(4);
-    let (written, parsed) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| -> anyhow::Result<usize> {
-            let mut written = 0usize;
-            for batch in rx {
-                registry.import_batch(&batch, &log)?;
-                written += batch.len();
+    let summary = Importer::new(&engine)
+        .run(f, batch_size, !no_change_log, |event| match event {
+            ImportEvent::Read { bytes } => bar.inc(bytes),
+            ImportEvent::Rejected { line, reason } => {
+                bar.suspend(|| eprintln!("line {line}: rejected: {reason}"))
             }
-            Ok(written)
-        });
-        let parsed = (|| -> anyhow::Result<(usize, usize)> {
-            let (mut rejected, mut other_partitions) = (0usize, 0usize);
-            let mut reject = |line_no: usize, reason: String| {
-                rejected += 1;
-                bar.suspend(|| eprintln!("line {line_no}: rejected: {reason}"));
-            };
-            // Homing does not change during an import: remember each prefix's answer.
-            let mut responsible = std::collections::HashMap::new();
-            let mut batch = Vec::with_capacity(batch_size);
-            let reader = std::io::BufReader::with_capacity(1 << 20, f);
-            for (i, line) in reader.split(b'\n').enumerate() {
-                let line_no = i + 1;
-                let line = line.with_context(|| format!("reading {}", file.display()))?;
-                bar.inc(line.len() as u64 + 1);
-                let text = match std::str::from_utf8(&line) {
-                    Ok(t) => t.trim(),
-                    Err(_) => {
-                        reject(line_no, "not UTF-8".into());
-                        continue;
-                    }
-                };
-                if text.is_empty() {
-                    continue;
-                }
-                match parse_import_line(&engine, &mut responsible, text, now) {
-                    // On a server of a multi-server site, the same file feeds every server:
-                    // each keeps the records that hash to it.
-                    Ok((handle, _)) if !engine.in_partition(&handle) => other_partitions += 1,
-                    Ok((handle, record)) => match PreparedRecord::new(&handle, &record) {
-                        Ok(prepared) => batch.push(prepared),
-                        Err(e) => reject(line_no, e.to_string()),
-                    },
-                    Err(reason) => reject(line_no, reason),
-                }
-                if batch.len() >= batch_size {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                    if tx.send(full).is_err() {
-                        // The writer stopped on an error; it is reported below.
-                        return Ok((rejected, other_partitions));
-                    }
-                }
+        })
+        .map_err(|e| match e {
+            ImportError::Read(e) => {
+                anyhow::Error::new(e).context(format!("reading {}", file.display()))
             }
-            if !batch.is_empty() {
-                // An error here means the writer stopped; it is reported below.
-                let _ = tx.send(batch);
-            }
-            Ok((rejected, other_partitions))
-        })();
-        // Closing the channel ends the writer's loop.
-        drop(tx);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the import writer thread panicked")));
-        (written, parsed)
-    });
-    let written = written?;
-    let (rejected, other_partitions) = parsed?;
-    // Nothing is reported as imported before it is on disk.
-    registry
-        .make_all_durable()
-        .context("making the imported records durable")?;
+            e => e.into(),
+        })?;
     bar.finish_and_clear();
+    let (written, rejected) = (summary.written, summary.rejected);
     let secs = started.elapsed().as_secs_f64();
     idnode::audit::write(
         idnode::audit::Origin::Local("import"),
@@ -876,8 +814,11 @@ fn import(
         "{secs:.1} s, {:.0} records/s, durable",
         written as f64 / secs.max(1e-9)
     );
-    if other_partitions > 0 {
-        println!("skipped {other_partitions} records that hash to other servers of the site");
+    if summary.other_partitions > 0 {
+        println!(
+            "skipped {} records that hash to other servers of the site",
+            summary.other_partitions
+        );
     }
     if no_change_log {
         println!("change log reset: followers re-bootstrap from a snapshot");
@@ -889,66 +830,17 @@ fn import(
     })
 }
 
-/// One JSON Lines record: `{"handle": "...", "values": [...]}` in the REST value shape.
-/// `responsible` caches the node's responsibility per prefix (prefix handles `0.NA/X` are
-/// always asked afresh: their answer depends on `X`).
-fn parse_import_line(
-    engine: &Engine,
-    responsible: &mut std::collections::HashMap<String, bool>,
-    text: &str,
-    now: u32,
-) -> Result<(idnode::model::Handle, Record), String> {
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
-    let (handle_text, mut values) =
-        hjson::values_from_request_body(&json).map_err(|e| e.to_string())?;
-    let handle_text = handle_text.ok_or("no \"handle\" field")?;
-    let handle = engine.parse_handle(&handle_text).map_err(|f| f.message)?;
-    let prefix = handle.prefix();
-    let cached = match handle.described_prefix() {
-        None => responsible.get(prefix.as_str()).copied(),
-        Some(_) => None,
-    };
-    let is_responsible = match cached {
-        Some(known) => known,
-        None => {
-            let known = engine.is_responsible(&handle).map_err(|f| f.message)?;
-            if handle.described_prefix().is_none() {
-                responsible.insert(prefix.as_str().to_string(), known);
-            }
-            known
-        }
-    };
-    if !is_responsible {
-        return Err(format!(
-            "prefix {prefix} is not homed by this node (add it to node.homed_prefixes)"
-        ));
-    }
-    validate_values(&values).map_err(|e| e.to_string())?;
-    for v in &mut values {
-        if v.timestamp == 0 {
-            v.timestamp = now;
-        }
-    }
-    values.sort_by_key(|v| v.index);
-    let record = Record {
-        handle: handle.as_str().to_string(),
-        values,
-    };
-    Ok((handle, record))
-}
-
 fn export(
     config: &ValidConfig,
     output: Option<&Path>,
-    format: &str,
+    format: ExportFormat,
     zone: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
     use idnode::model::ResponseCode;
     use idnode::wire::dns::{zonefile::ZoneFileWriter, NameMeaning};
 
     anyhow::ensure!(
-        zone.is_none() || format == "zone",
+        zone.is_none() || format == ExportFormat::Zone,
         "--zone only applies to --format zone"
     );
     let registry = Registry::open(
@@ -968,7 +860,7 @@ fn export(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(out);
-    if format != "zone" {
+    if format == ExportFormat::Jsonl {
         let mut n = 0usize;
         for item in registry.iter_records() {
             let (_, record) = item?;
@@ -1108,18 +1000,6 @@ fn client_for(conn: &ConnArgs) -> anyhow::Result<Client> {
     Ok(Client::new(server_addr(&conn.server)?).with_timeout(conn.timeout))
 }
 
-/// `300:0.NA/88.100.1` → (Some(300), "0.NA/88.100.1"); anything else is a bare handle.
-fn split_identity(text: &str) -> (Option<u32>, &str) {
-    if let Some((index, handle)) = text.split_once(':') {
-        if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(i) = index.parse::<u32>() {
-                return (Some(i), handle);
-            }
-        }
-    }
-    (None, text)
-}
-
 /// The identity the options describe (`None` when no --auth-handle is given).
 fn authenticator(a: &AuthArgs) -> anyhow::Result<Option<Authenticator>> {
     let Some(text) = a.auth_handle.as_deref() else {
@@ -1132,7 +1012,9 @@ fn authenticator(a: &AuthArgs) -> anyhow::Result<Option<Authenticator>> {
         );
         return Ok(None);
     };
-    let (index_in_text, identity_handle) = split_identity(text);
+    // `300:0.NA/88.100.1` or a bare handle; the server parses the handle.
+    let (index_in_text, identity_handle) =
+        IndexRule::Optional.split(text).context("--auth-handle")?;
     let index = match (index_in_text, a.auth_index) {
         (Some(i), Some(j)) if i != j => {
             anyhow::bail!("--auth-handle names index {i} but --auth-index says {j}")
@@ -1424,57 +1306,6 @@ fn print_answer(response: &Response, json: bool) -> anyhow::Result<bool> {
     Ok(found)
 }
 
-/// One line of an `idnode admin batch` file.
-fn batch_request(line: &str) -> anyhow::Result<AdminRequest> {
-    let json: serde_json::Value = serde_json::from_str(line).context("malformed JSON")?;
-    let field = |name: &str| json.get(name);
-    let handle = field("handle")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("no \"handle\""))?
-        .to_string();
-    let overwrite = field("overwrite")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let values = || -> anyhow::Result<Vec<HandleValue>> {
-        let v = field("values").ok_or_else(|| anyhow::anyhow!("no \"values\""))?;
-        let (_, values) = hjson::values_from_request_body(v).context("bad values")?;
-        validate_values(&values)?;
-        Ok(values)
-    };
-    let op = field("op").and_then(|v| v.as_str()).unwrap_or_default();
-    Ok(match op {
-        "create" => AdminRequest::Create {
-            handle,
-            values: values()?,
-            overwrite,
-        },
-        "add" => AdminRequest::AddValues {
-            handle,
-            values: values()?,
-            overwrite,
-        },
-        "modify" => AdminRequest::ModifyValues {
-            handle,
-            values: values()?,
-        },
-        "remove" => AdminRequest::RemoveValues {
-            handle,
-            indexes: field("indexes")
-                .and_then(|v| v.as_array())
-                .ok_or_else(|| anyhow::anyhow!("no \"indexes\""))?
-                .iter()
-                .map(|i| {
-                    i.as_u64()
-                        .and_then(|i| u32::try_from(i).ok())
-                        .ok_or_else(|| anyhow::anyhow!("bad index {i}"))
-                })
-                .collect::<anyhow::Result<_>>()?,
-        },
-        "delete" => AdminRequest::Delete { handle },
-        other => anyhow::bail!("unknown op {other:?} (create, add, modify, remove, delete)"),
-    })
-}
-
 /// `idnode admin batch`: every operation of the file through one session.
 fn native_admin_batch(
     file: &Path,
@@ -1495,7 +1326,10 @@ fn native_admin_batch(
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| batch_request(l).with_context(|| format!("{}:{}", file.display(), n + 1)))
+        .map(|(n, l)| {
+            AdminRequest::from_batch_line(l)
+                .with_context(|| format!("{}:{}", file.display(), n + 1))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let client = client_for(conn)?;
     let auth = authenticator(auth)?.ok_or_else(|| {

@@ -16,6 +16,7 @@
 
 pub mod challenge;
 pub mod credential;
+pub mod identity;
 pub mod pending;
 pub mod session;
 
@@ -27,22 +28,10 @@ use crate::model::{
     types, AdminRef, Handle, HandleValue, PublicKey, SuffixCase, ValueList, ValueReference,
 };
 use crate::store::{Registry, StoreError};
+pub use identity::{Identity, IdentityError, IndexRule};
 
 /// How deep HS_VLIST groups may nest.
 pub const MAX_GROUP_DEPTH: usize = 10;
-
-/// An authenticated administrator: one value (`index`) of a handle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub handle: Handle,
-    pub index: u32,
-}
-
-impl std::fmt::Display for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.index, self.handle)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

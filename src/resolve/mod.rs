@@ -35,10 +35,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 pub mod cache;
+pub mod import;
 pub mod recursion;
 pub mod site;
 
-use crate::auth::{admin_value_indexes, AuthError, Authorizer, Identity};
+use crate::auth::{admin_value_indexes, AuthError, Authorizer, Identity, IdentityError, IndexRule};
 use crate::model::{
     types, validate_values, AdminPermissions, Handle, HandleValue, Prefix, ResponseCode,
     SuffixCase, ValueError,
@@ -240,6 +241,26 @@ fn same_content(a: &HandleValue, b: &HandleValue) -> bool {
         && a.references == b.references
 }
 
+/// Which values [`stamp`] sets the time of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// Every value: a change through the engine happens now.
+    All,
+    /// Values without a time (timestamp 0): a bulk load keeps the times its records carry
+    /// (an export re-imported is the same data).
+    Unset,
+}
+
+/// The one place values get their timestamp: engine writes, the administrator
+/// [`init_prefix`] lays out, and imported records ([`import`]).
+fn stamp(values: &mut [HandleValue], now: u32, which: Stamp) {
+    for v in values {
+        if which == Stamp::All || v.timestamp == 0 {
+            v.timestamp = now;
+        }
+    }
+}
+
 fn sorted(mut values: Vec<HandleValue>) -> Vec<HandleValue> {
     values.sort_by_key(|v| v.index);
     values
@@ -316,12 +337,11 @@ impl Engine {
     fn claimed_identity(&self, text: &str, what: &str) -> Result<(Handle, u32), Failure> {
         let text = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
         let refused = |why: String| Failure::new(ResponseCode::AuthenticationFailed, why);
-        let (index, handle) = text
-            .split_once(':')
-            .and_then(|(i, h)| Some((i.parse::<u32>().ok().filter(|&i| i > 0)?, h)))
-            .ok_or_else(|| refused(format!("{what} names {text:?}, not index:handle")))?;
-        let handle = self.parse_handle(handle).map_err(|f| refused(f.message))?;
-        Ok((handle, index))
+        match Identity::parse(&text, self.policy.suffix_case, IndexRule::Required) {
+            Ok(identity) => Ok((identity.handle, identity.index)),
+            Err(IdentityError::Handle { source, .. }) => Err(refused(source.to_string())),
+            Err(_) => Err(refused(format!("{what} names {text:?}, not index:handle"))),
+        }
     }
 
     fn authorizer(&self) -> Authorizer<'_> {
@@ -703,13 +723,6 @@ impl Engine {
         Ok(Resolution { values })
     }
 
-    fn stamp(values: &mut [HandleValue]) {
-        let now = now_unix();
-        for v in values {
-            v.timestamp = now;
-        }
-    }
-
     /// Create a handle, or replace its whole record when `overwrite` is `Yes`.
     pub fn create(
         &self,
@@ -721,7 +734,7 @@ impl Engine {
         self.require_responsible(handle)?;
         self.require_writable(handle)?;
         validate_values(&values)?;
-        Self::stamp(&mut values);
+        stamp(&mut values, now_unix(), Stamp::All);
         let values = sorted(values);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             match (current, overwrite) {
@@ -767,7 +780,7 @@ impl Engine {
         self.require_responsible(handle)?;
         self.require_writable(handle)?;
         validate_values(&values)?;
-        Self::stamp(&mut values);
+        stamp(&mut values, now_unix(), Stamp::All);
         let mut replaced_any = false;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
@@ -811,7 +824,7 @@ impl Engine {
         self.require_responsible(handle)?;
         self.require_writable(handle)?;
         validate_values(&values)?;
-        Self::stamp(&mut values);
+        stamp(&mut values, now_unix(), Stamp::All);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -1085,7 +1098,6 @@ fn admin_layout(
         ));
     }
     let na = prefix.na_handle();
-    let now = now_unix();
     let mut values = vec![
         HandleValue::new(
             100,
@@ -1111,8 +1123,6 @@ fn admin_layout(
         HandleValue::new(admin_index, types::HS_SECKEY, secret.to_vec())
             .with_permissions(ValuePermissions::ADMIN_ONLY),
     ];
-    for v in &mut values {
-        v.timestamp = now;
-    }
+    stamp(&mut values, now_unix(), Stamp::All);
     Ok(values)
 }

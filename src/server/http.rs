@@ -303,16 +303,14 @@ fn check_credentials(
     let user = percent_decode_str(&String::from_utf8_lossy(user))
         .decode_utf8_lossy()
         .into_owned();
-    let (index, handle_text) = match user.split_once(':') {
-        Some((i, h)) if !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) => {
-            (i.parse::<u32>().unwrap_or(u32::MAX), h.to_string())
-        }
-        _ => (0, user.clone()),
-    };
-    let Ok(handle) = state.engine.parse_handle(&handle_text) else {
+    let case = state.engine.policy().suffix_case;
+    let Ok(id) = crate::auth::Identity::parse(&user, case, crate::auth::IndexRule::Optional) else {
         return Credentials::Refused(format!("{user:?} is not index:handle"));
     };
-    match state.engine.authenticate_secret(&handle, index, secret) {
+    match state
+        .engine
+        .authenticate_secret(&id.handle, id.index, secret)
+    {
         Ok(identity) => Credentials::Valid(identity),
         Err(f) => {
             tracing::info!(user = %user, reason = %f.message, "HTTP authentication refused");

@@ -34,6 +34,7 @@
 //! ([`Registry::reset_change_feed`] + [`ImportLog::Unlogged`]) skips the per-record
 //! entries and makes followers re-bootstrap instead.
 
+pub mod import;
 pub mod record;
 
 use std::collections::HashSet;
