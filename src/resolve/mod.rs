@@ -36,7 +36,10 @@ use std::sync::Arc;
 
 pub mod cache;
 pub mod recursion;
+pub mod resolver;
 pub mod site;
+
+pub use resolver::{Answer, Origin, Resolver, Route};
 
 use crate::auth::{admin_value_indexes, AuthError, Authorizer, Identity};
 use crate::model::{
@@ -181,13 +184,6 @@ pub struct WriteOutcome {
 pub struct Engine {
     registry: Arc<Registry>,
     policy: Arc<Policy>,
-}
-
-fn now_unix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
-        .unwrap_or(0)
 }
 
 /// Admin-permission bits needed to turn `old` values into `new` values. `admin` holds the
@@ -355,6 +351,15 @@ impl Engine {
             .iter()
             .find(|(p, _)| *p == prefix)
             .map(|(_, up)| up.as_str())
+    }
+
+    /// Whether `handle` may be written here at all, before any credential is checked: this
+    /// node must be responsible for it (RC 301) and not hold it as a read-only mirror (RC 7,
+    /// naming the primary). Every write runs it; front ends run it first so a client is
+    /// sent on before being challenged for credentials this node may not even hold.
+    pub fn check_write_target(&self, handle: &Handle) -> Result<(), Failure> {
+        self.require_responsible(handle)?;
+        self.require_writable(handle)
     }
 
     /// Refuse writes to mirrored prefixes: RC 7 (server backup), naming the primary.
@@ -704,7 +709,7 @@ impl Engine {
     }
 
     fn stamp(values: &mut [HandleValue]) {
-        let now = now_unix();
+        let now = crate::model::unix_now_u32();
         for v in values {
             v.timestamp = now;
         }
@@ -718,8 +723,7 @@ impl Engine {
         mut values: Vec<HandleValue>,
         overwrite: Overwrite,
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         validate_values(&values)?;
         Self::stamp(&mut values);
         let values = sorted(values);
@@ -764,8 +768,7 @@ impl Engine {
         mut values: Vec<HandleValue>,
         overwrite: bool,
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         validate_values(&values)?;
         Self::stamp(&mut values);
         let mut replaced_any = false;
@@ -808,8 +811,7 @@ impl Engine {
         handle: &Handle,
         mut values: Vec<HandleValue>,
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         validate_values(&values)?;
         Self::stamp(&mut values);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
@@ -848,8 +850,7 @@ impl Engine {
         handle: &Handle,
         indexes: &[u32],
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -879,8 +880,7 @@ impl Engine {
 
     /// Delete a handle.
     pub fn delete(&self, identity: &Identity, handle: &Handle) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -1085,7 +1085,7 @@ fn admin_layout(
         ));
     }
     let na = prefix.na_handle();
-    let now = now_unix();
+    let now = crate::model::unix_now_u32();
     let mut values = vec![
         HandleValue::new(
             100,
