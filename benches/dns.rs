@@ -76,7 +76,11 @@ fn dns(c: &mut Criterion) {
     zone.homed = vec![prefix];
     let metrics = Metrics::new().expect("metrics");
     let engine = Engine::new(store.registry.clone(), Policy::default());
-    let service = DnsService::new(engine, None, &metrics, zone.clone());
+    let service = DnsService::new(
+        idnode::resolve::Resolver::new(engine, None),
+        &metrics,
+        zone.clone(),
+    );
     let serial = store.registry.last_seq() as u32;
 
     let mut rng = SplitMix64::new(0xD45);

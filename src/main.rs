@@ -836,7 +836,8 @@ fn export(
     format: ExportFormat,
     zone: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use idnode::model::ResponseCode;
+    use idnode::resolve::resolver::Found;
+    use idnode::resolve::Resolver;
     use idnode::wire::dns::{zonefile::ZoneFileWriter, NameMeaning};
 
     anyhow::ensure!(
@@ -888,7 +889,11 @@ fn export(
     let suffix_case = config.raw.node.suffix_case;
     let mut dns_zone =
         server::dns::zone_from_config(&dns_config, suffix_case).context("the DNS zone")?;
-    let engine = Engine::new(registry.clone(), server::engine_policy(config));
+    let resolver = Resolver::new(
+        Engine::new(registry.clone(), server::engine_policy(config)),
+        None,
+    );
+    let engine = resolver.engine();
     dns_zone.homed = engine
         .homed_prefixes()
         .map_err(|f| anyhow::anyhow!("{f}"))?;
@@ -922,29 +927,16 @@ fn export(
             not_served += 1;
             continue;
         };
-        let mut answer = None;
-        for candidate in candidates {
-            let query = idnode::resolve::Query {
-                handle: candidate.clone(),
-                indexes: Vec::new(),
-                types: Vec::new(),
-                public_only: true,
-                refer: false,
-            };
-            answer = Some(match engine.resolve(&query, None) {
-                Ok(r) => (candidate, Ok(r.values)),
-                Err(f) if f.code == ResponseCode::HandleNotFound => continue,
-                Err(f) => (candidate, Err(f.code)),
-            });
-            break;
-        }
-        match answer {
-            Some((c, Ok(values))) if c.key() == key => {
+        // The name's identifier candidates in order, as a DNS query for it is answered.
+        match resolver.local_candidates(&candidates).found {
+            Found::Values(c, values) if c.key() == key => {
                 writer.identifier(&name, &values, now)?;
                 written += 1;
             }
-            Some((c, Err(ResponseCode::ValuesNotFound))) if c.key() == key => no_public += 1,
-            Some((c, _)) if c.key() != key => shadowed += 1,
+            Found::NoValues(c) if c.key() == key => no_public += 1,
+            // Another candidate answers for the name (or is routed elsewhere).
+            Found::Values(..) | Found::NoValues(_) => shadowed += 1,
+            Found::NotResponsible(c) if c.key() != key => shadowed += 1,
             _ => not_served += 1,
         }
     }

@@ -13,3 +13,18 @@ pub use structured::{AdminPermissions, AdminRef, PublicKey, ServerInfo, SiteInfo
 pub use value::{
     types, validate_values, HandleValue, Ttl, ValueError, ValuePermissions, ValueReference,
 };
+
+/// Seconds since the Unix epoch by the system clock (0 if the clock is before it). The one
+/// place front ends read wall-clock time for value timestamps, TTL expiry and the resolver's
+/// `now`; the state machines below them take `now` as an argument.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// [`unix_now`] as the 32-bit timestamps Handle values carry (saturating in 2106).
+pub fn unix_now_u32() -> u32 {
+    u32::try_from(unix_now()).unwrap_or(u32::MAX)
+}

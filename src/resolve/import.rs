@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 
-use super::{now_unix, sorted, stamp, Engine, Stamp};
+use super::{sorted, stamp, Engine, Stamp};
 use crate::model::{validate_values, Handle};
 use crate::store::import::{write_batches, WriteError};
 use crate::store::{ImportLog, PreparedRecord, Record, StoreError};
@@ -85,7 +85,7 @@ pub struct Importer<'a> {
 impl<'a> Importer<'a> {
     /// A load stamped with the current time.
     pub fn new(engine: &'a Engine) -> Importer<'a> {
-        Importer::at(engine, now_unix())
+        Importer::at(engine, crate::model::unix_now_u32())
     }
 
     /// A load stamped with `now` (unix seconds).

@@ -37,7 +37,10 @@ use std::sync::Arc;
 pub mod cache;
 pub mod import;
 pub mod recursion;
+pub mod resolver;
 pub mod site;
+
+pub use resolver::{Answer, Origin, Resolver, Route};
 
 use crate::auth::{admin_value_indexes, AuthError, Authorizer, Identity, IdentityError, IndexRule};
 use crate::model::{
@@ -182,13 +185,6 @@ pub struct WriteOutcome {
 pub struct Engine {
     registry: Arc<Registry>,
     policy: Arc<Policy>,
-}
-
-fn now_unix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
-        .unwrap_or(0)
 }
 
 /// Admin-permission bits needed to turn `old` values into `new` values. `admin` holds the
@@ -375,6 +371,15 @@ impl Engine {
             .iter()
             .find(|(p, _)| *p == prefix)
             .map(|(_, up)| up.as_str())
+    }
+
+    /// Whether `handle` may be written here at all, before any credential is checked: this
+    /// node must be responsible for it (RC 301) and not hold it as a read-only mirror (RC 7,
+    /// naming the primary). Every write runs it; front ends run it first so a client is
+    /// sent on before being challenged for credentials this node may not even hold.
+    pub fn check_write_target(&self, handle: &Handle) -> Result<(), Failure> {
+        self.require_responsible(handle)?;
+        self.require_writable(handle)
     }
 
     /// Refuse writes to mirrored prefixes: RC 7 (server backup), naming the primary.
@@ -731,10 +736,9 @@ impl Engine {
         mut values: Vec<HandleValue>,
         overwrite: Overwrite,
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         validate_values(&values)?;
-        stamp(&mut values, now_unix(), Stamp::All);
+        stamp(&mut values, crate::model::unix_now_u32(), Stamp::All);
         let values = sorted(values);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             match (current, overwrite) {
@@ -777,10 +781,9 @@ impl Engine {
         mut values: Vec<HandleValue>,
         overwrite: bool,
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         validate_values(&values)?;
-        stamp(&mut values, now_unix(), Stamp::All);
+        stamp(&mut values, crate::model::unix_now_u32(), Stamp::All);
         let mut replaced_any = false;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
@@ -821,10 +824,9 @@ impl Engine {
         handle: &Handle,
         mut values: Vec<HandleValue>,
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         validate_values(&values)?;
-        stamp(&mut values, now_unix(), Stamp::All);
+        stamp(&mut values, crate::model::unix_now_u32(), Stamp::All);
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -861,8 +863,7 @@ impl Engine {
         handle: &Handle,
         indexes: &[u32],
     ) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -892,8 +893,7 @@ impl Engine {
 
     /// Delete a handle.
     pub fn delete(&self, identity: &Identity, handle: &Handle) -> Result<WriteOutcome, Failure> {
-        self.require_responsible(handle)?;
-        self.require_writable(handle)?;
+        self.check_write_target(handle)?;
         let committed = self.registry.mutate::<Failure, _>(handle, |current| {
             let cur = current
                 .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
@@ -1123,6 +1123,6 @@ fn admin_layout(
         HandleValue::new(admin_index, types::HS_SECKEY, secret.to_vec())
             .with_permissions(ValuePermissions::ADMIN_ONLY),
     ];
-    stamp(&mut values, now_unix(), Stamp::All);
+    stamp(&mut values, crate::model::unix_now_u32(), Stamp::All);
     Ok(values)
 }

@@ -50,10 +50,10 @@ use super::accept::{next_request, read_by, write_answer, Connection, ConnectionT
 use super::udp::{DatagramService, Handled, Replies, Reuse, RELAYED_REUSE_SECS};
 use crate::config::DnsConfig;
 use crate::metrics::Metrics;
-use crate::model::{Handle, HandleValue, ResponseCode, SuffixCase, Ttl};
-use crate::resolve::cache::CachedAnswer;
-use crate::resolve::recursion::{RecursionPermit, Recursor, Refused};
-use crate::resolve::{Engine, Query};
+use crate::model::{Handle, HandleValue, SuffixCase, Ttl};
+use crate::resolve::recursion::RecursionPermit;
+use crate::resolve::resolver::{CandidateAnswer, Found as Lookup};
+use crate::resolve::{Resolver, Route};
 use crate::wire::dns::{
     absolute_name, answer, decide, encode, rcode_label, rewrite_ttls, BadName, Decision, Found,
     Request, Response, Zone, MAX_TCP_MESSAGE,
@@ -97,6 +97,21 @@ enum Looked {
 }
 
 impl Looked {
+    /// What the resolver found, and the identifier to route upstream when this node is not
+    /// responsible for it.
+    fn from(answer: CandidateAnswer) -> (Looked, Option<Handle>) {
+        match answer.found {
+            Lookup::Values(_, values) => (Looked::Values(values), None),
+            Lookup::NoValues(_) => (Looked::NoValues, None),
+            Lookup::NoHandle => (Looked::NoHandle, None),
+            Lookup::NotResponsible(handle) => (Looked::NotResponsible, Some(handle)),
+            Lookup::Failed(f) => {
+                tracing::debug!(error = %f, "DNS lookup failed");
+                (Looked::ServFail, None)
+            }
+        }
+    }
+
     fn found(&self) -> Found<'_> {
         match self {
             Looked::Values(v) => Found::Values(v),
@@ -134,34 +149,21 @@ pub fn zone_from_config(config: &DnsConfig, suffix_case: SuffixCase) -> Result<Z
     Ok(zone)
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// DNS query handling, shared by every socket and connection.
 pub struct DnsService {
-    engine: Engine,
-    recursor: Option<Arc<Recursor>>,
+    /// Every lookup goes through it (the registry, and the recursor on recursive nodes).
+    resolver: Resolver,
     zone: Zone,
     requests: [IntCounter; CODES.len()],
     latency: Histogram,
 }
 
 impl DnsService {
-    pub fn new(
-        engine: Engine,
-        recursor: Option<Arc<Recursor>>,
-        metrics: &Metrics,
-        zone: Zone,
-    ) -> DnsService {
+    pub fn new(resolver: Resolver, metrics: &Metrics, zone: Zone) -> DnsService {
         let requests =
             CODES.map(|code| metrics.requests.with_label_values(&["dns", "query", code]));
         DnsService {
-            engine,
-            recursor,
+            resolver,
             zone,
             requests,
             latency: metrics.latency.with_label_values(&["dns", "query"]),
@@ -180,7 +182,7 @@ impl DnsService {
 
     /// The SOA serial: the registry's newest change-log sequence (truncated to 32 bits).
     fn serial(&self) -> u32 {
-        self.engine.registry().last_seq() as u32
+        self.resolver.engine().registry().last_seq() as u32
     }
 
     /// Handle one query packet from `client`; a response, if any, is written to `out`. Lookups
@@ -219,31 +221,9 @@ impl DnsService {
         started: Instant,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let mut looked = Looked::NoHandle;
         // Set when the answer depends on who asked (recursion refused): never replayed.
         let mut personal = false;
-        for handle in &candidates {
-            let query = Query {
-                handle: handle.clone(),
-                indexes: Vec::new(),
-                types: Vec::new(),
-                public_only: true,
-                refer: false,
-            };
-            looked = match self.engine.resolve(&query, None) {
-                Ok(r) => Looked::Values(r.values),
-                Err(f) => match f.code {
-                    ResponseCode::HandleNotFound => continue,
-                    ResponseCode::ValuesNotFound => Looked::NoValues,
-                    ResponseCode::ServerNotResponsible => Looked::NotResponsible,
-                    _ => {
-                        tracing::debug!(handle = handle.as_str(), error = %f, "DNS lookup failed");
-                        Looked::ServFail
-                    }
-                },
-            };
-            break;
-        }
+        let (mut looked, foreign) = Looked::from(self.resolver.local_candidates(&candidates));
         if matches!(looked, Looked::NoHandle | Looked::NotResponsible)
             && request
                 .name()
@@ -253,9 +233,9 @@ impl DnsService {
             // 88.100.1: an empty non-terminal, answered NODATA (never NXDOMAIN or REFUSED).
             looked = Looked::NoValues;
         }
-        if let (Looked::NotResponsible, Some(recursor)) = (&looked, &self.recursor) {
-            match recursor.admit(client) {
-                Ok(permit) => {
+        if let (Looked::NotResponsible, Some(foreign)) = (&looked, foreign) {
+            match self.resolver.route(&foreign, client) {
+                Route::Upstream(permit) => {
                     return Outcome::Recurse(Box::new(RecursionJob {
                         request,
                         candidates,
@@ -265,8 +245,8 @@ impl DnsService {
                     }))
                 }
                 // REFUSED, as on a node that does not recurse.
-                Err(Refused::NotAllowed) => personal = true,
-                Err(Refused::Busy) => looked = Looked::ServFail,
+                Route::Local => personal = self.resolver.recurses(),
+                Route::Busy => looked = Looked::ServFail,
             }
         }
         let reuse = match &looked {
@@ -278,7 +258,7 @@ impl DnsService {
             Looked::ServFail => Reuse::Never,
             _ => Reuse::UntilChange,
         };
-        let now = now_unix().min(u64::from(u32::MAX)) as u32;
+        let now = crate::model::unix_now().min(u64::from(u32::MAX)) as u32;
         let response = answer(
             request,
             looked.found(),
@@ -295,32 +275,14 @@ impl DnsService {
     /// Returns how long the answer may be replayed: its cache lifetime, at most
     /// [`RELAYED_REUSE_SECS`].
     pub async fn recurse(&self, job: RecursionJob, out: &mut Vec<u8>) -> Reuse {
-        let now = now_unix();
-        let mut looked = Looked::NoHandle;
+        let now = crate::model::unix_now();
+        let relayed = self
+            .resolver
+            .upstream_candidates(&job.permit, &job.candidates, now)
+            .await;
         // Seconds the answer stays fresh: the least over the candidates asked.
-        let mut left: Option<u32> = None;
-        if let Some(recursor) = &self.recursor {
-            for handle in &job.candidates {
-                let answer = recursor
-                    .resolve_admitted(&job.permit, handle, &[], &[], 0, now)
-                    .await;
-                if let Ok((_, l)) = &answer {
-                    left = Some(left.map_or(*l, |left| left.min(*l)));
-                }
-                looked = match answer {
-                    Ok((CachedAnswer::Values(values), _)) => Looked::Values(values),
-                    Ok((CachedAnswer::HandleNotFound, _)) => continue,
-                    Ok((CachedAnswer::ValuesNotFound, _)) => Looked::NoValues,
-                    Err(f) => {
-                        tracing::debug!(handle = handle.as_str(), error = %f, "DNS recursion failed");
-                        Looked::ServFail
-                    }
-                };
-                break;
-            }
-        } else {
-            looked = Looked::ServFail;
-        }
+        let left = relayed.origin.fresh_for();
+        let (looked, _) = Looked::from(relayed);
         let reuse = match &looked {
             Looked::ServFail => Reuse::Never,
             Looked::Values(values) if values.iter().any(|v| matches!(v.ttl, Ttl::Absolute(_))) => {
@@ -356,7 +318,7 @@ impl DnsService {
         out: &mut Vec<u8>,
     ) {
         let mut message = response.message;
-        message.metadata.recursion_available = self.recursor.is_some();
+        message.metadata.recursion_available = self.resolver.recurses();
         let limit = match transport {
             Transport::Udp => response.udp_limit,
             Transport::Tcp => MAX_TCP_MESSAGE,
@@ -405,7 +367,7 @@ impl DatagramService for DnsService {
     }
 
     fn epoch(&self) -> u64 {
-        self.engine.registry().last_seq()
+        self.resolver.engine().registry().last_seq()
     }
 
     /// Recursive answers are replayed only to clients that may recurse.
@@ -420,7 +382,7 @@ impl DatagramService for DnsService {
     }
 
     fn replays_relayed_to(&self, peer: SocketAddr) -> bool {
-        self.recursor.as_ref().is_none_or(|r| r.allows(peer.ip()))
+        self.resolver.relays_to(peer.ip())
     }
 
     fn handle(

@@ -23,9 +23,7 @@ use crate::auth::Identity;
 use crate::config::PlainHttpAuth;
 use crate::metrics::Metrics;
 use crate::model::{types, HandleValue, Prefix, ResponseCode, SiteInfo};
-use crate::resolve::cache::CachedAnswer;
-use crate::resolve::recursion::{RecursionPermit, Recursor, Refused};
-use crate::resolve::{Engine, Failure, Overwrite, Query, WriteOutcome};
+use crate::resolve::{Engine, Failure, Overwrite, Query, Resolver, WriteOutcome};
 use crate::wire::json as hjson;
 
 /// What the accept loop knows about a connection, attached to every request on it.
@@ -41,17 +39,24 @@ pub struct ConnInfo {
 pub struct HttpState {
     /// REST API sessions (`Authorization: Handle sessionId=...`).
     pub sessions: sessions::Sessions,
-    pub engine: Engine,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub plain_http_auth: PlainHttpAuth,
     /// The node's own HS_SITE, for `/api/site`.
     pub site: SiteInfo,
-    /// Set on recursive nodes: GETs for identifiers not homed here go through the hierarchy.
-    pub recursor: Option<Arc<Recursor>>,
+    /// Every read goes through it, and writes through its engine (with the recursor on
+    /// recursive nodes: public GETs for identifiers not homed here go through the hierarchy).
+    pub resolver: Resolver,
     /// Failed authentications per client address (as on the native front end): a spent
     /// budget refuses credentials unchecked until it refills.
     pub auth_failures: std::sync::Mutex<crate::auth::pending::FailureLimiter>,
+}
+
+impl HttpState {
+    /// The registry's engine: writes, listings and authentication.
+    pub fn engine(&self) -> &Engine {
+        self.resolver.engine()
+    }
 }
 
 /// The router. Connection info must be inserted into each request's extensions by the caller
@@ -303,12 +308,12 @@ fn check_credentials(
     let user = percent_decode_str(&String::from_utf8_lossy(user))
         .decode_utf8_lossy()
         .into_owned();
-    let case = state.engine.policy().suffix_case;
+    let case = state.engine().policy().suffix_case;
     let Ok(id) = crate::auth::Identity::parse(&user, case, crate::auth::IndexRule::Optional) else {
         return Credentials::Refused(format!("{user:?} is not index:handle"));
     };
     match state
-        .engine
+        .engine()
         .authenticate_secret(&id.handle, id.index, secret)
     {
         Ok(identity) => Credentials::Valid(identity),
@@ -439,7 +444,7 @@ fn session_answer(
         signature: &signature,
     };
     state
-        .engine
+        .engine()
         .authenticate_session_answer(id, &answer)
         .map_err(|f| f.message)
 }
@@ -457,7 +462,7 @@ fn by_client_cert(state: &HttpState, conn: Option<&ConnInfo>) -> Credentials {
         Ok(claim) => claim,
         Err(e) => return Credentials::Refused(e.to_string()),
     };
-    match state.engine.authenticate_public_key(&claim) {
+    match state.engine().authenticate_public_key(&claim) {
         Ok(identity) => Credentials::Valid(identity),
         Err(f) => {
             tracing::info!(user = %claim.identity, reason = %f.message, "client certificate refused");
@@ -587,19 +592,15 @@ async fn handle_api(State(state): State<Arc<HttpState>>, req: Request) -> Respon
     let (parts, body) = req.into_parts();
     let mut params = Params::parse(parts.uri.query());
     let text = handle_from_path(parts.uri.path(), "/api/handles/");
-    // A read-only mirror refuses writes up front (before credentials, which it may not
-    // hold), naming its primary.
+    // A write to an identifier this node does not home, or holds as a read-only mirror, is
+    // refused up front (before credentials, which it may not hold), naming the primary.
     if matches!(parts.method, Method::PUT | Method::DELETE) {
-        if let Some(up) = state
-            .engine
+        if let Some(f) = state
+            .engine()
             .parse_handle(&text)
             .ok()
-            .and_then(|h| state.engine.mirror_of(&h).map(str::to_string))
+            .and_then(|h| state.engine().check_write_target(&h).err())
         {
-            let f = Failure::new(
-                ResponseCode::ServerBackup,
-                format!("read-only mirror of {up}"),
-            );
             observe(&state, "put", f.code, started);
             let resp = failure_response(&f, Some(&text), false, &params);
             return refused_before_body((f.code, resp), &parts.headers, body)
@@ -709,7 +710,7 @@ async fn get_handle(
     text: &str,
     params: &Params,
 ) -> (ResponseCode, Response) {
-    let handle = match state.engine.parse_handle(text) {
+    let handle = match state.engine().parse_handle(text) {
         Ok(h) => h,
         Err(f) => return (f.code, failure_response(&f, Some(text), true, params)),
     };
@@ -759,55 +760,23 @@ async fn get_handle(
     }
 }
 
-/// Resolution for GET and the proxy: a recursive node answers public queries for identifiers
-/// it does not home through the hierarchy (and its cache) to clients `recursion.allow` lists
-/// (503 when `recursion.max_concurrent` lookups are in flight); everything else, and every
-/// other client (also one whose address is unknown), gets the engine's answer.
+/// Resolution for GET and the proxy, through the [`Resolver`]: a recursive node answers
+/// public queries for identifiers it does not home through the hierarchy (and its cache) to
+/// clients `recursion.allow` lists (503 when `recursion.max_concurrent` lookups are in
+/// flight); everything else, and every other client (also one whose address is unknown),
+/// gets the registry's answer.
 async fn resolve_for_client(
     state: &HttpState,
     query: &Query,
     identity: Option<&Identity>,
     client: Option<IpAddr>,
 ) -> Result<Vec<HandleValue>, Failure> {
-    if let (Some(recursor), Some(client)) = (&state.recursor, client) {
-        if query.public_only && !state.engine.is_responsible(&query.handle).unwrap_or(true) {
-            let permit = match recursor.admit(client) {
-                Ok(permit) => Some(permit),
-                Err(Refused::NotAllowed) => None,
-                Err(busy @ Refused::Busy) => return Err(busy.failure()),
-            };
-            if let Some(permit) = permit {
-                return recursive_answer(recursor, &permit, query).await;
-            }
-        }
-    }
-    state.engine.resolve(query, identity).map(|r| r.values)
-}
-
-/// A public resolution through the hierarchy for an admitted client.
-async fn recursive_answer(
-    recursor: &Recursor,
-    permit: &RecursionPermit,
-    query: &Query,
-) -> Result<Vec<HandleValue>, Failure> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (answer, _) = recursor
-        .resolve_admitted(permit, &query.handle, &query.indexes, &query.types, 0, now)
-        .await?;
-    match answer {
-        CachedAnswer::Values(values) => Ok(values),
-        CachedAnswer::HandleNotFound => Err(Failure::new(
-            ResponseCode::HandleNotFound,
-            "Handle Not Found",
-        )),
-        CachedAnswer::ValuesNotFound => Err(Failure::new(
-            ResponseCode::ValuesNotFound,
-            "Values Not Found",
-        )),
-    }
+    let now = crate::model::unix_now();
+    state
+        .resolver
+        .resolve(query, identity, client, now)
+        .await
+        .outcome
 }
 
 /// Why a write was not authenticated.
@@ -886,12 +855,12 @@ async fn put_handle(
     };
     let fail = |f: Failure, text: &str| (f.code, failure_response(&f, Some(text), false, params));
     let handle = if params.flag("mintNewSuffix").unwrap_or(false) {
-        match state.engine.mint_handle(&text) {
+        match state.engine().mint_handle(&text) {
             Ok(h) => h,
             Err(f) => return fail(f, &text),
         }
     } else {
-        match state.engine.parse_handle(&text) {
+        match state.engine().parse_handle(&text) {
             Ok(h) => h,
             Err(f) => return fail(f, &text),
         }
@@ -925,7 +894,7 @@ async fn put_handle(
     };
     let values = match hjson::values_from_request_body(&json) {
         Ok((Some(named), _))
-            if state.engine.parse_handle(&named).ok().as_ref() != Some(&handle) =>
+            if state.engine().parse_handle(&named).ok().as_ref() != Some(&handle) =>
         {
             return fail(
                 Failure::new(
@@ -943,22 +912,9 @@ async fn put_handle(
             )
         }
     };
-    match state.engine.is_responsible(&handle) {
-        Ok(true) => {}
-        Ok(false) => {
-            return fail(
-                Failure::new(
-                    ResponseCode::ServerNotResponsible,
-                    "That prefix doesn't live here",
-                ),
-                &text,
-            )
-        }
-        Err(f) => return fail(f, &text),
-    }
     let overwrite = params.flag("overwrite").unwrap_or(true);
     let index_params: Vec<&str> = params.all("index").collect();
-    let engine = state.engine.clone();
+    let engine = state.engine().clone();
     let who = identity.to_string();
     let written = crate::audit::indexes(values.iter().map(|v| v.index));
     let op = if index_params.is_empty() {
@@ -1052,7 +1008,7 @@ async fn delete_handle(
         return body_error(e, Some(&text), params);
     }
     let fail = |f: Failure| (f.code, failure_response(&f, Some(&text), false, params));
-    let handle = match state.engine.parse_handle(&text) {
+    let handle = match state.engine().parse_handle(&text) {
         Ok(h) => h,
         Err(f) => return fail(f),
     };
@@ -1068,7 +1024,7 @@ async fn delete_handle(
             }
         }
     }
-    let engine = state.engine.clone();
+    let engine = state.engine().clone();
     let who = identity.to_string();
     let (op, removed) = if indexes.is_empty() {
         ("delete", String::new())
@@ -1146,7 +1102,7 @@ async fn list_handles(State(state): State<Arc<HttpState>>, req: Request) -> Resp
         (p, s) => Some((p.unwrap_or(0), s.unwrap_or(10_000))),
     };
     // A scan of every key under the prefix: on the blocking pool, not a runtime worker.
-    let engine = state.engine.clone();
+    let engine = state.engine().clone();
     match run_blocking(move || engine.list_handles(&identity, &prefix, paging)).await {
         Ok((total, handles)) => {
             observe(&state, "list", ResponseCode::Success, started);
@@ -1171,7 +1127,7 @@ async fn list_handles(State(state): State<Arc<HttpState>>, req: Request) -> Resp
 async fn prefixes(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let started = Instant::now();
     let params = Params::parse(req.uri().query());
-    match state.engine.homed_prefixes() {
+    match state.engine().homed_prefixes() {
         Ok(list) => {
             observe(&state, "prefixes", ResponseCode::Success, started);
             let names: Vec<String> = list.iter().map(|p| p.to_string()).collect();
@@ -1317,7 +1273,7 @@ async fn unknown_api(req: Request) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let reg = state.engine.registry();
+    let reg = state.engine().registry();
     state.metrics.records.set(reg.record_count() as i64);
     state.metrics.last_seq.set(reg.last_seq() as i64);
     state.metrics.store_bytes.set(reg.size_on_disk() as i64);
@@ -1403,7 +1359,7 @@ async fn proxy_answer(
         .iter()
         .find_map(|p| text.strip_prefix(p))
         .unwrap_or(text);
-    let handle = match state.engine.parse_handle(text) {
+    let handle = match state.engine().parse_handle(text) {
         Ok(h) => h,
         Err(f) => {
             return html_page(
@@ -1446,7 +1402,7 @@ async fn proxy_answer(
             .iter()
             .find(|v| v.is_type(types::HS_ALIAS))
             .and_then(HandleValue::data_str)
-            .filter(|a| state.engine.parse_handle(a).is_ok())
+            .filter(|a| state.engine().parse_handle(a).is_ok())
         {
             let target = format!(
                 "/{}",

@@ -28,7 +28,7 @@ use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
 use crate::model::{Prefix, SiteInfo};
 use crate::resolve::cache::{Cache, CacheConfig};
 use crate::resolve::recursion::{NetworkUpstream, Recursor, RecursorConfig};
-use crate::resolve::{init_prefix, Engine, Policy};
+use crate::resolve::{init_prefix, Engine, Policy, Resolver};
 use crate::store::{Registry, StoreOptions};
 
 /// How long a TLS handshake may take.
@@ -476,14 +476,14 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         .recursion
         .enabled
         .then(|| Arc::new(build_recursor(&config, &metrics)));
+    let resolver = Resolver::new(engine.clone(), recursor.clone());
     let state = Arc::new(http::HttpState {
         sessions: Default::default(),
-        engine: engine.clone(),
         metrics: metrics.clone(),
         max_body_bytes: config.raw.http.max_body_bytes,
         plain_http_auth: config.raw.http.plain_http_auth,
         site: site.clone(),
-        recursor: recursor.clone(),
+        resolver: resolver.clone(),
         auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
             Default::default(),
         )),
@@ -543,12 +543,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         shutdown_rx.clone(),
     )));
     if dns_tcp.is_some() || !dns_udp.is_empty() {
-        let service = Arc::new(dns::DnsService::new(
-            engine.clone(),
-            recursor.clone(),
-            &metrics,
-            dns_zone,
-        ));
+        let service = Arc::new(dns::DnsService::new(resolver.clone(), &metrics, dns_zone));
         if let Some(tcp) = dns_tcp {
             tasks.push(tokio::spawn(dns::serve_tcp(
                 tcp,

@@ -29,7 +29,6 @@ use crate::auth::challenge::PrivateKey;
 use crate::auth::challenge::{
     request_digest, seckey_form_allowed, verify_pubkey_answer, verify_seckey_answer_with_limit,
 };
-use crate::auth::credential::Certification;
 use crate::auth::pending::{
     FailureLimiter, FailureLimits, PendingFull, PendingLimits, PendingTable,
 };
@@ -37,9 +36,9 @@ use crate::auth::session::{SessionLimits, SessionTable};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{types, Handle, PublicKey, ResponseCode};
-use crate::resolve::cache::CachedAnswer;
-use crate::resolve::recursion::{RecursionPermit, Recursor, Refused};
-use crate::resolve::{Engine, Failure, Overwrite, Query};
+use crate::resolve::recursion::{RecursionPermit, Recursor};
+use crate::resolve::resolver::{Certify, Fetch};
+use crate::resolve::{Engine, Failure, Overwrite, Query, Resolver, Route};
 use crate::wire::handle::message::{
     envelope_flag, flag, header_and_body, op, Body, Envelope, Header, Message, RequestDigest,
     WireError, MAX_MESSAGE_LEN, OUR_VERSION,
@@ -198,10 +197,10 @@ impl Source {
 
 /// Native protocol handler. Shared by every connection and socket.
 pub struct NativeService {
-    engine: Engine,
-    /// Set on nodes with recursion enabled: resolutions with REC for identifiers this node is
-    /// not responsible for are resolved through the hierarchy.
-    recursor: Option<Arc<Recursor>>,
+    /// Resolutions go through it, writes through its engine (on nodes with recursion
+    /// enabled, resolutions with REC for identifiers this node is not responsible for are
+    /// resolved through the hierarchy).
+    resolver: Resolver,
     metrics: Metrics,
     site: Vec<u8>,
     site_serial: u16,
@@ -223,13 +222,6 @@ pub struct NativeService {
     logins: sdk::Logins,
     /// Live sessions (see [`session`]). Lock order: `pending` before `sessions`.
     sessions: Mutex<SessionTable>,
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 pub(crate) fn op_label(op_code: u32) -> &'static str {
@@ -255,8 +247,7 @@ impl NativeService {
     /// `site` is the node's encoded HS_SITE record (answered to GET_SITE_INFO).
     pub fn new(engine: Engine, metrics: Metrics, site: &crate::model::SiteInfo) -> NativeService {
         NativeService {
-            engine,
-            recursor: None,
+            resolver: Resolver::new(engine, None),
             metrics,
             site: site.encode(),
             site_serial: site.serial,
@@ -312,13 +303,18 @@ impl NativeService {
 
     /// Resolve identifiers this node does not home through `recursor` (REC requests).
     pub fn with_recursor(mut self, recursor: Arc<Recursor>) -> NativeService {
-        self.recursor = Some(recursor);
+        self.resolver = Resolver::new(self.engine().clone(), Some(recursor));
         self
+    }
+
+    /// The registry's engine: writes, listings, authentication.
+    fn engine(&self) -> &Engine {
+        self.resolver.engine()
     }
 
     /// The registry's change-log sequence (answers from this node's data change with it).
     pub(crate) fn registry_seq(&self) -> u64 {
-        self.engine.registry().last_seq()
+        self.engine().registry().last_seq()
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -509,7 +505,9 @@ impl NativeService {
         source: Source,
         started: Instant,
     ) -> Option<Result<RecursionJob, Message>> {
-        let recursor = self.recursor.as_ref()?;
+        if !self.resolver.recurses() {
+            return None;
+        }
         if read_u32(message, 0)? != op::RESOLUTION || read_u32(message, 4)? != 0 {
             return None;
         }
@@ -525,10 +523,7 @@ impl NativeService {
         else {
             return None;
         };
-        let parsed = Handle::parse_lenient(handle, self.engine.policy().suffix_case).ok()?;
-        if self.engine.is_responsible(&parsed).unwrap_or(true) {
-            return None;
-        }
+        let parsed = Handle::parse_lenient(handle, self.engine().policy().suffix_case).ok()?;
         let hb = header_and_body(message).map(<[u8]>::to_vec);
         let refuse = |code, text: &str| {
             Some(Err(self.error(
@@ -541,10 +536,10 @@ impl NativeService {
         };
         // Requests naming too many types or indexes are refused (RC 4) inside the recursor,
         // before anything is fetched or cached.
-        let permit = match recursor.admit(source.addr) {
-            Ok(permit) => permit,
-            Err(Refused::NotAllowed) => return None,
-            Err(Refused::Busy) => {
+        let permit = match self.resolver.route(&parsed, source.addr) {
+            Route::Upstream(permit) => permit,
+            Route::Local => return None,
+            Route::Busy => {
                 self.refuse(source.transport, "recursion_busy");
                 return refuse(
                     ResponseCode::ServerTooBusy,
@@ -584,7 +579,7 @@ impl NativeService {
 
     /// Whether answers relayed from upstream may be replayed to `addr` (it may recurse).
     pub(crate) fn recurses_for(&self, addr: IpAddr) -> bool {
-        self.recursor.as_ref().is_none_or(|r| r.allows(addr))
+        self.resolver.relays_to(addr)
     }
 
     /// Resolve a [`RecursionJob`] through the hierarchy and build its answer.
@@ -596,68 +591,53 @@ impl NativeService {
     /// same request bytes: what is left of its cache lifetime, at most
     /// [`super::udp::RELAYED_REUSE_SECS`].
     pub async fn recurse_for_reuse(&self, job: RecursionJob) -> (Vec<Vec<u8>>, Reuse) {
-        let Some(recursor) = &self.recursor else {
-            return (Vec::new(), Reuse::Never);
-        };
-        let now = now_unix();
         let req = &job.request;
         let hb = job.hb.as_deref();
         // A certified request (CT, or the ID-SDK's trusted query) is fetched with CT and its
         // upstream signature checked; it bypasses the cache and is never replayed.
-        let certify = req.header.has(flag::CERTIFY) || req.header.has(flag::TRUSTED_QUERY);
-        let mut upstream_verified = false;
-        let (answer, reuse) = if certify {
-            let fetched = recursor
-                .resolve_certified(
-                    &job.permit,
-                    &job.handle,
-                    &job.indexes,
-                    &job.types,
-                    req.header.recursion_count,
-                    now,
-                )
-                .await;
-            let answer = match fetched {
-                Ok((answer, Certification::Verified)) => {
-                    upstream_verified = true;
-                    Ok(answer)
-                }
-                // CT: a client asking for a certified answer gets no unverified data.
-                Ok((_, check)) if req.header.has(flag::CERTIFY) => Err(Failure::new(
-                    ResponseCode::Error,
-                    format!(
-                        "the upstream answer could not be verified: {}",
-                        check.describe()
-                    ),
-                )),
-                Ok((answer, _)) => Ok(answer),
-                Err(f) => Err(f),
-            };
-            (answer, Reuse::Never)
+        let certify = if req.header.has(flag::CERTIFY) {
+            Certify::Require
+        } else if req.header.has(flag::TRUSTED_QUERY) {
+            Certify::Check
         } else {
-            let answer = recursor
-                .resolve_admitted(
-                    &job.permit,
-                    &job.handle,
-                    &job.indexes,
-                    &job.types,
-                    req.header.recursion_count,
-                    now,
-                )
-                .await;
-            // Replayed no longer than the cache entry stays fresh (what is left of it).
-            let reuse = match &answer {
-                Ok((_, 0)) | Err(_) => Reuse::Never,
-                Ok((_, left)) => Reuse::Until(now + u64::from(*left).min(RELAYED_REUSE_SECS)),
-            };
-            (answer.map(|(a, _)| a), reuse)
+            Certify::No
+        };
+        let query = Query {
+            handle: job.handle.clone(),
+            indexes: job.indexes.clone(),
+            types: job.types.clone(),
+            public_only: true,
+            refer: true,
+        };
+        let fetch = Fetch {
+            recursion_count: req.header.recursion_count,
+            certify,
+        };
+        let now = crate::model::unix_now();
+        let answer = self
+            .resolver
+            .upstream(&job.permit, &query, fetch, now)
+            .await;
+        // Replayed no longer than the cache entry stays fresh (what is left of it); answers
+        // that failed to arrive, and certified ones, never.
+        let reuse = match (&answer.outcome, answer.origin.fresh_for()) {
+            (Err(f), _)
+                if !matches!(
+                    f.code,
+                    ResponseCode::HandleNotFound | ResponseCode::ValuesNotFound
+                ) =>
+            {
+                Reuse::Never
+            }
+            (_, None | Some(0)) => Reuse::Never,
+            (_, Some(left)) => Reuse::Until(now + u64::from(left).min(RELAYED_REUSE_SECS)),
         };
         let text = match &req.body {
             Body::Resolution { handle, .. } => handle.clone(),
             _ => job.handle.as_str().to_string(),
         };
-        let response = match answer {
-            Ok(CachedAnswer::Values(values)) => self.respond(
+        let response = match answer.outcome {
+            Ok(values) => self.respond(
                 &req.envelope,
                 &req.header,
                 hb,
@@ -667,22 +647,9 @@ impl NativeService {
                     values,
                 },
             ),
-            Ok(CachedAnswer::HandleNotFound) => self.error(
-                &req.envelope,
-                &req.header,
-                hb,
-                ResponseCode::HandleNotFound,
-                "Handle Not Found",
-            ),
-            Ok(CachedAnswer::ValuesNotFound) => self.error(
-                &req.envelope,
-                &req.header,
-                hb,
-                ResponseCode::ValuesNotFound,
-                "Values Not Found",
-            ),
             Err(f) => self.failure(&req.envelope, &req.header, hb, &f),
         };
+        let upstream_verified = answer.origin.verified();
         let mut response = response;
         // The answer did not come from this node's own data: trusted for the ID-SDK's trusted
         // query only when the upstream's signature over it verified.
@@ -779,16 +746,13 @@ impl NativeService {
                 ResponseCode::OperationNotSupported,
                 "administrative requests are accepted over TCP only",
             )],
-            o if op::runs_as_identity(o) => match self.mirror_of(&request) {
-                // A read-only mirror refuses writes before any challenge: it may not hold the
-                // administrators' keys, and the client should go to the primary.
-                Some(up) if op_code != op::LIST_HANDLES => vec![self.error(
-                    &request.envelope,
-                    &request.header,
-                    hb.as_deref(),
-                    ResponseCode::ServerBackup,
-                    &format!("read-only mirror of {up}"),
-                )],
+            o if op::runs_as_identity(o) => match self.write_target_refusal(&request) {
+                // A write to an identifier this node does not home, or holds as a read-only
+                // mirror, is refused before any challenge: it may not hold the
+                // administrators' keys, and the client should go elsewhere.
+                Some(f) => {
+                    vec![self.failure(&request.envelope, &request.header, hb.as_deref(), &f)]
+                }
                 // A logged-in ID-SDK connection runs as its login; anyone else is challenged.
                 _ => match self.admin_as_login(&request, hb.as_deref(), source) {
                     Some(responses) => responses,
@@ -806,16 +770,28 @@ impl NativeService {
         (op_code, responses)
     }
 
-    /// The upstream a write's target is mirrored from, if this node is a read-only mirror of it.
-    fn mirror_of(&self, request: &Message) -> Option<String> {
+    /// Why a write's target cannot be written here ([`Engine::check_write_target`]), if it
+    /// cannot; a name that does not parse is left to the operation to report.
+    pub(super) fn write_target_refusal(&self, request: &Message) -> Option<Failure> {
+        // Handle writes only: HOME_NA / UNHOME_NA name prefixes this node may not home yet.
+        if !matches!(
+            request.header.op_code,
+            op::CREATE_HANDLE
+                | op::ADD_VALUE
+                | op::MODIFY_VALUE
+                | op::REMOVE_VALUE
+                | op::DELETE_HANDLE
+        ) {
+            return None;
+        }
         let text = match &request.body {
             Body::HandleValues { handle, .. }
             | Body::RemoveValues { handle, .. }
             | Body::Handle { handle } => handle,
             _ => return None,
         };
-        let handle = Handle::parse_lenient(text, self.engine.policy().suffix_case).ok()?;
-        self.engine.mirror_of(&handle).map(str::to_string)
+        let handle = Handle::parse_lenient(text, self.engine().policy().suffix_case).ok()?;
+        self.engine().check_write_target(&handle).err()
     }
 
     /// Build a response to `req_env`/`req_header`.
@@ -870,7 +846,8 @@ impl NativeService {
                 site_serial: self.site_serial,
                 recursion_count: req_header.recursion_count,
                 expiration: self.fixed_expiration.unwrap_or_else(|| {
-                    (now_unix() + RESPONSE_LIFETIME_SECS).min(u64::from(u32::MAX)) as u32
+                    (crate::model::unix_now() + RESPONSE_LIFETIME_SECS).min(u64::from(u32::MAX))
+                        as u32
                 }),
             },
             digest,
@@ -904,7 +881,13 @@ impl NativeService {
         )
     }
 
-    fn failure(&self, env: &Envelope, header: &Header, hb: Option<&[u8]>, f: &Failure) -> Message {
+    pub(super) fn failure(
+        &self,
+        env: &Envelope,
+        header: &Header,
+        hb: Option<&[u8]>,
+        f: &Failure,
+    ) -> Message {
         if matches!(
             f.code,
             ResponseCode::PrefixReferral | ResponseCode::ServiceReferral
@@ -959,7 +942,7 @@ impl NativeService {
                 "bad body",
             );
         };
-        let parsed = match Handle::parse_lenient(handle, self.engine.policy().suffix_case) {
+        let parsed = match Handle::parse_lenient(handle, self.engine().policy().suffix_case) {
             Ok(h) => h,
             Err(e) => {
                 return self.error(
@@ -981,7 +964,7 @@ impl NativeService {
             public_only: req.header.has(flag::PUBLIC_ONLY) || anonymous_public,
             refer: !req.header.has(flag::DO_NOT_REFER),
         };
-        match self.engine.resolve(&query, identity) {
+        match self.engine().resolve(&query, identity) {
             Ok(r) => self.respond(
                 &req.envelope,
                 &req.header,
@@ -1122,7 +1105,7 @@ impl NativeService {
         signed: &[u8],
         version: (u8, u8),
     ) -> Result<Option<Identity>, Failure> {
-        let handle = Handle::parse_lenient(identity_handle, self.engine.policy().suffix_case)
+        let handle = Handle::parse_lenient(identity_handle, self.engine().policy().suffix_case)
             .map_err(|e| Failure::new(ResponseCode::AuthenticationFailed, e.to_string()))?;
         let wanted = if auth_type.eq_ignore_ascii_case(types::HS_SECKEY) {
             types::HS_SECKEY
@@ -1137,7 +1120,7 @@ impl NativeService {
         if wanted == types::HS_SECKEY && !seckey_form_allowed(version.0, version.1, signed) {
             return Ok(None);
         }
-        let Some(record) = self.engine.registry().get(&handle)? else {
+        let Some(record) = self.engine().registry().get(&handle)? else {
             return Ok(None);
         };
         for v in record
@@ -1368,7 +1351,7 @@ impl NativeService {
     fn admin(&self, req: &Message, hb: Option<&[u8]>, identity: &Identity) -> Vec<Message> {
         let env = &req.envelope;
         let header = &req.header;
-        let engine = &self.engine;
+        let engine = &self.engine();
         let parse = |text: &str| engine.parse_handle(text);
         let done = |r: Result<Body, Failure>| match r {
             Ok(body) => vec![self.respond(env, header, hb, ResponseCode::Success, body)],
@@ -1454,7 +1437,7 @@ impl NativeService {
     }
 
     fn list_homed(&self, req: &Message, hb: Option<&[u8]>) -> Vec<Message> {
-        match self.engine.homed_prefixes() {
+        match self.engine().homed_prefixes() {
             Ok(list) => {
                 let handles = list
                     .iter()

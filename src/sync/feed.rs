@@ -125,7 +125,7 @@ fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<
     let (Some(id), Some(t), Some(sig)) = (field("id"), field("t"), field("sig")) else {
         return Err("HS_PUBKEY authorization needs id, t and sig".into());
     };
-    let engine = &state.http.engine;
+    let engine = state.http.engine();
     let identity = crate::config::parse_identity(&id, engine.policy().suffix_case)?;
     let t: u64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
     let now = std::time::SystemTime::now()
@@ -348,7 +348,7 @@ async fn changes(State(state): State<Arc<FeedState>>, req: Request) -> Response 
     let after = num("after").unwrap_or(0);
     let limit = num("limit").unwrap_or(500).clamp(1, MAX_LIMIT as u64) as usize;
     let wait = Duration::from_millis(num("wait_ms").unwrap_or(0).min(MAX_WAIT_MS));
-    let registry = state.http.engine.registry().clone();
+    let registry = state.http.engine().registry().clone();
     let deadline = Instant::now() + wait;
     // Long-poll: wait (polling every 50 ms) until there is something after `after`.
     let mut shutdown = state.shutdown.clone();
@@ -419,7 +419,7 @@ async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response
         Ok(p) => p,
         Err(resp) => return *resp,
     };
-    let reg = state.http.engine.registry().clone();
+    let reg = state.http.engine().registry().clone();
     // The permit lives in the blocking task: a client that goes away does not free it while
     // the scan and the answer's encoding still run.
     let result = tokio::task::spawn_blocking(move || {
@@ -469,7 +469,7 @@ async fn digest(State(state): State<Arc<FeedState>>, req: Request) -> Response {
         Ok(p) => p,
         Err(resp) => return *resp,
     };
-    let reg = state.http.engine.registry().clone();
+    let reg = state.http.engine().registry().clone();
     let p = prefix.clone();
     let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -495,7 +495,7 @@ async fn status(State(state): State<Arc<FeedState>>, req: Request) -> Response {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     Json(json!({
-        "last_seq": state.http.engine.registry().last_seq(),
+        "last_seq": state.http.engine().registry().last_seq(),
         "links": links.values().collect::<Vec<_>>(),
     }))
     .into_response()
@@ -523,7 +523,7 @@ mod tests {
         init_prefix(&registry, &Prefix::parse("88.100").unwrap(), 300, SECRET).unwrap();
         let http = Arc::new(crate::server::http::HttpState {
             sessions: Default::default(),
-            engine: Engine::new(registry, Policy::default()),
+            resolver: crate::resolve::Resolver::new(Engine::new(registry, Policy::default()), None),
             metrics: Metrics::new().unwrap(),
             max_body_bytes: 1 << 20,
             plain_http_auth: Default::default(),
@@ -538,7 +538,6 @@ mod tests {
                 attributes: Vec::new(),
                 servers: Vec::new(),
             },
-            recursor: None,
             auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
                 Default::default(),
             )),

@@ -69,12 +69,11 @@ fn fixture() -> Fixture {
     .unwrap();
     let state = Arc::new(HttpState {
         sessions: Default::default(),
-        engine: Engine::new(registry, Policy::default()),
+        resolver: crate::resolve::Resolver::new(Engine::new(registry, Policy::default()), None),
         metrics: Metrics::new().unwrap(),
         max_body_bytes: MAX_BODY,
         plain_http_auth: PlainHttpAuth::default(),
         site: site(),
-        recursor: None,
         // These tests try many refused credentials from one address on purpose; the
         // budget's own test is hole1_http_failed_credentials_are_budgeted_per_address.
         auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
@@ -117,7 +116,7 @@ fn admin_value() -> HandleValue {
 
 impl Fixture {
     fn engine(&self) -> &Engine {
-        &self.state.engine
+        self.state.engine()
     }
 
     fn owner(&self) -> Identity {
@@ -1484,12 +1483,11 @@ async fn plain_http_auth_policies() {
         let fx = fixture();
         let state = Arc::new(HttpState {
             sessions: Default::default(),
-            engine: fx.state.engine.clone(),
+            resolver: fx.state.resolver.clone(),
             metrics: Metrics::new().unwrap(),
             max_body_bytes: MAX_BODY,
             plain_http_auth: policy,
             site: site(),
-            recursor: None,
             auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
                 Default::default(),
             )),

@@ -219,7 +219,7 @@ impl NativeService {
             Body::LoginIdSystem {
                 identity_handle,
                 identity_index,
-            } => Handle::parse_lenient(identity_handle, self.engine.policy().suffix_case)
+            } => Handle::parse_lenient(identity_handle, self.engine().policy().suffix_case)
                 .ok()
                 .filter(|h| *h == identity.handle && *identity_index == identity.index),
             _ => None,
@@ -348,9 +348,9 @@ impl NativeService {
         if password.is_empty() {
             return Ok(None);
         }
-        let handle = Handle::parse_lenient(user, self.engine.policy().suffix_case)
+        let handle = Handle::parse_lenient(user, self.engine().policy().suffix_case)
             .map_err(|e| Failure::new(ResponseCode::AuthenticationFailed, e.to_string()))?;
-        let Some(record) = self.engine.registry().get(&handle)? else {
+        let Some(record) = self.engine().registry().get(&handle)? else {
             return Ok(None);
         };
         let hashed = hashed_secret(password);

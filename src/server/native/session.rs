@@ -132,14 +132,10 @@ impl NativeService {
             session.challenged_request = Some(req.envelope.request_id);
         }
         drop(sessions);
-        // A read-only mirror refuses writes before any challenge (as the ordinary path does).
-        if op_code != op::RESOLUTION && op_code != op::LIST_HANDLES {
-            if let Some(up) = self.mirror_of(req) {
-                return err(
-                    ResponseCode::ServerBackup,
-                    &format!("read-only mirror of {up}"),
-                );
-            }
+        // A write this node cannot take is refused before any challenge (as the ordinary
+        // path does).
+        if let Some(f) = self.write_target_refusal(req) {
+            return Some(vec![self.failure(&req.envelope, &req.header, hb, &f)]);
         }
         let Some(identity) = identity else {
             if op_code == op::RESOLUTION {
@@ -285,7 +281,7 @@ impl NativeService {
         } else {
             match crate::model::Handle::parse_lenient(
                 identity_handle,
-                self.engine.policy().suffix_case,
+                self.engine().policy().suffix_case,
             ) {
                 Ok(handle) => Some(Identity {
                     handle,

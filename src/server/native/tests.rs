@@ -131,7 +131,7 @@ fn answers_the_reference_request() {
     assert_eq!(r.header.response_code, 1);
     assert!(r.header.has(flag::PUBLIC_ONLY) && r.header.has(flag::AUTHORITATIVE));
     assert_eq!(r.header.site_serial, 1);
-    assert!(u64::from(r.header.expiration) > now_unix());
+    assert!(u64::from(r.header.expiration) > crate::model::unix_now());
     let Body::Values { handle, values } = r.body else {
         panic!()
     };
@@ -537,6 +537,27 @@ fn mirrors_refuse_native_writes_naming_the_primary() {
             message: "read-only mirror of https://primary.example:8000".into()
         }
     );
+}
+
+/// A write to a prefix this node does not home is sent on (RC 301) before any challenge:
+/// no pending challenge is created for it (`Engine::check_write_target`).
+#[test]
+fn writes_to_prefixes_not_homed_here_are_refused_before_a_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+    init_prefix(&reg, &Prefix::parse("88.200.2").unwrap(), 300, b"password").unwrap();
+    let engine = Engine::new(reg, Policy::default());
+    let svc = NativeService::new(engine, Metrics::new().unwrap(), &site());
+    // CREATE_HANDLE_REQ_HEX creates under 88.100.1, which this node does not home.
+    let bytes = hex(CREATE_HANDLE_REQ_HEX);
+    let env = Envelope::decode(&bytes[..ENVELOPE_LEN]).unwrap();
+    let Outcome::Done(out) = svc.process(env, &bytes[ENVELOPE_LEN..], source(Transport::Tcp))
+    else {
+        panic!("no recursion here");
+    };
+    let r = Message::decode_full(&out[0]).unwrap();
+    assert_eq!(r.header.response_code, 301, "{:?}", r.body);
+    assert_eq!(svc.pending_challenges(), 0);
 }
 
 fn verify_request(handle: &str, index: u32, signed: Vec<u8>) -> Vec<u8> {
