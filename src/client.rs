@@ -18,9 +18,9 @@
 //! Responses are checked the way that client checks them: the request id must match, and an
 //! expired response is refused (it usually means a clock is wrong).
 //!
-//! This is a thin blocking driver: building requests, reassembling UDP responses, framing
-//! TCP messages and checking responses are [`wire::handle::exchange`](crate::wire::handle::exchange)'s
-//! (sans-IO, shared with the recursor's network edge); here are the sockets, the retry
+//! This is a thin blocking driver of [`exchange`](crate::wire::handle::exchange) (sans-IO,
+//! shared with the recursor's network edge), which builds requests, reassembles UDP
+//! responses, frames TCP messages and checks responses; here are the sockets, the retry
 //! schedule, CN continuation, the challenge answer and sessions.
 //!
 //! Everything the network sends is untrusted: lengths are bounded by the codec's limits,

@@ -9,8 +9,8 @@
 //! ```text
 //! new_request / build_request ─► encode_request (TCP) | udp_datagrams (UDP) ─► driver sends
 //! driver receives ─► UdpResponse::feed (datagrams) | TcpFrame (a byte stream) ─► Message
-//!                 ─► check_response: our request id, a response, not expired
-//!                    check_resolution_answer: also the operation asked, the body its code calls for
+//!   ─► check_response: our request id, a response, not expired
+//!      check_resolution_answer: also the operation asked, the body its code calls for
 //! ```
 //!
 //! Requests look like the Handle.Net Java client's: protocol 2.11 suggesting 2.11, site
