@@ -1,6 +1,5 @@
-//! The recursor's network edge: [`NetworkUpstream`], the real
-//! [`Upstream`](crate::resolve::recursion::Upstream), a fresh tokio UDP socket or TCP
-//! connection per exchange. It is a thin async driver of
+//! The recursor's network edge: [`NetworkUpstream`], the real [`Upstream`], a fresh tokio
+//! UDP socket or TCP connection per exchange. It is a thin async driver of
 //! [`wire::handle::exchange`](crate::wire::handle::exchange), which builds the datagrams,
 //! reassembles and frames the response and names every failure ([`ExchangeError`], the same
 //! type the blocking client reports). It sits in `server` because it owns sockets: `resolve`
