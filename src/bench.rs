@@ -9,7 +9,8 @@
 //! [`UDP_BATCH`] queries leave with one `sendmmsg` (runs of equal-length queries as one UDP
 //! GSO packet, which the kernel splits into the same datagrams) and up to [`UDP_BATCH`]
 //! answers are taken with one `recvmmsg`, through nix's safe wrappers; elsewhere one
-//! `send`/`recv` per datagram. Answers are matched to queries by the Handle request id or
+//! `send`/`recv` per datagram (the connected half of `server::udp::batch`, which the node's
+//! datagram engine uses too). Answers are matched to queries by the Handle request id or
 //! the DNS id, through a slot table indexed by the id's low bits (`Pending`). Closed loop
 //! (default): each socket keeps its share of `concurrency` queries outstanding, sending the
 //! replacements for a batch of answers at once. Open loop (`rate`): one more thread sends
@@ -42,7 +43,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use hickory_proto::op::{Message as DnsMessage, MessageType, OpCode, Query};
+use hickory_proto::op::{
+    Message as DnsMessage, MessageType, OpCode, Query, ResponseCode as DnsResponseCode,
+};
 use hickory_proto::rr::RecordType;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{HeaderValue, HOST};
@@ -56,9 +59,11 @@ use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::model::{Handle, SuffixCase};
-use crate::wire::dns::Zone;
-use crate::wire::handle::message::{flag, op, Body, Message};
+use crate::model::{Handle, SuffixCase, Transport};
+use crate::server::udp::batch;
+use crate::wire::dns::{rcode_label, Zone};
+use crate::wire::handle::message::{flag, op, Body, Message, ENVELOPE_LEN, MAX_MESSAGE_LEN};
+use crate::wire::handle::peek::{self, at};
 
 /// Which front end to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,14 @@ impl Proto {
             Proto::DnsUdp => "dns-udp",
             Proto::Http => "http",
             Proto::Https => "https",
+        }
+    }
+
+    /// The transport its requests travel on.
+    pub fn transport(self) -> Transport {
+        match self {
+            Proto::HandleUdp | Proto::DnsUdp => Transport::Udp,
+            Proto::HandleTcp | Proto::Http | Proto::Https => Transport::Tcp,
         }
     }
 
@@ -789,7 +802,8 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Summary> {
         Prepared::Http(target, hits, misses) => {
             run_http(cfg, target, hits, misses, sampler, start, live.as_ref()).await
         }
-        Prepared::Datagrams(hits, misses) if cfg.proto == Proto::HandleTcp => {
+        // Native Handle requests over TCP (DNS is UDP only here).
+        Prepared::Datagrams(hits, misses) if cfg.proto.transport() == Transport::Tcp => {
             run_tcp(cfg, hits, misses, sampler, start, live.as_ref()).await
         }
         Prepared::Datagrams(hits, misses) => {
@@ -1310,7 +1324,7 @@ impl TcpWorker {
             next_id = next_id.wrapping_add(1);
             scratch.clear();
             scratch.extend_from_slice(template);
-            scratch[8..12].copy_from_slice(&next_id.to_be_bytes());
+            scratch[at::REQUEST_ID].copy_from_slice(&next_id.to_be_bytes());
             stats.sent += 1;
             let server = self.server;
             let exchange = async {
@@ -1322,16 +1336,18 @@ impl TcpWorker {
                 let s = conn.as_mut().expect("connected");
                 s.write_all(&scratch).await?;
                 loop {
-                    let mut env = [0u8; 20];
+                    let mut env = [0u8; ENVELOPE_LEN];
                     s.read_exact(&mut env).await?;
-                    let len = u32::from_be_bytes(env[16..20].try_into().expect("4 bytes")) as usize;
-                    anyhow::ensure!(len <= 262_144, "response too long");
+                    let head = peek::Framed(&env);
+                    // The envelope is all there: its fields are too.
+                    let len = head.message_length().unwrap_or(0) as usize;
+                    anyhow::ensure!(len <= MAX_MESSAGE_LEN, "response too long");
                     body.resize(len, 0);
                     s.read_exact(&mut body).await?;
-                    let id = u32::from_be_bytes(env[8..12].try_into().expect("4 bytes"));
-                    if id == next_id && body.len() >= 8 {
-                        let rc = u32::from_be_bytes(body[4..8].try_into().expect("4 bytes"));
-                        return Ok::<String, anyhow::Error>(format!("RC{rc}"));
+                    if head.request_id() == Some(next_id) {
+                        if let Some(rc) = peek::Message(&body).response_code() {
+                            return Ok::<String, anyhow::Error>(format!("RC{rc}"));
+                        }
                     }
                 }
             };
@@ -1347,7 +1363,10 @@ impl TcpWorker {
 }
 
 /// Datagrams sent or received per system call (UDP protocols, Linux).
-pub const UDP_BATCH: usize = 32;
+pub const UDP_BATCH: usize = batch::BATCH;
+/// Bytes kept of each UDP answer: its Handle envelope and header (28 bytes) or DNS header
+/// are all that is read; the kernel drops the rest.
+const ANSWER_HEAD: usize = 64;
 /// How often outstanding UDP queries are checked for timeouts.
 const SWEEP_EVERY: Duration = Duration::from_millis(50);
 /// In open loop, queries one UDP socket tracks at once, per query of its `concurrency` share
@@ -1491,7 +1510,7 @@ impl Queries {
         if self.dns {
             out[0..2].copy_from_slice(&(id as u16).to_be_bytes());
         } else {
-            out[8..12].copy_from_slice(&id.to_be_bytes());
+            out[at::REQUEST_ID].copy_from_slice(&id.to_be_bytes());
         }
     }
 }
@@ -1503,29 +1522,29 @@ fn parse_answer(dns: bool, d: &[u8]) -> Option<(u32, u32)> {
         let id = u16::from_be_bytes(d.get(0..2)?.try_into().ok()?);
         Some((u32::from(id), u32::from(d.get(3)? & 0x0F)))
     } else {
-        let id = u32::from_be_bytes(d.get(8..12)?.try_into().ok()?);
-        let seq = u32::from_be_bytes(d.get(12..16)?.try_into().ok()?);
-        if seq != 0 {
+        let d = peek::Framed(d);
+        let id = d.request_id()?;
+        if d.sequence()? != 0 {
             return None;
         }
-        let rc = u32::from_be_bytes(d.get(24..28)?.try_into().ok()?);
-        Some((id, rc))
+        Some((id, d.response_code()?))
     }
 }
 
-/// The name a response code is counted under: `RC<n>` (Handle) or the DNS mnemonic.
+/// The name a response code is counted under: `RC<n>` (Handle) or the DNS mnemonic the
+/// node's metrics use ([`rcode_label`]; `RCODE<n>` for the codes it does not name).
 fn code_name(dns: bool, code: u32) -> String {
     if !dns {
         return format!("RC{code}");
     }
-    match code {
-        0 => "NOERROR".to_string(),
-        1 => "FORMERR".to_string(),
-        2 => "SERVFAIL".to_string(),
-        3 => "NXDOMAIN".to_string(),
-        4 => "NOTIMP".to_string(),
-        5 => "REFUSED".to_string(),
-        n => format!("RCODE{n}"),
+    // A DNS header's rcode has 4 bits.
+    let label = match u8::try_from(code) {
+        Ok(low @ 0..=15) => rcode_label(DnsResponseCode::from_low(low)),
+        _ => "OTHER",
+    };
+    match label {
+        "OTHER" => format!("RCODE{code}"),
+        known => known.to_string(),
     }
 }
 
@@ -1548,13 +1567,13 @@ impl Codes {
     }
 }
 
-/// Queries waiting to leave, sent together with [`udp_io::Sender`]. Buffers are reused.
+/// Queries waiting to leave, sent together with [`batch::ConnectedSender`]. Buffers are reused.
 struct Outbox {
     bufs: Vec<Vec<u8>>,
     len: usize,
     /// `bufs[..sent]` are gone (a flush stopped by a full socket buffer goes on from here).
     sent: usize,
-    io: udp_io::Sender,
+    io: batch::ConnectedSender,
 }
 
 impl Outbox {
@@ -1563,7 +1582,7 @@ impl Outbox {
             bufs: (0..UDP_BATCH).map(|_| Vec::new()).collect(),
             len: 0,
             sent: 0,
-            io: udp_io::Sender::new(),
+            io: batch::ConnectedSender::new(),
         }
     }
 
@@ -1618,7 +1637,7 @@ impl Outbox {
 
 /// Match a batch of received answers (received at `now`) to the queries in `pending`.
 fn absorb(
-    rx: &udp_io::Receiver,
+    rx: &batch::ConnectedReceiver,
     n: usize,
     dns: bool,
     pending: &mut Pending,
@@ -1659,7 +1678,7 @@ fn receive_failed(e: &std::io::Error, error: &mut Option<String>) -> bool {
 /// arrived.
 async fn receive(
     sock: &UdpSocket,
-    rx: &mut udp_io::Receiver,
+    rx: &mut batch::ConnectedReceiver,
     deadline: Instant,
 ) -> std::io::Result<usize> {
     match tokio::time::timeout_at(deadline.into(), sock.readable()).await {
@@ -1738,7 +1757,7 @@ impl UdpWorker {
         };
         let mut pending = Pending::new(window, dns);
         let mut out = Outbox::new();
-        let mut rx = udp_io::Receiver::new();
+        let mut rx = batch::ConnectedReceiver::new(ANSWER_HEAD);
         let mut codes = Codes::default();
         let mut error = None;
         let mut now = Instant::now();
@@ -1888,7 +1907,7 @@ impl UdpReceiver {
                 return stats;
             }
         };
-        let mut rx = udp_io::Receiver::new();
+        let mut rx = batch::ConnectedReceiver::new(ANSWER_HEAD);
         let mut codes = Codes::default();
         let mut error = None;
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
@@ -1941,258 +1960,6 @@ impl UdpReceiver {
 /// worst).
 fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     pending.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Batched UDP system calls: `sendmmsg` and `recvmmsg` through nix's safe wrappers, on
-/// connected sockets (no addresses).
-#[cfg(target_os = "linux")]
-mod udp_io {
-    use std::io::{IoSlice, IoSliceMut};
-    use std::os::fd::AsRawFd;
-
-    use nix::errno::Errno;
-    use nix::sys::socket::{recvmmsg, sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders};
-
-    use super::UDP_BATCH;
-
-    /// Bytes kept of each answer: its Handle envelope and header (28 bytes) or DNS header
-    /// are all that is read; the kernel drops the rest.
-    const ANSWER_HEAD: usize = 64;
-    /// Payload bytes sent as one UDP GSO packet at most.
-    const GSO_BYTES: usize = 60_000;
-
-    pub struct Sender {
-        headers: MultiHeaders<()>,
-        addrs: Vec<Option<()>>,
-        /// Send runs of equal-length datagrams as one UDP GSO packet (`UDP_SEGMENT`): the
-        /// kernel splits it into the same datagrams, for a fraction of the cost of sending
-        /// each. Turned off for good when the kernel or route refuses it.
-        gso: bool,
-    }
-
-    impl Sender {
-        pub fn new() -> Sender {
-            Sender {
-                headers: MultiHeaders::preallocate(UDP_BATCH, None),
-                addrs: vec![None; UDP_BATCH],
-                gso: true,
-            }
-        }
-
-        /// Send datagrams from the front of `datagrams` (which may be reordered). Returns
-        /// how many were dealt with: sent, or refused by the kernel and skipped (the first
-        /// error kept in `error`). Fewer than all only when the socket buffer is full.
-        pub fn send(
-            &mut self,
-            sock: &impl AsRawFd,
-            datagrams: &mut [Vec<u8>],
-            error: &mut Option<String>,
-        ) -> usize {
-            if !self.gso {
-                return self.send_each(sock, datagrams, error);
-            }
-            // Longest first: each GSO packet is a run of datagrams of one length plus at most
-            // one shorter one at its end.
-            datagrams.sort_unstable_by_key(|d| std::cmp::Reverse(d.len()));
-            // `datagrams[single..i]`: single datagrams not sent yet.
-            let (mut single, mut i) = (0, 0);
-            while i < datagrams.len() {
-                let len = datagrams[i].len();
-                // A GSO packet is one IP datagram before it is split: at most 64 KiB.
-                let most = (GSO_BYTES / len.max(1)).max(1);
-                let mut j = i + 1;
-                while j < datagrams.len() && j - i < most && datagrams[j].len() == len {
-                    j += 1;
-                }
-                if j < datagrams.len() && j - i < most {
-                    j += 1; // the shorter tail
-                }
-                if j - i == 1 {
-                    i = j;
-                    continue;
-                }
-                let done = self.send_each(sock, &mut datagrams[single..i], error);
-                if single + done < i {
-                    return single + done;
-                }
-                match send_gso(sock, &datagrams[i..j], len as u16) {
-                    Ok(_) => {}
-                    Err(Errno::EAGAIN) => return i,
-                    Err(
-                        Errno::EIO
-                        | Errno::EINVAL
-                        | Errno::EMSGSIZE
-                        | Errno::ENOPROTOOPT
-                        | Errno::EOPNOTSUPP,
-                    ) => {
-                        // No UDP GSO here: send these (and from now on all) one by one.
-                        self.gso = false;
-                        return i + self.send_each(sock, &mut datagrams[i..], error);
-                    }
-                    Err(e) => {
-                        error.get_or_insert_with(|| format!("send: {e}"));
-                    }
-                }
-                (single, i) = (j, j);
-            }
-            single + self.send_each(sock, &mut datagrams[single..], error)
-        }
-
-        /// Send datagrams one by one, [`UDP_BATCH`] per `sendmmsg`; returns as
-        /// [`Sender::send`].
-        fn send_each(
-            &mut self,
-            sock: &impl AsRawFd,
-            datagrams: &mut [Vec<u8>],
-            error: &mut Option<String>,
-        ) -> usize {
-            let mut done = 0;
-            while done < datagrams.len() {
-                let chunk = &datagrams[done..datagrams.len().min(done + UDP_BATCH)];
-                let slices: Vec<[IoSlice<'_>; 1]> =
-                    chunk.iter().map(|d| [IoSlice::new(d)]).collect();
-                match sendmmsg(
-                    sock.as_raw_fd(),
-                    &mut self.headers,
-                    slices.iter(),
-                    &self.addrs[..chunk.len()],
-                    [],
-                    MsgFlags::empty(),
-                ) {
-                    Ok(results) => done += results.count(),
-                    Err(Errno::EAGAIN) => break,
-                    Err(e) => {
-                        // sendmmsg fails on the first datagram it cannot send: skip it.
-                        error.get_or_insert_with(|| format!("send: {e}"));
-                        done += 1;
-                    }
-                }
-            }
-            done
-        }
-    }
-
-    /// Send `datagrams` (all `segment` bytes long but the last, which may be shorter) as one
-    /// UDP GSO packet.
-    fn send_gso(sock: &impl AsRawFd, datagrams: &[Vec<u8>], segment: u16) -> nix::Result<usize> {
-        let iov: Vec<IoSlice<'_>> = datagrams.iter().map(|d| IoSlice::new(d)).collect();
-        sendmsg::<()>(
-            sock.as_raw_fd(),
-            &iov,
-            &[ControlMessage::UdpGsoSegments(&segment)],
-            MsgFlags::empty(),
-            None,
-        )
-    }
-
-    pub struct Receiver {
-        buffers: Vec<Vec<u8>>,
-        headers: MultiHeaders<()>,
-        lens: Vec<usize>,
-    }
-
-    impl Receiver {
-        pub fn new() -> Receiver {
-            Receiver {
-                buffers: (0..UDP_BATCH).map(|_| vec![0u8; ANSWER_HEAD]).collect(),
-                headers: MultiHeaders::preallocate(UDP_BATCH, None),
-                lens: Vec::with_capacity(UDP_BATCH),
-            }
-        }
-
-        /// Take up to [`UDP_BATCH`] datagrams that have arrived, without waiting; returns
-        /// how many (none: `WouldBlock`).
-        pub fn receive(&mut self, sock: &impl AsRawFd) -> std::io::Result<usize> {
-            self.lens.clear();
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
-                .buffers
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-                .collect();
-            let results = recvmmsg(
-                sock.as_raw_fd(),
-                &mut self.headers,
-                slices.iter_mut(),
-                MsgFlags::MSG_DONTWAIT,
-                None,
-            )
-            .map_err(std::io::Error::from)?;
-            self.lens.extend(results.map(|m| m.bytes));
-            Ok(self.lens.len())
-        }
-
-        /// The start (up to [`ANSWER_HEAD`] bytes) of datagram `i` of the last receive.
-        pub fn get(&self, i: usize) -> Option<&[u8]> {
-            let len = *self.lens.get(i)?;
-            let buf = self.buffers.get(i)?;
-            buf.get(..len.min(buf.len()))
-        }
-    }
-}
-
-/// One datagram per system call where `sendmmsg`/`recvmmsg` are not available.
-#[cfg(not(target_os = "linux"))]
-mod udp_io {
-    use std::os::fd::AsRawFd;
-
-    use nix::errno::Errno;
-    use nix::sys::socket::{recv, send, MsgFlags};
-
-    pub struct Sender;
-
-    impl Sender {
-        pub fn new() -> Sender {
-            Sender
-        }
-
-        /// Send datagrams from the front of `datagrams`. Returns how many were dealt with:
-        /// sent, or refused by the kernel and skipped (the first error kept in `error`).
-        /// Fewer than all only when the socket buffer is full.
-        pub fn send(
-            &mut self,
-            sock: &impl AsRawFd,
-            datagrams: &mut [Vec<u8>],
-            error: &mut Option<String>,
-        ) -> usize {
-            for (i, d) in datagrams.iter().enumerate() {
-                match send(sock.as_raw_fd(), d, MsgFlags::empty()) {
-                    Ok(_) => {}
-                    Err(Errno::EAGAIN) => return i,
-                    Err(e) => {
-                        error.get_or_insert_with(|| format!("send: {e}"));
-                    }
-                }
-            }
-            datagrams.len()
-        }
-    }
-
-    pub struct Receiver {
-        /// Whole datagrams: some systems fail a receive into a buffer that is too short.
-        buffer: Vec<u8>,
-        len: Option<usize>,
-    }
-
-    impl Receiver {
-        pub fn new() -> Receiver {
-            Receiver {
-                buffer: vec![0u8; 65_536],
-                len: None,
-            }
-        }
-
-        /// Take one datagram that has arrived, without waiting.
-        pub fn receive(&mut self, sock: &impl AsRawFd) -> std::io::Result<usize> {
-            self.len = None;
-            let len = recv(sock.as_raw_fd(), &mut self.buffer, MsgFlags::MSG_DONTWAIT)?;
-            self.len = Some(len);
-            Ok(1)
-        }
-
-        pub fn get(&self, i: usize) -> Option<&[u8]> {
-            self.buffer.get(..self.len.filter(|_| i == 0)?)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -2329,6 +2096,10 @@ mod tests {
         }
         let err = "gopher".parse::<Proto>().unwrap_err();
         assert!(err.contains("http, https"), "{err}");
+        assert_eq!(Proto::HandleUdp.transport(), Transport::Udp);
+        assert_eq!(Proto::DnsUdp.transport(), Transport::Udp);
+        assert_eq!(Proto::HandleTcp.transport(), Transport::Tcp);
+        assert_eq!(Proto::Https.transport(), Transport::Tcp);
     }
 
     #[test]
@@ -2445,6 +2216,17 @@ mod tests {
         assert_eq!(parse_answer(true, &dns), Some((0x1234, 3)));
         assert_eq!(code_name(true, 3), "NXDOMAIN");
         assert_eq!(code_name(true, 9), "RCODE9");
+        for (code, name) in [
+            (0, "NOERROR"),
+            (1, "FORMERR"),
+            (2, "SERVFAIL"),
+            (4, "NOTIMP"),
+            (5, "REFUSED"),
+        ] {
+            assert_eq!(code_name(true, code), name);
+        }
+        assert_eq!(code_name(true, 15), "RCODE15");
+        assert_eq!(code_name(true, 16), "RCODE16");
         assert_eq!(parse_answer(true, &dns[..3]), None);
         // Handle: envelope (request id 7, sequence 0) and header with response code 100.
         let mut handle = vec![0u8; 28];

@@ -1,4 +1,4 @@
-//! The native UDP reassembler (`server::native_udp::Reassembler`) on a stream of arbitrary
+//! The native UDP reassembler (`wire::handle::reassembly::Reassembler`) on a stream of arbitrary
 //! datagrams from a few clients, with the clock moving forward, under small limits so the
 //! message and byte budgets and the timeout sweep are all reached.
 //!
@@ -21,7 +21,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use idnode::server::native_udp::{Reassembler, ReassemblyLimits};
+use idnode::wire::handle::reassembly::{Reassembler, ReassemblyLimits};
 use idnode::wire::handle::message::{udp_fragments, ENVELOPE_LEN, UDP_CHUNK};
 use idnode::wire::handle::{Envelope, Message};
 use libfuzzer_sys::fuzz_target;

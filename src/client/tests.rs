@@ -3,7 +3,7 @@ use std::thread;
 
 use super::*;
 use crate::auth::challenge::{request_digest, verify_pubkey_answer, verify_seckey_answer};
-use crate::wire::handle::message::{Header, RequestDigest};
+use crate::wire::handle::message::{envelope_flag, udp_fragments, Envelope, Header, RequestDigest};
 use crate::wire::handle::vectors::*;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -284,35 +284,7 @@ fn responses_from_reference_messages() {
     assert_eq!(r.message, "That prefix doesn't live here");
 }
 
-#[test]
-fn expired_and_foreign_responses_are_refused() {
-    // The reference vectors expire in 2023.
-    let m = Message::decode_full(&hex(RESP_HEX)).unwrap();
-    assert!(matches!(
-        check_response(&m, 0x0102_0304),
-        Err(ClientError::Expired {
-            expiration: 0x6500_0000,
-            ..
-        })
-    ));
-    let mut fresh = m.clone();
-    fresh.header.expiration = now_unix() + 60;
-    assert!(check_response(&fresh, 0x0102_0304).is_ok());
-    assert!(matches!(
-        check_response(&fresh, 99),
-        Err(ClientError::RequestIdMismatch {
-            expected: 99,
-            got: 0x0102_0304
-        })
-    ));
-    let request = Message::decode_full(&hex(REQ_HEX)).unwrap();
-    assert!(matches!(
-        check_response(&request, 0x0102_0304),
-        Err(ClientError::Unexpected(_))
-    ));
-}
-
-// --- UDP reassembly --------------------------------------------------------------------------
+// --- loopback: UDP ---------------------------------------------------------------------------
 
 /// A resolution response of `n` values (about 70 bytes each).
 fn big_response(request_id: u32, n: u32) -> Message {
@@ -344,89 +316,6 @@ fn big_response(request_id: u32, n: u32) -> Message {
     )
 }
 
-#[test]
-fn reassembles_out_of_order_with_duplicates_and_junk() {
-    let response = big_response(42, 30);
-    let encoded = response.encode();
-    let frags = udp_fragments(&encoded);
-    assert!(frags.len() >= 4, "{} fragments", frags.len());
-    let last = frags.len() - 1;
-
-    let mut r = Reassembly::new(42);
-    // Junk first: short, another request id, bogus sequence, wrong chunk length.
-    assert!(matches!(r.feed(&frags[0][..10]), Feed::Ignored(_)));
-    let mut foreign = frags[0].clone();
-    foreign[8..12].copy_from_slice(&43u32.to_be_bytes());
-    assert!(matches!(r.feed(&foreign), Feed::Ignored(_)));
-    let mut bogus = frags[1].clone();
-    bogus[12..16].copy_from_slice(&(frags.len() as u32).to_be_bytes());
-    assert!(matches!(r.feed(&bogus), Feed::Ignored(_)));
-    let mut bogus = frags[1].clone();
-    bogus[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
-    assert!(matches!(r.feed(&bogus), Feed::Ignored(_)));
-    let mut short_chunk = frags[1].clone();
-    short_chunk.pop();
-    assert!(matches!(r.feed(&short_chunk), Feed::Ignored(_)));
-    let mut long_last = frags[last].clone();
-    long_last.push(0);
-    assert!(matches!(r.feed(&long_last), Feed::Ignored(_)));
-    let mut too_long = frags[0].clone();
-    too_long[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-    assert!(matches!(r.feed(&too_long), Feed::Ignored(_)));
-
-    // Then the real ones, last first, with duplicates.
-    let mut got = None;
-    for (i, f) in frags.iter().enumerate().rev() {
-        match r.feed(f) {
-            Feed::Pending => assert!(i > 0),
-            Feed::Complete(env, bytes) => {
-                assert_eq!(i, 0);
-                got = Some(Message::decode(env, &bytes).unwrap());
-            }
-            Feed::Ignored(why) => panic!("fragment {i} ignored: {why}"),
-        }
-        if i == last {
-            assert!(matches!(r.feed(f), Feed::Ignored(w) if w.contains("duplicate")));
-        }
-    }
-    let got = got.expect("complete");
-    assert_eq!(got.body, response.body);
-    assert_eq!(got.envelope.sequence, 0);
-    assert_eq!(got.encode(), encoded);
-}
-
-#[test]
-fn reassembly_rejects_inconsistent_lengths() {
-    let a = udp_fragments(&big_response(1, 30).encode());
-    let b = udp_fragments(&big_response(1, 31).encode());
-    let mut r = Reassembly::new(1);
-    assert_eq!(r.feed(&a[0]), Feed::Pending);
-    assert!(matches!(r.feed(&b[1]), Feed::Ignored(w) if w.contains("declares")));
-}
-
-#[test]
-fn single_datagram_message() {
-    let small = big_response(9, 1);
-    let encoded = small.encode();
-    let frags = udp_fragments(&encoded);
-    assert_eq!(frags.len(), 1);
-    let mut r = Reassembly::new(9);
-    match r.feed(&frags[0]) {
-        Feed::Complete(env, bytes) => {
-            assert_eq!(Message::decode(env, &bytes).unwrap().body, small.body)
-        }
-        other => panic!("{other:?}"),
-    }
-    // A datagram whose declared length disagrees with its size is ignored.
-    let mut r = Reassembly::new(9);
-    assert!(matches!(
-        r.feed(&encoded[..encoded.len() - 1]),
-        Feed::Ignored(_)
-    ));
-}
-
-// --- loopback: UDP ---------------------------------------------------------------------------
-
 fn udp_server() -> (UdpSocket, SocketAddr) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -437,13 +326,13 @@ fn udp_server() -> (UdpSocket, SocketAddr) {
 /// Receive one whole request (reassembling it), with the client's address.
 fn udp_receive(s: &UdpSocket) -> (Message, SocketAddr, usize) {
     let mut buf = vec![0u8; 65536];
-    let mut r: Option<Reassembly> = None;
+    let mut r: Option<UdpResponse> = None;
     let mut datagrams = 0;
     loop {
         let (n, from) = s.recv_from(&mut buf).unwrap();
         datagrams += 1;
         let id = u32::from_be_bytes(buf[8..12].try_into().unwrap());
-        let r = r.get_or_insert_with(|| Reassembly::new(id));
+        let r = r.get_or_insert_with(|| UdpResponse::new(id));
         if let Feed::Complete(env, bytes) = r.feed(&buf[..n]) {
             return (Message::decode(env, &bytes).unwrap(), from, datagrams);
         }
@@ -746,7 +635,13 @@ fn tcp_request_id_mismatch() {
         .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
         .unwrap_err();
     t.join().unwrap();
-    assert!(matches!(e, ClientError::RequestIdMismatch { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ClientError::Exchange(ExchangeError::WrongRequestId { .. })
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -769,7 +664,10 @@ fn tcp_expired_response() {
         .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
         .unwrap_err();
     t.join().unwrap();
-    assert!(matches!(e, ClientError::Expired { .. }), "{e}");
+    assert!(
+        matches!(e, ClientError::Exchange(ExchangeError::Expired { .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("clock"));
 }
 
@@ -792,7 +690,10 @@ fn tcp_garbage_is_a_decode_error_and_silence_a_timeout() {
     let e = client
         .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
         .unwrap_err();
-    assert!(matches!(e, ClientError::Decode(_)), "{e}");
+    assert!(
+        matches!(e, ClientError::Exchange(ExchangeError::Malformed(_))),
+        "{e}"
+    );
     let e = client
         .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
         .unwrap_err();

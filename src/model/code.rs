@@ -38,9 +38,60 @@ pub enum ResponseCode {
     SessionMessageRejected = 505,
 }
 
+/// Every response code handle-protocol.md §3 defines, with the name Handle.Net gives it
+/// (`AbstractMessage.RC_*` without the prefix), including those idnode never sends: the one
+/// list of names (the client prints them, [`ResponseCode::name`] reads them).
+const NAMES: [(u32, &str); 31] = [
+    (0, "RESERVED"),
+    (1, "SUCCESS"),
+    (2, "ERROR"),
+    (3, "SERVER_TOO_BUSY"),
+    (4, "PROTOCOL_ERROR"),
+    (5, "OPERATION_NOT_SUPPORTED"),
+    (6, "RECURSION_COUNT_TOO_HIGH"),
+    (7, "SERVER_BACKUP"),
+    (100, "HANDLE_NOT_FOUND"),
+    (101, "HANDLE_ALREADY_EXISTS"),
+    (102, "INVALID_HANDLE"),
+    (200, "VALUES_NOT_FOUND"),
+    (201, "VALUE_ALREADY_EXISTS"),
+    (202, "INVALID_VALUE"),
+    (300, "OUT_OF_DATE_SITE_INFO"),
+    (301, "SERVER_NOT_RESP"),
+    (302, "SERVICE_REFERRAL"),
+    (303, "PREFIX_REFERRAL"),
+    (400, "INVALID_ADMIN"),
+    (401, "INSUFFICIENT_PERMISSIONS"),
+    (402, "AUTHENTICATION_NEEDED"),
+    (403, "AUTHENTICATION_FAILED"),
+    (404, "INVALID_CREDENTIAL"),
+    (405, "AUTHEN_TIMEOUT"),
+    (406, "AUTHEN_ERROR"),
+    (500, "SESSION_TIMEOUT"),
+    (501, "SESSION_FAILED"),
+    (502, "INVALID_SESSION_KEY"),
+    (503, "NEED_RSAKEY_FOR_SESSIONEXCHANGE"),
+    (504, "INVALID_SESSIONSETUP_REQUEST"),
+    (505, "SESSION_MESSAGE_REJECTED"),
+];
+
+/// The name of a Handle response code on the wire, e.g. `HANDLE_NOT_FOUND`; `UNKNOWN` for a
+/// code the protocol does not define.
+pub fn name(code: u32) -> &'static str {
+    NAMES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or("UNKNOWN", |(_, name)| name)
+}
+
 impl ResponseCode {
     pub fn code(self) -> u32 {
         self as u32
+    }
+
+    /// The code's Handle.Net name, e.g. `HANDLE_NOT_FOUND` (see [`name`]).
+    pub fn name(self) -> &'static str {
+        name(self.code())
     }
 
     /// The label used in metrics.
@@ -75,5 +126,55 @@ impl ResponseCode {
             ResponseCode::InvalidSessionSetupRequest => "504",
             ResponseCode::SessionMessageRejected => "505",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_idnode_sends_has_its_handle_name() {
+        use ResponseCode as R;
+        let all = [
+            R::Success,
+            R::Error,
+            R::ServerTooBusy,
+            R::ProtocolError,
+            R::OperationNotSupported,
+            R::RecursionCountTooHigh,
+            R::ServerBackup,
+            R::HandleNotFound,
+            R::HandleAlreadyExists,
+            R::InvalidHandle,
+            R::ValuesNotFound,
+            R::ValueAlreadyExists,
+            R::InvalidValue,
+            R::ServerNotResponsible,
+            R::ServiceReferral,
+            R::PrefixReferral,
+            R::InvalidAdmin,
+            R::InsufficientPermissions,
+            R::AuthenticationNeeded,
+            R::AuthenticationFailed,
+            R::InvalidCredential,
+            R::AuthenticationTimeout,
+            R::AuthenticationError,
+            R::SessionTimeout,
+            R::SessionFailed,
+            R::InvalidSessionKey,
+            R::InvalidSessionSetupRequest,
+            R::SessionMessageRejected,
+        ];
+        for code in all {
+            assert_ne!(code.name(), "UNKNOWN", "{code:?}");
+            assert_eq!(code.label(), code.code().to_string());
+        }
+        assert_eq!(R::HandleNotFound.name(), "HANDLE_NOT_FOUND");
+        assert_eq!(R::AuthenticationTimeout.name(), "AUTHEN_TIMEOUT");
+        assert_eq!(name(0), "RESERVED");
+        assert_eq!(name(300), "OUT_OF_DATE_SITE_INFO");
+        assert_eq!(name(503), "NEED_RSAKEY_FOR_SESSIONEXCHANGE");
+        assert_eq!(name(999), "UNKNOWN");
     }
 }

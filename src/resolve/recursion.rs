@@ -44,8 +44,10 @@
 //!   every resolve checks it before a cache key exists, so no caller can make the cache hold
 //!   client-chosen lists of any size.
 //!
-//! The network is behind the [`Upstream`] trait; [`NetworkUpstream`] is the real one (tokio UDP
-//! with reassembly, TCP with CN continuation), tests use a scripted fake.
+//! The network is behind the [`Upstream`] trait: this module holds no sockets. The real one is
+//! `server::upstream::NetworkUpstream` (tokio UDP with reassembly, TCP with CN continuation,
+//! over the sans-IO `wire::handle::exchange`, whose request builder and answer checks this
+//! walk uses too); tests use a scripted fake.
 
 #![forbid(unsafe_code)]
 
@@ -55,22 +57,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::cache::{Cache, CacheKey, CachedAnswer, Lookup};
 use super::site::{query_port, server_for};
 use super::Failure;
 use crate::auth::credential::{certification, Certification};
-use crate::model::structured::interface;
-use crate::model::{types, Handle, HandleValue, PublicKey, ResponseCode, SiteInfo, PREFIX_NA};
-use crate::net::CidrList;
-use crate::wire::handle::message::{
-    envelope_flag, flag, op, udp_fragments, Body, Envelope, FragmentError, Fragments, Message,
-    ENVELOPE_LEN, MAX_MESSAGE_LEN, UDP_CHUNK,
+use crate::model::{
+    types, Handle, HandleValue, PublicKey, ResponseCode, SiteInfo, Transport, PREFIX_NA,
 };
+use crate::net::CidrList;
+use crate::wire::handle::exchange::{check_resolution_answer, new_request, ExchangeError};
+use crate::wire::handle::message::{flag, op, Body, Message};
 
 /// A boxed, sendable future (the [`Upstream`] trait is object safe).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -107,15 +105,10 @@ const MAX_SITES_PER_VALUES: usize = 32;
 const MAX_SERVICES_PER_VALUES: usize = 8;
 /// Handle.Net keeps relative TTLs for at most two days (`HandleValue.MAX_RECOGNIZED_TTL`).
 const MAX_RECOGNIZED_TTL: u32 = 172_800;
-/// Requests expire 12 hours after they are sent (Handle.Net's default).
-const REQUEST_LIFETIME_SECS: u64 = 43_200;
 /// Site serial sent when the site's serial is not known to matter.
 /// Backoff between attempts after a timeout: 100 ms, doubling, at most this.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
-/// Bytes accepted for all CN-continued TCP messages of one response together (each message is
-/// also capped at [`MAX_MESSAGE_LEN`]).
-const MAX_CONTINUED_BYTES: usize = 16 * MAX_MESSAGE_LEN;
 
 /// Most types one recursive request may name.
 pub const MAX_REQUEST_TYPES: usize = 32;
@@ -194,39 +187,7 @@ pub struct RecursionPermit {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The upstream transport
-
-/// How an exchange reaches the upstream server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UpstreamTransport {
-    Udp,
-    Tcp,
-}
-
-impl UpstreamTransport {
-    /// The HS_SITE interface protocol number.
-    pub fn protocol(self) -> u8 {
-        match self {
-            UpstreamTransport::Udp => interface::UDP,
-            UpstreamTransport::Tcp => interface::TCP,
-        }
-    }
-}
-
-/// Why one exchange with one upstream server failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("timed out")]
-    Timeout,
-    #[error("I/O error: {0}")]
-    Io(String),
-    #[error("malformed response: {0}")]
-    Garbage(String),
-    #[error("response carries request id {got}, expected {expected}")]
-    WrongRequestId { expected: u32, got: u32 },
-    #[error("request of {0} bytes exceeds the message size limit")]
-    RequestTooLarge(usize),
-}
+// The upstream
 
 /// One request/response exchange with one upstream server.
 pub trait Upstream: Send + Sync {
@@ -235,235 +196,10 @@ pub trait Upstream: Send + Sync {
     fn exchange<'a>(
         &'a self,
         server: SocketAddr,
-        transport: UpstreamTransport,
+        transport: Transport,
         request: &'a Message,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<Message, UpstreamError>>;
-}
-
-/// The real network: a fresh tokio UDP socket or TCP connection per exchange.
-///
-/// - UDP: the socket is bound to the wildcard address of the server's family and connected
-///   to the server, so the kernel drops datagrams from anyone else; the request goes out in
-///   492-byte fragments; datagrams with another request id or no valid envelope are ignored
-///   (and reported if nothing valid arrives before the timeout); a reassembled message that
-///   does not decode fails the exchange at once.
-/// - TCP: connect, write the request, read envelope + message, repeated while the response
-///   sets CN (list bodies and value lists are concatenated); at most [`MAX_MESSAGE_LEN`] bytes
-///   per message.
-///
-/// Both are bounded by the exchange timeout as a whole.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NetworkUpstream;
-
-impl Upstream for NetworkUpstream {
-    fn exchange<'a>(
-        &'a self,
-        server: SocketAddr,
-        transport: UpstreamTransport,
-        request: &'a Message,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Message, UpstreamError>> {
-        Box::pin(async move {
-            match transport {
-                UpstreamTransport::Udp => udp_exchange(server, request, timeout).await,
-                UpstreamTransport::Tcp => {
-                    tokio::time::timeout(timeout, tcp_exchange(server, request))
-                        .await
-                        .unwrap_or(Err(UpstreamError::Timeout))
-                }
-            }
-        })
-    }
-}
-
-fn io_error(e: std::io::Error) -> UpstreamError {
-    UpstreamError::Io(e.to_string())
-}
-
-fn encode_request(request: &Message) -> Result<Vec<u8>, UpstreamError> {
-    let encoded = request.encode();
-    let len = encoded.len() - ENVELOPE_LEN;
-    if len > MAX_MESSAGE_LEN {
-        return Err(UpstreamError::RequestTooLarge(len));
-    }
-    Ok(encoded)
-}
-
-/// What UDP noise was seen, to explain a timeout.
-enum UdpNoise {
-    WrongId { got: u32 },
-    Garbage(String),
-}
-
-async fn udp_exchange(
-    server: SocketAddr,
-    request: &Message,
-    timeout: Duration,
-) -> Result<Message, UpstreamError> {
-    let mut request = request.clone();
-    if encode_request(&request)?.len() - ENVELOPE_LEN > UDP_CHUNK {
-        // Handle.Net marks multi-datagram requests as truncated.
-        request.envelope.flags |= envelope_flag::TRUNCATED;
-    }
-    let encoded = encode_request(&request)?;
-    let request_id = request.envelope.request_id;
-    let mut noise = None;
-    let result = tokio::time::timeout(
-        timeout,
-        udp_send_and_receive(server, &encoded, request_id, &mut noise),
-    )
-    .await;
-    match result {
-        Ok(r) => r,
-        Err(_) => Err(match noise {
-            None => UpstreamError::Timeout,
-            Some(UdpNoise::WrongId { got }) => UpstreamError::WrongRequestId {
-                expected: request_id,
-                got,
-            },
-            Some(UdpNoise::Garbage(why)) => UpstreamError::Garbage(why),
-        }),
-    }
-}
-
-async fn udp_send_and_receive(
-    server: SocketAddr,
-    encoded: &[u8],
-    request_id: u32,
-    noise: &mut Option<UdpNoise>,
-) -> Result<Message, UpstreamError> {
-    let bind = if server.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let socket = UdpSocket::bind(bind).await.map_err(io_error)?;
-    // A connected socket only receives datagrams from the server's address.
-    socket.connect(server).await.map_err(io_error)?;
-    for datagram in udp_fragments(encoded) {
-        socket.send(&datagram).await.map_err(io_error)?;
-    }
-    let mut assembly = UdpAssembly::default();
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let n = socket.recv(&mut buf).await.map_err(io_error)?;
-        let datagram = &buf[..n];
-        let Some(head) = datagram.get(..ENVELOPE_LEN) else {
-            *noise = Some(UdpNoise::Garbage(format!(
-                "{n}-byte datagram is shorter than an envelope"
-            )));
-            continue;
-        };
-        let envelope = match Envelope::decode(head) {
-            Ok(e) => e,
-            Err(e) => {
-                *noise = Some(UdpNoise::Garbage(format!("bad envelope: {e}")));
-                continue;
-            }
-        };
-        if envelope.request_id != request_id {
-            let got = envelope.request_id;
-            tracing::debug!(%server, got, expected = request_id, "ignored UDP datagram");
-            *noise = Some(UdpNoise::WrongId {
-                got: envelope.request_id,
-            });
-            continue;
-        }
-        match assembly.offer(envelope, &datagram[ENVELOPE_LEN..]) {
-            Err(why) => {
-                tracing::debug!(%server, %why, "ignored UDP datagram");
-                *noise = Some(UdpNoise::Garbage(why));
-            }
-            Ok(None) => {}
-            Ok(Some((envelope, message))) => {
-                return Message::decode(envelope, &message)
-                    .map_err(|e| UpstreamError::Garbage(e.to_string()))
-            }
-        }
-    }
-}
-
-/// Collects the datagrams of one UDP response; a duplicate is harmless, anything else that
-/// does not fit is reported.
-#[derive(Default)]
-struct UdpAssembly(Fragments);
-
-impl UdpAssembly {
-    /// Offer one datagram of our request: `Ok(Some(..))` completes the message, `Ok(None)`
-    /// waits for more, `Err(why)` ignores an inconsistent datagram.
-    fn offer(
-        &mut self,
-        envelope: Envelope,
-        payload: &[u8],
-    ) -> Result<Option<(Envelope, Vec<u8>)>, String> {
-        match self.0.offer(&envelope, payload) {
-            Err(FragmentError::Duplicate(_)) => Ok(None),
-            other => other.map_err(|e| e.to_string()),
-        }
-    }
-}
-
-async fn read_tcp_message(stream: &mut TcpStream) -> Result<Message, UpstreamError> {
-    let mut head = [0u8; ENVELOPE_LEN];
-    stream.read_exact(&mut head).await.map_err(io_error)?;
-    let envelope =
-        Envelope::decode(&head).map_err(|e| UpstreamError::Garbage(format!("envelope: {e}")))?;
-    let mut message = vec![0u8; envelope.message_length as usize];
-    stream.read_exact(&mut message).await.map_err(io_error)?;
-    Message::decode(envelope, &message).map_err(|e| UpstreamError::Garbage(e.to_string()))
-}
-
-fn check_request_id(m: &Message, expected: u32) -> Result<(), UpstreamError> {
-    if m.envelope.request_id != expected {
-        return Err(UpstreamError::WrongRequestId {
-            expected,
-            got: m.envelope.request_id,
-        });
-    }
-    Ok(())
-}
-
-async fn tcp_exchange(server: SocketAddr, request: &Message) -> Result<Message, UpstreamError> {
-    let encoded = encode_request(request)?;
-    let request_id = request.envelope.request_id;
-    let mut stream = TcpStream::connect(server).await.map_err(io_error)?;
-    let _ = stream.set_nodelay(true);
-    stream.write_all(&encoded).await.map_err(io_error)?;
-    stream.flush().await.map_err(io_error)?;
-    let mut response = read_tcp_message(&mut stream).await?;
-    check_request_id(&response, request_id)?;
-    let mut total = response.envelope.message_length as usize;
-    while response.header.has(flag::CONTINUOUS) {
-        let next = read_tcp_message(&mut stream).await?;
-        check_request_id(&next, request_id)?;
-        total = total.saturating_add(next.envelope.message_length as usize);
-        if total > MAX_CONTINUED_BYTES {
-            return Err(UpstreamError::Garbage(format!(
-                "continued response longer than {MAX_CONTINUED_BYTES} bytes"
-            )));
-        }
-        if next.header.response_code != response.header.response_code {
-            return Err(UpstreamError::Garbage(format!(
-                "continued message with response code {} after {}",
-                next.header.response_code, response.header.response_code
-            )));
-        }
-        match (&mut response.body, next.body) {
-            (Body::HandleList { handles }, Body::HandleList { handles: more }) => {
-                handles.extend(more)
-            }
-            (Body::Values { values, .. }, Body::Values { values: more, .. }) => values.extend(more),
-            _ => {
-                return Err(UpstreamError::Garbage(
-                    "continued message with a body that cannot be joined".into(),
-                ))
-            }
-        }
-        response.header.op_flag = (response.header.op_flag & !flag::CONTINUOUS)
-            | (next.header.op_flag & flag::CONTINUOUS);
-    }
-    Ok(response)
+    ) -> BoxFuture<'a, Result<Message, ExchangeError>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,10 +446,6 @@ fn full_handle(handle: &str) -> String {
     } else {
         format!("{PREFIX_NA}/{handle}")
     }
-}
-
-fn new_request_id() -> u32 {
-    rand::thread_rng().gen_range(1..=i32::MAX as u32)
 }
 
 fn owned(types: &[&str]) -> Vec<String> {
@@ -1404,8 +1136,8 @@ impl Recursor {
                 continue;
             };
             let ip = server.ip();
-            for transport in [UpstreamTransport::Udp, UpstreamTransport::Tcp] {
-                let Some(port) = query_port(server, transport.protocol()) else {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let Some(port) = query_port(server, transport.interface_protocol()) else {
                     continue;
                 };
                 let addr = SocketAddr::new(ip, port);
@@ -1420,7 +1152,7 @@ impl Recursor {
                 {
                     // RC 2 or TC over UDP: the answer is too large for UDP (or the server
                     // rate-limits us); ask the same server over TCP, as Handle.Net clients do.
-                    Ok(m) if transport == UpstreamTransport::Udp && m.asks_for_tcp() => {
+                    Ok(m) if transport == Transport::Udp && m.asks_for_tcp() => {
                         problems.push(format!(
                             "{addr} answered RC {} over UDP",
                             m.header.response_code
@@ -1464,15 +1196,16 @@ impl Recursor {
         &self,
         ctx: &mut Ctx,
         addr: SocketAddr,
-        transport: UpstreamTransport,
+        transport: Transport,
         handle: &str,
         indexes: &[u32],
         types: &[String],
-    ) -> Result<Message, UpstreamError> {
+    ) -> Result<Message, ExchangeError> {
         let attempts = self.config.attempts.max(1);
         let mut attempt = 0u32;
         loop {
-            let mut request = build_request(handle, indexes, types, ctx.recursion_count, ctx.now);
+            let mut request =
+                resolution_request(handle, indexes, types, ctx.recursion_count, ctx.now);
             if ctx.certify {
                 request.header.op_flag |= flag::CERTIFY;
             }
@@ -1482,7 +1215,7 @@ impl Recursor {
                 .upstream
                 .exchange(addr, transport, &request, self.config.timeout)
                 .await
-                .and_then(|m| check_response(&request, m, ctx.now));
+                .and_then(|m| check_resolution_answer(&request, &m, ctx.now).map(|()| m));
             match &result {
                 Ok(m) => {
                     let code = m.header.response_code;
@@ -1493,7 +1226,7 @@ impl Recursor {
                 }
             }
             match result {
-                Err(UpstreamError::Timeout)
+                Err(ExchangeError::Timeout)
                     if attempt + 1 < attempts && ctx.exchanges < MAX_EXCHANGES =>
                 {
                     let backoff = BACKOFF_BASE
@@ -1510,7 +1243,7 @@ impl Recursor {
 
 /// A resolution request as idnode sends it upstream: 2.11, CA|PO, the given recursion count,
 /// a random non-zero request id, expiring 12 hours from `now`.
-fn build_request(
+fn resolution_request(
     handle: &str,
     indexes: &[u32],
     types: &[String],
@@ -1522,62 +1255,14 @@ fn build_request(
         indexes: indexes.to_vec(),
         types: types.to_vec(),
     };
-    let mut m = Message::request(
+    let mut m = new_request(
         op::RESOLUTION,
         flag::CACHE_CERTIFY | flag::PUBLIC_ONLY,
         body,
+        now,
     );
-    m.envelope.request_id = new_request_id();
     m.header.recursion_count = recursion_count;
-    m.header.expiration = now
-        .saturating_add(REQUEST_LIFETIME_SECS)
-        .min(u64::from(u32::MAX)) as u32;
     m
-}
-
-/// What every upstream response must be: a response, to our request id and operation, not
-/// expired, with the body its code calls for.
-fn check_response(request: &Message, m: Message, now: u64) -> Result<Message, UpstreamError> {
-    if m.envelope.request_id != request.envelope.request_id {
-        return Err(UpstreamError::WrongRequestId {
-            expected: request.envelope.request_id,
-            got: m.envelope.request_id,
-        });
-    }
-    if m.header.is_request() {
-        return Err(UpstreamError::Garbage(format!(
-            "a request (opCode {}) instead of a response",
-            m.header.op_code
-        )));
-    }
-    if m.header.op_code != request.header.op_code {
-        return Err(UpstreamError::Garbage(format!(
-            "a response to opCode {} instead of {}",
-            m.header.op_code, request.header.op_code
-        )));
-    }
-    if u64::from(m.header.expiration) < now {
-        return Err(UpstreamError::Garbage(format!(
-            "an expired response (expiration {} < now {now})",
-            m.header.expiration
-        )));
-    }
-    let body_fits = match (m.header.response_code, &m.body) {
-        (1, Body::Values { .. }) => true,
-        (1, _) => false,
-        (302 | 303, Body::Referral { .. }) => true,
-        (302 | 303, _) => false,
-        (402, Body::Challenge { .. }) => true,
-        (_, Body::Error { .. }) => true,
-        _ => false,
-    };
-    if !body_fits {
-        return Err(UpstreamError::Garbage(format!(
-            "response code {} with a body that does not belong to it",
-            m.header.response_code
-        )));
-    }
-    Ok(m)
 }
 
 #[cfg(test)]
@@ -1586,11 +1271,11 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::model::structured::{Interface, ServerInfo};
+    use crate::model::structured::{interface, Interface, ServerInfo};
     use crate::model::{SuffixCase, Ttl};
     use crate::resolve::cache::CacheConfig;
     use crate::resolve::site::{handle_hash, HASH_BY_HANDLE};
-    use crate::wire::handle::message::{Header, OUR_VERSION};
+    use crate::wire::handle::message::{Envelope, Header, OUR_VERSION};
 
     const NOW: u64 = 1_700_000_000;
     const ROOT: [u8; 4] = [10, 0, 0, 1];
@@ -1606,7 +1291,7 @@ mod tests {
         Values(Vec<HandleValue>),
         Code(u32, &'static str),
         Referral(u32, &'static str, Vec<HandleValue>),
-        Fail(UpstreamError),
+        Fail(ExchangeError),
         /// Times out over UDP; TCP gets the inner reply.
         UdpTimeout(Box<Reply>),
         WrongRequestId,
@@ -1618,7 +1303,7 @@ mod tests {
     #[derive(Debug, Clone)]
     struct Call {
         server: SocketAddr,
-        transport: UpstreamTransport,
+        transport: Transport,
         handle: String,
         types: Vec<String>,
         request: Message,
@@ -1642,7 +1327,7 @@ mod tests {
         fn calls(&self) -> Vec<Call> {
             self.calls.lock().unwrap().clone()
         }
-        fn hops(&self) -> Vec<(IpAddr, UpstreamTransport, String)> {
+        fn hops(&self) -> Vec<(IpAddr, Transport, String)> {
             self.calls()
                 .into_iter()
                 .map(|c| (c.server.ip(), c.transport, c.handle))
@@ -1676,8 +1361,8 @@ mod tests {
         request: &Message,
         handle: &str,
         reply: Reply,
-        transport: UpstreamTransport,
-    ) -> Result<Message, UpstreamError> {
+        transport: Transport,
+    ) -> Result<Message, ExchangeError> {
         match reply {
             Reply::Values(values) => Ok(respond(
                 request,
@@ -1703,9 +1388,7 @@ mod tests {
                 },
             )),
             Reply::Fail(e) => Err(e),
-            Reply::UdpTimeout(_) if transport == UpstreamTransport::Udp => {
-                Err(UpstreamError::Timeout)
-            }
+            Reply::UdpTimeout(_) if transport == Transport::Udp => Err(ExchangeError::Timeout),
             Reply::UdpTimeout(inner) => answer(request, handle, *inner, transport),
             Reply::WrongRequestId => {
                 let mut m = respond(
@@ -1732,13 +1415,13 @@ mod tests {
         fn exchange<'a>(
             &'a self,
             server: SocketAddr,
-            transport: UpstreamTransport,
+            transport: Transport,
             request: &'a Message,
             _timeout: Duration,
-        ) -> BoxFuture<'a, Result<Message, UpstreamError>> {
+        ) -> BoxFuture<'a, Result<Message, ExchangeError>> {
             Box::pin(async move {
                 let Body::Resolution { handle, types, .. } = &request.body else {
-                    return Err(UpstreamError::Garbage("not a resolution".into()));
+                    return Err(ExchangeError::Malformed("not a resolution".into()));
                 };
                 self.calls.lock().unwrap().push(Call {
                     server,
@@ -1911,15 +1594,15 @@ mod tests {
         fn exchange<'a>(
             &'a self,
             server: SocketAddr,
-            transport: UpstreamTransport,
+            transport: Transport,
             request: &'a Message,
             timeout: Duration,
-        ) -> BoxFuture<'a, Result<Message, UpstreamError>> {
+        ) -> BoxFuture<'a, Result<Message, ExchangeError>> {
             Box::pin(async move {
                 self.entered.fetch_add(1, Ordering::SeqCst);
                 match self.gate.acquire().await {
                     Ok(pass) => pass.forget(),
-                    Err(_) => return Err(UpstreamError::Timeout),
+                    Err(_) => return Err(ExchangeError::Timeout),
                 }
                 self.inner
                     .exchange(server, transport, request, timeout)
@@ -2121,7 +1804,7 @@ mod tests {
             got,
             CachedAnswer::Values(vec![url(1, "https://example.com/sn-0001")])
         );
-        let udp = UpstreamTransport::Udp;
+        let udp = Transport::Udp;
         assert_eq!(
             fake.hops(),
             vec![
@@ -2443,8 +2126,8 @@ mod tests {
         );
         // One backoff (100 ms) between the two UDP attempts.
         assert!(started.elapsed() >= Duration::from_millis(100));
-        let (udp, tcp) = (UpstreamTransport::Udp, UpstreamTransport::Tcp);
-        let to_enterprise: Vec<UpstreamTransport> = fake
+        let (udp, tcp) = (Transport::Udp, Transport::Tcp);
+        let to_enterprise: Vec<Transport> = fake
             .hops()
             .into_iter()
             .filter(|h| h.0 == ip(ENTERPRISE))
@@ -2526,7 +2209,7 @@ mod tests {
         fake.route(
             ENTERPRISE,
             "88.100.1/garbage",
-            Reply::Fail(UpstreamError::Garbage("envelope: truncated".into())),
+            Reply::Fail(ExchangeError::Malformed("envelope: truncated".into())),
         );
         fake.route(ENTERPRISE, "88.100.1/wrong-op", Reply::WrongOpCode);
         let r = recursor(&fake);
@@ -2540,9 +2223,9 @@ mod tests {
             assert_eq!(err.code, ResponseCode::Error, "{h}");
             assert!(err.message.contains(expect), "{h}: {err}");
             // UDP then TCP, no retries of a liar, and nothing cached.
-            let after: Vec<UpstreamTransport> = fake.hops()[before..].iter().map(|h| h.1).collect();
+            let after: Vec<Transport> = fake.hops()[before..].iter().map(|h| h.1).collect();
             assert!(after.len() <= 4, "{h}: {after:?}");
-            assert!(after.ends_with(&[UpstreamTransport::Udp, UpstreamTransport::Tcp]));
+            assert!(after.ends_with(&[Transport::Udp, Transport::Tcp]));
         }
         let key = CacheKey::new("88.100.1/wrong-id", &[], &[], true);
         assert_eq!(r.cache().get(&key, NOW), Lookup::Miss);
@@ -2672,7 +2355,7 @@ mod tests {
         fake.route(
             ENTERPRISE,
             "88.100.1/SN-0001",
-            Reply::Fail(UpstreamError::Io("connection refused".into())),
+            Reply::Fail(ExchangeError::Io("connection refused".into())),
         );
         let before = fake.count();
         assert_eq!(
@@ -2696,276 +2379,5 @@ mod tests {
         let r = recursor_with(&fake, |c| c.roots.clear());
         let err = resolve(&r, "88.100.1/x").await.unwrap_err();
         assert!(err.message.contains("no root sites"), "{err}");
-    }
-
-    // --- NetworkUpstream against real sockets --------------------------------------------------
-
-    fn request_for(handle: &str) -> Message {
-        build_request(handle, &[], &[], 1, now_unix())
-    }
-
-    fn now_unix() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    }
-
-    fn big_values() -> Vec<HandleValue> {
-        (1..=4)
-            .map(|i| url(i, &"x".repeat(400 + i as usize)))
-            .collect()
-    }
-
-    async fn udp_server() -> SocketAddr {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let spoofer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_536];
-            loop {
-                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
-                    return;
-                };
-                let Ok(request) = Message::decode_full(&buf[..n]) else {
-                    continue;
-                };
-                let Body::Resolution { handle, .. } = &request.body else {
-                    continue;
-                };
-                match handle.as_str() {
-                    "big/one" => {
-                        // Noise first: another request id, and the right id from another
-                        // address (a connected socket never sees it).
-                        let mut other = respond(
-                            &request,
-                            1,
-                            Body::Values {
-                                handle: handle.clone(),
-                                values: vec![url(1, "other")],
-                            },
-                        );
-                        other.envelope.request_id ^= 1;
-                        socket.send_to(&other.encode(), peer).await.unwrap();
-                        let spoof = respond(
-                            &request,
-                            1,
-                            Body::Values {
-                                handle: handle.clone(),
-                                values: vec![url(1, "spoofed")],
-                            },
-                        );
-                        spoofer.send_to(&spoof.encode(), peer).await.unwrap();
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        let real = respond(
-                            &request,
-                            1,
-                            Body::Values {
-                                handle: handle.clone(),
-                                values: big_values(),
-                            },
-                        );
-                        let mut frags = udp_fragments(&real.encode());
-                        assert!(frags.len() >= 3);
-                        frags.reverse();
-                        frags.push(frags[0].clone()); // a duplicate
-                        for f in frags {
-                            socket.send_to(&f, peer).await.unwrap();
-                        }
-                    }
-                    "junk/one" => {
-                        socket.send_to(b"hello", peer).await.unwrap();
-                        // The right request id, a plausible length, undecodable contents.
-                        let mut d = buf[..ENVELOPE_LEN].to_vec();
-                        d[16..20].copy_from_slice(&30u32.to_be_bytes());
-                        d.extend_from_slice(&[0xEE; 30]);
-                        socket.send_to(&d, peer).await.unwrap();
-                    }
-                    "wrongid/one" => {
-                        let mut m = respond(
-                            &request,
-                            100,
-                            Body::Error {
-                                message: String::new(),
-                            },
-                        );
-                        m.envelope.request_id = m.envelope.request_id.wrapping_add(7);
-                        socket.send_to(&m.encode(), peer).await.unwrap();
-                    }
-                    _ => {} // silent
-                }
-            }
-        });
-        addr
-    }
-
-    async fn tcp_server() -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let Ok(request) = read_tcp_message(&mut stream).await else {
-                        return;
-                    };
-                    let Body::Resolution { handle, .. } = &request.body else {
-                        return;
-                    };
-                    match handle.as_str() {
-                        "big/one" => {
-                            let values = big_values();
-                            let mut first = respond(
-                                &request,
-                                1,
-                                Body::Values {
-                                    handle: handle.clone(),
-                                    values: values[..3].to_vec(),
-                                },
-                            );
-                            first.header.op_flag |= flag::CONTINUOUS;
-                            let last = respond(
-                                &request,
-                                1,
-                                Body::Values {
-                                    handle: handle.clone(),
-                                    values: values[3..].to_vec(),
-                                },
-                            );
-                            stream.write_all(&first.encode()).await.unwrap();
-                            stream.write_all(&last.encode()).await.unwrap();
-                        }
-                        "junk/one" => {
-                            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-                        }
-                        "wrongid/one" => {
-                            let mut m = respond(
-                                &request,
-                                1,
-                                Body::Values {
-                                    handle: handle.clone(),
-                                    values: vec![],
-                                },
-                            );
-                            m.envelope.request_id = m.envelope.request_id.wrapping_add(7);
-                            let _ = stream.write_all(&m.encode()).await;
-                        }
-                        _ => {
-                            // Silent: hold the connection open.
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                        }
-                    }
-                });
-            }
-        });
-        addr
-    }
-
-    #[tokio::test]
-    async fn network_upstream_udp_and_tcp() {
-        let (udp, tcp) = (udp_server().await, tcp_server().await);
-        let net = NetworkUpstream;
-        let t = Duration::from_millis(1500);
-        let (u, c) = (UpstreamTransport::Udp, UpstreamTransport::Tcp);
-
-        // A multi-datagram response, reassembled despite noise, reordering and a duplicate.
-        let request = request_for("big/one");
-        let m = net.exchange(udp, u, &request, t).await.unwrap();
-        assert_eq!(m.envelope.request_id, request.envelope.request_id);
-        assert_eq!(
-            m.body,
-            Body::Values {
-                handle: "big/one".into(),
-                values: big_values()
-            }
-        );
-        // Over TCP, two CN-continued messages joined.
-        let m = net.exchange(tcp, c, &request, t).await.unwrap();
-        assert!(!m.header.has(flag::CONTINUOUS));
-        assert_eq!(
-            m.body,
-            Body::Values {
-                handle: "big/one".into(),
-                values: big_values()
-            }
-        );
-
-        // Garbage is an error at once, not a hang.
-        let started = std::time::Instant::now();
-        let request = request_for("junk/one");
-        let err = net.exchange(udp, u, &request, t).await.unwrap_err();
-        assert!(matches!(err, UpstreamError::Garbage(_)), "{err:?}");
-        assert!(started.elapsed() < t);
-        let err = net.exchange(tcp, c, &request, t).await.unwrap_err();
-        assert!(matches!(err, UpstreamError::Garbage(_)), "{err:?}");
-
-        // Another request id: ignored over UDP (reported when nothing else came), refused
-        // over TCP.
-        let request = request_for("wrongid/one");
-        let short = Duration::from_millis(300);
-        let err = net.exchange(udp, u, &request, short).await.unwrap_err();
-        assert!(
-            matches!(err, UpstreamError::WrongRequestId { .. }),
-            "{err:?}"
-        );
-        let err = net.exchange(tcp, c, &request, t).await.unwrap_err();
-        assert!(
-            matches!(err, UpstreamError::WrongRequestId { .. }),
-            "{err:?}"
-        );
-
-        // Silence: a timeout within the bound, on both transports.
-        let request = request_for("silent/one");
-        let started = std::time::Instant::now();
-        assert_eq!(
-            net.exchange(udp, u, &request, short).await.unwrap_err(),
-            UpstreamError::Timeout
-        );
-        assert_eq!(
-            net.exchange(tcp, c, &request, short).await.unwrap_err(),
-            UpstreamError::Timeout
-        );
-        assert!(started.elapsed() < Duration::from_secs(2));
-
-        // Nobody listening on TCP: an I/O error, quickly.
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
-        let err = net.exchange(closed, c, &request, t).await.unwrap_err();
-        assert!(matches!(err, UpstreamError::Io(_)), "{err:?}");
-    }
-
-    #[test]
-    fn udp_assembly_rejects_inconsistent_datagrams() {
-        let request = request_for("big/one");
-        let real = respond(
-            &request,
-            1,
-            Body::Values {
-                handle: "big/one".into(),
-                values: big_values(),
-            },
-        );
-        let frags = udp_fragments(&real.encode());
-        let env = |d: &[u8]| Envelope::decode(&d[..ENVELOPE_LEN]).unwrap();
-        let mut a = UdpAssembly::default();
-        // Wrong size for its position.
-        let short = &frags[0][..frags[0].len() - 1];
-        assert!(a.offer(env(short), &short[ENVELOPE_LEN..]).is_err());
-        // Out-of-range sequence number.
-        let mut far = frags[1].clone();
-        far[12..16].copy_from_slice(&99u32.to_be_bytes());
-        assert!(a.offer(env(&far), &far[ENVELOPE_LEN..]).is_err());
-        let mut done = None;
-        for f in &frags {
-            if let Some(x) = a.offer(env(f), &f[ENVELOPE_LEN..]).unwrap() {
-                done = Some(x);
-            }
-        }
-        let (e, bytes) = done.unwrap();
-        assert_eq!(Message::decode(e, &bytes).unwrap().body, real.body);
     }
 }

@@ -60,11 +60,7 @@ use crate::wire::dns::{
 };
 
 /// The transport a query arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
+pub use crate::model::Transport;
 
 /// What [`DnsService::process`] did.
 pub enum Outcome {

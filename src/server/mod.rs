@@ -11,6 +11,7 @@ pub mod native_udp;
 pub mod rrl;
 pub mod tls;
 pub mod udp;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
 use crate::model::{Prefix, SiteInfo};
 use crate::resolve::cache::{Cache, CacheConfig};
-use crate::resolve::recursion::{NetworkUpstream, Recursor, RecursorConfig};
+use crate::resolve::recursion::{Recursor, RecursorConfig};
 use crate::resolve::{init_prefix, Engine, Policy, Resolver};
 use crate::store::{Registry, StoreOptions};
 
@@ -321,7 +322,7 @@ fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
             max_concurrent: rc.max_concurrent,
             allow: rc.allow.clone(),
         },
-        Arc::new(NetworkUpstream),
+        Arc::new(upstream::NetworkUpstream),
         cache,
     )
     .with_refusal_metric(metrics.recursion_refused.clone())

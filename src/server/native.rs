@@ -43,6 +43,7 @@ use crate::wire::handle::message::{
     envelope_flag, flag, header_and_body, op, Body, Envelope, Header, Message, RequestDigest,
     WireError, MAX_MESSAGE_LEN, OUR_VERSION,
 };
+use crate::wire::handle::peek;
 
 /// How long a challenge may wait for its answer (Handle.Net `max_auth_time`).
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(20);
@@ -71,20 +72,7 @@ pub const MAX_PBKDF2_WORK: u32 = 200_000;
 pub const RESPONSE_LIFETIME_SECS: u64 = 43_200;
 
 /// The transport a request arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
+pub use crate::model::Transport;
 
 /// What [`NativeService::process`] decided.
 pub enum Outcome {
@@ -508,7 +496,8 @@ impl NativeService {
         if !self.resolver.recurses() {
             return None;
         }
-        if read_u32(message, 0)? != op::RESOLUTION || read_u32(message, 4)? != 0 {
+        let head = peek::Message(message);
+        if head.op_code()? != op::RESOLUTION || head.response_code()? != 0 {
             return None;
         }
         let request = Message::decode(envelope, message).ok()?;
@@ -663,12 +652,13 @@ impl NativeService {
     fn dispatch(&self, envelope: Envelope, message: &[u8], source: Source) -> (u32, Vec<Message>) {
         let transport = source.transport;
         // What we can answer even when the body does not decode.
+        let head = peek::Message(message);
         let raw_header = Header {
-            op_code: read_u32(message, 0).unwrap_or(0),
-            response_code: read_u32(message, 4).unwrap_or(0),
-            op_flag: read_u32(message, 8).unwrap_or(0),
+            op_code: head.op_code().unwrap_or(0),
+            response_code: head.response_code().unwrap_or(0),
+            op_flag: head.op_flag().unwrap_or(0),
             site_serial: 0xFFFF,
-            recursion_count: message.get(14).copied().unwrap_or(0),
+            recursion_count: head.recursion_count().unwrap_or(0),
             expiration: 0,
         };
         if raw_header.response_code != 0 {
@@ -1561,12 +1551,6 @@ impl Drop for VerifySlot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_be_bytes)
 }
 
 mod certify;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::accept::{next_request, read_by, write_answer, Connection, ConnectionTable};
 use super::native::{NativeService, Outcome};
 use crate::wire::handle::message::{op, Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
+use crate::wire::handle::peek;
 
 /// Serve the native protocol on `listener` until shutdown; see [`super::accept`] for the
 /// connection bounds and draining.
@@ -75,11 +76,7 @@ async fn connection(
         // Resolutions are a registry read, answered here like the UDP and HTTP front ends do.
         // Everything else may block: writes fsync before answering, challenge answers run key
         // derivation; those go to the blocking pool, off the async workers.
-        let op_code = message
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes);
-        let outcome = if op_code == Some(op::RESOLUTION) {
+        let outcome = if peek::Message(&message).op_code() == Some(op::RESOLUTION) {
             service.process(envelope, &message, source)
         } else {
             let svc = service.clone();

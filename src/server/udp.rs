@@ -5,10 +5,10 @@
 //!   address, so the kernel spreads clients across workers by their address and port, with no
 //!   shared socket lock. Each worker is a plain thread blocked in the kernel; tokio only runs
 //!   the rare queries that wait on other servers (recursion).
-//! - **Batched system calls**: on Linux a worker receives up to [`BATCH`] datagrams with one
-//!   `recvmmsg` and sends all their answers with one `sendmmsg` (through `nix`, so this crate
-//!   keeps `#![forbid(unsafe_code)]`). Elsewhere it falls back to one `recv_from`/`send_to`
-//!   per datagram.
+//! - **Batched system calls** ([`batch`]): on Linux a worker receives up to [`BATCH`]
+//!   datagrams with one `recvmmsg` and sends all their answers with one `sendmmsg` (through
+//!   `nix`, so this crate keeps `#![forbid(unsafe_code)]`). Elsewhere it falls back to one
+//!   `recv_from`/`send_to` per datagram.
 //! - **Prepared answers** ([`HotAnswers`]): each worker keeps the encoded answers it sent,
 //!   keyed by the request's bytes (minus the request id and, for Handle, the expiration the
 //!   client stamps on it). A repeated request is answered by copying the bytes and patching
@@ -32,8 +32,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::rrl::{RateLimitSettings, RateLimiter, Verdict};
 use tokio::sync::watch;
 
+pub mod batch;
+
 /// Datagrams received (and answers sent) per system call.
-pub const BATCH: usize = 32;
+pub use batch::BATCH;
 /// Largest request datagram handled; longer ones are dropped. DNS queries and Handle UDP
 /// fragments (20 + 492 bytes) are far smaller.
 pub const MAX_REQUEST: usize = 4096;
@@ -435,7 +437,7 @@ pub fn run_worker<S: DatagramService>(
     let mut state = service.new_state();
     let mut hot = HotAnswers::new(cache_entries);
     let (relayed_tx, relayed_rx) = mpsc::channel::<Relayed>();
-    let mut batch = io_batch::Receiver::new();
+    let mut batch = batch::AddressedReceiver::new(MAX_REQUEST);
     let mut replies = Replies::default();
     let mut key = Vec::with_capacity(256);
     loop {
@@ -543,7 +545,7 @@ pub fn run_worker<S: DatagramService>(
                 }
             }
         }
-        io_batch::send(&socket, replies.queued());
+        batch::send_addressed(&socket, replies.queued());
         replies.clear();
     }
 }
@@ -576,161 +578,6 @@ pub fn spawn_workers<S: DatagramService>(
             })
         })
         .collect()
-}
-
-#[cfg(target_os = "linux")]
-mod io_batch {
-    //! `recvmmsg`/`sendmmsg` through nix's safe wrappers.
-    use std::io::{IoSlice, IoSliceMut};
-    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-    use std::os::fd::AsRawFd;
-
-    use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-
-    use super::{BATCH, MAX_REQUEST};
-
-    pub struct Receiver {
-        buffers: Vec<Vec<u8>>,
-        headers: MultiHeaders<SockaddrStorage>,
-        got: Vec<(usize, Option<SocketAddr>)>,
-    }
-
-    fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
-        if let Some(v4) = a.as_sockaddr_in() {
-            return Some(SocketAddr::V4(SocketAddrV4::new(v4.ip(), v4.port())));
-        }
-        a.as_sockaddr_in6().map(|v6| {
-            SocketAddr::V6(SocketAddrV6::new(
-                v6.ip(),
-                v6.port(),
-                v6.flowinfo(),
-                v6.scope_id(),
-            ))
-        })
-    }
-
-    impl Receiver {
-        pub fn new() -> Receiver {
-            Receiver {
-                buffers: (0..BATCH).map(|_| vec![0u8; MAX_REQUEST + 1]).collect(),
-                headers: MultiHeaders::preallocate(BATCH, None),
-                got: Vec::with_capacity(BATCH),
-            }
-        }
-
-        /// Block until at least one datagram arrives (or the socket's timeout passes), then
-        /// take up to [`BATCH`] at once.
-        pub fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-            self.got.clear();
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
-                .buffers
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-                .collect();
-            let results = recvmmsg(
-                socket.as_raw_fd(),
-                &mut self.headers,
-                slices.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            )
-            .map_err(std::io::Error::from)?;
-            for msg in results {
-                let addr = msg.address.as_ref().and_then(to_std);
-                // A datagram that filled the buffer was longer than MAX_REQUEST: dropped.
-                let len = if msg.bytes > MAX_REQUEST {
-                    0
-                } else {
-                    msg.bytes
-                };
-                self.got.push((len, addr));
-            }
-            Ok(self.got.len())
-        }
-
-        pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-            let (len, addr) = *self.got.get(i)?;
-            let addr = addr?;
-            if len == 0 {
-                return None;
-            }
-            Some((self.buffers.get(i)?.get(..len)?, addr))
-        }
-    }
-
-    /// Send every queued datagram, [`BATCH`] per system call. A datagram the kernel refuses
-    /// (an unreachable address, say) is skipped; the rest still go.
-    pub fn send(socket: &UdpSocket, queued: &[(SocketAddr, Vec<u8>)]) {
-        let mut headers: Option<MultiHeaders<SockaddrStorage>> = None;
-        let mut rest = queued;
-        while !rest.is_empty() {
-            let chunk = &rest[..rest.len().min(BATCH)];
-            let headers = headers.get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
-            let slices: Vec<[IoSlice<'_>; 1]> =
-                chunk.iter().map(|(_, d)| [IoSlice::new(d)]).collect();
-            let addrs: Vec<Option<SockaddrStorage>> = chunk
-                .iter()
-                .map(|(a, _)| Some(SockaddrStorage::from(*a)))
-                .collect();
-            let sent = match sendmmsg(
-                socket.as_raw_fd(),
-                headers,
-                slices.iter(),
-                &addrs,
-                [],
-                MsgFlags::empty(),
-            ) {
-                Ok(results) => results.count(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "UDP sendmmsg failed");
-                    0
-                }
-            };
-            // sendmmsg stops at the first datagram it cannot send: skip that one.
-            rest = &rest[(sent.max(1)).min(rest.len())..];
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod io_batch {
-    //! One datagram per system call where `recvmmsg` is not available.
-    use std::net::{SocketAddr, UdpSocket};
-
-    use super::MAX_REQUEST;
-
-    pub struct Receiver {
-        buffer: Vec<u8>,
-        got: Option<(usize, SocketAddr)>,
-    }
-
-    impl Receiver {
-        pub fn new() -> Receiver {
-            Receiver {
-                buffer: vec![0u8; MAX_REQUEST + 1],
-                got: None,
-            }
-        }
-
-        pub fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-            let (len, addr) = socket.recv_from(&mut self.buffer)?;
-            self.got = (len <= MAX_REQUEST).then_some((len, addr));
-            Ok(1)
-        }
-
-        pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-            let (len, addr) = self.got.filter(|_| i == 0)?;
-            Some((self.buffer.get(..len)?, addr))
-        }
-    }
-
-    pub fn send(socket: &UdpSocket, queued: &[(SocketAddr, Vec<u8>)]) {
-        for (addr, d) in queued {
-            if let Err(e) = socket.send_to(d, addr) {
-                tracing::debug!(peer = %addr, error = %e, "UDP send failed");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

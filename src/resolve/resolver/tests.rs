@@ -7,9 +7,7 @@ use super::*;
 use crate::model::structured::{interface, Interface, ServerInfo};
 use crate::model::{Prefix, SiteInfo};
 use crate::resolve::cache::{Cache, CacheConfig};
-use crate::resolve::recursion::{
-    BoxFuture, RecursorConfig, Upstream, UpstreamError, UpstreamTransport,
-};
+use crate::resolve::recursion::{BoxFuture, RecursorConfig, Upstream};
 use crate::resolve::site::HASH_BY_HANDLE;
 use crate::resolve::{init_prefix, Policy};
 use crate::store::{Registry, StoreOptions};
@@ -54,14 +52,14 @@ impl Upstream for Upstream1 {
     fn exchange<'a>(
         &'a self,
         _server: SocketAddr,
-        _transport: UpstreamTransport,
+        _transport: crate::model::Transport,
         request: &'a Message,
         _timeout: Duration,
-    ) -> BoxFuture<'a, Result<Message, UpstreamError>> {
+    ) -> BoxFuture<'a, Result<Message, ExchangeError>> {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
             let Body::Resolution { handle, .. } = &request.body else {
-                return Err(UpstreamError::Garbage("not a resolution".into()));
+                return Err(ExchangeError::Malformed("not a resolution".into()));
             };
             let (code, body) = match handle.to_ascii_uppercase().as_str() {
                 "0.NA/88.200.9" => (
@@ -105,6 +103,7 @@ impl Upstream for Upstream1 {
     }
 }
 
+use crate::wire::handle::exchange::ExchangeError;
 use crate::wire::handle::message::Envelope;
 
 struct Node {

@@ -2,14 +2,23 @@
 //! no tokio.
 //!
 //! - [`value`]: the HandleValue layout (also the registry's stored record format);
-//! - [`message`]: envelope, header, bodies, credential section, UDP fragmentation.
+//! - [`message`]: envelope, header, bodies, credential section, UDP fragmentation;
+//! - [`peek`]: header fields read off raw bytes without decoding (the hot paths' one reader);
+//! - [`reassembly`]: the serving side's multi-datagram reassembly, bounded, time passed in;
+//! - [`exchange`]: the asking side of one exchange (request building, UDP reassembly of the
+//!   response, TCP framing, response checks, [`ExchangeError`]), driven by the blocking
+//!   client and the recursor's network edge.
 
+pub mod exchange;
 pub mod message;
+pub mod peek;
+pub mod reassembly;
 pub mod value;
 #[cfg(test)]
 pub(crate) mod vectors;
 #[cfg(test)]
 pub(crate) mod vectors2;
 
+pub use exchange::ExchangeError;
 pub use message::{Body, Envelope, Header, Message, WireError};
 pub use value::{decode_value, decode_values, encode_value, encode_values};
