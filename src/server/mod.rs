@@ -506,7 +506,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             None
         }
     };
-    let feed = Arc::new(crate::sync::feed::FeedState {
+    let feed = Arc::new(http::feed::FeedState {
         http: state.clone(),
         allow: config.sync_allow.clone(),
         allow_plain: config.raw.sync.allow_plain,
@@ -537,7 +537,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     }
     tasks.push(tokio::spawn(serve_http(
         listener,
-        http::router(state).merge(crate::sync::feed::router(feed)),
+        http::router(state).merge(http::feed::router(feed)),
         tls,
         accept::ConnectionTable::new("http", http_limits(&config), &metrics),
         shutdown_rx.clone(),

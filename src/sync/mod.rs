@@ -1,8 +1,8 @@
 //! Replication between nodes (ARCHITECTURE.md, Sync).
 //!
-//! - [`feed`]: every node serves its change log (`/sync/changes`, long-poll), a consistent
-//!   snapshot (`/sync/snapshot`), a content digest (`/sync/digest`) and the state of its own
-//!   follow links (`/sync/status`).
+//! - The feed: every node serves its change log (`/sync/changes`, long-poll), a consistent
+//!   snapshot (`/sync/snapshot`), a content digest ([`digest`], `/sync/digest`) and the state
+//!   of its own follow links (`/sync/status`); its HTTP endpoints are `server::http::feed`.
 //! - [`follower`]: a task per `[[sync.follow]]` link bootstraps from a snapshot, then
 //!   long-polls changes, verifies each batch and applies it together with its cursor in one
 //!   sled transaction ([`crate::store::Registry::apply_replicated`]).
@@ -16,7 +16,6 @@
 //! Both ends must use the same `suffix_case` (keys are compared as normalized). A snapshot is
 //! one JSON answer, so very large prefixes want a paged snapshot (not built yet).
 
-pub mod feed;
 pub mod follower;
 
 use sha2::{Digest, Sha256};

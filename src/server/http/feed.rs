@@ -1,4 +1,7 @@
-//! The change feed every node serves to its followers, under `/sync/`.
+//! The HTTP endpoints of the change feed every node serves to its followers, under `/sync/`
+//! (merged into the node's router): query parameters, follower authentication, the long-poll
+//! wait and the scan permits. It is HTTP, so it lives in `server`, above `sync`, which no
+//! longer imports `server`.
 //!
 //! - `GET /sync/changes?after=N&limit=M&wait_ms=W[&prefix=P...]` →
 //!   `{"from":N,"next":X,"last_seq":S,"changes":[{"seq","action","key","record","data"}]}`:
@@ -473,7 +476,7 @@ async fn digest(State(state): State<Arc<FeedState>>, req: Request) -> Response {
     let p = prefix.clone();
     let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        super::digest(&reg, &p)
+        crate::sync::digest(&reg, &p)
     })
     .await;
     match result {
