@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::auth::Identity;
 use crate::model::{Handle, Prefix, SuffixCase};
 use crate::net::CidrList;
+use crate::tls::TlsFiles;
 
 /// The configuration `idnode serve` uses when none is given (also `config/default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
@@ -603,14 +604,6 @@ pub struct ValidConfig {
     pub sync_allow: Vec<(Identity, Vec<Prefix>)>,
 }
 
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Ask clients for a certificate (`http.client_cert_auth`).
-    pub client_certs: bool,
-}
-
 /// Parse `index:handle` (index required, positive).
 pub fn parse_identity(text: &str, case: SuffixCase) -> Result<Identity, String> {
     let (index, handle) = text
@@ -745,7 +738,7 @@ impl Config {
                     client_certs: h.client_cert_auth,
                 };
                 // Load now so a bad certificate stops the node before it binds anything.
-                crate::server::tls::load_server_config(&files)
+                crate::tls::load_server_config(&files)
                     .map_err(|e| invalid("http.tls_cert/tls_key", e.to_string()))?;
                 Some(files)
             }

@@ -14,6 +14,7 @@
 //! - [`store`]: the sled registry (records, homed prefixes, change log, schema version);
 //! - [`auth`]: authentication of identities (secrets, challenge answers, keys) and
 //!   authorization through HS_ADMIN / HS_VLIST;
+//! - [`tls`]: rustls configurations (the HTTP listener's, follow links');
 //! - [`resolve`]: the protocol-neutral engine every front end calls, site hashing, the
 //!   resolution cache and the recursor;
 //! - [`server`]: tokio front ends (HTTP/HTTPS, native UDP/TCP, DNS UDP/TCP) and node start-up;
@@ -36,4 +37,5 @@ pub mod resolve;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod wire;

@@ -609,7 +609,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 anyhow::anyhow!("no system CA bundle found: give --ca-file FILE or --insecure")
             })?),
         };
-        Some(idnode::server::tls::client_config(
+        Some(idnode::tls::client_config(
             ca_file.as_deref(),
             args.insecure,
         )?)

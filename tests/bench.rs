@@ -317,7 +317,7 @@ async fn bench_https() {
     let (node, ids) = node_with_ids(dir.path(), true).await;
     let mut cfg = config(Proto::Https, node.http_addr, &ids);
     cfg.host = Some("localhost".into());
-    cfg.tls = Some(idnode::server::tls::client_config(None, true).unwrap());
+    cfg.tls = Some(idnode::tls::client_config(None, true).unwrap());
     cfg.concurrency = 4;
     let s = run(&cfg).await.unwrap();
     assert!(s.queries_completed > 0, "{s}");

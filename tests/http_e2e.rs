@@ -107,7 +107,7 @@ async fn tls_connect_as(
 ) -> Conn<tokio_rustls::client::TlsStream<TcpStream>> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let files = client_cert.map(|(cert, key)| (data.join(cert), data.join(key)));
-    let config = idnode::server::tls::client_config_with_cert(
+    let config = idnode::tls::client_config_with_cert(
         None,
         true,
         files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),

@@ -9,7 +9,6 @@ pub mod native;
 pub mod native_tcp;
 pub mod native_udp;
 pub mod rrl;
-pub mod tls;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -446,9 +445,9 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     let engine = Engine::new(registry, policy);
     let metrics = Metrics::new().context("creating metrics")?;
     let tls = match &config.tls {
-        Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::load_server_config(
-            files,
-        )?)),
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::load_server_config(files)?,
+        )),
         None => None,
     };
     let listener = TcpListener::bind(config.raw.http.listen)

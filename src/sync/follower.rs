@@ -112,7 +112,7 @@ impl Link {
         let host = host.trim_end_matches('/').to_string();
         let tls = if https {
             let client_cert = f.client_cert.as_deref().zip(f.private_key.as_deref());
-            let config = crate::server::tls::client_config_with_cert(
+            let config = crate::tls::client_config_with_cert(
                 f.ca_file.as_deref(),
                 f.insecure_skip_verify,
                 client_cert,
