@@ -8,9 +8,9 @@
 //! transaction; a refused batch changes nothing and counts as a link error. Errors reconnect
 //! with exponential backoff (100 ms doubling, capped at 5 s).
 //!
-//! Links speak HTTPS (rustls; the upstream's certificate checked against `ca_file`) or, with
-//! `sync.allow_plain = true`, plain HTTP. Mutual TLS tying certificates to node identities is
-//! the next step.
+//! Links speak HTTPS (rustls through [`crate::tls`]; the upstream's certificate checked
+//! against `ca_file`) or, with `sync.allow_plain = true`, plain HTTP. The upstream's answers
+//! are read as the typed [`crate::wire::sync`] messages its feed writes.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,8 +20,7 @@ use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use serde::Serialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::config::SyncFollow;
@@ -29,22 +28,10 @@ use crate::metrics::Metrics;
 use crate::model::{Handle, Prefix, SuffixCase};
 use crate::store::{record, Action, Change, Registry};
 use crate::sync::key_under;
+use crate::wire::sync::{ChangeAction, ChangeBatch, FeedError, Snapshot};
 
-/// What `/sync/status` shows for one link.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LinkStatus {
-    pub link: String,
-    pub upstream: String,
-    pub prefixes: Vec<String>,
-    pub state: String,
-    pub cursor: u64,
-    pub upstream_last_seq: u64,
-    pub lag_sequences: u64,
-    pub applied: u64,
-    pub bootstraps: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
-}
+/// What `/sync/status` shows for one link (the wire type, kept by the link's task).
+pub use crate::wire::sync::LinkStatus;
 
 pub type Links = Arc<Mutex<BTreeMap<String, LinkStatus>>>;
 
@@ -177,8 +164,24 @@ impl Link {
             .collect()
     }
 
-    /// GET `path` from the upstream (one connection per request): (status, JSON body).
-    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+    /// GET `path` from the upstream and read the answer: a 200 as the message `T`, anything
+    /// else as the upstream's refusal.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Answer<T>> {
+        let (status, body) = self.fetch(path).await?;
+        if status == 200 {
+            let message = serde_json::from_slice(&body)
+                .map_err(|e| anyhow!("upstream answered {status} with unreadable JSON: {e}"))?;
+            return Ok(Answer::Ok(message));
+        }
+        let message = match serde_json::from_slice::<FeedError>(&body) {
+            Ok(refusal) => refusal.message,
+            Err(_) => String::from_utf8_lossy(&body).chars().take(200).collect(),
+        };
+        Ok(Answer::Refused(status, message))
+    }
+
+    /// GET `path` from the upstream (one connection per request): (status, body).
+    async fn fetch(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
         let stream = tokio::time::timeout(
             Duration::from_secs(10),
             tokio::net::TcpStream::connect(&self.host),
@@ -201,7 +204,7 @@ impl Link {
         }
     }
 
-    async fn exchange<I>(&self, io: I, path: &str) -> anyhow::Result<(u16, Value)>
+    async fn exchange<I>(&self, io: I, path: &str) -> anyhow::Result<(u16, Bytes)>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -223,17 +226,26 @@ impl Link {
         };
         let result = tokio::time::timeout(Duration::from_millis(WAIT_MS + 10_000), fut).await;
         driver.abort();
-        let (status, body) = result.map_err(|_| anyhow!("upstream timed out"))??;
-        let json: Value = serde_json::from_slice(&body)
-            .map_err(|e| anyhow!("upstream answered {status} with unreadable JSON: {e}"))?;
-        Ok((status, json))
+        result.map_err(|_| anyhow!("upstream timed out"))?
     }
 }
 
-fn decode_record(item: &Value, key: &str, case: SuffixCase) -> anyhow::Result<record::Record> {
-    let data = item["data"]
-        .as_str()
-        .ok_or_else(|| anyhow!("{key}: no record data"))?;
+/// What the upstream answered a feed request.
+enum Answer<T> {
+    /// 200, with its message.
+    Ok(T),
+    /// Any other status, with the refusal's message.
+    Refused(u16, String),
+}
+
+/// A record as the feed sent it (`data`, base64 of the stored encoding), decoded strictly
+/// (CRC and layout) and checked to belong under `key`.
+fn decode_record(
+    data: Option<&str>,
+    key: &str,
+    case: SuffixCase,
+) -> anyhow::Result<record::Record> {
+    let data = data.ok_or_else(|| anyhow!("{key}: no record data"))?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
     let rec = record::decode_record(&bytes).map_err(|e| anyhow!("{key}: {e}"))?;
     let handle = Handle::parse(&rec.handle, case).map_err(|e| anyhow!("{key}: {e}"))?;
@@ -243,29 +255,22 @@ fn decode_record(item: &Value, key: &str, case: SuffixCase) -> anyhow::Result<re
     Ok(rec)
 }
 
-/// Verify a `/sync/changes` answer against the cursor: returns the changes and the new cursor.
+/// Verify a `/sync/changes` answer against the cursor: returns the changes, the new cursor
+/// and the upstream's newest sequence.
 pub fn verify_batch(
-    body: &Value,
+    batch: &ChangeBatch,
     cursor: u64,
     prefixes: &[Prefix],
     case: SuffixCase,
 ) -> anyhow::Result<(Vec<Change>, u64, u64)> {
-    let next = body["next"].as_u64().ok_or_else(|| anyhow!("no next"))?;
-    let last_seq = body["last_seq"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("no last_seq"))?;
-    let items = body["changes"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no changes"))?;
+    let (next, last_seq) = (batch.next, batch.last_seq);
     if next < cursor {
         bail!("batch goes back: next {next} < cursor {cursor}");
     }
     let mut prev = cursor;
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let seq = item["seq"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("change without seq"))?;
+    let mut out = Vec::with_capacity(batch.changes.len());
+    for item in &batch.changes {
+        let seq = item.seq;
         if seq <= prev {
             bail!("sequence {seq} not above {prev} (replayed or out of order)");
         }
@@ -273,25 +278,22 @@ pub fn verify_batch(
             bail!("sequence {seq} beyond the batch end {next}");
         }
         prev = seq;
-        let key = item["key"]
-            .as_str()
-            .ok_or_else(|| anyhow!("change without key"))?;
+        let key = item.key.as_str();
         if !key_under(key, prefixes) {
             bail!("key {key} is outside the followed prefixes");
         }
-        let action = match item["action"].as_str() {
-            Some("create") => Action::Create,
-            Some("update") => Action::Update,
-            Some("delete") => Action::Delete,
-            other => bail!("unexpected action {other:?}"),
+        let action = match item.action {
+            ChangeAction::Create => Action::Create,
+            ChangeAction::Update => Action::Update,
+            ChangeAction::Delete => Action::Delete,
         };
         let record = match action {
             Action::Delete => None,
-            _ => Some(decode_record(item, key, case)?),
+            _ => Some(decode_record(item.data.as_deref(), key, case)?),
         };
         out.push(Change {
             seq,
-            unix_millis: item["unix_millis"].as_u64().unwrap_or(0),
+            unix_millis: item.unix_millis,
             action,
             key: key.to_string(),
             record,
@@ -303,27 +305,19 @@ pub fn verify_batch(
 /// Verify a `/sync/snapshot` answer: returns its sequence and the records by key (every key
 /// under the followed prefixes, every record decoding strictly and belonging under its key).
 pub fn verify_snapshot(
-    body: &Value,
+    snapshot: &Snapshot,
     prefixes: &[Prefix],
     case: SuffixCase,
 ) -> anyhow::Result<(u64, Vec<(String, record::Record)>)> {
-    let seq = body["seq"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("snapshot without seq"))?;
-    let mut records = Vec::new();
-    for item in body["records"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no records"))?
-    {
-        let key = item["key"]
-            .as_str()
-            .ok_or_else(|| anyhow!("record without key"))?;
+    let mut records = Vec::with_capacity(snapshot.records.len());
+    for item in &snapshot.records {
+        let key = item.key.as_str();
         if !key_under(key, prefixes) {
             bail!("snapshot key {key} is outside the followed prefixes");
         }
-        records.push((key.to_string(), decode_record(item, key, case)?));
+        records.push((key.to_string(), decode_record(Some(&item.data), key, case)?));
     }
-    Ok((seq, records))
+    Ok((snapshot.seq, records))
 }
 
 struct Runner {
@@ -342,17 +336,18 @@ impl Runner {
     }
 
     async fn bootstrap(&self) -> anyhow::Result<u64> {
-        let (status, body) = self
+        let answer = self
             .link
-            .get(&format!(
+            .get::<Snapshot>(&format!(
                 "/sync/snapshot?{}",
                 &self.link.prefix_query()[1..]
             ))
             .await?;
-        if status != 200 {
-            bail!("snapshot refused: {status} {}", body["message"]);
-        }
-        let (seq, records) = verify_snapshot(&body, &self.link.prefixes, self.link.case)?;
+        let snapshot = match answer {
+            Answer::Ok(snapshot) => snapshot,
+            Answer::Refused(status, message) => bail!("snapshot refused: {status} {message:?}"),
+        };
+        let (seq, records) = verify_snapshot(&snapshot, &self.link.prefixes, self.link.case)?;
         let reg = self.registry.clone();
         let prefixes = self.link.prefixes.clone();
         let name = self.link.name.clone();
@@ -379,22 +374,23 @@ impl Runner {
         }
         loop {
             self.update(|s| s.state = "streaming".into());
-            let (status, body) = self
+            let answer = self
                 .link
-                .get(&format!(
+                .get::<ChangeBatch>(&format!(
                     "/sync/changes?after={cursor}&limit=500&wait_ms={WAIT_MS}{}",
                     self.link.prefix_query()
                 ))
                 .await?;
-            if status == 410 {
-                cursor = self.bootstrap().await?;
-                continue;
-            }
-            if status != 200 {
-                bail!("changes refused: {status} {}", body["message"]);
-            }
+            let batch = match answer {
+                Answer::Ok(batch) => batch,
+                Answer::Refused(410, _) => {
+                    cursor = self.bootstrap().await?;
+                    continue;
+                }
+                Answer::Refused(status, message) => bail!("changes refused: {status} {message:?}"),
+            };
             let (changes, next, last_seq) =
-                verify_batch(&body, cursor, &self.link.prefixes, self.link.case)?;
+                verify_batch(&batch, cursor, &self.link.prefixes, self.link.case)?;
             let newest_millis = changes.last().map(|c| c.unix_millis);
             let n = changes.len() as u64;
             if next > cursor {
@@ -529,6 +525,11 @@ mod tests {
     fn forged_batches_are_refused() {
         let p = vec![Prefix::parse("88.100").unwrap()];
         let c = SuffixCase::Sensitive;
+        // The batches as JSON, read as the follower reads an answer.
+        let verify_batch = |body: &serde_json::Value, cursor, p: &[Prefix], c| {
+            let batch: ChangeBatch = serde_json::from_value(body.clone()).unwrap();
+            verify_batch(&batch, cursor, p, c)
+        };
         let ok = json!({"next": 7, "last_seq": 7, "changes": [
             {"seq": 6, "action": "create", "key": "88.100/A", "data": data("88.100/A")},
             {"seq": 7, "action": "delete", "key": "88.100/B"}]});

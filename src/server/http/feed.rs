@@ -1,7 +1,8 @@
 //! The HTTP endpoints of the change feed every node serves to its followers, under `/sync/`
 //! (merged into the node's router): query parameters, follower authentication, the long-poll
-//! wait and the scan permits. It is HTTP, so it lives in `server`, above `sync`, which no
-//! longer imports `server`.
+//! wait and the scan permits. The answers are built by [`crate::sync::feed`] and
+//! [`crate::sync::digest`] and written as the [`crate::wire::sync`] types the follower
+//! reads back; this half is HTTP, so it lives in `server`, above `sync`.
 //!
 //! - `GET /sync/changes?after=N&limit=M&wait_ms=W[&prefix=P...]` →
 //!   `{"from":N,"next":X,"last_seq":S,"changes":[{"seq","action","key","record","data"}]}`:
@@ -38,21 +39,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine as _;
-use serde_json::{json, Value};
 
 use crate::auth::Identity;
 use crate::model::Prefix;
 use crate::server::http::{authenticate, ConnInfo, Credentials, HttpState};
-use crate::store::{record, Action, Record};
+use crate::sync::feed::{MAX_LIMIT, MAX_WAIT_MS};
 use crate::sync::follower::Links;
-use crate::sync::key_under;
-use crate::wire::json as hjson;
-
-/// Longest long-poll wait.
-pub const MAX_WAIT_MS: u64 = 30_000;
-/// Most log entries scanned per request.
-pub const MAX_LIMIT: usize = 1000;
+use crate::wire::sync::{Digest, FeedError, SyncStatus};
 
 pub struct FeedState {
     pub http: Arc<HttpState>,
@@ -82,11 +75,11 @@ pub fn router(state: Arc<FeedState>) -> Router {
 }
 
 fn error(status: StatusCode, rc: u32, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"responseCode": rc, "message": message})),
-    )
-        .into_response()
+    let body = FeedError {
+        response_code: rc,
+        message: message.to_string(),
+    };
+    (status, Json(body)).into_response()
 }
 
 fn params(req: &Request) -> Vec<(String, String)> {
@@ -114,10 +107,10 @@ fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Check `Authorization: HS_PUBKEY id="<index:handle>", t="<unix>", sig="<base64>"`: the
-/// timestamp within [`crate::sync::SIGNATURE_WINDOW_SECS`] and the signature by one of the
-/// identity's HS_PUBKEY values in this node's registry (see
-/// [`crate::sync::request_signature_input`]).
+/// Check `Authorization: HS_PUBKEY id="<index:handle>", t="<unix>", sig="<base64>"`: taken
+/// apart here, verified by [`crate::sync::verify_request_signature`] (the timestamp within
+/// [`crate::sync::SIGNATURE_WINDOW_SECS`], the signature by one of the identity's HS_PUBKEY
+/// values in this node's registry).
 fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<Identity, String> {
     let field = |name: &str| {
         params.split(',').find_map(|part| {
@@ -135,32 +128,8 @@ fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    if now.abs_diff(t) > crate::sync::SIGNATURE_WINDOW_SECS {
-        return Err("signed request outside the time window (check the clocks)".into());
-    }
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(sig)
-        .map_err(|_| "signature is not base64".to_string())?;
-    let record = engine
-        .registry()
-        .get(&identity.handle)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("identity {identity} is not known here"))?;
-    let (nonce, digest) = crate::sync::request_signature_input(t, path);
-    let valid = record
-        .values
-        .iter()
-        .filter(|v| v.is_type(crate::model::types::HS_PUBKEY) && v.index == identity.index)
-        .filter_map(|v| crate::model::PublicKey::decode(&v.data).ok())
-        .any(|key| {
-            crate::auth::challenge::verify_pubkey_answer(&key, &nonce, &digest, &sig)
-                .unwrap_or(false)
-        });
-    if valid {
-        Ok(identity)
-    } else {
-        Err(format!("signature of {identity} does not verify"))
-    }
+    crate::sync::verify_request_signature(engine.registry(), &identity, t, &sig, path, now)?;
+    Ok(identity)
 }
 
 /// Who is calling a feed endpoint.
@@ -321,22 +290,6 @@ fn scan_permit(state: &FeedState) -> Result<tokio::sync::OwnedSemaphorePermit, B
     })
 }
 
-fn record_json(rec: &Record) -> (Value, String) {
-    let values: Vec<Value> = rec.values.iter().map(hjson::value_to_json).collect();
-    let data = base64::engine::general_purpose::STANDARD.encode(record::encode_record(rec));
-    (json!({"handle": rec.handle, "values": values}), data)
-}
-
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Delete => "delete",
-        Action::HomePrefix => "home",
-        Action::UnhomePrefix => "unhome",
-    }
-}
-
 fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, 1, &e.to_string())
 }
@@ -361,55 +314,16 @@ async fn changes(State(state): State<Arc<FeedState>>, req: Request) -> Response 
             r = shutdown.changed() => if r.is_err() { break },
         }
     }
-    let reg = registry.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        // Sequences are dense, so the answer must start right after `after`: a gap means the
-        // entries were truncated (also when retention runs between the checks).
-        let last = reg.last_seq();
-        if after.saturating_add(1) < reg.first_retained_seq()? {
-            return Ok(None);
-        }
-        let changes = reg.changes_after(after, limit)?;
-        match changes.first() {
-            Some(c) if c.seq != after + 1 => Ok(None),
-            None if last > after => Ok(None),
-            _ => Ok(Some((last, changes))),
-        }
+    let result = tokio::task::spawn_blocking(move || {
+        crate::sync::feed::changes_after(&registry, after, limit, &prefixes)
     })
     .await;
-    let (last_seq, log) = match result {
-        Ok(Ok(Some(x))) => x,
-        Ok(Ok(None)) => return error(StatusCode::GONE, 10, "re-bootstrap"),
-        Ok(Err(e)) => return internal(e),
-        Err(e) => return internal(e),
-    };
-    let next = log.last().map(|c| c.seq).unwrap_or(after);
-    let out: Vec<Value> = log
-        .iter()
-        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Delete))
-        .filter(|c| key_under(&c.key, &prefixes))
-        .map(|c| {
-            let mut v = json!({
-                "seq": c.seq,
-                "unix_millis": c.unix_millis,
-                "action": action_name(c.action),
-                "key": c.key,
-            });
-            if let Some(rec) = &c.record {
-                let (j, data) = record_json(rec);
-                v["record"] = j;
-                v["data"] = json!(data);
-            }
-            v
-        })
-        .collect();
-    Json(json!({
-        "from": after,
-        "next": next,
-        "last_seq": last_seq.max(next),
-        "changes": out,
-    }))
-    .into_response()
+    match result {
+        Ok(Ok(Some(batch))) => Json(batch).into_response(),
+        Ok(Ok(None)) => error(StatusCode::GONE, 10, "re-bootstrap"),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
 }
 
 async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response {
@@ -427,17 +341,8 @@ async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response
     // the scan and the answer's encoding still run.
     let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let (seq, records) = reg.snapshot(&prefixes)?;
-        let records: Vec<Value> = records
-            .iter()
-            .map(|(k, r)| {
-                let (j, data) = record_json(r);
-                json!({"key": k, "record": j, "data": data})
-            })
-            .collect();
-        Ok::<_, crate::store::StoreError>(
-            serde_json::to_vec(&json!({"seq": seq, "records": records})).unwrap_or_default(),
-        )
+        let snapshot = crate::sync::feed::snapshot(&reg, &prefixes)?;
+        Ok::<_, crate::store::StoreError>(serde_json::to_vec(&snapshot).unwrap_or_default())
     })
     .await;
     match result {
@@ -480,9 +385,12 @@ async fn digest(State(state): State<Arc<FeedState>>, req: Request) -> Response {
     })
     .await;
     match result {
-        Ok(Ok((n, hex))) => {
-            Json(json!({"prefix": prefix.as_str(), "records": n, "sha256": hex})).into_response()
-        }
+        Ok(Ok((records, sha256))) => Json(Digest {
+            prefix: prefix.as_str().to_string(),
+            records,
+            sha256,
+        })
+        .into_response(),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
     }
@@ -497,10 +405,10 @@ async fn status(State(state): State<Arc<FeedState>>, req: Request) -> Response {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    Json(json!({
-        "last_seq": state.http.engine.registry().last_seq(),
-        "links": links.values().collect::<Vec<_>>(),
-    }))
+    Json(SyncStatus {
+        last_seq: state.http.engine.registry().last_seq(),
+        links: links.into_values().collect(),
+    })
     .into_response()
 }
 
@@ -509,7 +417,9 @@ mod tests {
     use std::net::SocketAddr;
 
     use axum::body::Body;
+    use base64::Engine as _;
     use http_body_util::BodyExt;
+    use serde_json::Value;
     use tower::ServiceExt;
 
     use super::*;

@@ -1,0 +1,108 @@
+//! What the change feed answers, built from the registry: the batch of changes after a
+//! cursor and the snapshot of prefixes, as the [`crate::wire::sync`] messages. The HTTP side
+//! (routes, authentication of followers, the long-poll wait, scan permits) is
+//! `server::http::feed`; this half knows no HTTP, so it sits in `sync`, below `server`, next
+//! to the follower that reads these messages back.
+
+use base64::Engine as _;
+
+use crate::model::Prefix;
+use crate::store::{record, Action, Record, Registry, StoreError};
+use crate::sync::key_under;
+use crate::wire::json as hjson;
+use crate::wire::sync::{
+    ChangeAction, ChangeBatch, ChangeEntry, RecordJson, Snapshot, SnapshotRecord,
+};
+
+/// Longest long-poll wait a follower may ask for (`wait_ms`).
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// Most log entries scanned per request (`limit`).
+pub const MAX_LIMIT: usize = 1000;
+
+/// The record changes after sequence `after` under `prefixes`, scanning at most `limit` log
+/// entries: `None` when the follower must re-bootstrap (entries after `after` were
+/// truncated). `next` is the last sequence scanned, also when every entry scanned was
+/// filtered out (another prefix, or prefix homing, which is not replicated).
+pub fn changes_after(
+    registry: &Registry,
+    after: u64,
+    limit: usize,
+    prefixes: &[Prefix],
+) -> Result<Option<ChangeBatch>, StoreError> {
+    // Sequences are dense, so the answer must start right after `after`: a gap means the
+    // entries were truncated (also when retention runs between the checks).
+    let last = registry.last_seq();
+    if after.saturating_add(1) < registry.first_retained_seq()? {
+        return Ok(None);
+    }
+    let log = registry.changes_after(after, limit)?;
+    match log.first() {
+        Some(c) if c.seq != after + 1 => return Ok(None),
+        None if last > after => return Ok(None),
+        _ => {}
+    }
+    let next = log.last().map(|c| c.seq).unwrap_or(after);
+    let changes = log
+        .iter()
+        .filter(|c| key_under(&c.key, prefixes))
+        .filter_map(|c| {
+            let action = match c.action {
+                Action::Create => ChangeAction::Create,
+                Action::Update => ChangeAction::Update,
+                Action::Delete => ChangeAction::Delete,
+                Action::HomePrefix | Action::UnhomePrefix => return None,
+            };
+            let (record, data) = match &c.record {
+                Some(rec) => {
+                    let (json, data) = record_json(rec);
+                    (Some(json), Some(data))
+                }
+                None => (None, None),
+            };
+            Some(ChangeEntry {
+                seq: c.seq,
+                unix_millis: c.unix_millis,
+                action,
+                key: c.key.clone(),
+                record,
+                data,
+            })
+        })
+        .collect();
+    Ok(Some(ChangeBatch {
+        from: after,
+        next,
+        last_seq: last.max(next),
+        changes,
+    }))
+}
+
+/// Every record under `prefixes`, with the sequence it reflects ([`Registry::snapshot`]).
+pub fn snapshot(registry: &Registry, prefixes: &[Prefix]) -> Result<Snapshot, StoreError> {
+    let (seq, records) = registry.snapshot(prefixes)?;
+    let records = records
+        .iter()
+        .map(|(key, rec)| {
+            let (json, data) = record_json(rec);
+            SnapshotRecord {
+                key: key.clone(),
+                record: Some(json),
+                data,
+            }
+        })
+        .collect();
+    Ok(Snapshot { seq, records })
+}
+
+/// A record as the feed sends it: its REST JSON and its canonical stored encoding (base64).
+fn record_json(rec: &Record) -> (RecordJson, String) {
+    let values = rec.values.iter().map(hjson::value_to_json).collect();
+    let data = base64::engine::general_purpose::STANDARD.encode(record::encode_record(rec));
+    (
+        RecordJson {
+            handle: rec.handle.clone(),
+            values,
+        },
+        data,
+    )
+}
