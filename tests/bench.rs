@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use idnode::bench::{generate_ids, run, BenchConfig, Proto};
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::model::{Handle, HandleValue, SuffixCase};
 use idnode::resolve::Overwrite;
 use idnode::server::{open_registry, prepare_registry, root_sites, start, RunningNode};
@@ -33,10 +34,13 @@ async fn node_with_ids(dir: &std::path::Path, tls: bool) -> (RunningNode, Vec<St
     let config = Config::from_toml(&toml).unwrap();
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    let node = tokio::time::timeout(Duration::from_secs(30), start(config, Arc::new(registry)))
-        .await
-        .expect("start timed out")
-        .unwrap();
+    let node = tokio::time::timeout(
+        Duration::from_secs(30),
+        start(config, Arc::new(registry), Metrics::new().unwrap()),
+    )
+    .await
+    .expect("start timed out")
+    .unwrap();
 
     let ids = generate_ids("88.100.1", "SN-{:07}", 20).unwrap();
     let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
@@ -78,10 +82,13 @@ async fn recursive_node(dir: &std::path::Path, root: std::net::SocketAddr) -> Ru
     let config = Config::from_toml(&toml).unwrap();
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), start(config, Arc::new(registry)))
-        .await
-        .expect("start timed out")
-        .unwrap()
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        start(config, Arc::new(registry), Metrics::new().unwrap()),
+    )
+    .await
+    .expect("start timed out")
+    .unwrap()
 }
 
 /// A one-second closed-loop run with 10% misses.

@@ -11,8 +11,12 @@
 //! Links speak HTTPS (rustls through [`crate::tls`]; the upstream's certificate checked
 //! against `ca_file`) or, with `sync.allow_plain = true`, plain HTTP. The upstream's answers
 //! are read as the typed [`crate::wire::sync`] messages its feed writes.
+//!
+//! A link is made from its [`FollowSettings`], which `config` builds from `[[sync.follow]]`
+//! (this module does not know the TOML).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +27,7 @@ use hyper::body::Bytes;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::config::SyncFollow;
+use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{Handle, Prefix, SuffixCase};
 use crate::store::{record, Action, Change, Registry};
@@ -32,6 +36,39 @@ use crate::wire::sync::{ChangeAction, ChangeBatch, FeedError, Snapshot};
 
 /// What `/sync/status` shows for one link (the wire type, kept by the link's task).
 pub use crate::wire::sync::LinkStatus;
+
+/// One `[[sync.follow]]` link, validated: what [`Link::new`] needs.
+#[derive(Debug, Clone)]
+pub struct FollowSettings {
+    /// The upstream's base URL (`http(s)://host:port`, no trailing `/`): the link's name.
+    pub upstream: String,
+    /// `host:port` to connect to.
+    pub host: String,
+    /// Whether the link speaks HTTPS.
+    pub https: bool,
+    /// The follower identity the upstream lists in its `[[sync.allow]]`.
+    pub identity: Identity,
+    /// How the identity proves itself.
+    pub credential: FollowCredential,
+    /// The prefixes followed (at least one).
+    pub prefixes: Vec<Prefix>,
+    /// PEM certificates trusted for an `https://` upstream.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any upstream certificate (tests only).
+    pub insecure_skip_verify: bool,
+}
+
+/// A follower identity's credential (`secret_file`, `private_key`, `client_cert`).
+#[derive(Debug, Clone)]
+pub enum FollowCredential {
+    /// Its HS_SECKEY secret, read from this file and sent as HTTP Basic.
+    Secret(PathBuf),
+    /// The PEM private key of its HS_PUBKEY: every request is signed with it.
+    Key(PathBuf),
+    /// That key with a certificate naming the identity, presented as the TLS client
+    /// certificate (HTTPS only).
+    ClientCert { key: PathBuf, cert: PathBuf },
+}
 
 pub type Links = Arc<Mutex<BTreeMap<String, LinkStatus>>>;
 
@@ -86,19 +123,15 @@ impl LinkAuth {
 }
 
 impl Link {
-    pub fn from_config(f: &SyncFollow, case: SuffixCase) -> anyhow::Result<Link> {
-        let (host, https) = match f.upstream.strip_prefix("https://") {
-            Some(rest) => (rest, true),
-            None => (
-                f.upstream
-                    .strip_prefix("http://")
-                    .ok_or_else(|| anyhow!("{}: not an http(s) URL", f.upstream))?,
-                false,
-            ),
-        };
-        let host = host.trim_end_matches('/').to_string();
-        let tls = if https {
-            let client_cert = f.client_cert.as_deref().zip(f.private_key.as_deref());
+    /// Set a link up: read its credential files and build its TLS client (nothing connects
+    /// yet).
+    pub fn new(f: &FollowSettings, case: SuffixCase) -> anyhow::Result<Link> {
+        let host = f.host.clone();
+        let tls = if f.https {
+            let client_cert = match &f.credential {
+                FollowCredential::ClientCert { key, cert } => Some((cert.as_path(), key.as_path())),
+                _ => None,
+            };
             let config = crate::tls::client_config_with_cert(
                 f.ca_file.as_deref(),
                 f.insecure_skip_verify,
@@ -117,23 +150,25 @@ impl Link {
         } else {
             None
         };
-        let authorization = match (&f.secret_file, &f.private_key) {
-            (_, Some(_)) if f.client_cert.is_some() => LinkAuth::ClientCert,
-            (_, Some(key_file)) => {
+        // The identity as `index:handle` (the handle as configured), as the upstream parses it.
+        let identity = f.identity.to_string();
+        let authorization = match &f.credential {
+            FollowCredential::ClientCert { .. } => LinkAuth::ClientCert,
+            FollowCredential::Key(key_file) => {
                 let pem = std::fs::read_to_string(key_file)
                     .with_context(|| format!("reading {}", key_file.display()))?;
                 let key = crate::auth::challenge::PrivateKey::from_pem(&pem)
                     .map_err(|e| anyhow!("{}: {e}", key_file.display()))?;
                 LinkAuth::Key {
-                    identity: f.identity.clone(),
+                    identity,
                     key: Box::new(key),
                 }
             }
-            (Some(secret_file), None) => {
+            FollowCredential::Secret(secret_file) => {
                 let secret = std::fs::read_to_string(secret_file)
                     .with_context(|| format!("reading {}", secret_file.display()))?;
                 let user: String = percent_encoding::utf8_percent_encode(
-                    &f.identity,
+                    &identity,
                     percent_encoding::NON_ALPHANUMERIC,
                 )
                 .to_string();
@@ -141,17 +176,12 @@ impl Link {
                     .encode(format!("{user}:{}", secret.trim()));
                 LinkAuth::Basic(format!("Basic {token}"))
             }
-            (None, None) => return Err(anyhow!("no secret_file or private_key for the follower")),
         };
         Ok(Link {
-            name: f.upstream.trim_end_matches('/').to_string(),
+            name: f.upstream.clone(),
             host,
             tls,
-            prefixes: f
-                .prefixes
-                .iter()
-                .map(|p| Prefix::parse(p))
-                .collect::<Result<_, _>>()?,
+            prefixes: f.prefixes.clone(),
             authorization,
             case,
         })

@@ -9,7 +9,8 @@
 //!   sled transaction ([`crate::store::Registry::apply_replicated`]).
 //!
 //! The messages both ends exchange are the serde types of [`crate::wire::sync`]. This module
-//! sits below `server` and never imports it; TLS comes from [`crate::tls`].
+//! sits below `config` and `server` and imports neither: the follower takes its typed
+//! [`follower::FollowSettings`] (which `config` builds), TLS comes from [`crate::tls`].
 //!
 //! Authentication: every endpoint needs a follower identity (`index:handle`, HTTP Basic with
 //! its HS_SECKEY, an HS_PUBKEY-signed request or a TLS client certificate) and the upstream
