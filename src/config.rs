@@ -5,14 +5,22 @@
 //! `idnode serve` without `--config` runs [`EMBEDDED_DEFAULT`]: a standalone node on 127.0.0.1
 //! homing the example prefix `88.100.1`, with its data in `./idnode-data`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::Identity;
+use crate::auth::challenge::PrivateKey;
+use crate::auth::pending::{FailureLimits, PendingLimits};
+use crate::auth::session::SessionLimits;
+use crate::auth::{AnonymousReads, Identity};
 use crate::model::{Prefix, SuffixCase};
 use crate::net::CidrList;
+use crate::resolve::Partition;
+use crate::sync::follower::{FollowCredential, FollowSettings};
+use crate::tls::TlsFiles;
 
 /// The configuration `idnode serve` uses when none is given (also `config/default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
@@ -265,9 +273,6 @@ impl Default for DnsConfig {
     }
 }
 
-/// Default of `recursion.max_concurrent`.
-pub const DEFAULT_MAX_CONCURRENT_RECURSIONS: usize = 256;
-
 /// Recursive resolution: answering for identifiers this node does not home by walking the
 /// hierarchy from the root sites, with a cache shared by every front end.
 #[derive(Debug, Clone, Deserialize)]
@@ -322,7 +327,7 @@ impl Default for RecursionConfig {
             deadline_ms: 10_000,
             cache_max_entries: 100_000,
             cache_max_bytes: crate::resolve::cache::DEFAULT_MAX_BYTES,
-            max_concurrent: DEFAULT_MAX_CONCURRENT_RECURSIONS,
+            max_concurrent: crate::resolve::recursion::DEFAULT_MAX_CONCURRENT_RECURSIONS,
             allow: CidrList::private(),
             cache_max_ttl_secs: 86_400,
             negative_ttl_secs: 60,
@@ -330,6 +335,10 @@ impl Default for RecursionConfig {
         }
     }
 }
+
+/// Largest native answer over UDP by default (`handle.max_udp_answer_bytes`): ordinary
+/// records fit, and a 70-byte query cannot draw more than this toward a spoofable address.
+pub const DEFAULT_MAX_UDP_ANSWER: usize = 16 * 1024;
 
 /// The native Handle protocol listeners (UDP and TCP on the same address).
 #[derive(Debug, Clone, Deserialize)]
@@ -374,7 +383,7 @@ pub struct HandleConfig {
     pub max_udp_answer_bytes: usize,
     /// Addresses of the servers allowed to ask this node to verify challenge answers
     /// (VERIFY_CHALLENGE, opCode 201, over TCP only). Empty: nobody.
-    pub verify_peers: Vec<std::net::IpAddr>,
+    pub verify_peers: Vec<IpAddr>,
     /// 402 challenges one client address may have waiting at once (the whole table holds
     /// 10 000 and 16 MiB; see `auth::pending`).
     pub max_pending_challenges_per_client: usize,
@@ -393,7 +402,7 @@ pub struct HandleConfig {
     /// What an anonymous resolution without the public-only flag gets when the record has
     /// restricted values: `"public"` (default: the values anyone may read, RC 1, which is
     /// what the national ID-SDK can use) or `"challenge"` (Handle.Net's 402).
-    pub anonymous_restricted_reads: crate::server::native::AnonymousReads,
+    pub anonymous_restricted_reads: AnonymousReads,
     /// Accept the ID-SDK's password login (opCode 2000), whose password travels in clear:
     /// off by default; turn it on only where the native port is reachable from a private
     /// network alone.
@@ -417,7 +426,7 @@ impl Default for HandleConfig {
             signatures_per_second_per_client: 20,
             udp_threads: 0,
             answer_cache_entries: 200_000,
-            max_udp_answer_bytes: crate::server::native::DEFAULT_MAX_UDP_ANSWER,
+            max_udp_answer_bytes: DEFAULT_MAX_UDP_ANSWER,
             verify_peers: Vec::new(),
             max_pending_challenges_per_client: 32,
             session_timeout_secs: crate::auth::session::DEFAULT_SESSION_TIMEOUT_SECS,
@@ -425,42 +434,8 @@ impl Default for HandleConfig {
             unauthenticated_session_secs: crate::auth::session::UNAUTHENTICATED_TTL.as_secs(),
             auth_failure_burst: 10,
             auth_failures_per_minute: 10,
-            anonymous_restricted_reads: crate::server::native::AnonymousReads::default(),
+            anonymous_restricted_reads: AnonymousReads::default(),
             password_login: false,
-        }
-    }
-}
-
-impl HandleConfig {
-    /// The native front end's abuse bounds from these settings.
-    pub fn native_limits(&self) -> crate::server::native::NativeLimits {
-        use crate::auth::pending::{FailureLimits, PendingLimits};
-        crate::server::native::NativeLimits {
-            challenges: PendingLimits {
-                max_per_source: self.max_pending_challenges_per_client,
-                ..PendingLimits::default()
-            },
-            failures: FailureLimits {
-                burst: self.auth_failure_burst,
-                per_minute: self.auth_failures_per_minute,
-                ..FailureLimits::default()
-            },
-            max_udp_answer: self.max_udp_answer_bytes,
-            verify_peers: self.verify_peers.clone(),
-            signatures: crate::server::native::SignLimits {
-                per_second: self.signatures_per_second,
-                per_second_per_client: self.signatures_per_second_per_client,
-            },
-            anonymous_reads: self.anonymous_restricted_reads,
-            password_login: self.password_login,
-            sessions: crate::auth::session::SessionLimits {
-                max_per_source: self.max_sessions_per_client,
-                max_timeout: std::time::Duration::from_secs(self.session_timeout_secs),
-                unauthenticated_ttl: std::time::Duration::from_secs(
-                    self.unauthenticated_session_secs,
-                ),
-                ..crate::auth::session::SessionLimits::default()
-            },
         }
     }
 }
@@ -586,30 +561,125 @@ impl Default for StoreConfig {
     }
 }
 
-/// A configuration that passed validation, with its parsed forms.
+/// A configuration that passed validation: each section as the typed settings its subsystem
+/// consumes, with text parsed (prefixes, identities, the partition, follow links) and files
+/// loaded or checked (the server key, the TLS pair). The TOML structs above are only the
+/// input: nothing keeps them, so no consumer can read a field validation did not see.
+///
+/// Sections whose TOML form is already made of typed values (`[recursion]`, `[dns]`,
+/// `[store]`, `[rate_limit]`, `[log]`) are kept as they are, checked.
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
-    pub raw: Config,
-    pub homed_prefixes: Vec<Prefix>,
-    pub server_admins: Vec<Identity>,
-    /// Set when the HTTP listener speaks TLS.
-    pub tls: Option<TlsFiles>,
-    /// The configured server key (`handle.server_key`), read at validation; unset: the node
-    /// uses (or creates) `<data_dir>/server-key.pem` when it starts.
-    pub server_key: Option<std::sync::Arc<crate::auth::challenge::PrivateKey>>,
-    /// The hash partition this node holds, if it is one server of a multi-server site.
-    pub partition: Option<crate::resolve::Partition>,
-    /// `[[sync.allow]]`, parsed: a follower identity and the prefixes it may receive.
-    pub sync_allow: Vec<(Identity, Vec<Prefix>)>,
+    pub node: NodeSettings,
+    pub http: HttpSettings,
+    pub handle: HandleSettings,
+    pub recursion: RecursionConfig,
+    pub dns: DnsConfig,
+    pub store: StoreConfig,
+    pub sync: SyncSettings,
+    pub rate_limit: RateLimitConfig,
+    pub log: LogConfig,
 }
 
+/// `[node]`, validated.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Ask clients for a certificate (`http.client_cert_auth`).
-    pub client_certs: bool,
+pub struct NodeSettings {
+    /// Where the registry lives (not empty).
+    pub data_dir: PathBuf,
+    /// Prefixes this node is the authority for (parsed, without duplicates, never `0.NA`).
+    pub homed_prefixes: Vec<Prefix>,
+    pub suffix_case: SuffixCase,
+    /// Admins of `0.NA/P` may change every handle under `P`.
+    pub allow_prefix_admins: bool,
+    /// Identities with every right on this node.
+    pub server_admins: Vec<Identity>,
+    /// Give homed prefixes without a prefix handle a generated administrator at start.
+    pub bootstrap_admins: bool,
+    /// The hash partition this node holds, if it is one server of a multi-server site.
+    pub partition: Option<Partition>,
+    /// With a partition: the native addresses of all the site's servers in order (this one
+    /// at the partition's index), published in the node's HS_SITE; empty when not listed.
+    pub site_servers: Vec<SocketAddr>,
 }
+
+/// `[http]`, validated.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Set when the listener speaks HTTPS (the pair loaded once at validation).
+    pub tls: Option<TlsFiles>,
+    /// Largest request body accepted (1 KiB to 64 MiB).
+    pub max_body_bytes: usize,
+    pub plain_http_auth: PlainHttpAuth,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Request head (and keep-alive idle) bound, and separately the body's.
+    pub request_timeout: Duration,
+    /// How long a response write may stall.
+    pub write_timeout: Duration,
+}
+
+/// `[handle]`, validated: the native front end's listeners and bounds, the auth-layer limits
+/// built from them.
+#[derive(Debug, Clone)]
+pub struct HandleSettings {
+    pub listen: SocketAddr,
+    pub udp: bool,
+    pub tcp: bool,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Serial number of the node's HS_SITE.
+    pub site_serial: u16,
+    /// The configured `handle.server_key` file ...
+    pub server_key_file: Option<PathBuf>,
+    /// ... and the key read from it at validation. Unset: the node uses (or creates)
+    /// `<data_dir>/server-key.pem` when it starts.
+    pub server_key: Option<Arc<PrivateKey>>,
+    /// Certified answers per second in all, and for one client address.
+    pub signatures_per_second: u32,
+    pub signatures_per_second_per_client: u32,
+    /// UDP worker threads (0: one per core, at most 4).
+    pub udp_threads: usize,
+    /// Encoded answers kept for replay (0: no answer cache).
+    pub answer_cache_entries: usize,
+    /// Largest answer sent over UDP (512 to 256 KiB).
+    pub max_udp_answer_bytes: usize,
+    /// Servers VERIFY_CHALLENGE is answered for.
+    pub verify_peers: Vec<IpAddr>,
+    /// Pending 402 challenges (`max_pending_challenges_per_client`; the totals are fixed).
+    pub challenges: PendingLimits,
+    /// Failed challenge answers per address (`auth_failure_burst`, `auth_failures_per_minute`).
+    pub failures: FailureLimits,
+    /// Native sessions (`max_sessions_per_client`, `session_timeout_secs`,
+    /// `unauthenticated_session_secs`).
+    pub sessions: SessionLimits,
+    /// `anonymous_restricted_reads`.
+    pub anonymous_reads: AnonymousReads,
+    /// Accept the ID-SDK's password login.
+    pub password_login: bool,
+}
+
+/// `[sync]`, validated.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Serve and follow change feeds over plain HTTP (tests).
+    pub allow_plain: bool,
+    /// Change-log entries kept (0: all).
+    pub log_retention: u64,
+    /// Full-prefix scans served at once (1 to 64).
+    pub max_concurrent_scans: usize,
+    /// `[[sync.allow]]`: a follower identity and the prefixes it may receive.
+    pub allow: Vec<(Identity, Vec<Prefix>)>,
+    /// `[[sync.follow]]`: the links this node follows, as the follower takes them.
+    pub follow: Vec<FollowSettings>,
+}
+
+/// A `[[sync.follow]]` link needs exactly one credential.
+const ONE_FOLLOW_CREDENTIAL: &str =
+    "give the follower identity's secret_file or its private_key (one of them)";
 
 /// Parse `index:handle` (index required, positive): [`Identity::parse`] with
 /// [`IndexRule::Required`](crate::auth::IndexRule::Required).
@@ -629,8 +699,7 @@ impl Config {
 
     /// Parse and validate TOML text.
     pub fn from_toml(text: &str) -> Result<ValidConfig, ConfigError> {
-        let raw: Config = toml::from_str(text)?;
-        raw.validate()
+        toml::from_str::<Config>(text)?.validate()
     }
 
     /// The connection bounds of the three TCP front ends (see `server::accept`).
@@ -708,7 +777,7 @@ impl Config {
                         "servers must list all count servers",
                     ));
                 }
-                Some(crate::resolve::Partition {
+                Some(Partition {
                     index: p.index,
                     count: p.count,
                     hash_option: p.hash_option,
@@ -737,7 +806,7 @@ impl Config {
                     client_certs: h.client_cert_auth,
                 };
                 // Load now so a bad certificate stops the node before it binds anything.
-                crate::server::tls::load_server_config(&files)
+                crate::tls::load_server_config(&files)
                     .map_err(|e| invalid("http.tls_cert/tls_key", e.to_string()))?;
                 Some(files)
             }
@@ -826,9 +895,8 @@ impl Config {
                 let bad =
                     |e: String| invalid("handle.server_key", format!("{}: {e}", path.display()));
                 let pem = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-                let key = crate::auth::challenge::PrivateKey::from_pem(&pem)
-                    .map_err(|e| bad(e.to_string()))?;
-                Some(std::sync::Arc::new(key))
+                let key = PrivateKey::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+                Some(Arc::new(key))
             }
         };
         if hc.signatures_per_second == 0 || hc.signatures_per_second_per_client == 0 {
@@ -967,27 +1035,42 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?;
             sync_allow.push((identity, prefixes));
         }
+        let mut follow = Vec::new();
         for f in &self.sync.follow {
-            parse_identity(&f.identity, case).map_err(|e| invalid("sync.follow.identity", e))?;
-            if f.secret_file.is_some() == f.private_key.is_some() {
-                return Err(invalid(
-                    "sync.follow",
-                    "give the follower identity's secret_file or its private_key (one of them)",
-                ));
-            }
-            for p in &f.prefixes {
-                Prefix::parse(p).map_err(|e| invalid("sync.follow.prefixes", e.to_string()))?;
-            }
+            let identity = parse_identity(&f.identity, case)
+                .map_err(|e| invalid("sync.follow.identity", e))?;
+            let credential = match (&f.secret_file, &f.private_key, &f.client_cert) {
+                (Some(secret), None, _) => FollowCredential::Secret(secret.clone()),
+                (None, Some(key), None) => FollowCredential::Key(key.clone()),
+                (None, Some(key), Some(cert)) => FollowCredential::ClientCert {
+                    key: key.clone(),
+                    cert: cert.clone(),
+                },
+                _ => return Err(invalid("sync.follow", ONE_FOLLOW_CREDENTIAL)),
+            };
+            let prefixes = f
+                .prefixes
+                .iter()
+                .map(|p| {
+                    Prefix::parse(p).map_err(|e| invalid("sync.follow.prefixes", e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             if f.prefixes.is_empty() {
                 return Err(invalid("sync.follow.prefixes", "at least one prefix"));
             }
-            let plain = f.upstream.starts_with("http://");
-            if !(plain || f.upstream.starts_with("https://")) {
-                return Err(invalid(
-                    "sync.follow.upstream",
-                    "must be http(s)://host:port",
-                ));
-            }
+            let (host, plain) = match (
+                f.upstream.strip_prefix("http://"),
+                f.upstream.strip_prefix("https://"),
+            ) {
+                (Some(host), _) => (host, true),
+                (None, Some(host)) => (host, false),
+                (None, None) => {
+                    return Err(invalid(
+                        "sync.follow.upstream",
+                        "must be http(s)://host:port",
+                    ))
+                }
+            };
             if !plain && f.ca_file.is_none() && !f.insecure_skip_verify {
                 return Err(invalid(
                     "sync.follow.ca_file",
@@ -1006,15 +1089,98 @@ impl Config {
                     "plain http:// needs sync.allow_plain = true (tests only)",
                 ));
             }
+            follow.push(FollowSettings {
+                upstream: f.upstream.trim_end_matches('/').to_string(),
+                host: host.trim_end_matches('/').to_string(),
+                https: !plain,
+                identity,
+                credential,
+                prefixes,
+                ca_file: f.ca_file.clone(),
+                insecure_skip_verify: f.insecure_skip_verify,
+            });
         }
+        let Config {
+            node,
+            http,
+            handle,
+            recursion,
+            dns,
+            store,
+            sync,
+            rate_limit,
+            log,
+        } = self;
+        let site_servers = node.partition.map(|p| p.servers).unwrap_or_default();
         Ok(ValidConfig {
-            sync_allow,
-            raw: self,
-            homed_prefixes,
-            server_admins,
-            tls,
-            server_key,
-            partition,
+            node: NodeSettings {
+                data_dir: node.data_dir,
+                homed_prefixes,
+                suffix_case: node.suffix_case,
+                allow_prefix_admins: node.allow_prefix_admins,
+                server_admins,
+                bootstrap_admins: node.bootstrap_admins,
+                partition,
+                site_servers,
+            },
+            http: HttpSettings {
+                listen: http.listen,
+                tls,
+                max_body_bytes: http.max_body_bytes,
+                plain_http_auth: http.plain_http_auth,
+                max_connections: http.max_connections,
+                max_connections_per_client: http.max_connections_per_client,
+                request_timeout: Duration::from_secs(http.request_timeout_secs),
+                write_timeout: Duration::from_secs(http.write_timeout_secs),
+            },
+            handle: HandleSettings {
+                listen: handle.listen,
+                udp: handle.udp,
+                tcp: handle.tcp,
+                max_connections: handle.max_connections,
+                max_connections_per_client: handle.max_connections_per_client,
+                idle_timeout: Duration::from_secs(handle.idle_timeout_secs),
+                request_timeout: Duration::from_secs(handle.request_timeout_secs),
+                write_timeout: Duration::from_secs(handle.write_timeout_secs),
+                site_serial: handle.site_serial,
+                server_key_file: handle.server_key,
+                server_key,
+                signatures_per_second: handle.signatures_per_second,
+                signatures_per_second_per_client: handle.signatures_per_second_per_client,
+                udp_threads: handle.udp_threads,
+                answer_cache_entries: handle.answer_cache_entries,
+                max_udp_answer_bytes: handle.max_udp_answer_bytes,
+                verify_peers: handle.verify_peers,
+                challenges: PendingLimits {
+                    max_per_source: handle.max_pending_challenges_per_client,
+                    ..PendingLimits::default()
+                },
+                failures: FailureLimits {
+                    burst: handle.auth_failure_burst,
+                    per_minute: handle.auth_failures_per_minute,
+                    ..FailureLimits::default()
+                },
+                sessions: SessionLimits {
+                    max_per_source: handle.max_sessions_per_client,
+                    max_timeout: Duration::from_secs(handle.session_timeout_secs),
+                    unauthenticated_ttl: Duration::from_secs(handle.unauthenticated_session_secs),
+                    ..SessionLimits::default()
+                },
+                anonymous_reads: handle.anonymous_restricted_reads,
+                password_login: handle.password_login,
+            },
+            recursion,
+            dns,
+            store,
+            sync: SyncSettings {
+                allow_plain: sync.allow_plain,
+                log_retention: sync.log_retention,
+                max_concurrent_scans: sync.max_concurrent_scans,
+                allow: sync_allow,
+                follow,
+            },
+            rate_limit,
+            log,
         })
     }
 }
@@ -1026,8 +1192,8 @@ mod tests {
     #[test]
     fn embedded_default_and_examples_parse() {
         let c = Config::from_toml(EMBEDDED_DEFAULT).unwrap();
-        assert_eq!(c.raw.http.listen.to_string(), "127.0.0.1:8000");
-        assert_eq!(c.homed_prefixes[0].as_str(), "88.100.1");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.node.homed_prefixes[0].as_str(), "88.100.1");
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -1043,15 +1209,15 @@ mod tests {
     #[test]
     fn hole7_recursion_allow_defaults_to_private_ranges() {
         let c = Config::from_toml("").unwrap();
-        let allow = &c.raw.recursion.allow;
+        let allow = &c.recursion.allow;
         assert!(allow.contains("127.0.0.1".parse().unwrap()));
         assert!(allow.contains("192.168.1.1".parse().unwrap()));
         assert!(!allow.contains("8.8.8.8".parse().unwrap()));
-        assert_eq!(c.raw.recursion.max_concurrent, 256);
-        assert_eq!(c.raw.recursion.cache_max_bytes, 64 << 20);
+        assert_eq!(c.recursion.max_concurrent, 256);
+        assert_eq!(c.recursion.cache_max_bytes, 64 << 20);
         let c = Config::from_toml("[recursion]\nallow = [\"203.0.113.0/24\", \"2001:db8::1\"]\n")
             .unwrap();
-        let allow = &c.raw.recursion.allow;
+        let allow = &c.recursion.allow;
         assert!(allow.contains("203.0.113.9".parse().unwrap()));
         assert!(allow.contains("2001:db8::1".parse().unwrap()));
         assert!(!allow.contains("127.0.0.1".parse().unwrap()));
@@ -1059,19 +1225,64 @@ mod tests {
 
     #[test]
     fn sdk_settings_default_and_parse() {
-        use crate::server::native::AnonymousReads;
         let c = Config::from_toml("").unwrap();
-        let limits = c.raw.handle.native_limits();
-        assert_eq!(limits.anonymous_reads, AnonymousReads::Public);
-        assert!(!limits.password_login);
+        assert_eq!(c.handle.anonymous_reads, AnonymousReads::Public);
+        assert!(!c.handle.password_login);
         let c = Config::from_toml(
             "[handle]\nanonymous_restricted_reads = \"challenge\"\npassword_login = true\n",
         )
         .unwrap();
-        let limits = c.raw.handle.native_limits();
-        assert_eq!(limits.anonymous_reads, AnonymousReads::Challenge);
-        assert!(limits.password_login);
+        assert_eq!(c.handle.anonymous_reads, AnonymousReads::Challenge);
+        assert!(c.handle.password_login);
         assert!(Config::from_toml("[handle]\nanonymous_restricted_reads = \"open\"\n").is_err());
+    }
+
+    #[test]
+    fn validated_settings_carry_the_parsed_values() {
+        let c = Config::from_toml(
+            "[node]\nhomed_prefixes = [\"88.100\", \"88.100\"]\nserver_admins = [\"300:0.NA/88.100\"]\n\
+             partition = { index = 1, count = 2, servers = [\"10.0.0.1:2641\", \"10.0.0.2:2641\"] }\n\
+             [http]\nrequest_timeout_secs = 7\n\
+             [handle]\nmax_pending_challenges_per_client = 5\nauth_failure_burst = 3\n\
+             session_timeout_secs = 99\nidle_timeout_secs = 11\n\
+             [sync]\nallow_plain = true\n\
+             [[sync.allow]]\nidentity = \"301:0.NA/88.100\"\nprefixes = [\"88.100\"]\n\
+             [[sync.follow]]\nupstream = \"http://up.example:8000/\"\nidentity = \"300:0.NA/88\"\n\
+             secret_file = \"/s\"\nprefixes = [\"88.200\"]\n\
+             [[sync.follow]]\nupstream = \"https://up.example:8443\"\nidentity = \"300:0.NA/88\"\n\
+             private_key = \"/k\"\nclient_cert = \"/c\"\nprefixes = [\"88.300\"]\ninsecure_skip_verify = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.node.homed_prefixes.len(), 1);
+        assert_eq!(c.node.server_admins[0].to_string(), "300:0.NA/88.100");
+        let partition = c.node.partition.unwrap();
+        assert_eq!(
+            (partition.index, partition.count, partition.hash_option),
+            (1, 2, 2)
+        );
+        assert_eq!(c.node.site_servers.len(), 2);
+        assert_eq!(c.http.request_timeout, Duration::from_secs(7));
+        assert!(c.http.tls.is_none());
+        assert_eq!(c.handle.challenges.max_per_source, 5);
+        assert_eq!(c.handle.failures.burst, 3);
+        assert_eq!(c.handle.sessions.max_timeout, Duration::from_secs(99));
+        assert_eq!(c.handle.idle_timeout, Duration::from_secs(11));
+        assert_eq!(c.sync.allow[0].0.index, 301);
+        let [plain, tls] = &c.sync.follow[..] else {
+            panic!("two follow links");
+        };
+        assert_eq!(plain.upstream, "http://up.example:8000");
+        assert_eq!(plain.host, "up.example:8000");
+        assert!(!plain.https);
+        assert!(matches!(&plain.credential, FollowCredential::Secret(p) if p == Path::new("/s")));
+        assert_eq!(plain.prefixes[0].as_str(), "88.200");
+        assert!(tls.https && tls.insecure_skip_verify);
+        assert!(matches!(
+            &tls.credential,
+            FollowCredential::ClientCert { key, cert } if key == Path::new("/k") && cert == Path::new("/c")
+        ));
+        // No partition: no site servers, whatever else is set.
+        assert!(Config::from_toml("").unwrap().node.site_servers.is_empty());
     }
 
     #[test]
@@ -1082,7 +1293,7 @@ mod tests {
         std::fs::write(&path, key.to_pem()).unwrap();
         for name in ["server_key", "site_key"] {
             let c = Config::from_toml(&format!("[handle]\n{name} = {path:?}\n")).unwrap();
-            let loaded = c.server_key.as_ref().unwrap();
+            let loaded = c.handle.server_key.as_ref().unwrap();
             assert_eq!(loaded.public_key(), key.public_key());
         }
         std::fs::write(&path, "not a key").unwrap();

@@ -8,19 +8,25 @@
 //!  store change log ─► /sync feed ─► followers (mirrors, upstream hosting)
 //! ```
 //!
-//! Layers, each depending only on those above it:
+//! Layers, each depending only on those above it (and on the leaf utilities below):
 //! - [`model`]: identifiers, prefixes, values, structured value types (std only);
-//! - [`wire`]: pure codecs (native Handle messages and values, REST JSON, DNS);
+//! - [`wire`]: pure codecs (native Handle messages and values, REST JSON, DNS, the sync
+//!   protocol's messages);
 //! - [`store`]: the sled registry (records, homed prefixes, change log, schema version);
 //! - [`auth`]: authentication of identities (secrets, challenge answers, keys) and
 //!   authorization through HS_ADMIN / HS_VLIST;
+//! - [`tls`]: rustls configurations (the HTTP listener's, follow links');
 //! - [`resolve`]: the protocol-neutral engine every front end calls, site hashing, the
 //!   resolution cache and the recursor;
-//! - [`server`]: tokio front ends (HTTP/HTTPS, native UDP/TCP, DNS UDP/TCP) and node start-up;
-//! - [`sync`]: the change feed and followers;
-//! - [`client`]: the blocking native client behind `idnode resolve` / `idnode admin`;
-//! - [`config`], [`metrics`]: configuration and the prometheus registry, passed in;
-//! - [`net`]: client networks (CIDR) and allow-lists.
+//! - [`sync`]: the change feed's answers and the followers;
+//! - [`config`]: the TOML configuration, validated into the typed settings of each subsystem;
+//! - [`server`]: tokio front ends (HTTP/HTTPS with the sync feed's endpoints, native UDP/TCP,
+//!   DNS UDP/TCP) and node start-up, consuming those settings;
+//! - [`client`]: the blocking native client behind `idnode resolve` / `idnode admin`.
+//!
+//! Leaf utilities any layer may use: [`metrics`] (the prometheus registry, made by the
+//! caller of [`server::start`] and passed in), [`audit`] (the audit log), [`net`] (client
+//! networks, CIDR allow-lists).
 
 #![forbid(unsafe_code)]
 
@@ -36,4 +42,5 @@ pub mod resolve;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod wire;

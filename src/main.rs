@@ -394,16 +394,25 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::CheckConfig { config } => {
             let c = load_config(Some(&config))?;
             println!("configuration OK: {}", config.display());
-            println!("  data_dir        {}", c.raw.node.data_dir.display());
-            let homed: Vec<String> = c.homed_prefixes.iter().map(|p| p.to_string()).collect();
+            println!("  data_dir        {}", c.node.data_dir.display());
+            let homed: Vec<String> = c
+                .node
+                .homed_prefixes
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
             println!("  homed prefixes  {}", homed.join(", "));
-            println!("  suffix case     {:?}", c.raw.node.suffix_case);
-            let scheme = if c.tls.is_some() { "https" } else { "http" };
-            println!("  HTTP            {scheme}://{}", c.raw.http.listen);
-            match &c.raw.handle.server_key {
+            println!("  suffix case     {:?}", c.node.suffix_case);
+            let scheme = if c.http.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("  HTTP            {scheme}://{}", c.http.listen);
+            match &c.handle.server_key_file {
                 Some(path) => println!("  server key      {} (loaded)", path.display()),
                 None => {
-                    let path = server::server_key_path(&c.raw.node.data_dir);
+                    let path = server::server_key_path(&c.node.data_dir);
                     let state = if path.exists() {
                         "exists"
                     } else {
@@ -425,7 +434,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let prefix = Prefix::parse(&prefix)?;
             let registry = server::open_registry(&c)?;
             let path =
-                secret_file.unwrap_or_else(|| server::secret_path(&c.raw.node.data_dir, &prefix));
+                secret_file.unwrap_or_else(|| server::secret_path(&c.node.data_dir, &prefix));
             let (secret, generated) = server::read_or_create_secret(&path)?;
             if force {
                 let repair = repair_prefix(&registry, &prefix, index, secret.as_bytes())
@@ -521,17 +530,17 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
     use std::io::{Read, Write};
     anyhow::ensure!(
-        config.tls.is_none(),
+        config.http.tls.is_none(),
         "the node's listener speaks HTTPS: use `curl -H \"Authorization: Bearer $(cat {})\" \
          https://{}/sync/status`",
-        idnode::sync::operator_token_path(&config.raw.node.data_dir).display(),
-        config.raw.http.listen
+        idnode::sync::operator_token_path(&config.node.data_dir).display(),
+        config.http.listen
     );
-    let mut addr = config.raw.http.listen;
+    let mut addr = config.http.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let token_path = idnode::sync::operator_token_path(&config.raw.node.data_dir);
+    let token_path = idnode::sync::operator_token_path(&config.node.data_dir);
     let token = std::fs::read_to_string(&token_path)
         .with_context(|| {
             format!(
@@ -617,7 +626,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 anyhow::anyhow!("no system CA bundle found: give --ca-file FILE or --insecure")
             })?),
         };
-        Some(idnode::server::tls::client_config(
+        Some(idnode::tls::client_config(
             ca_file.as_deref(),
             args.insecure,
         )?)
@@ -664,7 +673,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(path) = &config.raw.log.audit_file {
+    if let Some(path) = &config.log.audit_file {
         idnode::audit::open_file(path)
             .with_context(|| format!("log.audit_file {}", path.display()))?;
     }
@@ -676,8 +685,9 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let node = server::start(config.clone(), registry).await?;
-        let scheme = if config.tls.is_some() {
+        let metrics = idnode::metrics::Metrics::new().context("creating metrics")?;
+        let node = server::start(config.clone(), registry, metrics).await?;
+        let scheme = if config.http.tls.is_some() {
             "https"
         } else {
             "http"
@@ -686,11 +696,11 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
         tracing::info!(%base, "idnode serving");
         print_welcome(&config, &base, &bootstrapped);
         if let Some(dns) = node.dns_addr {
-            tracing::info!(%dns, zone = %config.raw.dns.zone, "DNS serving");
+            tracing::info!(%dns, zone = %config.dns.zone, "DNS serving");
         }
-        if let (Some(dns), Some(p)) = (node.dns_addr, config.homed_prefixes.first()) {
-            let case = config.raw.node.suffix_case;
-            let zone = server::dns::zone_from_config(&config.raw.dns, case);
+        if let (Some(dns), Some(p)) = (node.dns_addr, config.node.homed_prefixes.first()) {
+            let case = config.node.suffix_case;
+            let zone = server::dns::zone_from_config(&config.dns, case);
             let handle = idnode::model::Handle::parse(&format!("{p}/SN-0001"), case);
             if let (Ok(zone), Ok(handle)) = (zone, handle) {
                 if let Ok(name) = zone.name_of(&handle) {
@@ -707,10 +717,10 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
 }
 
 fn print_welcome(config: &ValidConfig, base: &str, bootstrapped: &[(Prefix, PathBuf)]) {
-    let k = if config.tls.is_some() { " -k" } else { "" };
+    let k = if config.http.tls.is_some() { " -k" } else { "" };
     println!(
         "idnode is serving {base}  (data in {})",
-        config.raw.node.data_dir.display()
+        config.node.data_dir.display()
     );
     for (p, path) in bootstrapped {
         println!(
@@ -718,8 +728,8 @@ fn print_welcome(config: &ValidConfig, base: &str, bootstrapped: &[(Prefix, Path
             path.display()
         );
     }
-    if let Some(p) = config.homed_prefixes.first() {
-        let secret = server::secret_path(&config.raw.node.data_dir, p);
+    if let Some(p) = config.node.homed_prefixes.first() {
+        let secret = server::secret_path(&config.node.data_dir, p);
         println!("register a first identifier:");
         println!(
             "  curl{k} -u \"300%3A0.NA/{p}:$(cat {})\" -X PUT -H 'Content-Type: application/json' \\\n    -d '{{\"values\":[{{\"index\":1,\"type\":\"URL\",\"data\":\"https://example.com/sn/0001\"}}]}}' \\\n    {base}/api/handles/{p}/SN-0001",
@@ -768,7 +778,7 @@ fn import(
 ) -> anyhow::Result<std::process::ExitCode> {
     use idnode::resolve::import::{ImportError, ImportEvent, Importer};
     let started = std::time::Instant::now();
-    if let Some(path) = &config.raw.log.audit_file {
+    if let Some(path) = &config.log.audit_file {
         idnode::audit::open_file(path)
             .with_context(|| format!("log.audit_file {}", path.display()))?;
     }
@@ -778,8 +788,8 @@ fn import(
     let engine = Engine::new(
         registry,
         Policy {
-            suffix_case: config.raw.node.suffix_case,
-            partition: config.partition,
+            suffix_case: config.node.suffix_case,
+            partition: config.node.partition,
             ..Policy::default()
         },
     );
@@ -845,15 +855,10 @@ fn export(
         "--zone only applies to --format zone"
     );
     let registry = Registry::open(
-        &config.raw.node.data_dir,
+        &config.node.data_dir,
         &idnode::store::StoreOptions::default(),
     )
-    .with_context(|| {
-        format!(
-            "opening the registry in {}",
-            config.raw.node.data_dir.display()
-        )
-    })?;
+    .with_context(|| format!("opening the registry in {}", config.node.data_dir.display()))?;
     let out: Box<dyn Write> = match output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
@@ -882,11 +887,11 @@ fn export(
     // query for its name is: the name's identifier candidates in order, public values only,
     // the first that exists answers (so a record another candidate shadows is left out).
     let registry = Arc::new(registry);
-    let mut dns_config = config.raw.dns.clone();
+    let mut dns_config = config.dns.clone();
     if let Some(z) = zone {
         dns_config.zone = z.to_string();
     }
-    let suffix_case = config.raw.node.suffix_case;
+    let suffix_case = config.node.suffix_case;
     let mut dns_zone =
         server::dns::zone_from_config(&dns_config, suffix_case).context("the DNS zone")?;
     let resolver = Resolver::new(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
 use idnode::wire::handle::message::{envelope_flag, flag, op, Body, Message};
 
@@ -27,7 +28,9 @@ async fn node(dir: &std::path::Path) -> RunningNode {
     let config = Config::from_toml(&toml).unwrap();
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    start(config, Arc::new(registry)).await.unwrap()
+    start(config, Arc::new(registry), Metrics::new().unwrap())
+        .await
+        .unwrap()
 }
 
 fn resolution(handle: &str, op_flag: u32, request_id: u32) -> Vec<u8> {

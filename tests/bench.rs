@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use idnode::bench::{generate_ids, run, BenchConfig, Proto};
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::model::{Handle, HandleValue, SuffixCase};
 use idnode::resolve::Overwrite;
 use idnode::server::{open_registry, prepare_registry, root_sites, start, RunningNode};
@@ -33,10 +34,13 @@ async fn node_with_ids(dir: &std::path::Path, tls: bool) -> (RunningNode, Vec<St
     let config = Config::from_toml(&toml).unwrap();
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    let node = tokio::time::timeout(Duration::from_secs(30), start(config, Arc::new(registry)))
-        .await
-        .expect("start timed out")
-        .unwrap();
+    let node = tokio::time::timeout(
+        Duration::from_secs(30),
+        start(config, Arc::new(registry), Metrics::new().unwrap()),
+    )
+    .await
+    .expect("start timed out")
+    .unwrap();
 
     let ids = generate_ids("88.100.1", "SN-{:07}", 20).unwrap();
     let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
@@ -78,10 +82,13 @@ async fn recursive_node(dir: &std::path::Path, root: std::net::SocketAddr) -> Ru
     let config = Config::from_toml(&toml).unwrap();
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), start(config, Arc::new(registry)))
-        .await
-        .expect("start timed out")
-        .unwrap()
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        start(config, Arc::new(registry), Metrics::new().unwrap()),
+    )
+    .await
+    .expect("start timed out")
+    .unwrap()
 }
 
 /// A one-second closed-loop run with 10% misses.
@@ -317,7 +324,7 @@ async fn bench_https() {
     let (node, ids) = node_with_ids(dir.path(), true).await;
     let mut cfg = config(Proto::Https, node.http_addr, &ids);
     cfg.host = Some("localhost".into());
-    cfg.tls = Some(idnode::server::tls::client_config(None, true).unwrap());
+    cfg.tls = Some(idnode::tls::client_config(None, true).unwrap());
     cfg.concurrency = 4;
     let s = run(&cfg).await.unwrap();
     assert!(s.queries_completed > 0, "{s}");

@@ -14,6 +14,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::model::{Handle, HandleValue, SuffixCase};
 use idnode::resolve::Overwrite;
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
@@ -79,7 +80,9 @@ async fn node(dir: &Path, front: Front, extra: &str) -> RunningNode {
     let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    let node = start(config, Arc::new(registry)).await.unwrap();
+    let node = start(config, Arc::new(registry), Metrics::new().unwrap())
+        .await
+        .unwrap();
     create(
         &node,
         "small",

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::model::{Handle, HandleValue, SuffixCase, Ttl, ValuePermissions};
 use idnode::resolve::Overwrite;
 use idnode::server::{open_registry, prepare_registry, root_sites, start, RunningNode};
@@ -41,7 +42,9 @@ async fn node(dir: &Path, name: &str, homed: &[&str], extra: &str) -> RunningNod
     let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    start(config, Arc::new(registry)).await.unwrap()
+    start(config, Arc::new(registry), Metrics::new().unwrap())
+        .await
+        .unwrap()
 }
 
 /// Create `handle` on `node` as the administrator of `prefix`.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use idnode::client::{AdminRequest, Authenticator, Client, Transport};
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::model::{AdminPermissions, AdminRef, HandleValue, ValueReference};
 use idnode::server::{open_registry, prepare_registry, root_sites, start, RunningNode};
 
@@ -47,7 +48,9 @@ async fn node_at(dir: &Path, name: &str, homed: &[&str], extra: &str, native: &s
     let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    start(config, Arc::new(registry)).await.unwrap()
+    start(config, Arc::new(registry), Metrics::new().unwrap())
+        .await
+        .unwrap()
 }
 
 fn admin_of(prefix: &str) -> Authenticator {

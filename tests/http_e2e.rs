@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use idnode::config::{Config, ValidConfig};
+use idnode::metrics::Metrics;
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
 
 /// Bound on every network wait.
@@ -57,14 +58,14 @@ async fn start_with(config: ValidConfig) -> Started {
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
     let secret_file =
-        idnode::server::secret_path(&config.raw.node.data_dir, &config.homed_prefixes[0]);
+        idnode::server::secret_path(&config.node.data_dir, &config.node.homed_prefixes[0]);
     let secret = std::fs::read_to_string(&secret_file)
         .unwrap()
         .trim()
         .to_string();
     let registry = Arc::new(registry);
     let weak = Arc::downgrade(&registry);
-    let node = timeout(WAIT, start(config, registry))
+    let node = timeout(WAIT, start(config, registry, Metrics::new().unwrap()))
         .await
         .expect("start timed out")
         .unwrap();
@@ -107,7 +108,7 @@ async fn tls_connect_as(
 ) -> Conn<tokio_rustls::client::TlsStream<TcpStream>> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let files = client_cert.map(|(cert, key)| (data.join(cert), data.join(key)));
-    let config = idnode::server::tls::client_config_with_cert(
+    let config = idnode::tls::client_config_with_cert(
         None,
         true,
         files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::model::{Handle, HandleValue, SuffixCase};
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
 use idnode::store::{Mutation, Record, StoreError};
@@ -58,7 +59,9 @@ async fn node(dir: &Path, name: &str, node_extra: &str, extra: &str, http: &str)
     let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    start(config, Arc::new(registry)).await.unwrap()
+    start(config, Arc::new(registry), Metrics::new().unwrap())
+        .await
+        .unwrap()
 }
 
 fn write(node: &RunningNode, h: &str, v: &str) {
@@ -502,7 +505,9 @@ async fn https_links_and_plain_feed_refused() {
     let config = Config::from_toml(&toml).unwrap();
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    let p = start(config, Arc::new(registry)).await.unwrap();
+    let p = start(config, Arc::new(registry), Metrics::new().unwrap())
+        .await
+        .unwrap();
     for i in 0..5 {
         write(&p, &format!("88.100/T{i}"), "tls");
     }

@@ -452,5 +452,20 @@ impl Authorizer<'_> {
     }
 }
 
+/// What an anonymous resolution without the public-only flag (PO) gets when the record has
+/// values only administrators may read (`[handle] anonymous_restricted_reads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousReads {
+    /// The values anyone may read, RC 1, as if PO were set. The ID-SDK never sets PO and
+    /// cannot answer a 402 outside its login, and the national system's resolution needs no
+    /// login; a Handle.Net client that wants restricted values authenticates through a
+    /// login, a session or a challenge answer it starts itself.
+    #[default]
+    Public,
+    /// Handle.Net's behaviour: a 402 challenge over TCP (RC 2, "ask over TCP", over UDP).
+    Challenge,
+}
+
 #[cfg(test)]
 mod tests;

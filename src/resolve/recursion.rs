@@ -205,6 +205,9 @@ pub trait Upstream: Send + Sync {
 // ---------------------------------------------------------------------------------------------
 // The recursor
 
+/// Recursive lookups in flight at once by default (`recursion.max_concurrent`).
+pub const DEFAULT_MAX_CONCURRENT_RECURSIONS: usize = 256;
+
 /// Recursion settings.
 #[derive(Debug, Clone)]
 pub struct RecursorConfig {
@@ -235,7 +238,7 @@ impl Default for RecursorConfig {
             attempts: 3,
             timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
-            max_concurrent: crate::config::DEFAULT_MAX_CONCURRENT_RECURSIONS,
+            max_concurrent: DEFAULT_MAX_CONCURRENT_RECURSIONS,
             allow: CidrList::private(),
         }
     }

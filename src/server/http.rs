@@ -1,5 +1,6 @@
 //! The HTTP front end: the Handle.Net-compatible REST API (`/api/...`), the proxy
-//! (`GET /{handle}` → 302 to the URL value), `/metrics` and `/healthz`.
+//! (`GET /{handle}` → 302 to the URL value), `/metrics` and `/healthz`; the sync feed's
+//! endpoints (`/sync/*`) are [`feed`].
 //!
 //! The handlers are thin: they parse the request, authenticate HTTP Basic credentials, call
 //! the [`Engine`] (writes on the blocking pool: they fsync before answering), and map response
@@ -1517,6 +1518,7 @@ const LOCATION_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 const PATH_SET: &percent_encoding::AsciiSet =
     &LOCATION_SET.add(b'?').add(b'#').add(b'%').add(b'\\');
 
+pub mod feed;
 pub mod sessions;
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ pub mod native;
 pub mod native_tcp;
 pub mod native_udp;
 pub mod rrl;
-pub mod tls;
 pub mod udp;
 pub mod upstream;
 
@@ -23,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::challenge::PrivateKey;
-use crate::config::ValidConfig;
+use crate::config::{HandleSettings, ValidConfig};
 use crate::metrics::Metrics;
 use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
 use crate::model::{Prefix, SiteInfo};
@@ -37,12 +36,12 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Open the registry a configuration names.
 pub fn open_registry(config: &ValidConfig) -> anyhow::Result<Registry> {
-    let dir = &config.raw.node.data_dir;
+    let dir = &config.node.data_dir;
     Registry::open(
         dir,
         &StoreOptions {
-            cache_capacity_bytes: config.raw.store.cache_capacity_mb << 20,
-            flush_every_ms: config.raw.store.flush_every_ms,
+            cache_capacity_bytes: config.store.cache_capacity_mb << 20,
+            flush_every_ms: config.store.flush_every_ms,
         },
     )
     .with_context(|| format!("opening the registry in {}", dir.display()))
@@ -83,7 +82,7 @@ pub const BLOCKING_THREADS_BESIDES_UDP: usize = 24;
 
 /// The blocking-pool size for `config`: its UDP workers plus [`BLOCKING_THREADS_BESIDES_UDP`].
 pub fn blocking_threads(config: &ValidConfig) -> usize {
-    let (hc, dc) = (&config.raw.handle, &config.raw.dns);
+    let (hc, dc) = (&config.handle, &config.dns);
     let native = if hc.udp {
         udp::thread_count(hc.udp_threads)
     } else {
@@ -106,10 +105,10 @@ pub fn server_key_path(data_dir: &Path) -> PathBuf {
 /// created on first start (2048-bit RSA, PKCS#8 PEM, mode 0600, fsynced before use) the way the
 /// bootstrap administrator's secret is.
 pub fn load_server_key(config: &ValidConfig) -> anyhow::Result<Arc<PrivateKey>> {
-    if let Some(key) = &config.server_key {
+    if let Some(key) = &config.handle.server_key {
         return Ok(key.clone());
     }
-    let path = server_key_path(&config.raw.node.data_dir);
+    let path = server_key_path(&config.node.data_dir);
     if path.exists() {
         let pem = std::fs::read_to_string(&path)
             .with_context(|| format!("reading server key {}", path.display()))?;
@@ -161,10 +160,10 @@ pub fn prepare_registry(
     registry: &Registry,
 ) -> anyhow::Result<Vec<(Prefix, PathBuf)>> {
     let mut created = Vec::new();
-    for prefix in &config.homed_prefixes {
+    for prefix in &config.node.homed_prefixes {
         registry.home_prefix(prefix)?;
-        if config.raw.node.bootstrap_admins && registry.get(&prefix.na_handle())?.is_none() {
-            if config.partition.is_some() {
+        if config.node.bootstrap_admins && registry.get(&prefix.na_handle())?.is_none() {
+            if config.node.partition.is_some() {
                 tracing::warn!(
                     %prefix,
                     "bootstrapping an administrator on one server of a multi-server site: each \
@@ -172,7 +171,7 @@ pub fn prepare_registry(
                      with one shared secret on every server instead"
                 );
             }
-            let path = secret_path(&config.raw.node.data_dir, prefix);
+            let path = secret_path(&config.node.data_dir, prefix);
             let (secret, _) = read_or_create_secret(&path)?;
             init_prefix(registry, prefix, 300, secret.as_bytes())
                 .map_err(|f| anyhow::anyhow!("creating 0.NA/{prefix}: {f}"))?;
@@ -193,7 +192,7 @@ pub fn own_site(
     native: Option<SocketAddr>,
     public_key: Vec<u8>,
 ) -> SiteInfo {
-    let web = if config.tls.is_some() {
+    let web = if config.http.tls.is_some() {
         interface::HTTPS
     } else {
         interface::HTTP
@@ -201,14 +200,14 @@ pub fn own_site(
     let mut interfaces = Vec::new();
     if let Some(addr) = native {
         let port = u32::from(addr.port());
-        if config.raw.handle.tcp {
+        if config.handle.tcp {
             interfaces.push(Interface {
                 kind: interface::ADMIN_AND_QUERY,
                 protocol: interface::TCP,
                 port,
             });
         }
-        if config.raw.handle.udp {
+        if config.handle.udp {
             interfaces.push(Interface {
                 kind: interface::QUERY,
                 protocol: interface::UDP,
@@ -229,10 +228,11 @@ pub fn own_site(
         interfaces,
     };
     // One server of a multi-server site publishes the whole site, so clients route by hash.
-    let (servers, hash_option) = match (&config.raw.node.partition, config.partition) {
-        (Some(p), Some(part)) if !p.servers.is_empty() => {
-            let servers = p
-                .servers
+    let (servers, hash_option) = match config.node.partition {
+        Some(part) if !config.node.site_servers.is_empty() => {
+            let servers = config
+                .node
+                .site_servers
                 .iter()
                 .enumerate()
                 .map(|(i, addr)| {
@@ -256,7 +256,7 @@ pub fn own_site(
         data_format_version: 1,
         protocol_major: 2,
         protocol_minor: 11,
-        serial: config.raw.handle.site_serial,
+        serial: config.handle.site_serial,
         primary_mask: SITE_PRIMARY,
         hash_option,
         hash_filter: Vec::new(),
@@ -300,7 +300,7 @@ pub fn root_sites(roots: &[SocketAddr]) -> Vec<SiteInfo> {
 }
 
 fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
-    let rc = &config.raw.recursion;
+    let rc = &config.recursion;
     let cache = Arc::new(Cache::new(
         CacheConfig {
             max_entries: rc.cache_max_entries,
@@ -331,7 +331,7 @@ fn build_recursor(config: &ValidConfig, metrics: &Metrics) -> Recursor {
 /// Bind the native protocol's TCP listener and UDP sockets on one address. With port 0 the
 /// kernel picks the TCP port and UDP binds the same number (retried if it is taken).
 async fn bind_native(config: &ValidConfig) -> anyhow::Result<BoundPair> {
-    let hc = &config.raw.handle;
+    let hc = &config.handle;
     let threads = hc.udp.then(|| udp::thread_count(hc.udp_threads));
     bind_pair(hc.listen, hc.tcp, threads, "native").await
 }
@@ -420,45 +420,60 @@ impl RunningNode {
 /// rules, and the prefixes it mirrors read-only (with their upstreams).
 pub fn engine_policy(config: &ValidConfig) -> Policy {
     Policy {
-        suffix_case: config.raw.node.suffix_case,
-        partition: config.partition,
-        allow_prefix_admins: config.raw.node.allow_prefix_admins,
-        server_admins: config.server_admins.clone(),
+        suffix_case: config.node.suffix_case,
+        partition: config.node.partition,
+        allow_prefix_admins: config.node.allow_prefix_admins,
+        server_admins: config.node.server_admins.clone(),
         mirrored: config
-            .raw
             .sync
             .follow
             .iter()
-            .flat_map(|f| {
-                f.prefixes.iter().filter_map(|p| {
-                    Prefix::parse(p)
-                        .ok()
-                        .map(|p| (p, f.upstream.trim_end_matches('/').to_string()))
-                })
-            })
+            .flat_map(|f| f.prefixes.iter().map(|p| (p.clone(), f.upstream.clone())))
             .collect(),
     }
 }
 
-/// Start a node from a validated configuration: everything that can fail (store, ports, TLS
-/// files) fails here, before the node reports ready.
-pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Result<RunningNode> {
+/// The native front end's abuse bounds from the `[handle]` settings.
+pub fn native_limits(handle: &HandleSettings) -> native::NativeLimits {
+    native::NativeLimits {
+        challenges: handle.challenges,
+        failures: handle.failures,
+        max_udp_answer: handle.max_udp_answer_bytes,
+        verify_peers: handle.verify_peers.clone(),
+        signatures: native::SignLimits {
+            per_second: handle.signatures_per_second,
+            per_second_per_client: handle.signatures_per_second_per_client,
+        },
+        anonymous_reads: handle.anonymous_reads,
+        password_login: handle.password_login,
+        sessions: handle.sessions,
+    }
+}
+
+/// Start a node from a validated configuration, on `registry`, recording into `metrics` (the
+/// caller makes the registry of instruments and keeps a handle on it, as on the registry:
+/// nothing global). Everything that can fail (store, ports, TLS files) fails here, before
+/// the node reports ready.
+pub async fn start(
+    config: ValidConfig,
+    registry: Arc<Registry>,
+    metrics: Metrics,
+) -> anyhow::Result<RunningNode> {
     let policy = engine_policy(&config);
     let engine = Engine::new(registry, policy);
-    let metrics = Metrics::new().context("creating metrics")?;
-    let tls = match &config.tls {
-        Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::load_server_config(
-            files,
-        )?)),
+    let tls = match &config.http.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::load_server_config(files)?,
+        )),
         None => None,
     };
-    let listener = TcpListener::bind(config.raw.http.listen)
+    let listener = TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| format!("binding HTTP listener {}", config.raw.http.listen))?;
+        .with_context(|| format!("binding HTTP listener {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let dc = &config.raw.dns;
+    let dc = &config.dns;
     let mut dns_zone =
-        dns::zone_from_config(dc, config.raw.node.suffix_case).context("the [dns] zone")?;
+        dns::zone_from_config(dc, config.node.suffix_case).context("the [dns] zone")?;
     dns_zone.homed = engine
         .homed_prefixes()
         .map_err(|f| anyhow::anyhow!("{f}"))?;
@@ -473,7 +488,6 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
         server_key.public_key().encode(),
     );
     let recursor = config
-        .raw
         .recursion
         .enabled
         .then(|| Arc::new(build_recursor(&config, &metrics)));
@@ -481,8 +495,8 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     let state = Arc::new(http::HttpState {
         sessions: Default::default(),
         metrics: metrics.clone(),
-        max_body_bytes: config.raw.http.max_body_bytes,
-        plain_http_auth: config.raw.http.plain_http_auth,
+        max_body_bytes: config.http.max_body_bytes,
+        plain_http_auth: config.http.plain_http_auth,
         site: site.clone(),
         resolver: resolver.clone(),
         auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
@@ -492,13 +506,13 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     let (shutdown, shutdown_rx) = watch::channel(false);
     let links: crate::sync::follower::Links = Default::default();
     let mut follow_links = Vec::new();
-    for f in &config.raw.sync.follow {
-        follow_links.push(crate::sync::follower::Link::from_config(
+    for f in &config.sync.follow {
+        follow_links.push(crate::sync::follower::Link::new(
             f,
-            config.raw.node.suffix_case,
+            config.node.suffix_case,
         )?);
     }
-    let token_path = crate::sync::operator_token_path(&config.raw.node.data_dir);
+    let token_path = crate::sync::operator_token_path(&config.node.data_dir);
     let operator_token = match read_or_create_secret(&token_path) {
         Ok((token, _)) => Some(token),
         Err(e) => {
@@ -507,19 +521,19 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             None
         }
     };
-    let feed = Arc::new(crate::sync::feed::FeedState {
+    let feed = Arc::new(http::feed::FeedState {
         http: state.clone(),
-        allow: config.sync_allow.clone(),
-        allow_plain: config.raw.sync.allow_plain,
+        allow: config.sync.allow.clone(),
+        allow_plain: config.sync.allow_plain,
         links: links.clone(),
         shutdown: shutdown_rx.clone(),
         scans: Arc::new(tokio::sync::Semaphore::new(
-            config.raw.sync.max_concurrent_scans,
+            config.sync.max_concurrent_scans,
         )),
         operator_token: operator_token.clone(),
     });
     let mut tasks = Vec::new();
-    let retention = config.raw.sync.log_retention;
+    let retention = config.sync.log_retention;
     if retention > 0 {
         tasks.push(tokio::spawn(retain_log(
             engine.registry().clone(),
@@ -538,7 +552,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     }
     tasks.push(tokio::spawn(serve_http(
         listener,
-        http::router(state).merge(crate::sync::feed::router(feed)),
+        http::router(state).merge(http::feed::router(feed)),
         tls,
         accept::ConnectionTable::new("http", http_limits(&config), &metrics),
         shutdown_rx.clone(),
@@ -567,26 +581,26 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
             dns_udp,
             service,
             dc.answer_cache_entries,
-            udp::RateLimit::new(config.raw.rate_limit.clone(), &metrics, "dns"),
+            udp::RateLimit::new(config.rate_limit.clone(), &metrics, "dns"),
             &shutdown_rx,
             "dns",
         ));
     }
-    let hc = &config.raw.handle;
+    let hc = &config.handle;
     let native_table = accept::ConnectionTable::new(
         "native",
         accept::Limits {
             max_connections: hc.max_connections,
             per_client: hc.max_connections_per_client,
-            idle_timeout: Duration::from_secs(hc.idle_timeout_secs),
-            request_timeout: Duration::from_secs(hc.request_timeout_secs),
-            write_timeout: Duration::from_secs(hc.write_timeout_secs),
+            idle_timeout: hc.idle_timeout,
+            request_timeout: hc.request_timeout,
+            write_timeout: hc.write_timeout,
         },
         &metrics,
     );
-    let native_rate_limit = udp::RateLimit::new(config.raw.rate_limit.clone(), &metrics, "udp");
+    let native_rate_limit = udp::RateLimit::new(config.rate_limit.clone(), &metrics, "udp");
     let mut native = native::NativeService::new(engine.clone(), metrics.clone(), &site)
-        .with_limits(config.raw.handle.native_limits())
+        .with_limits(native_limits(hc))
         .with_server_key(server_key);
     if let Some(r) = &recursor {
         native = native.with_recursor(r.clone());
@@ -607,7 +621,7 @@ pub async fn start(config: ValidConfig, registry: Arc<Registry>) -> anyhow::Resu
     tasks.extend(udp::spawn_workers(
         native_udp,
         native,
-        config.raw.handle.answer_cache_entries,
+        config.handle.answer_cache_entries,
         native_rate_limit,
         &shutdown_rx,
         "native",
@@ -640,13 +654,13 @@ async fn sweep_challenges(native: Arc<native::NativeService>, mut shutdown: watc
 /// The HTTP listener's connection bounds. Hyper's header-read timeout runs from when the node
 /// starts waiting for a request, so the request timeout is also the keep-alive idle timeout.
 fn http_limits(config: &ValidConfig) -> accept::Limits {
-    let h = &config.raw.http;
+    let h = &config.http;
     accept::Limits {
         max_connections: h.max_connections,
         per_client: h.max_connections_per_client,
-        idle_timeout: Duration::from_secs(h.request_timeout_secs),
-        request_timeout: Duration::from_secs(h.request_timeout_secs),
-        write_timeout: Duration::from_secs(h.write_timeout_secs),
+        idle_timeout: h.request_timeout,
+        request_timeout: h.request_timeout,
+        write_timeout: h.write_timeout,
     }
 }
 

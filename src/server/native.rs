@@ -60,9 +60,9 @@ pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 /// from [`MAX_CONCURRENT_VERIFICATIONS`], so a flood of setups never crowds out challenge
 /// answers.
 pub const MAX_CONCURRENT_SESSION_SETUPS: usize = 2;
-/// Largest native answer over UDP by default (`handle.max_udp_answer_bytes`): ordinary
-/// records fit, and a 70-byte query cannot draw more than this toward a spoofable address.
-pub const DEFAULT_MAX_UDP_ANSWER: usize = 16 * 1024;
+/// Largest native answer over UDP by default: the default of a `[handle]` setting, defined
+/// with it in `config`.
+pub use crate::config::DEFAULT_MAX_UDP_ANSWER;
 /// Handles per LIST_HANDLES message (Handle.Net sends 50 per message, CN on all but the last).
 pub const LIST_PER_MESSAGE: usize = 50;
 /// PBKDF2 work (iterations × blocks) a server accepts in one HS_SECKEY answer: 20 times what

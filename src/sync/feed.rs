@@ -1,650 +1,108 @@
-//! The change feed every node serves to its followers, under `/sync/`.
-//!
-//! - `GET /sync/changes?after=N&limit=M&wait_ms=W[&prefix=P...]` →
-//!   `{"from":N,"next":X,"last_seq":S,"changes":[{"seq","action","key","record","data"}]}`:
-//!   record changes with sequence > N under the requested prefixes (default: all the
-//!   follower may receive), at most M (≤ 1000) log entries scanned; `next` is the last
-//!   sequence scanned (the follower's next cursor even when nothing matched). `record` is
-//!   the REST JSON of the record, `data` its canonical stored encoding (base64, CRC-sealed),
-//!   which is what followers apply. When nothing is new, the request waits up to W ms
-//!   (≤ 30 s) — by polling the registry's last sequence every 50 ms, which is simple and
-//!   bounds the added latency at 50 ms. When N is older than the retained log:
-//!   `410 Gone` `{"responseCode":10,"message":"re-bootstrap"}`.
-//! - `GET /sync/snapshot?prefix=P...` → `{"seq":S,"records":[{"key","record","data"}]}`.
-//! - `GET /sync/digest?prefix=P` → `{"prefix","records","sha256"}`, computed by streaming
-//!   over the prefix's key range ([`crate::sync::digest`]; bounded memory).
-//! - `GET /sync/status` → this node's follow links.
-//!
-//! Every endpoint needs an identity listed in `[[sync.allow]]` (401 without valid
-//! credentials, 403 for prefixes it may not receive), and HTTPS unless
-//! `sync.allow_plain = true`. The identity proves itself with HTTP Basic (its HS_SECKEY
-//! secret) or, better, by signing each request with its HS_PUBKEY private key
-//! (`Authorization: HS_PUBKEY id=…, t=…, sig=…`; no secret crosses the link). The follower
-//! authenticates the upstream by its TLS certificate (`ca_file`). `status` and `digest` (of
-//! any prefix) also accept the node's own operator token (`Authorization: Bearer …`, from
-//! [`crate::sync::operator_token_path`]), over HTTPS, from loopback, or with `allow_plain`.
-//!
-//! `snapshot` and `digest` read a whole prefix: at most `sync.max_concurrent_scans` run at
-//! once (after authentication), others get 503 with `Retry-After`.
+//! What the change feed answers, built from the registry: the batch of changes after a
+//! cursor and the snapshot of prefixes, as the [`crate::wire::sync`] messages. The HTTP side
+//! (routes, authentication of followers, the long-poll wait, scan permits) is
+//! `server::http::feed`; this half knows no HTTP, so it sits in `sync`, below `server`, next
+//! to the follower that reads these messages back.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use base64::Engine as _;
-use serde_json::{json, Value};
 
-use crate::auth::Identity;
 use crate::model::Prefix;
-use crate::server::http::{authenticate, ConnInfo, Credentials, HttpState};
-use crate::store::{record, Action, Record};
-use crate::sync::follower::Links;
+use crate::store::{record, Action, Record, Registry, StoreError};
 use crate::sync::key_under;
 use crate::wire::json as hjson;
+use crate::wire::sync::{
+    ChangeAction, ChangeBatch, ChangeEntry, RecordJson, Snapshot, SnapshotRecord,
+};
 
-/// Longest long-poll wait.
+/// Longest long-poll wait a follower may ask for (`wait_ms`).
 pub const MAX_WAIT_MS: u64 = 30_000;
-/// Most log entries scanned per request.
+/// Most log entries scanned per request (`limit`).
 pub const MAX_LIMIT: usize = 1000;
 
-pub struct FeedState {
-    pub http: Arc<HttpState>,
-    pub allow: Vec<(Identity, Vec<Prefix>)>,
-    pub allow_plain: bool,
-    pub links: Links,
-    /// Node shutdown: ends long-polls at once, so a graceful shutdown does not wait for them.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Full-prefix scans (`digest`, `snapshot`) running at once: `sync.max_concurrent_scans`
-    /// permits, taken without waiting.
-    pub scans: Arc<tokio::sync::Semaphore>,
-    /// The node operator's token ([`crate::sync::operator_token_path`]) for `status` and
-    /// `digest`; `None` accepts no token.
-    pub operator_token: Option<String>,
-}
-
-/// Seconds a client refused for lack of a scan permit is asked to wait.
-pub const SCAN_RETRY_AFTER_SECS: u64 = 2;
-
-pub fn router(state: Arc<FeedState>) -> Router {
-    Router::new()
-        .route("/sync/changes", get(changes))
-        .route("/sync/snapshot", get(snapshot))
-        .route("/sync/digest", get(digest))
-        .route("/sync/status", get(status))
-        .with_state(state)
-}
-
-fn error(status: StatusCode, rc: u32, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"responseCode": rc, "message": message})),
-    )
-        .into_response()
-}
-
-fn params(req: &Request) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let d = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (d(k), d(v))
-        })
-        .collect()
-}
-
-fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Check `Authorization: HS_PUBKEY id="<index:handle>", t="<unix>", sig="<base64>"`: the
-/// timestamp within [`crate::sync::SIGNATURE_WINDOW_SECS`] and the signature by one of the
-/// identity's HS_PUBKEY values in this node's registry (see
-/// [`crate::sync::request_signature_input`]).
-fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<Identity, String> {
-    let field = |name: &str| {
-        params.split(',').find_map(|part| {
-            let (k, v) = part.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
-        })
-    };
-    let (Some(id), Some(t), Some(sig)) = (field("id"), field("t"), field("sig")) else {
-        return Err("HS_PUBKEY authorization needs id, t and sig".into());
-    };
-    let engine = state.http.engine();
-    let identity = crate::config::parse_identity(&id, engine.policy().suffix_case)?;
-    let t: u64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if now.abs_diff(t) > crate::sync::SIGNATURE_WINDOW_SECS {
-        return Err("signed request outside the time window (check the clocks)".into());
+/// The record changes after sequence `after` under `prefixes`, scanning at most `limit` log
+/// entries: `None` when the follower must re-bootstrap (entries after `after` were
+/// truncated). `next` is the last sequence scanned, also when every entry scanned was
+/// filtered out (another prefix, or prefix homing, which is not replicated).
+pub fn changes_after(
+    registry: &Registry,
+    after: u64,
+    limit: usize,
+    prefixes: &[Prefix],
+) -> Result<Option<ChangeBatch>, StoreError> {
+    // Sequences are dense, so the answer must start right after `after`: a gap means the
+    // entries were truncated (also when retention runs between the checks).
+    let last = registry.last_seq();
+    if after.saturating_add(1) < registry.first_retained_seq()? {
+        return Ok(None);
     }
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(sig)
-        .map_err(|_| "signature is not base64".to_string())?;
-    let record = engine
-        .registry()
-        .get(&identity.handle)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("identity {identity} is not known here"))?;
-    let (nonce, digest) = crate::sync::request_signature_input(t, path);
-    let valid = record
-        .values
-        .iter()
-        .filter(|v| v.is_type(crate::model::types::HS_PUBKEY) && v.index == identity.index)
-        .filter_map(|v| crate::model::PublicKey::decode(&v.data).ok())
-        .any(|key| {
-            crate::auth::challenge::verify_pubkey_answer(&key, &nonce, &digest, &sig)
-                .unwrap_or(false)
-        });
-    if valid {
-        Ok(identity)
-    } else {
-        Err(format!("signature of {identity} does not verify"))
+    let log = registry.changes_after(after, limit)?;
+    match log.first() {
+        Some(c) if c.seq != after + 1 => return Ok(None),
+        None if last > after => return Ok(None),
+        _ => {}
     }
-}
-
-/// Who is calling a feed endpoint.
-enum Caller {
-    /// An identity of `[[sync.allow]]`, with the prefixes it may receive.
-    Follower(Identity, Vec<Prefix>),
-    /// The holder of the node's operator token.
-    Operator,
-}
-
-/// Authenticate the caller: a follower identity listed in `[[sync.allow]]` (every
-/// endpoint), or the operator token when `operator_ok` (status and digests).
-fn authenticate_caller(
-    state: &FeedState,
-    req: &Request,
-    operator_ok: bool,
-) -> Result<Caller, Box<Response>> {
-    let conn = req.extensions().get::<ConnInfo>().cloned();
-    let tls = conn.as_ref().is_some_and(|c| c.tls);
-    let header = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if let Some(token) = header.and_then(|v| v.strip_prefix("Bearer ")) {
-        let loopback = conn.as_ref().is_some_and(|c| c.peer.ip().is_loopback());
-        if !(tls || state.allow_plain || loopback) {
-            return Err(Box::new(error(
-                StatusCode::FORBIDDEN,
-                402,
-                "the operator token is accepted over HTTPS or from loopback only",
-            )));
-        }
-        use subtle::ConstantTimeEq;
-        let valid = operator_ok
-            && state
-                .operator_token
-                .as_deref()
-                .is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.trim().as_bytes())));
-        if valid {
-            return Ok(Caller::Operator);
-        }
-        tracing::info!(
-            peer = ?conn.map(|c| c.peer),
-            "sync request with a wrong (or here unaccepted) operator token refused"
-        );
-        return Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            403,
-            "operator token refused",
-        )));
-    }
-    if !state.allow_plain && !tls {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            402,
-            "the change feed is served over HTTPS only",
-        )));
-    }
-    let signed = header
-        .and_then(|v| v.strip_prefix("HS_PUBKEY "))
-        .map(|params| {
-            let path = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            verify_signed_request(state, params, path)
-        });
-    let credentials = match signed {
-        Some(Ok(id)) => Credentials::Valid(id),
-        Some(Err(reason)) => Credentials::Refused(reason),
-        None => authenticate(&state.http, req.headers(), conn),
-    };
-    let identity = match credentials {
-        Credentials::Valid(id) => id,
-        Credentials::None => {
-            return Err(Box::new(error(
-                StatusCode::UNAUTHORIZED,
-                402,
-                "credentials of a follower identity are needed",
-            )))
-        }
-        Credentials::Refused(reason) => {
-            tracing::info!(%reason, "sync follower refused");
-            return Err(Box::new(error(StatusCode::UNAUTHORIZED, 403, &reason)));
-        }
-    };
-    let Some((_, allowed)) = state.allow.iter().find(|(id, _)| *id == identity) else {
-        tracing::info!(%identity, "sync follower not in [[sync.allow]]");
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            402,
-            &format!("{identity} may not follow this node"),
-        )));
-    };
-    Ok(Caller::Follower(identity, allowed.clone()))
-}
-
-/// The prefixes asked for (`prefix=` parameters) that the caller may receive; a follower
-/// asking for none gets all of its own.
-fn wanted_prefixes(
-    caller: &Caller,
-    params: &[(String, String)],
-) -> Result<Vec<Prefix>, Box<Response>> {
-    let mut wanted = Vec::new();
-    for (_, p) in params.iter().filter(|(k, _)| k == "prefix") {
-        let prefix = Prefix::parse(p).map_err(|e| {
-            Box::new(error(
-                StatusCode::BAD_REQUEST,
-                2,
-                &format!("prefix {p:?}: {e}"),
-            ))
-        })?;
-        if let Caller::Follower(identity, allowed) = caller {
-            if !allowed.contains(&prefix) {
-                tracing::info!(%identity, %prefix, "sync follower asked for a prefix it may not receive");
-                return Err(Box::new(error(
-                    StatusCode::FORBIDDEN,
-                    402,
-                    &format!("{identity} may not receive prefix {prefix}"),
-                )));
-            }
-        }
-        wanted.push(prefix);
-    }
-    if wanted.is_empty() {
-        if let Caller::Follower(_, allowed) = caller {
-            wanted = allowed.clone();
-        }
-    }
-    Ok(wanted)
-}
-
-/// Authenticate a follower and work out the prefixes it asked for and may receive.
-fn authorize(
-    state: &FeedState,
-    req: &Request,
-    params: &[(String, String)],
-) -> Result<Vec<Prefix>, Box<Response>> {
-    let caller = authenticate_caller(state, req, false)?;
-    wanted_prefixes(&caller, params)
-}
-
-/// A permit for one full-prefix scan, or the 503 that tells the client to come back.
-fn scan_permit(state: &FeedState) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
-    state.scans.clone().try_acquire_owned().map_err(|_| {
-        tracing::info!("sync scan refused: sync.max_concurrent_scans already running");
-        let mut resp = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            7,
-            "too many snapshot and digest scans at once; retry later",
-        );
-        resp.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(SCAN_RETRY_AFTER_SECS),
-        );
-        Box::new(resp)
-    })
-}
-
-fn record_json(rec: &Record) -> (Value, String) {
-    let values: Vec<Value> = rec.values.iter().map(hjson::value_to_json).collect();
-    let data = base64::engine::general_purpose::STANDARD.encode(record::encode_record(rec));
-    (json!({"handle": rec.handle, "values": values}), data)
-}
-
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Delete => "delete",
-        Action::HomePrefix => "home",
-        Action::UnhomePrefix => "unhome",
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    error(StatusCode::INTERNAL_SERVER_ERROR, 1, &e.to_string())
-}
-
-async fn changes(State(state): State<Arc<FeedState>>, req: Request) -> Response {
-    let params = params(&req);
-    let prefixes = match authorize(&state, &req, &params) {
-        Ok(p) => p,
-        Err(resp) => return *resp,
-    };
-    let num = |k: &str| param(&params, k).and_then(|v| v.parse::<u64>().ok());
-    let after = num("after").unwrap_or(0);
-    let limit = num("limit").unwrap_or(500).clamp(1, MAX_LIMIT as u64) as usize;
-    let wait = Duration::from_millis(num("wait_ms").unwrap_or(0).min(MAX_WAIT_MS));
-    let registry = state.http.engine().registry().clone();
-    let deadline = Instant::now() + wait;
-    // Long-poll: wait (polling every 50 ms) until there is something after `after`.
-    let mut shutdown = state.shutdown.clone();
-    while registry.last_seq() <= after && Instant::now() < deadline && !*shutdown.borrow() {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            r = shutdown.changed() => if r.is_err() { break },
-        }
-    }
-    let reg = registry.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        // Sequences are dense, so the answer must start right after `after`: a gap means the
-        // entries were truncated (also when retention runs between the checks).
-        let last = reg.last_seq();
-        if after.saturating_add(1) < reg.first_retained_seq()? {
-            return Ok(None);
-        }
-        let changes = reg.changes_after(after, limit)?;
-        match changes.first() {
-            Some(c) if c.seq != after + 1 => Ok(None),
-            None if last > after => Ok(None),
-            _ => Ok(Some((last, changes))),
-        }
-    })
-    .await;
-    let (last_seq, log) = match result {
-        Ok(Ok(Some(x))) => x,
-        Ok(Ok(None)) => return error(StatusCode::GONE, 10, "re-bootstrap"),
-        Ok(Err(e)) => return internal(e),
-        Err(e) => return internal(e),
-    };
     let next = log.last().map(|c| c.seq).unwrap_or(after);
-    let out: Vec<Value> = log
+    let changes = log
         .iter()
-        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Delete))
-        .filter(|c| key_under(&c.key, &prefixes))
-        .map(|c| {
-            let mut v = json!({
-                "seq": c.seq,
-                "unix_millis": c.unix_millis,
-                "action": action_name(c.action),
-                "key": c.key,
-            });
-            if let Some(rec) = &c.record {
-                let (j, data) = record_json(rec);
-                v["record"] = j;
-                v["data"] = json!(data);
-            }
-            v
+        .filter(|c| key_under(&c.key, prefixes))
+        .filter_map(|c| {
+            let action = match c.action {
+                Action::Create => ChangeAction::Create,
+                Action::Update => ChangeAction::Update,
+                Action::Delete => ChangeAction::Delete,
+                Action::HomePrefix | Action::UnhomePrefix => return None,
+            };
+            let (record, data) = match &c.record {
+                Some(rec) => {
+                    let (json, data) = record_json(rec);
+                    (Some(json), Some(data))
+                }
+                None => (None, None),
+            };
+            Some(ChangeEntry {
+                seq: c.seq,
+                unix_millis: c.unix_millis,
+                action,
+                key: c.key.clone(),
+                record,
+                data,
+            })
         })
         .collect();
-    Json(json!({
-        "from": after,
-        "next": next,
-        "last_seq": last_seq.max(next),
-        "changes": out,
+    Ok(Some(ChangeBatch {
+        from: after,
+        next,
+        last_seq: last.max(next),
+        changes,
     }))
-    .into_response()
 }
 
-async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response {
-    let params = params(&req);
-    let prefixes = match authorize(&state, &req, &params) {
-        Ok(p) => p,
-        Err(resp) => return *resp,
-    };
-    let permit = match scan_permit(&state) {
-        Ok(p) => p,
-        Err(resp) => return *resp,
-    };
-    let reg = state.http.engine().registry().clone();
-    // The permit lives in the blocking task: a client that goes away does not free it while
-    // the scan and the answer's encoding still run.
-    let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let (seq, records) = reg.snapshot(&prefixes)?;
-        let records: Vec<Value> = records
-            .iter()
-            .map(|(k, r)| {
-                let (j, data) = record_json(r);
-                json!({"key": k, "record": j, "data": data})
-            })
-            .collect();
-        Ok::<_, crate::store::StoreError>(
-            serde_json::to_vec(&json!({"seq": seq, "records": records})).unwrap_or_default(),
-        )
-    })
-    .await;
-    match result {
-        Ok(Ok(body)) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response(),
-        Ok(Err(e)) => internal(e),
-        Err(e) => internal(e),
-    }
-}
-
-async fn digest(State(state): State<Arc<FeedState>>, req: Request) -> Response {
-    let params = params(&req);
-    let caller = match authenticate_caller(&state, &req, true) {
-        Ok(c) => c,
-        Err(resp) => return *resp,
-    };
-    if params.iter().filter(|(k, _)| k == "prefix").count() != 1 {
-        return error(StatusCode::BAD_REQUEST, 2, "one prefix=P is required");
-    }
-    let prefix = match wanted_prefixes(&caller, &params) {
-        Ok(mut p) if p.len() == 1 => p.remove(0),
-        Ok(_) => return error(StatusCode::BAD_REQUEST, 2, "one prefix=P is required"),
-        Err(resp) => return *resp,
-    };
-    let permit = match scan_permit(&state) {
-        Ok(p) => p,
-        Err(resp) => return *resp,
-    };
-    let reg = state.http.engine().registry().clone();
-    let p = prefix.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        super::digest(&reg, &p)
-    })
-    .await;
-    match result {
-        Ok(Ok((n, hex))) => {
-            Json(json!({"prefix": prefix.as_str(), "records": n, "sha256": hex})).into_response()
-        }
-        Ok(Err(e)) => internal(e),
-        Err(e) => internal(e),
-    }
-}
-
-async fn status(State(state): State<Arc<FeedState>>, req: Request) -> Response {
-    if let Err(resp) = authenticate_caller(&state, &req, true) {
-        return *resp;
-    }
-    let links = state
-        .links
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    Json(json!({
-        "last_seq": state.http.engine().registry().last_seq(),
-        "links": links.values().collect::<Vec<_>>(),
-    }))
-    .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::SocketAddr;
-
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    use super::*;
-    use crate::metrics::Metrics;
-    use crate::model::SiteInfo;
-    use crate::resolve::{init_prefix, Engine, Policy};
-    use crate::store::{Registry, StoreOptions};
-
-    const TOKEN: &str = "operator-token";
-    const SECRET: &[u8] = b"follower secret";
-
-    fn feed(dir: &std::path::Path, scans: usize, allow_plain: bool) -> Arc<FeedState> {
-        let registry = Arc::new(Registry::open(dir, &StoreOptions::default()).unwrap());
-        init_prefix(&registry, &Prefix::parse("88.100").unwrap(), 300, SECRET).unwrap();
-        let http = Arc::new(crate::server::http::HttpState {
-            sessions: Default::default(),
-            resolver: crate::resolve::Resolver::new(Engine::new(registry, Policy::default()), None),
-            metrics: Metrics::new().unwrap(),
-            max_body_bytes: 1 << 20,
-            plain_http_auth: Default::default(),
-            site: SiteInfo {
-                data_format_version: 1,
-                protocol_major: 2,
-                protocol_minor: 11,
-                serial: 1,
-                primary_mask: 0,
-                hash_option: 0,
-                hash_filter: Vec::new(),
-                attributes: Vec::new(),
-                servers: Vec::new(),
-            },
-            auth_failures: std::sync::Mutex::new(crate::auth::pending::FailureLimiter::new(
-                Default::default(),
-            )),
-        });
-        let identity = crate::config::parse_identity("300:0.NA/88.100", Default::default());
-        Arc::new(FeedState {
-            http,
-            allow: vec![(identity.unwrap(), vec![Prefix::parse("88.100").unwrap()])],
-            allow_plain,
-            links: Default::default(),
-            shutdown: tokio::sync::watch::channel(false).1,
-            scans: Arc::new(tokio::sync::Semaphore::new(scans)),
-            operator_token: Some(TOKEN.into()),
+/// Every record under `prefixes`, with the sequence it reflects ([`Registry::snapshot`]).
+pub fn snapshot(registry: &Registry, prefixes: &[Prefix]) -> Result<Snapshot, StoreError> {
+    let (seq, records) = registry.snapshot(prefixes)?;
+    let records = records
+        .iter()
+        .map(|(key, rec)| {
+            let (json, data) = record_json(rec);
+            SnapshotRecord {
+                key: key.clone(),
+                record: Some(json),
+                data,
+            }
         })
-    }
+        .collect();
+    Ok(Snapshot { seq, records })
+}
 
-    async fn get(state: &Arc<FeedState>, path: &str, auth: &str, peer: [u8; 4]) -> Response {
-        let mut req = axum::http::Request::get(path)
-            .header(axum::http::header::AUTHORIZATION, auth)
-            .body(Body::empty())
-            .unwrap();
-        req.extensions_mut().insert(ConnInfo {
-            peer: SocketAddr::from((peer, 40_000)),
-            tls: false,
-            client_cert: None,
-        });
-        router(state.clone()).oneshot(req).await.unwrap()
-    }
-
-    async fn json_of(resp: Response) -> Value {
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
-    }
-
-    fn basic() -> String {
-        let t =
-            base64::engine::general_purpose::STANDARD.encode(b"300%3A0.NA/88.100:follower secret");
-        format!("Basic {t}")
-    }
-
-    #[tokio::test]
-    async fn hole8_scans_beyond_the_cap_get_503_with_retry_after() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = feed(dir.path(), 1, true);
-        let bearer = format!("Bearer {TOKEN}");
-        // The one scan permit is busy (as if a bootstrap were running).
-        let busy = state.scans.clone().try_acquire_owned().unwrap();
-        for path in ["/sync/digest?prefix=88.100", "/sync/snapshot"] {
-            let auth = if path.contains("digest") {
-                bearer.clone()
-            } else {
-                basic()
-            };
-            let resp = get(&state, path, &auth, [127, 0, 0, 1]).await;
-            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
-            assert_eq!(
-                resp.headers().get(axum::http::header::RETRY_AFTER).unwrap(),
-                &SCAN_RETRY_AFTER_SECS.to_string()
-            );
-        }
-        // Strangers are refused before they could take a permit.
-        let resp = get(
-            &state,
-            "/sync/digest?prefix=88.100",
-            "Bearer nope",
-            [127, 0, 0, 1],
-        )
-        .await;
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        drop(busy);
-        let resp = get(
-            &state,
-            "/sync/digest?prefix=88.100",
-            &bearer,
-            [127, 0, 0, 1],
-        )
-        .await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        let resp = get(&state, "/sync/snapshot", &basic(), [127, 0, 0, 1]).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        // Every permit is back once the scans are done.
-        assert_eq!(state.scans.available_permits(), 1);
-    }
-
-    #[tokio::test]
-    async fn hole8_operator_token_only_for_status_and_digest_and_not_in_clear() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = feed(dir.path(), 2, false);
-        let bearer = format!("Bearer {TOKEN}");
-        // From loopback over plain HTTP: status and digests of any prefix.
-        for path in ["/sync/status", "/sync/digest?prefix=88.200"] {
-            let resp = get(&state, path, &bearer, [127, 0, 0, 1]).await;
-            assert_eq!(resp.status(), StatusCode::OK, "{path}");
-        }
-        // Not for the feed itself, whose data only [[sync.allow]] identities receive.
-        for path in ["/sync/changes?after=0", "/sync/snapshot"] {
-            let resp = get(&state, path, &bearer, [127, 0, 0, 1]).await;
-            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
-        }
-        // Never in clear across a network (without allow_plain).
-        let resp = get(&state, "/sync/status", &bearer, [10, 0, 0, 5]).await;
-        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-        let resp = get(&state, "/sync/status", "Bearer wrong", [127, 0, 0, 1]).await;
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        // Without allow_plain and TLS, anything else is refused as before.
-        let resp = get(&state, "/sync/status", &basic(), [127, 0, 0, 1]).await;
-        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-        assert_eq!(json_of(resp).await["responseCode"], 402);
-    }
+/// A record as the feed sends it: its REST JSON and its canonical stored encoding (base64).
+fn record_json(rec: &Record) -> (RecordJson, String) {
+    let values = rec.values.iter().map(hjson::value_to_json).collect();
+    let data = base64::engine::general_purpose::STANDARD.encode(record::encode_record(rec));
+    (
+        RecordJson {
+            handle: rec.handle.clone(),
+            values,
+        },
+        data,
+    )
 }

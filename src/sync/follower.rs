@@ -8,11 +8,15 @@
 //! transaction; a refused batch changes nothing and counts as a link error. Errors reconnect
 //! with exponential backoff (100 ms doubling, capped at 5 s).
 //!
-//! Links speak HTTPS (rustls; the upstream's certificate checked against `ca_file`) or, with
-//! `sync.allow_plain = true`, plain HTTP. Mutual TLS tying certificates to node identities is
-//! the next step.
+//! Links speak HTTPS (rustls through [`crate::tls`]; the upstream's certificate checked
+//! against `ca_file`) or, with `sync.allow_plain = true`, plain HTTP. The upstream's answers
+//! are read as the typed [`crate::wire::sync`] messages its feed writes.
+//!
+//! A link is made from its [`FollowSettings`], which `config` builds from `[[sync.follow]]`
+//! (this module does not know the TOML).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,30 +24,50 @@ use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use serde::Serialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::config::SyncFollow;
+use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{Handle, Prefix, SuffixCase};
 use crate::store::{record, Action, Change, Registry};
 use crate::sync::key_under;
+use crate::wire::sync::{ChangeAction, ChangeBatch, FeedError, Snapshot};
 
-/// What `/sync/status` shows for one link.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LinkStatus {
-    pub link: String,
+/// What `/sync/status` shows for one link (the wire type, kept by the link's task).
+pub use crate::wire::sync::LinkStatus;
+
+/// One `[[sync.follow]]` link, validated: what [`Link::new`] needs.
+#[derive(Debug, Clone)]
+pub struct FollowSettings {
+    /// The upstream's base URL (`http(s)://host:port`, no trailing `/`): the link's name.
     pub upstream: String,
-    pub prefixes: Vec<String>,
-    pub state: String,
-    pub cursor: u64,
-    pub upstream_last_seq: u64,
-    pub lag_sequences: u64,
-    pub applied: u64,
-    pub bootstraps: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
+    /// `host:port` to connect to.
+    pub host: String,
+    /// Whether the link speaks HTTPS.
+    pub https: bool,
+    /// The follower identity the upstream lists in its `[[sync.allow]]`.
+    pub identity: Identity,
+    /// How the identity proves itself.
+    pub credential: FollowCredential,
+    /// The prefixes followed (at least one).
+    pub prefixes: Vec<Prefix>,
+    /// PEM certificates trusted for an `https://` upstream.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any upstream certificate (tests only).
+    pub insecure_skip_verify: bool,
+}
+
+/// A follower identity's credential (`secret_file`, `private_key`, `client_cert`).
+#[derive(Debug, Clone)]
+pub enum FollowCredential {
+    /// Its HS_SECKEY secret, read from this file and sent as HTTP Basic.
+    Secret(PathBuf),
+    /// The PEM private key of its HS_PUBKEY: every request is signed with it.
+    Key(PathBuf),
+    /// That key with a certificate naming the identity, presented as the TLS client
+    /// certificate (HTTPS only).
+    ClientCert { key: PathBuf, cert: PathBuf },
 }
 
 pub type Links = Arc<Mutex<BTreeMap<String, LinkStatus>>>;
@@ -99,20 +123,16 @@ impl LinkAuth {
 }
 
 impl Link {
-    pub fn from_config(f: &SyncFollow, case: SuffixCase) -> anyhow::Result<Link> {
-        let (host, https) = match f.upstream.strip_prefix("https://") {
-            Some(rest) => (rest, true),
-            None => (
-                f.upstream
-                    .strip_prefix("http://")
-                    .ok_or_else(|| anyhow!("{}: not an http(s) URL", f.upstream))?,
-                false,
-            ),
-        };
-        let host = host.trim_end_matches('/').to_string();
-        let tls = if https {
-            let client_cert = f.client_cert.as_deref().zip(f.private_key.as_deref());
-            let config = crate::server::tls::client_config_with_cert(
+    /// Set a link up: read its credential files and build its TLS client (nothing connects
+    /// yet).
+    pub fn new(f: &FollowSettings, case: SuffixCase) -> anyhow::Result<Link> {
+        let host = f.host.clone();
+        let tls = if f.https {
+            let client_cert = match &f.credential {
+                FollowCredential::ClientCert { key, cert } => Some((cert.as_path(), key.as_path())),
+                _ => None,
+            };
+            let config = crate::tls::client_config_with_cert(
                 f.ca_file.as_deref(),
                 f.insecure_skip_verify,
                 client_cert,
@@ -130,23 +150,25 @@ impl Link {
         } else {
             None
         };
-        let authorization = match (&f.secret_file, &f.private_key) {
-            (_, Some(_)) if f.client_cert.is_some() => LinkAuth::ClientCert,
-            (_, Some(key_file)) => {
+        // The identity as `index:handle` (the handle as configured), as the upstream parses it.
+        let identity = f.identity.to_string();
+        let authorization = match &f.credential {
+            FollowCredential::ClientCert { .. } => LinkAuth::ClientCert,
+            FollowCredential::Key(key_file) => {
                 let pem = std::fs::read_to_string(key_file)
                     .with_context(|| format!("reading {}", key_file.display()))?;
                 let key = crate::auth::challenge::PrivateKey::from_pem(&pem)
                     .map_err(|e| anyhow!("{}: {e}", key_file.display()))?;
                 LinkAuth::Key {
-                    identity: f.identity.clone(),
+                    identity,
                     key: Box::new(key),
                 }
             }
-            (Some(secret_file), None) => {
+            FollowCredential::Secret(secret_file) => {
                 let secret = std::fs::read_to_string(secret_file)
                     .with_context(|| format!("reading {}", secret_file.display()))?;
                 let user: String = percent_encoding::utf8_percent_encode(
-                    &f.identity,
+                    &identity,
                     percent_encoding::NON_ALPHANUMERIC,
                 )
                 .to_string();
@@ -154,17 +176,12 @@ impl Link {
                     .encode(format!("{user}:{}", secret.trim()));
                 LinkAuth::Basic(format!("Basic {token}"))
             }
-            (None, None) => return Err(anyhow!("no secret_file or private_key for the follower")),
         };
         Ok(Link {
-            name: f.upstream.trim_end_matches('/').to_string(),
+            name: f.upstream.clone(),
             host,
             tls,
-            prefixes: f
-                .prefixes
-                .iter()
-                .map(|p| Prefix::parse(p))
-                .collect::<Result<_, _>>()?,
+            prefixes: f.prefixes.clone(),
             authorization,
             case,
         })
@@ -177,8 +194,24 @@ impl Link {
             .collect()
     }
 
-    /// GET `path` from the upstream (one connection per request): (status, JSON body).
-    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+    /// GET `path` from the upstream and read the answer: a 200 as the message `T`, anything
+    /// else as the upstream's refusal.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Answer<T>> {
+        let (status, body) = self.fetch(path).await?;
+        if status == 200 {
+            let message = serde_json::from_slice(&body)
+                .map_err(|e| anyhow!("upstream answered {status} with unreadable JSON: {e}"))?;
+            return Ok(Answer::Ok(message));
+        }
+        let message = match serde_json::from_slice::<FeedError>(&body) {
+            Ok(refusal) => refusal.message,
+            Err(_) => String::from_utf8_lossy(&body).chars().take(200).collect(),
+        };
+        Ok(Answer::Refused(status, message))
+    }
+
+    /// GET `path` from the upstream (one connection per request): (status, body).
+    async fn fetch(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
         let stream = tokio::time::timeout(
             Duration::from_secs(10),
             tokio::net::TcpStream::connect(&self.host),
@@ -201,7 +234,7 @@ impl Link {
         }
     }
 
-    async fn exchange<I>(&self, io: I, path: &str) -> anyhow::Result<(u16, Value)>
+    async fn exchange<I>(&self, io: I, path: &str) -> anyhow::Result<(u16, Bytes)>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -223,17 +256,26 @@ impl Link {
         };
         let result = tokio::time::timeout(Duration::from_millis(WAIT_MS + 10_000), fut).await;
         driver.abort();
-        let (status, body) = result.map_err(|_| anyhow!("upstream timed out"))??;
-        let json: Value = serde_json::from_slice(&body)
-            .map_err(|e| anyhow!("upstream answered {status} with unreadable JSON: {e}"))?;
-        Ok((status, json))
+        result.map_err(|_| anyhow!("upstream timed out"))?
     }
 }
 
-fn decode_record(item: &Value, key: &str, case: SuffixCase) -> anyhow::Result<record::Record> {
-    let data = item["data"]
-        .as_str()
-        .ok_or_else(|| anyhow!("{key}: no record data"))?;
+/// What the upstream answered a feed request.
+enum Answer<T> {
+    /// 200, with its message.
+    Ok(T),
+    /// Any other status, with the refusal's message.
+    Refused(u16, String),
+}
+
+/// A record as the feed sent it (`data`, base64 of the stored encoding), decoded strictly
+/// (CRC and layout) and checked to belong under `key`.
+fn decode_record(
+    data: Option<&str>,
+    key: &str,
+    case: SuffixCase,
+) -> anyhow::Result<record::Record> {
+    let data = data.ok_or_else(|| anyhow!("{key}: no record data"))?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
     let rec = record::decode_record(&bytes).map_err(|e| anyhow!("{key}: {e}"))?;
     let handle = Handle::parse(&rec.handle, case).map_err(|e| anyhow!("{key}: {e}"))?;
@@ -243,29 +285,22 @@ fn decode_record(item: &Value, key: &str, case: SuffixCase) -> anyhow::Result<re
     Ok(rec)
 }
 
-/// Verify a `/sync/changes` answer against the cursor: returns the changes and the new cursor.
+/// Verify a `/sync/changes` answer against the cursor: returns the changes, the new cursor
+/// and the upstream's newest sequence.
 pub fn verify_batch(
-    body: &Value,
+    batch: &ChangeBatch,
     cursor: u64,
     prefixes: &[Prefix],
     case: SuffixCase,
 ) -> anyhow::Result<(Vec<Change>, u64, u64)> {
-    let next = body["next"].as_u64().ok_or_else(|| anyhow!("no next"))?;
-    let last_seq = body["last_seq"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("no last_seq"))?;
-    let items = body["changes"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no changes"))?;
+    let (next, last_seq) = (batch.next, batch.last_seq);
     if next < cursor {
         bail!("batch goes back: next {next} < cursor {cursor}");
     }
     let mut prev = cursor;
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let seq = item["seq"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("change without seq"))?;
+    let mut out = Vec::with_capacity(batch.changes.len());
+    for item in &batch.changes {
+        let seq = item.seq;
         if seq <= prev {
             bail!("sequence {seq} not above {prev} (replayed or out of order)");
         }
@@ -273,25 +308,22 @@ pub fn verify_batch(
             bail!("sequence {seq} beyond the batch end {next}");
         }
         prev = seq;
-        let key = item["key"]
-            .as_str()
-            .ok_or_else(|| anyhow!("change without key"))?;
+        let key = item.key.as_str();
         if !key_under(key, prefixes) {
             bail!("key {key} is outside the followed prefixes");
         }
-        let action = match item["action"].as_str() {
-            Some("create") => Action::Create,
-            Some("update") => Action::Update,
-            Some("delete") => Action::Delete,
-            other => bail!("unexpected action {other:?}"),
+        let action = match item.action {
+            ChangeAction::Create => Action::Create,
+            ChangeAction::Update => Action::Update,
+            ChangeAction::Delete => Action::Delete,
         };
         let record = match action {
             Action::Delete => None,
-            _ => Some(decode_record(item, key, case)?),
+            _ => Some(decode_record(item.data.as_deref(), key, case)?),
         };
         out.push(Change {
             seq,
-            unix_millis: item["unix_millis"].as_u64().unwrap_or(0),
+            unix_millis: item.unix_millis,
             action,
             key: key.to_string(),
             record,
@@ -303,27 +335,19 @@ pub fn verify_batch(
 /// Verify a `/sync/snapshot` answer: returns its sequence and the records by key (every key
 /// under the followed prefixes, every record decoding strictly and belonging under its key).
 pub fn verify_snapshot(
-    body: &Value,
+    snapshot: &Snapshot,
     prefixes: &[Prefix],
     case: SuffixCase,
 ) -> anyhow::Result<(u64, Vec<(String, record::Record)>)> {
-    let seq = body["seq"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("snapshot without seq"))?;
-    let mut records = Vec::new();
-    for item in body["records"]
-        .as_array()
-        .ok_or_else(|| anyhow!("no records"))?
-    {
-        let key = item["key"]
-            .as_str()
-            .ok_or_else(|| anyhow!("record without key"))?;
+    let mut records = Vec::with_capacity(snapshot.records.len());
+    for item in &snapshot.records {
+        let key = item.key.as_str();
         if !key_under(key, prefixes) {
             bail!("snapshot key {key} is outside the followed prefixes");
         }
-        records.push((key.to_string(), decode_record(item, key, case)?));
+        records.push((key.to_string(), decode_record(Some(&item.data), key, case)?));
     }
-    Ok((seq, records))
+    Ok((snapshot.seq, records))
 }
 
 struct Runner {
@@ -342,17 +366,18 @@ impl Runner {
     }
 
     async fn bootstrap(&self) -> anyhow::Result<u64> {
-        let (status, body) = self
+        let answer = self
             .link
-            .get(&format!(
+            .get::<Snapshot>(&format!(
                 "/sync/snapshot?{}",
                 &self.link.prefix_query()[1..]
             ))
             .await?;
-        if status != 200 {
-            bail!("snapshot refused: {status} {}", body["message"]);
-        }
-        let (seq, records) = verify_snapshot(&body, &self.link.prefixes, self.link.case)?;
+        let snapshot = match answer {
+            Answer::Ok(snapshot) => snapshot,
+            Answer::Refused(status, message) => bail!("snapshot refused: {status} {message:?}"),
+        };
+        let (seq, records) = verify_snapshot(&snapshot, &self.link.prefixes, self.link.case)?;
         let reg = self.registry.clone();
         let prefixes = self.link.prefixes.clone();
         let name = self.link.name.clone();
@@ -379,22 +404,23 @@ impl Runner {
         }
         loop {
             self.update(|s| s.state = "streaming".into());
-            let (status, body) = self
+            let answer = self
                 .link
-                .get(&format!(
+                .get::<ChangeBatch>(&format!(
                     "/sync/changes?after={cursor}&limit=500&wait_ms={WAIT_MS}{}",
                     self.link.prefix_query()
                 ))
                 .await?;
-            if status == 410 {
-                cursor = self.bootstrap().await?;
-                continue;
-            }
-            if status != 200 {
-                bail!("changes refused: {status} {}", body["message"]);
-            }
+            let batch = match answer {
+                Answer::Ok(batch) => batch,
+                Answer::Refused(410, _) => {
+                    cursor = self.bootstrap().await?;
+                    continue;
+                }
+                Answer::Refused(status, message) => bail!("changes refused: {status} {message:?}"),
+            };
             let (changes, next, last_seq) =
-                verify_batch(&body, cursor, &self.link.prefixes, self.link.case)?;
+                verify_batch(&batch, cursor, &self.link.prefixes, self.link.case)?;
             let newest_millis = changes.last().map(|c| c.unix_millis);
             let n = changes.len() as u64;
             if next > cursor {
@@ -529,6 +555,11 @@ mod tests {
     fn forged_batches_are_refused() {
         let p = vec![Prefix::parse("88.100").unwrap()];
         let c = SuffixCase::Sensitive;
+        // The batches as JSON, read as the follower reads an answer.
+        let verify_batch = |body: &serde_json::Value, cursor, p: &[Prefix], c| {
+            let batch: ChangeBatch = serde_json::from_value(body.clone()).unwrap();
+            verify_batch(&batch, cursor, p, c)
+        };
         let ok = json!({"next": 7, "last_seq": 7, "changes": [
             {"seq": 6, "action": "create", "key": "88.100/A", "data": data("88.100/A")},
             {"seq": 7, "action": "delete", "key": "88.100/B"}]});

@@ -1,11 +1,16 @@
 //! Replication between nodes (ARCHITECTURE.md, Sync).
 //!
-//! - [`feed`]: every node serves its change log (`/sync/changes`, long-poll), a consistent
-//!   snapshot (`/sync/snapshot`), a content digest (`/sync/digest`) and the state of its own
-//!   follow links (`/sync/status`).
+//! - [`feed`]: what every node's feed answers, built from its registry: the changes after a
+//!   cursor (`/sync/changes`, long-poll) and a consistent snapshot (`/sync/snapshot`); with
+//!   [`digest`] (`/sync/digest`) and the follow links' state (`/sync/status`). The HTTP
+//!   endpoints themselves are `server::http::feed`.
 //! - [`follower`]: a task per `[[sync.follow]]` link bootstraps from a snapshot, then
 //!   long-polls changes, verifies each batch and applies it together with its cursor in one
 //!   sled transaction ([`crate::store::Registry::apply_replicated`]).
+//!
+//! The messages both ends exchange are the serde types of [`crate::wire::sync`]. This module
+//! sits below `config` and `server` and imports neither: the follower takes its typed
+//! [`follower::FollowSettings`] (which `config` builds), TLS comes from [`crate::tls`].
 //!
 //! Authentication: every endpoint needs a follower identity (`index:handle`, HTTP Basic with
 //! its HS_SECKEY, an HS_PUBKEY-signed request or a TLS client certificate) and the upstream
@@ -21,6 +26,7 @@ pub mod follower;
 
 use sha2::{Digest, Sha256};
 
+use crate::auth::Identity;
 use crate::model::Prefix;
 use crate::store::{record, Registry, StoreError};
 
@@ -90,6 +96,46 @@ pub fn request_signature_input(unix: u64, path_and_query: &str) -> (Vec<u8>, Vec
 
 /// How far a signed request's timestamp may be from the upstream's clock.
 pub const SIGNATURE_WINDOW_SECS: u64 = 300;
+
+/// The upstream's check of a signed feed request (`Authorization: HS_PUBKEY id=…, t=…,
+/// sig=…`, taken apart by `server::http::feed`): the timestamp `unix` within
+/// [`SIGNATURE_WINDOW_SECS`] of `now`, and `signature` (base64) made over
+/// [`request_signature_input`] by one of `identity`'s HS_PUBKEY values in `registry`.
+pub fn verify_request_signature(
+    registry: &Registry,
+    identity: &Identity,
+    unix: u64,
+    signature: &str,
+    path_and_query: &str,
+    now: u64,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    if now.abs_diff(unix) > SIGNATURE_WINDOW_SECS {
+        return Err("signed request outside the time window (check the clocks)".into());
+    }
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .map_err(|_| "signature is not base64".to_string())?;
+    let record = registry
+        .get(&identity.handle)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("identity {identity} is not known here"))?;
+    let (nonce, digest) = request_signature_input(unix, path_and_query);
+    let valid = record
+        .values
+        .iter()
+        .filter(|v| v.is_type(crate::model::types::HS_PUBKEY) && v.index == identity.index)
+        .filter_map(|v| crate::model::PublicKey::decode(&v.data).ok())
+        .any(|key| {
+            crate::auth::challenge::verify_pubkey_answer(&key, &nonce, &digest, &sig)
+                .unwrap_or(false)
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("signature of {identity} does not verify"))
+    }
+}
 
 #[cfg(test)]
 mod tests {

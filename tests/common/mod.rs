@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idnode::config::Config;
+use idnode::metrics::Metrics;
 use idnode::server::{open_registry, prepare_registry, start, RunningNode};
 use idnode::wire::handle::message::{Envelope, Message, ENVELOPE_LEN};
 
@@ -32,7 +33,9 @@ pub async fn native_node(
     let config = Config::from_toml(&toml).unwrap();
     let registry = open_registry(&config).unwrap();
     prepare_registry(&config, &registry).unwrap();
-    start(config, Arc::new(registry)).await.unwrap()
+    start(config, Arc::new(registry), Metrics::new().unwrap())
+        .await
+        .unwrap()
 }
 
 /// Read one envelope and its message from `stream`, as they arrived (still encrypted if the

@@ -1,15 +1,30 @@
-//! TLS for the HTTP listener (rustls with the ring provider).
+//! TLS configurations (rustls with the ring provider): the HTTP listener's server side, with
+//! the optional client-certificate verifier, and the client side of sync follow links.
+//!
+//! It sits at the top level, below `config` and above `sync` and `server`: `config` loads the
+//! listener's files once at validation (so a bad certificate stops the node before it binds
+//! anything), the follower connects with [`client_config_with_cert`], and the server serves
+//! with [`load_server_config`]. It uses only rustls and the files it is given.
 //!
 //! For trying HTTPS out, make a self-signed pair with:
 //! `openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost
 //!  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -days 30 -keyout key.pem -out cert.pem`
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsFiles;
+/// The HTTP listener's certificate and key (`http.tls_cert`, `http.tls_key`): set when it
+/// speaks HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Ask clients for a certificate (`http.client_cert_auth`).
+    pub client_certs: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
