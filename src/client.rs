@@ -53,6 +53,7 @@ pub use crate::model::Transport;
 pub use crate::wire::handle::exchange::REQUEST_LIFETIME_SECS;
 
 pub mod admin;
+pub mod lookup;
 
 /// Flags of a Handle.Net resolution request: REC | CA | PO.
 pub const DEFAULT_FLAGS: u32 = flag::RECURSIVE | flag::CACHE_CERTIFY | flag::PUBLIC_ONLY;

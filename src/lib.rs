@@ -33,6 +33,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod metrics;

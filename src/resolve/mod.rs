@@ -35,6 +35,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 pub mod cache;
+pub mod export;
 pub mod import;
 pub mod recursion;
 pub mod resolver;

@@ -23,6 +23,7 @@
 
 pub mod feed;
 pub mod follower;
+pub mod status;
 
 use sha2::{Digest, Sha256};
 
