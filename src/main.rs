@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -19,12 +19,12 @@ use idnode::auth::challenge::PrivateKey;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use idnode::cli::{
-    show, AdminOp, AuthArgs, BenchArgs, Cli, Command, ConnArgs, ExportFormat, SyncOp,
+    report, show, AdminOp, AuthArgs, BenchArgs, Cli, Command, ConnArgs, ExportFormat, SyncOp,
 };
 use idnode::client::{AdminRequest, Client, Response, Transport};
 use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
 use idnode::model::{types, HandleValue, Prefix};
-use idnode::resolve::{init_prefix, repair_prefix, Engine, Policy};
+use idnode::resolve::{Engine, Policy};
 use idnode::server;
 use idnode::store::Registry;
 use idnode::wire::json as hjson;
@@ -59,34 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve { config } => serve(load_config(config.as_deref())?),
         Command::CheckConfig { config } => {
             let c = load_config(Some(&config))?;
-            println!("configuration OK: {}", config.display());
-            println!("  data_dir        {}", c.node.data_dir.display());
-            let homed: Vec<String> = c
-                .node
-                .homed_prefixes
-                .iter()
-                .map(|p| p.to_string())
-                .collect();
-            println!("  homed prefixes  {}", homed.join(", "));
-            println!("  suffix case     {:?}", c.node.suffix_case);
-            let scheme = if c.http.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            println!("  HTTP            {scheme}://{}", c.http.listen);
-            match &c.handle.server_key_file {
-                Some(path) => println!("  server key      {} (loaded)", path.display()),
-                None => {
-                    let path = server::server_key_path(&c.node.data_dir);
-                    let state = if path.exists() {
-                        "exists"
-                    } else {
-                        "created at first start"
-                    };
-                    println!("  server key      {} ({state})", path.display());
-                }
-            }
+            print_lines(report::check_config(&config, &c))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::InitPrefix {
@@ -102,44 +75,19 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let path =
                 secret_file.unwrap_or_else(|| server::secret_path(&c.node.data_dir, &prefix));
             let (secret, generated) = server::read_or_create_secret(&path)?;
-            if force {
-                let repair = repair_prefix(&registry, &prefix, index, secret.as_bytes())
+            let lines =
+                report::init_prefix_lines(&registry, &prefix, index, secret.as_bytes(), force)
                     .map_err(|f| anyhow::anyhow!("{f}"))?;
-                if repair.created {
-                    println!("created 0.NA/{prefix}; administrator {index}:0.NA/{prefix}");
-                } else {
-                    println!(
-                        "repaired 0.NA/{prefix}: administrator {index}:0.NA/{prefix} restored \
-                         (HS_ADMIN 100 -> group 200 -> HS_SECKEY {index}); other values kept"
-                    );
-                }
-                for v in &repair.replaced {
-                    println!("  replaced value {} ({})", v.index, v.type_name);
-                }
-                for v in &repair.other_admins {
-                    let who = idnode::model::AdminRef::decode(&v.data)
-                        .map(|a| format!("{} with {}", a.admin, a.permissions.to_bit_string()))
-                        .unwrap_or_else(|_| "undecodable".into());
-                    println!("  kept HS_ADMIN {}: {who} (review it)", v.index);
-                }
-            } else {
-                let created = init_prefix(&registry, &prefix, index, secret.as_bytes())
-                    .map_err(|f| anyhow::anyhow!("{f}"))?;
-                if created {
-                    println!("created 0.NA/{prefix}; administrator {index}:0.NA/{prefix}");
-                } else {
-                    println!(
-                        "0.NA/{prefix} already exists; left unchanged (prefix homed; --force \
-                         restores its administrator)"
-                    );
-                }
-            }
             let how = if generated {
                 "generated into"
             } else {
                 "read from"
             };
-            println!("secret {how} {}", path.display());
+            print_lines(
+                lines
+                    .into_iter()
+                    .chain([format!("secret {how} {}", path.display())]),
+            )?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Import {
@@ -265,19 +213,14 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
         };
         let base = format!("{scheme}://{}", node.http_addr);
         tracing::info!(%base, "idnode serving");
-        print_welcome(&config, &base, &bootstrapped);
+        print_lines(report::welcome(
+            &config,
+            &base,
+            &bootstrapped,
+            node.dns_addr,
+        ))?;
         if let Some(dns) = node.dns_addr {
             tracing::info!(%dns, zone = %config.dns.zone, "DNS serving");
-        }
-        if let (Some(dns), Some(p)) = (node.dns_addr, config.node.homed_prefixes.first()) {
-            let case = config.node.suffix_case;
-            let zone = server::dns::zone_from_config(&config.dns, case);
-            let handle = idnode::model::Handle::parse(&format!("{p}/SN-0001"), case);
-            if let (Ok(zone), Ok(handle)) = (zone, handle) {
-                if let Ok(name) = zone.name_of(&handle) {
-                    println!("  dig @{} -p {} {name} TXT", dns.ip(), dns.port());
-                }
-            }
         }
         wait_for_signal().await;
         tracing::info!("shutting down");
@@ -285,29 +228,6 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-fn print_welcome(config: &ValidConfig, base: &str, bootstrapped: &[(Prefix, PathBuf)]) {
-    let k = if config.http.tls.is_some() { " -k" } else { "" };
-    println!(
-        "idnode is serving {base}  (data in {})",
-        config.node.data_dir.display()
-    );
-    for (p, path) in bootstrapped {
-        println!(
-            "created administrator 300:0.NA/{p}; its secret is in {}",
-            path.display()
-        );
-    }
-    if let Some(p) = config.node.homed_prefixes.first() {
-        let secret = server::secret_path(&config.node.data_dir, p);
-        println!("register a first identifier:");
-        println!(
-            "  curl{k} -u \"300%3A0.NA/{p}:$(cat {})\" -X PUT -H 'Content-Type: application/json' \\\n    -d '{{\"values\":[{{\"index\":1,\"type\":\"URL\",\"data\":\"https://example.com/sn/0001\"}}]}}' \\\n    {base}/api/handles/{p}/SN-0001",
-            secret.display()
-        );
-        println!("  curl{k} {base}/api/handles/{p}/SN-0001");
-    }
 }
 
 async fn wait_for_signal() {

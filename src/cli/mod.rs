@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod args;
+pub mod report;
 pub mod show;
 
 pub use args::ArgError;
