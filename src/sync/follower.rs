@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -30,9 +29,42 @@ use tokio::sync::watch;
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 use crate::model::{Handle, Prefix, SuffixCase};
-use crate::store::{record, Action, Change, Registry};
+use crate::store::{record, Action, Change, Registry, StoreError};
 use crate::sync::key_under;
 use crate::wire::sync::{ChangeAction, ChangeBatch, FeedError, Snapshot};
+
+/// Why a follow link stopped (it backs off and starts again; the message is its
+/// `last_error` in `/sync/status`).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Setting the link up: its TLS client or its credential files.
+    #[error("{0}")]
+    Setup(String),
+    /// Reaching the upstream: connecting, TLS, HTTP, timeouts.
+    #[error("{0}")]
+    Transport(String),
+    /// The upstream refused a request.
+    #[error("{what} refused: {status} {message:?}")]
+    Refused {
+        what: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// An answer that fails verification: out of order, outside the followed prefixes,
+    /// records that do not decode or do not belong under their keys.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn invalid(text: impl Into<String>) -> SyncError {
+    SyncError::Invalid(text.into())
+}
+
+fn transport(text: impl Into<String>) -> SyncError {
+    SyncError::Transport(text.into())
+}
 
 /// What `/sync/status` shows for one link (the wire type, kept by the link's task).
 pub use crate::wire::sync::LinkStatus;
@@ -125,7 +157,7 @@ impl LinkAuth {
 impl Link {
     /// Set a link up: read its credential files and build its TLS client (nothing connects
     /// yet).
-    pub fn new(f: &FollowSettings, case: SuffixCase) -> anyhow::Result<Link> {
+    pub fn new(f: &FollowSettings, case: SuffixCase) -> Result<Link, SyncError> {
         let host = f.host.clone();
         let tls = if f.https {
             let client_cert = match &f.credential {
@@ -136,7 +168,8 @@ impl Link {
                 f.ca_file.as_deref(),
                 f.insecure_skip_verify,
                 client_cert,
-            )?;
+            )
+            .map_err(|e| SyncError::Setup(format!("{}: {e}", f.upstream)))?;
             let name = host
                 .rsplit_once(':')
                 .map(|(h, _)| h)
@@ -145,7 +178,7 @@ impl Link {
                 .trim_end_matches(']')
                 .to_string();
             let name = rustls::pki_types::ServerName::try_from(name)
-                .map_err(|e| anyhow!("{}: {e}", f.upstream))?;
+                .map_err(|e| SyncError::Setup(format!("{}: {e}", f.upstream)))?;
             Some((tokio_rustls::TlsConnector::from(config), name))
         } else {
             None
@@ -155,18 +188,20 @@ impl Link {
         let authorization = match &f.credential {
             FollowCredential::ClientCert { .. } => LinkAuth::ClientCert,
             FollowCredential::Key(key_file) => {
-                let pem = std::fs::read_to_string(key_file)
-                    .with_context(|| format!("reading {}", key_file.display()))?;
+                let pem = std::fs::read_to_string(key_file).map_err(|e| {
+                    SyncError::Setup(format!("reading {}: {e}", key_file.display()))
+                })?;
                 let key = crate::auth::challenge::PrivateKey::from_pem(&pem)
-                    .map_err(|e| anyhow!("{}: {e}", key_file.display()))?;
+                    .map_err(|e| SyncError::Setup(format!("{}: {e}", key_file.display())))?;
                 LinkAuth::Key {
                     identity,
                     key: Box::new(key),
                 }
             }
             FollowCredential::Secret(secret_file) => {
-                let secret = std::fs::read_to_string(secret_file)
-                    .with_context(|| format!("reading {}", secret_file.display()))?;
+                let secret = std::fs::read_to_string(secret_file).map_err(|e| {
+                    SyncError::Setup(format!("reading {}: {e}", secret_file.display()))
+                })?;
                 let user: String = percent_encoding::utf8_percent_encode(
                     &identity,
                     percent_encoding::NON_ALPHANUMERIC,
@@ -196,11 +231,14 @@ impl Link {
 
     /// GET `path` from the upstream and read the answer: a 200 as the message `T`, anything
     /// else as the upstream's refusal.
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Answer<T>> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, SyncError> {
         let (status, body) = self.fetch(path).await?;
         if status == 200 {
-            let message = serde_json::from_slice(&body)
-                .map_err(|e| anyhow!("upstream answered {status} with unreadable JSON: {e}"))?;
+            let message = serde_json::from_slice(&body).map_err(|e| {
+                invalid(format!(
+                    "upstream answered {status} with unreadable JSON: {e}"
+                ))
+            })?;
             return Ok(Answer::Ok(message));
         }
         let message = match serde_json::from_slice::<FeedError>(&body) {
@@ -211,14 +249,14 @@ impl Link {
     }
 
     /// GET `path` from the upstream (one connection per request): (status, body).
-    async fn fetch(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+    async fn fetch(&self, path: &str) -> Result<(u16, Bytes), SyncError> {
         let stream = tokio::time::timeout(
             Duration::from_secs(10),
             tokio::net::TcpStream::connect(&self.host),
         )
         .await
-        .map_err(|_| anyhow!("connecting to {} timed out", self.host))?
-        .with_context(|| format!("connecting to {}", self.host))?;
+        .map_err(|_| transport(format!("connecting to {} timed out", self.host)))?
+        .map_err(|e| transport(format!("connecting to {}: {e}", self.host)))?;
         match &self.tls {
             None => self.exchange(stream, path).await,
             Some((connector, name)) => {
@@ -227,19 +265,21 @@ impl Link {
                     connector.connect(name.clone(), stream),
                 )
                 .await
-                .map_err(|_| anyhow!("TLS handshake with {} timed out", self.host))?
-                .with_context(|| format!("TLS handshake with {}", self.host))?;
+                .map_err(|_| transport(format!("TLS handshake with {} timed out", self.host)))?
+                .map_err(|e| transport(format!("TLS handshake with {}: {e}", self.host)))?;
                 self.exchange(stream, path).await
             }
         }
     }
 
-    async fn exchange<I>(&self, io: I, path: &str) -> anyhow::Result<(u16, Bytes)>
+    async fn exchange<I>(&self, io: I, path: &str) -> Result<(u16, Bytes), SyncError>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| transport(format!("HTTP with {}: {e}", self.host)))?;
         let driver = tokio::spawn(conn);
         let req = hyper::Request::get(path)
             .header(hyper::header::HOST, &self.host)
@@ -247,16 +287,19 @@ impl Link {
                 hyper::header::AUTHORIZATION,
                 self.authorization.header(path),
             )
-            .body(Empty::<Bytes>::new())?;
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| transport(format!("request {path}: {e}")))?;
         let fut = async {
             let resp = sender.send_request(req).await?;
             let status = resp.status().as_u16();
             let body = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
+            Ok::<_, hyper::Error>((status, body))
         };
         let result = tokio::time::timeout(Duration::from_millis(WAIT_MS + 10_000), fut).await;
         driver.abort();
-        result.map_err(|_| anyhow!("upstream timed out"))?
+        result
+            .map_err(|_| transport("upstream timed out"))?
+            .map_err(|e| transport(format!("HTTP with {}: {e}", self.host)))
     }
 }
 
@@ -274,13 +317,18 @@ fn decode_record(
     data: Option<&str>,
     key: &str,
     case: SuffixCase,
-) -> anyhow::Result<record::Record> {
-    let data = data.ok_or_else(|| anyhow!("{key}: no record data"))?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
-    let rec = record::decode_record(&bytes).map_err(|e| anyhow!("{key}: {e}"))?;
-    let handle = Handle::parse(&rec.handle, case).map_err(|e| anyhow!("{key}: {e}"))?;
+) -> Result<record::Record, SyncError> {
+    let data = data.ok_or_else(|| invalid(format!("{key}: no record data")))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| invalid(format!("{key}: {e}")))?;
+    let rec = record::decode_record(&bytes).map_err(|e| invalid(format!("{key}: {e}")))?;
+    let handle = Handle::parse(&rec.handle, case).map_err(|e| invalid(format!("{key}: {e}")))?;
     if handle.key() != key {
-        bail!("record {} does not belong under key {key}", rec.handle);
+        return Err(invalid(format!(
+            "record {} does not belong under key {key}",
+            rec.handle
+        )));
     }
     Ok(rec)
 }
@@ -292,25 +340,33 @@ pub fn verify_batch(
     cursor: u64,
     prefixes: &[Prefix],
     case: SuffixCase,
-) -> anyhow::Result<(Vec<Change>, u64, u64)> {
+) -> Result<(Vec<Change>, u64, u64), SyncError> {
     let (next, last_seq) = (batch.next, batch.last_seq);
     if next < cursor {
-        bail!("batch goes back: next {next} < cursor {cursor}");
+        return Err(invalid(format!(
+            "batch goes back: next {next} < cursor {cursor}"
+        )));
     }
     let mut prev = cursor;
     let mut out = Vec::with_capacity(batch.changes.len());
     for item in &batch.changes {
         let seq = item.seq;
         if seq <= prev {
-            bail!("sequence {seq} not above {prev} (replayed or out of order)");
+            return Err(invalid(format!(
+                "sequence {seq} not above {prev} (replayed or out of order)"
+            )));
         }
         if seq > next {
-            bail!("sequence {seq} beyond the batch end {next}");
+            return Err(invalid(format!(
+                "sequence {seq} beyond the batch end {next}"
+            )));
         }
         prev = seq;
         let key = item.key.as_str();
         if !key_under(key, prefixes) {
-            bail!("key {key} is outside the followed prefixes");
+            return Err(invalid(format!(
+                "key {key} is outside the followed prefixes"
+            )));
         }
         let action = match item.action {
             ChangeAction::Create => Action::Create,
@@ -338,12 +394,14 @@ pub fn verify_snapshot(
     snapshot: &Snapshot,
     prefixes: &[Prefix],
     case: SuffixCase,
-) -> anyhow::Result<(u64, Vec<(String, record::Record)>)> {
+) -> Result<(u64, Vec<(String, record::Record)>), SyncError> {
     let mut records = Vec::with_capacity(snapshot.records.len());
     for item in &snapshot.records {
         let key = item.key.as_str();
         if !key_under(key, prefixes) {
-            bail!("snapshot key {key} is outside the followed prefixes");
+            return Err(invalid(format!(
+                "snapshot key {key} is outside the followed prefixes"
+            )));
         }
         records.push((key.to_string(), decode_record(Some(&item.data), key, case)?));
     }
@@ -365,7 +423,7 @@ impl Runner {
         }
     }
 
-    async fn bootstrap(&self) -> anyhow::Result<u64> {
+    async fn bootstrap(&self) -> Result<u64, SyncError> {
         let answer = self
             .link
             .get::<Snapshot>(&format!(
@@ -375,14 +433,21 @@ impl Runner {
             .await?;
         let snapshot = match answer {
             Answer::Ok(snapshot) => snapshot,
-            Answer::Refused(status, message) => bail!("snapshot refused: {status} {message:?}"),
+            Answer::Refused(status, message) => {
+                return Err(SyncError::Refused {
+                    what: "snapshot",
+                    status,
+                    message,
+                })
+            }
         };
         let (seq, records) = verify_snapshot(&snapshot, &self.link.prefixes, self.link.case)?;
         let reg = self.registry.clone();
         let prefixes = self.link.prefixes.clone();
         let name = self.link.name.clone();
         tokio::task::spawn_blocking(move || reg.load_snapshot(&prefixes, &records, &name, seq))
-            .await??;
+            .await
+            .map_err(|e| SyncError::Setup(format!("loading the snapshot: {e}")))??;
         self.metrics
             .sync_bootstraps
             .with_label_values(&[&self.link.name])
@@ -397,7 +462,7 @@ impl Runner {
     }
 
     /// Follow until an error.
-    async fn run(&self) -> anyhow::Result<()> {
+    async fn run(&self) -> Result<(), SyncError> {
         let mut cursor = self.registry.cursor(&self.link.name)?;
         if cursor == 0 {
             cursor = self.bootstrap().await?;
@@ -417,7 +482,13 @@ impl Runner {
                     cursor = self.bootstrap().await?;
                     continue;
                 }
-                Answer::Refused(status, message) => bail!("changes refused: {status} {message:?}"),
+                Answer::Refused(status, message) => {
+                    return Err(SyncError::Refused {
+                        what: "changes",
+                        status,
+                        message,
+                    })
+                }
             };
             let (changes, next, last_seq) =
                 verify_batch(&batch, cursor, &self.link.prefixes, self.link.case)?;
@@ -427,7 +498,8 @@ impl Runner {
                 let reg = self.registry.clone();
                 let name = self.link.name.clone();
                 tokio::task::spawn_blocking(move || reg.apply_replicated(&changes, &name, next))
-                    .await??;
+                    .await
+                    .map_err(|e| SyncError::Setup(format!("applying a batch: {e}")))??;
                 crate::audit::write(
                     crate::audit::Origin::Replica,
                     &self.link.name,
@@ -515,7 +587,7 @@ pub async fn run_link(
             _ = shutdown.changed() => return,
         };
         if let Err(e) = result {
-            tracing::warn!(link = %runner.link.name, error = %format!("{e:#}"), "sync link error");
+            tracing::warn!(link = %runner.link.name, error = %e, "sync link error");
             runner
                 .metrics
                 .sync_errors
@@ -524,7 +596,7 @@ pub async fn run_link(
             runner.update(|s| {
                 s.errors += 1;
                 s.state = "backoff".into();
-                s.last_error = Some(format!("{e:#}"));
+                s.last_error = Some(e.to_string());
             });
         }
         if started.elapsed() > MAX_BACKOFF {
