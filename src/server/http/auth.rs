@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
 use percent_encoding::percent_decode_str;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::params::Params;
 use super::{
@@ -337,15 +337,8 @@ pub(super) async fn session_challenge(
 
 /// A session as `/api/sessions` shows it.
 fn session_json(view: &sessions::SessionView) -> Value {
-    let mut body = json!({
-        "sessionId": view.id,
-        "nonce": view.nonce,
-        "authenticated": view.identity.is_some(),
-    });
-    if let (Some(identity), Some(obj)) = (&view.identity, body.as_object_mut()) {
-        obj.insert("id".into(), json!(identity.to_string()));
-    }
-    body
+    let identity = view.identity.as_ref().map(Identity::to_string);
+    hjson::session_response(&view.id, &view.nonce, identity.as_deref())
 }
 
 /// `POST /api/sessions`: open a session (id and nonce to answer).
@@ -383,7 +376,8 @@ pub(super) async fn this_session(State(state): State<Arc<HttpState>>, req: Reque
     };
     if method == Method::DELETE {
         return if state.sessions.close(&session_id) {
-            json_response(StatusCode::OK, &json!({"sessionId": session_id}), &params)
+            let body = hjson::session_closed_response(&session_id);
+            json_response(StatusCode::OK, &body, &params)
         } else {
             refused(&format!("no session {session_id:?} (unknown or expired)"))
         };

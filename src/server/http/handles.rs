@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::{authenticate, refusal_response, refused_response, require_identity};
 use super::params::{handle_from_path, Params};
@@ -196,7 +196,7 @@ fn write_response(
             } else {
                 StatusCode::OK
             };
-            let body = json!({"responseCode": 1, "handle": text});
+            let body = hjson::write_response(text);
             (ResponseCode::Success, json_response(status, &body, params))
         }
         Err(f) => (f.code, failure_response(&f, Some(text), false, params)),
@@ -479,18 +479,7 @@ pub(super) async fn list_handles(State(state): State<Arc<HttpState>>, req: Reque
     match run_blocking(move || engine.list_handles(&identity, &prefix, paging)).await {
         Ok((total, handles)) => {
             observe(&state, "list", ResponseCode::Success, started);
-            let mut body = json!({
-                "responseCode": 1,
-                "prefix": prefix_text,
-                "totalCount": total,
-            });
-            if let (Some(obj), Some((p, s))) = (body.as_object_mut(), paging) {
-                obj.insert("page".into(), json!(p));
-                obj.insert("pageSize".into(), json!(s));
-            }
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert("handles".into(), json!(handles));
-            }
+            let body = hjson::handle_list_response(&prefix_text, total, paging, &handles);
             json_response(StatusCode::OK, &body, &params)
         }
         Err(f) => fail(f),
@@ -503,12 +492,7 @@ pub(super) async fn prefixes(State(state): State<Arc<HttpState>>, req: Request) 
     match state.engine().homed_prefixes() {
         Ok(list) => {
             observe(&state, "prefixes", ResponseCode::Success, started);
-            let names: Vec<String> = list.iter().map(|p| p.to_string()).collect();
-            json_response(
-                StatusCode::OK,
-                &json!({"responseCode": 1, "prefixes": names}),
-                &params,
-            )
+            json_response(StatusCode::OK, &hjson::prefixes_response(&list), &params)
         }
         Err(f) => {
             observe(&state, "prefixes", f.code, started);
@@ -521,6 +505,6 @@ pub(super) async fn site(State(state): State<Arc<HttpState>>, req: Request) -> R
     let started = Instant::now();
     let params = Params::parse(req.uri().query());
     observe(&state, "site", ResponseCode::Success, started);
-    let body = json!({"responseCode": 1, "site": hjson::site_to_json(&state.site)});
+    let body = hjson::site_response(&state.site);
     json_response(StatusCode::OK, &body, &params)
 }

@@ -32,7 +32,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::Identity;
 use crate::config::PlainHttpAuth;
@@ -189,22 +189,16 @@ fn failure_response(
     resolution: bool,
     params: &Params,
 ) -> Response {
-    let mut body = hjson::error_response(f.code.code(), handle, &f.message);
-    if f.code == ResponseCode::ValuesNotFound && resolution {
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert("values".into(), json!([]));
+    let (rc, message) = (f.code.code(), f.message.as_str());
+    let body = match f.code {
+        ResponseCode::ValuesNotFound if resolution => {
+            hjson::no_values_response(rc, handle, message)
         }
-    }
-    if matches!(
-        f.code,
-        ResponseCode::PrefixReferral | ResponseCode::ServiceReferral
-    ) {
-        if let Some(obj) = body.as_object_mut() {
-            let values: Vec<Value> = f.referral.iter().map(hjson::value_to_json).collect();
-            obj.insert("referralHandle".into(), json!(""));
-            obj.insert("values".into(), json!(values));
+        ResponseCode::PrefixReferral | ResponseCode::ServiceReferral => {
+            hjson::referral_response(rc, handle, message, &f.referral)
         }
-    }
+        _ => hjson::error_response(rc, handle, message),
+    };
     let mut resp = json_response(http_status(f.code, resolution), &body, params);
     if f.code == ResponseCode::AuthenticationNeeded {
         resp.headers_mut().insert(

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::Request as HttpRequest;
 use base64::Engine as _;
 use http_body_util::BodyExt;
+use serde_json::json;
 use tower::ServiceExt;
 
 use super::auth::handle_scheme;
