@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::params::Params;
 use super::{
-    body_error, failure_response, json_response, method_not_allowed, preflight, read_body_at_most,
-    sessions, ConnInfo, HttpState, UNAUTHENTICATED_BODY_BYTES,
+    failure_response, json_response, preflight, read_body_at_most, rejected, sessions, ConnInfo,
+    HttpState, RequestError, UNAUTHENTICATED_BODY_BYTES,
 };
 use crate::auth::Identity;
 use crate::config::PlainHttpAuth;
@@ -269,6 +269,9 @@ fn by_client_cert(state: &HttpState, conn: Option<&ConnInfo>) -> Credentials {
     }
 }
 
+/// The answer to refused credentials: RC 403 (authentication failed) with the reason, and 401,
+/// not the 403 [`super::http_status`] gives it (so clients such as pyhandle see an
+/// authentication error), with a `Basic` challenge.
 pub(super) fn refused_response(handle: Option<&str>, reason: &str, params: &Params) -> Response {
     let body = hjson::error_response(
         ResponseCode::AuthenticationFailed.code(),
@@ -302,6 +305,8 @@ pub(super) fn require_identity(
     }
 }
 
+/// The answer to a write that is not authenticated: refused credentials as
+/// [`refused_response`], missing ones RC 402 (authentication needed, 401).
 pub(super) fn refusal_response(
     refusal: Refusal,
     text: &str,
@@ -348,7 +353,8 @@ pub(super) async fn sessions_api(State(state): State<Arc<HttpState>>, req: Reque
         return preflight();
     }
     if req.method() != Method::POST {
-        return method_not_allowed(req.method(), &params);
+        let e = RequestError::MethodNotSupported(req.method().clone());
+        return rejected(&e, None, &params).1;
     }
     let view = state.sessions.open();
     json_response(StatusCode::CREATED, &session_json(&view), &params)
@@ -387,7 +393,7 @@ pub(super) async fn this_session(State(state): State<Arc<HttpState>>, req: Reque
         let limit = UNAUTHENTICATED_BODY_BYTES.min(state.max_body_bytes);
         let body = match read_body_at_most(req.into_body(), limit).await {
             Ok(body) => body,
-            Err(e) => return body_error(e, None, &params).1,
+            Err(e) => return rejected(&e, None, &params).1,
         };
         if !body.iter().all(u8::is_ascii_whitespace) {
             let Ok(answer) = serde_json::from_slice::<Value>(&body) else {
@@ -401,7 +407,7 @@ pub(super) async fn this_session(State(state): State<Arc<HttpState>>, req: Reque
             scheme.signature = text("signature").or(scheme.signature);
         }
     } else if method != Method::GET {
-        return method_not_allowed(&method, &params);
+        return rejected(&RequestError::MethodNotSupported(method), None, &params).1;
     }
     if scheme.id.is_some() {
         if !credentials_allowed(&state, conn.as_ref()) {

@@ -17,11 +17,11 @@ use serde_json::Value;
 use super::auth::{authenticate, refusal_response, refused_response, require_identity};
 use super::params::{handle_from_path, Params};
 use super::{
-    body_error, failure_response, json_response, observe, preflight, read_body, read_body_at_most,
-    refused_before_body, resolve_for_client, run_blocking, ConnInfo, Credentials, HttpState,
-    UNAUTHENTICATED_BODY_BYTES,
+    failure_response, json_response, observe, preflight, read_body, read_body_at_most,
+    refused_before_body, rejected, resolve_for_client, run_blocking, ConnInfo, Credentials,
+    HttpState, RequestError, UNAUTHENTICATED_BODY_BYTES,
 };
-use crate::model::{HandleValue, Prefix, ResponseCode};
+use crate::model::{Handle, HandleValue, Prefix, ResponseCode};
 use crate::resolve::{Failure, Overwrite, Query, WriteOutcome};
 use crate::wire::json as hjson;
 
@@ -77,23 +77,9 @@ pub(super) async fn handle_api(State(state): State<Arc<HttpState>>, req: Request
                     _ => UNAUTHENTICATED_BODY_BYTES.min(state.max_body_bytes),
                 };
                 match read_body_at_most(body, limit).await {
-                    Err(e) => ("resolve", body_error(e, Some(&text), &params)),
+                    Err(e) => ("resolve", rejected(&e, Some(&text), &params)),
                     Ok(bytes) => {
-                        if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) {
-                            for (k, v) in obj {
-                                let vals: Vec<Value> = match v {
-                                    Value::Array(a) => a,
-                                    other => vec![other],
-                                };
-                                for v in vals {
-                                    let s = match v {
-                                        Value::String(s) => s,
-                                        other => other.to_string(),
-                                    };
-                                    params.0.push((k.clone(), s));
-                                }
-                            }
-                        }
+                        params.extend_from_json_body(&bytes);
                         (
                             "resolve",
                             get_handle(&state, credentials, client, &text, &params).await,
@@ -111,17 +97,10 @@ pub(super) async fn handle_api(State(state): State<Arc<HttpState>>, req: Request
             ("delete", r)
         }
         Method::OPTIONS => ("options", (ResponseCode::Success, preflight())),
-        _ => {
-            let f = Failure::new(ResponseCode::ProtocolError, "method not allowed");
-            let body = hjson::error_response(4, Some(&text), &f.message);
-            (
-                "other",
-                (
-                    f.code,
-                    json_response(StatusCode::METHOD_NOT_ALLOWED, &body, &params),
-                ),
-            )
-        }
+        _ => (
+            "other",
+            rejected(&RequestError::MethodNotAllowed, Some(&text), &params),
+        ),
     };
     observe(&state, op, resp.0, started);
     resp.1
@@ -148,19 +127,10 @@ async fn get_handle(
         Credentials::Valid(id) => Some(id),
         Credentials::None => None,
     };
-    let mut indexes = Vec::new();
-    for i in params.all("index") {
-        match i.parse::<u32>() {
-            Ok(i) => indexes.push(i),
-            Err(_) => {
-                let f = Failure::new(
-                    ResponseCode::InvalidValue,
-                    format!("index {i:?} is not a number"),
-                );
-                return (f.code, failure_response(&f, Some(text), true, params));
-            }
-        }
-    }
+    let indexes = match params.indexes() {
+        Ok(indexes) => indexes,
+        Err(e) => return rejected(&e, Some(text), params),
+    };
     let query = Query {
         handle,
         indexes,
@@ -224,7 +194,7 @@ async fn put_handle(
     // break keep-alive connections (pyhandle reuses its connection).
     let bytes = match read_body(state, body).await {
         Ok(b) => b,
-        Err(e) => return body_error(e, Some(&text), params),
+        Err(e) => return rejected(&e, Some(&text), params),
     };
     let fail = |f: Failure, text: &str| (f.code, failure_response(&f, Some(text), false, params));
     let handle = if params.flag("mintNewSuffix").unwrap_or(false) {
@@ -239,6 +209,42 @@ async fn put_handle(
         }
     };
     let text = handle.as_str().to_string();
+    let values = match values_to_put(state, &handle, headers, &bytes) {
+        Ok(values) => values,
+        Err(e) => return rejected(&e, Some(&text), params),
+    };
+    let overwrite = params.flag("overwrite").unwrap_or(true);
+    // With `index` parameters the values are added to the handle, else it is created.
+    let adding = params.has("index");
+    let engine = state.engine().clone();
+    let who = identity.to_string();
+    let written = crate::audit::indexes(values.iter().map(|v| v.index));
+    let op = if adding { "add" } else { "create" };
+    let result = if adding {
+        if let Err(e) = check_added_indexes(params, &values) {
+            return rejected(&e, Some(&text), params);
+        }
+        run_blocking(move || engine.add_values(&identity, &handle, values, overwrite)).await
+    } else {
+        let mode = if overwrite {
+            Overwrite::Yes
+        } else {
+            Overwrite::No
+        };
+        run_blocking(move || engine.create(&identity, &handle, values, mode)).await
+    };
+    audit_write(peer, &who, op, &text, &written, &result);
+    write_response(result, &text, params)
+}
+
+/// The values a PUT body holds: a JSON body (by its `Content-Type`), of values (see
+/// [`hjson::values_from_request_body`]), naming no other handle than the URL's (`handle`).
+fn values_to_put(
+    state: &HttpState,
+    handle: &Handle,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<HandleValue>, RequestError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -248,98 +254,42 @@ async fn put_handle(
                 .starts_with("application/json")
         });
     if !is_json {
-        return fail(
-            Failure::new(
-                ResponseCode::ProtocolError,
-                "Content-Type must be application/json",
-            ),
-            &text,
-        );
+        return Err(RequestError::NotJson);
     }
-    let json: Value = match serde_json::from_slice(&bytes) {
-        Ok(j) => j,
-        Err(e) => {
-            return fail(
-                Failure::new(ResponseCode::ProtocolError, format!("malformed JSON: {e}")),
-                &text,
-            )
-        }
-    };
-    let values = match hjson::values_from_request_body(&json) {
+    let json: Value = serde_json::from_slice(body).map_err(RequestError::MalformedJson)?;
+    match hjson::values_from_request_body(&json) {
         Ok((Some(named), _))
-            if state.engine().parse_handle(&named).ok().as_ref() != Some(&handle) =>
+            if state.engine().parse_handle(&named).ok().as_ref() != Some(handle) =>
         {
-            return fail(
-                Failure::new(
-                    ResponseCode::ProtocolError,
-                    format!("body names handle {named:?}, the URL names {text:?}"),
-                ),
-                &text,
-            )
+            Err(RequestError::BodyNamesOtherHandle {
+                named,
+                url: handle.as_str().to_string(),
+            })
         }
-        Ok((_, values)) => values,
-        Err(e) => {
-            return fail(
-                Failure::new(ResponseCode::InvalidValue, e.to_string()),
-                &text,
-            )
-        }
-    };
-    let overwrite = params.flag("overwrite").unwrap_or(true);
-    let index_params: Vec<&str> = params.all("index").collect();
-    let engine = state.engine().clone();
-    let who = identity.to_string();
-    let written = crate::audit::indexes(values.iter().map(|v| v.index));
-    let op = if index_params.is_empty() {
-        "create"
+        Ok((_, values)) => Ok(values),
+        Err(e) => Err(RequestError::InvalidValues(e)),
+    }
+}
+
+/// The `index` parameters of a PUT that adds values name exactly the indexes of the values
+/// sent, unless one of them is `various`.
+fn check_added_indexes(params: &Params, values: &[HandleValue]) -> Result<(), RequestError> {
+    if params
+        .all("index")
+        .any(|i| i.eq_ignore_ascii_case("various"))
+    {
+        return Ok(());
+    }
+    let mut wanted = params.indexes()?;
+    let mut given: Vec<u32> = values.iter().map(|v| v.index).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    given.sort_unstable();
+    if wanted == given {
+        Ok(())
     } else {
-        "add"
-    };
-    let result = if index_params.is_empty() {
-        let mode = if overwrite {
-            Overwrite::Yes
-        } else {
-            Overwrite::No
-        };
-        run_blocking(move || engine.create(&identity, &handle, values, mode)).await
-    } else {
-        if !index_params
-            .iter()
-            .any(|i| i.eq_ignore_ascii_case("various"))
-        {
-            let mut wanted: Vec<u32> = Vec::new();
-            for i in &index_params {
-                match i.parse() {
-                    Ok(i) => wanted.push(i),
-                    Err(_) => {
-                        return fail(
-                            Failure::new(
-                                ResponseCode::InvalidValue,
-                                format!("index {i:?} is not a number"),
-                            ),
-                            &text,
-                        )
-                    }
-                }
-            }
-            let mut given: Vec<u32> = values.iter().map(|v: &HandleValue| v.index).collect();
-            wanted.sort_unstable();
-            wanted.dedup();
-            given.sort_unstable();
-            if wanted != given {
-                return fail(
-                    Failure::new(
-                        ResponseCode::InvalidValue,
-                        "the index parameters must name exactly the indexes of the values sent",
-                    ),
-                    &text,
-                );
-            }
-        }
-        run_blocking(move || engine.add_values(&identity, &handle, values, overwrite)).await
-    };
-    audit_write(peer, &who, op, &text, &written, &result);
-    write_response(result, &text, params)
+        Err(RequestError::IndexesDoNotMatchValues)
+    }
 }
 
 /// One audit line for a REST write.
@@ -378,25 +328,17 @@ async fn delete_handle(
         }
     };
     if let Err(e) = read_body(state, body).await {
-        return body_error(e, Some(&text), params);
+        return rejected(&e, Some(&text), params);
     }
     let fail = |f: Failure| (f.code, failure_response(&f, Some(&text), false, params));
     let handle = match state.engine().parse_handle(&text) {
         Ok(h) => h,
         Err(f) => return fail(f),
     };
-    let mut indexes = Vec::new();
-    for i in params.all("index") {
-        match i.parse::<u32>() {
-            Ok(i) => indexes.push(i),
-            Err(_) => {
-                return fail(Failure::new(
-                    ResponseCode::InvalidValue,
-                    format!("index {i:?} is not a number"),
-                ))
-            }
-        }
-    }
+    let indexes = match params.indexes() {
+        Ok(indexes) => indexes,
+        Err(e) => return rejected(&e, Some(&text), params),
+    };
     let engine = state.engine().clone();
     let who = identity.to_string();
     let (op, removed) = if indexes.is_empty() {
@@ -425,13 +367,13 @@ pub(super) async fn list_handles(State(state): State<Arc<HttpState>>, req: Reque
     let started = Instant::now();
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let params = Params::parse(req.uri().query());
+    let reject = |e: RequestError| {
+        let (code, resp) = rejected(&e, None, &params);
+        observe(&state, "list", code, started);
+        resp
+    };
     let Some(prefix_text) = params.get("prefix").map(str::to_string) else {
-        let f = Failure::new(
-            ResponseCode::ProtocolError,
-            "the prefix parameter is required",
-        );
-        observe(&state, "list", f.code, started);
-        return failure_response(&f, None, false, &params);
+        return reject(RequestError::PrefixRequired);
     };
     let bare = prefix_text
         .strip_prefix("0.NA/")
@@ -443,24 +385,11 @@ pub(super) async fn list_handles(State(state): State<Arc<HttpState>>, req: Reque
     };
     let prefix = match Prefix::parse(bare) {
         Ok(p) => p,
-        Err(e) => return fail(Failure::new(ResponseCode::InvalidHandle, e.to_string())),
+        Err(e) => return reject(RequestError::InvalidPrefix(e)),
     };
-    let number = |key: &str| -> Result<Option<usize>, Failure> {
-        params
-            .get(key)
-            .map(|v| {
-                v.parse::<usize>().map_err(|_| {
-                    Failure::new(
-                        ResponseCode::ProtocolError,
-                        format!("{key} must be a number"),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let (page, page_size) = match (number("page"), number("pageSize")) {
+    let (page, page_size) = match (params.number("page"), params.number("pageSize")) {
         (Ok(p), Ok(s)) => (p, s),
-        (Err(f), _) | (_, Err(f)) => return fail(f),
+        (Err(e), _) | (_, Err(e)) => return reject(e),
     };
     let identity = match require_identity(&state, req.headers(), conn) {
         Ok(id) => id,

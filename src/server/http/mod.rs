@@ -183,6 +183,9 @@ fn json_response(status: StatusCode, body: &Value, params: &Params) -> Response 
         .into_response()
 }
 
+/// The answer to a failure of the resolver or the engine: the envelope its code calls for
+/// (an empty `values` for a resolution without the values asked for, the referral's values),
+/// the status [`http_status`] gives, and a `Basic` challenge when credentials are needed.
 fn failure_response(
     f: &Failure,
     handle: Option<&str>,
@@ -222,6 +225,89 @@ fn observe(state: &HttpState, op: &str, code: ResponseCode, started: Instant) {
         .observe(started.elapsed().as_secs_f64());
 }
 
+/// A request this front end refuses for its shape, before the engine sees it: its body,
+/// method, path, parameters or JSON. The one place where `server::http` itself picks a
+/// response code ([`RequestError::code`]) and, for the conditions HTTP has statuses of its
+/// own for, the status ([`RequestError::status`]); the message is the `Display`.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("request body not received in time")]
+    BodyTimeout,
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// A method `/api/handles/{handle}` has no meaning for.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A method another endpoint (`/api/sessions`) has no meaning for.
+    #[error("method {0} is not supported here")]
+    MethodNotSupported(Method),
+    #[error("Unknown HTTP API endpoint {0}")]
+    UnknownEndpoint(String),
+    #[error("the prefix parameter is required")]
+    PrefixRequired,
+    /// The `prefix` parameter of a listing is not a prefix.
+    #[error("{0}")]
+    InvalidPrefix(crate::model::HandleError),
+    /// A numeric parameter (`page`, `pageSize`) that is not a number.
+    #[error("{0} must be a number")]
+    NotANumber(&'static str),
+    #[error("index {0:?} is not a number")]
+    IndexNotNumber(String),
+    #[error("the index parameters must name exactly the indexes of the values sent")]
+    IndexesDoNotMatchValues,
+    #[error("Content-Type must be application/json")]
+    NotJson,
+    #[error("malformed JSON: {0}")]
+    MalformedJson(serde_json::Error),
+    #[error("body names handle {named:?}, the URL names {url:?}")]
+    BodyNamesOtherHandle { named: String, url: String },
+    /// The values of a PUT body do not read as values.
+    #[error("{0}")]
+    InvalidValues(hjson::JsonError),
+}
+
+impl RequestError {
+    /// The response code of the answer (and of the metrics).
+    fn code(&self) -> ResponseCode {
+        use RequestError as E;
+        match self {
+            E::BodyTimeout
+            | E::BodyTooLarge(_)
+            | E::MethodNotAllowed
+            | E::MethodNotSupported(_)
+            | E::UnknownEndpoint(_)
+            | E::PrefixRequired
+            | E::NotANumber(_)
+            | E::NotJson
+            | E::MalformedJson(_)
+            | E::BodyNamesOtherHandle { .. } => ResponseCode::ProtocolError,
+            E::InvalidPrefix(_) => ResponseCode::InvalidHandle,
+            E::IndexNotNumber(_) | E::IndexesDoNotMatchValues | E::InvalidValues(_) => {
+                ResponseCode::InvalidValue
+            }
+        }
+    }
+
+    /// The HTTP status: [`http_status`] of the code, except where HTTP names the condition.
+    fn status(&self) -> StatusCode {
+        use RequestError as E;
+        match self {
+            E::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            E::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            E::MethodNotAllowed | E::MethodNotSupported(_) => StatusCode::METHOD_NOT_ALLOWED,
+            E::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
+            _ => http_status(self.code(), false),
+        }
+    }
+}
+
+/// The answer to a refused request (see [`RequestError`]), with its code for the metrics.
+fn rejected(e: &RequestError, handle: Option<&str>, params: &Params) -> (ResponseCode, Response) {
+    let code = e.code();
+    let body = hjson::error_response(code.code(), handle, &e.to_string());
+    (code, json_response(e.status(), &body, params))
+}
+
 async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
 ) -> Result<T, Failure> {
@@ -231,47 +317,25 @@ async fn run_blocking<T: Send + 'static>(
     })
 }
 
-/// A request body that could not be read: too large (413) or too slow (408: the listener
-/// gives every body the deadline of `http.request_timeout_secs`, see
-/// [`crate::server::DeadlineBody`], so a client trickling a body cannot hold its connection).
-struct BodyError {
-    status: StatusCode,
-    failure: Failure,
-}
-
 /// The largest body read before the client is authenticated: an anonymous POST resolution's
 /// parameters, a REST session's answer, the dropped body of a refused write (see
 /// `refused_before_body`). Everything else waits for valid credentials, then gets
 /// `http.max_body_bytes`.
 pub const UNAUTHENTICATED_BODY_BYTES: usize = 16 * 1024;
 
-async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, BodyError> {
+async fn read_body(state: &HttpState, body: Body) -> Result<Bytes, RequestError> {
     read_body_at_most(body, state.max_body_bytes).await
 }
 
-async fn read_body_at_most(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// The whole body, refused when larger than `limit` or when it does not arrive in time (the
+/// listener gives every body the deadline of `http.request_timeout_secs`, see
+/// [`crate::server::DeadlineBody`], so a client trickling a body cannot hold its connection).
+async fn read_body_at_most(body: Body, limit: usize) -> Result<Bytes, RequestError> {
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
-        Err(e) if crate::server::BodyDeadlinePassed::caused(&e) => Err(BodyError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            failure: Failure::new(
-                ResponseCode::ProtocolError,
-                "request body not received in time",
-            ),
-        }),
-        Err(_) => Err(BodyError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            failure: Failure::new(
-                ResponseCode::ProtocolError,
-                format!("request body is larger than {limit} bytes"),
-            ),
-        }),
+        Err(e) if crate::server::BodyDeadlinePassed::caused(&e) => Err(RequestError::BodyTimeout),
+        Err(_) => Err(RequestError::BodyTooLarge(limit)),
     }
-}
-
-fn body_error(e: BodyError, handle: Option<&str>, params: &Params) -> (ResponseCode, Response) {
-    let body = hjson::error_response(e.failure.code.code(), handle, &e.failure.message);
-    (e.failure.code, json_response(e.status, &body, params))
 }
 
 /// The answer to a request refused before its body is read (a write whose credentials are
@@ -337,23 +401,10 @@ async fn resolve_for_client(
         .outcome
 }
 
-fn method_not_allowed(method: &Method, params: &Params) -> Response {
-    let body = hjson::error_response(
-        ResponseCode::ProtocolError.code(),
-        None,
-        &format!("method {method} is not supported here"),
-    );
-    json_response(StatusCode::METHOD_NOT_ALLOWED, &body, params)
-}
-
 async fn unknown_api(req: Request) -> Response {
     let params = Params::parse(req.uri().query());
-    let body = hjson::error_response(
-        ResponseCode::ProtocolError.code(),
-        None,
-        &format!("Unknown HTTP API endpoint {}", req.uri().path()),
-    );
-    json_response(StatusCode::NOT_FOUND, &body, &params)
+    let e = RequestError::UnknownEndpoint(req.uri().path().to_string());
+    rejected(&e, None, &params).1
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {

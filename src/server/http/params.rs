@@ -3,6 +3,9 @@
 //! endpoint file of the HTTP front end can use it.
 
 use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+use super::RequestError;
 
 /// Query parameters in order, `+` decoded as space, repeated keys kept.
 pub(super) struct Params(pub(super) Vec<(String, String)>);
@@ -38,6 +41,45 @@ impl Params {
 
     pub(super) fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
+    }
+
+    /// Every `index` parameter, as numbers.
+    pub(super) fn indexes(&self) -> Result<Vec<u32>, RequestError> {
+        self.all("index")
+            .map(|i| {
+                i.parse::<u32>()
+                    .map_err(|_| RequestError::IndexNotNumber(i.to_string()))
+            })
+            .collect()
+    }
+
+    /// The number `key` names (`page`, `pageSize`), when it is given.
+    pub(super) fn number(&self, key: &'static str) -> Result<Option<usize>, RequestError> {
+        self.get(key)
+            .map(|v| v.parse().map_err(|_| RequestError::NotANumber(key)))
+            .transpose()
+    }
+
+    /// Add the members of a POST resolution's JSON body as parameters, after those of the
+    /// query: each array element as one parameter, a string as itself, any other JSON as its
+    /// text. A body that is not a JSON object adds nothing.
+    pub(super) fn extend_from_json_body(&mut self, body: &[u8]) {
+        let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        for (k, v) in obj {
+            let vals: Vec<Value> = match v {
+                Value::Array(a) => a,
+                other => vec![other],
+            };
+            for v in vals {
+                let s = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                self.0.push((k.clone(), s));
+            }
+        }
     }
 
     /// Handle.Net booleans: `true`, `yes` or empty mean true.
