@@ -5,13 +5,18 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::Request as HttpRequest;
+use base64::Engine as _;
 use http_body_util::BodyExt;
+use serde_json::json;
 use tower::ServiceExt;
 
+use super::auth::handle_scheme;
 use super::*;
 use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
-use crate::model::{AdminPermissions, AdminRef, ValueList, ValuePermissions, ValueReference};
-use crate::resolve::{init_prefix, Policy};
+use crate::model::{
+    types, AdminPermissions, AdminRef, Prefix, ValueList, ValuePermissions, ValueReference,
+};
+use crate::resolve::{init_prefix, Overwrite, Policy};
 use crate::store::{Record, Registry, StoreOptions};
 
 const P1: &str = "88.100.1";

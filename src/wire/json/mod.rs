@@ -27,8 +27,8 @@
 //! reads them back, with [`JsonError`] and its field paths, and the PUT body forms
 //! ([`values_from_request_body`]); `site.rs` has the HS_SITE shape both ways (inside a value's
 //! `data`, and on its own for `/api/site`); `time.rs` the ISO-8601 times of `ttl` and
-//! `timestamp`; `responses.rs` the response envelopes ([`handle_response`],
-//! [`error_response`]). Everything is re-exported here, so callers name `wire::json::X`
+//! `timestamp`; `responses.rs` the envelopes of REST answers ([`handle_response`],
+//! [`error_response`], [`referral_response`], listings, sessions, …). Everything is re-exported here, so callers name `wire::json::X`
 //! whichever file `X` lives in.
 
 mod decode;
@@ -39,7 +39,10 @@ mod time;
 
 pub use decode::{value_from_json, values_from_request_body, JsonError};
 pub use encode::value_to_json;
-pub use responses::{error_response, handle_response};
+pub use responses::{
+    error_response, handle_list_response, handle_response, no_values_response, prefixes_response,
+    referral_response, session_closed_response, session_response, site_response, write_response,
+};
 pub use site::{site_from_json, site_to_json};
 pub use time::{format_time, parse_time};
 

@@ -9,7 +9,7 @@ use super::*;
 use crate::model::structured::{interface, Interface, SITE_MULTI_PRIMARY, SITE_PRIMARY};
 use crate::model::value::MAX_INDEX;
 use crate::model::{
-    types, AdminPermissions, AdminRef, HandleValue, PublicKey, ServerInfo, SiteInfo, Ttl,
+    types, AdminPermissions, AdminRef, HandleValue, Prefix, PublicKey, ServerInfo, SiteInfo, Ttl,
     ValuePermissions, ValueReference,
 };
 
@@ -759,6 +759,61 @@ fn response_envelopes() {
         serde_json::to_string(&handle_response(1, "88.100.1/x", &[])).unwrap(),
         r#"{"responseCode":1,"handle":"88.100.1/x","values":[]}"#
     );
+}
+
+#[test]
+fn rest_answer_envelopes_keep_their_key_order() {
+    let text = |v: Value| serde_json::to_string(&v).unwrap();
+    assert_eq!(
+        text(no_values_response(
+            200,
+            Some("88.100.1/x"),
+            "no such values"
+        )),
+        r#"{"responseCode":200,"message":"no such values","handle":"88.100.1/x","values":[]}"#
+    );
+    assert_eq!(
+        text(referral_response(301, Some("88.100.1/x"), "", &[])),
+        r#"{"responseCode":301,"handle":"88.100.1/x","referralHandle":"","values":[]}"#
+    );
+    assert_eq!(
+        text(write_response("88.100.1/x")),
+        r#"{"responseCode":1,"handle":"88.100.1/x"}"#
+    );
+    assert_eq!(
+        text(handle_list_response(
+            "0.NA/88.100.1",
+            2,
+            None,
+            &["88.100.1/a".into(), "88.100.1/b".into()]
+        )),
+        r#"{"responseCode":1,"prefix":"0.NA/88.100.1","totalCount":2,"handles":["88.100.1/a","88.100.1/b"]}"#
+    );
+    assert_eq!(
+        text(handle_list_response("88.100.1", 7, Some((1, 2)), &[])),
+        r#"{"responseCode":1,"prefix":"88.100.1","totalCount":7,"page":1,"pageSize":2,"handles":[]}"#
+    );
+    let prefixes = [
+        Prefix::parse("88.100.1").unwrap(),
+        Prefix::parse("88.200.2").unwrap(),
+    ];
+    assert_eq!(
+        text(prefixes_response(&prefixes)),
+        r#"{"responseCode":1,"prefixes":["88.100.1","88.200.2"]}"#
+    );
+    assert_eq!(
+        text(session_response("s1", "bm9uY2U=", None)),
+        r#"{"sessionId":"s1","nonce":"bm9uY2U=","authenticated":false}"#
+    );
+    assert_eq!(
+        text(session_response(
+            "s1",
+            "bm9uY2U=",
+            Some("300:0.NA/88.100.1")
+        )),
+        r#"{"sessionId":"s1","nonce":"bm9uY2U=","authenticated":true,"id":"300:0.NA/88.100.1"}"#
+    );
+    assert_eq!(text(session_closed_response("s1")), r#"{"sessionId":"s1"}"#);
 }
 
 #[test]
