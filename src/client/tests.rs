@@ -1,9 +1,15 @@
-use std::net::{TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::thread;
+use std::time::Instant;
 
+use super::io::check_challenge_digest;
+use super::resolve::{resolution_body, resolution_flags};
 use super::*;
 use crate::auth::challenge::{request_digest, verify_pubkey_answer, verify_seckey_answer};
+use crate::wire::handle::exchange::{build_request, Feed, UdpResponse};
 use crate::wire::handle::message::{envelope_flag, udp_fragments, Envelope, Header, RequestDigest};
+use crate::wire::handle::message::{header_and_body, ENVELOPE_LEN, OUR_VERSION};
 use crate::wire::handle::vectors::*;
 
 fn hex(s: &str) -> Vec<u8> {
