@@ -23,7 +23,7 @@ use crate::sync::follower::{FollowCredential, FollowSettings};
 use crate::tls::TlsFiles;
 
 /// The configuration `idnode serve` uses when none is given (also `config/default.toml`).
-pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
