@@ -196,3 +196,37 @@ fn rejects_bad_configs() {
         );
     }
 }
+
+#[test]
+fn several_faults_report_the_first_in_check_order() {
+    // The checks run in a fixed order (`[rate_limit]` between the two steps of `[handle]`):
+    // a config with several faults names the same one every time.
+    for (text, first) in [
+        (
+            "[handle]\nmax_connections = 0\n[rate_limit]\nburst_secs = 0\n",
+            "handle.max_connections",
+        ),
+        (
+            "[handle]\nsignatures_per_second = 0\n[rate_limit]\nburst_secs = 0\n",
+            "rate_limit",
+        ),
+        (
+            "[node]\ndata_dir = \"\"\n[http]\nmax_body_bytes = 10\n",
+            "node.data_dir",
+        ),
+        (
+            "[dns]\nudp_threads = 1000\n[recursion]\ncache_max_entries = 0\n",
+            "recursion.cache_max_entries",
+        ),
+        (
+            "[store]\nflush_every_ms = 0\n[dns]\nwrite_timeout_secs = 0\n",
+            "dns.write_timeout_secs",
+        ),
+    ] {
+        let err = Config::from_toml(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{first}: ")),
+            "{text:?} gave {err:?}, wanted {first:?} first"
+        );
+    }
+}
