@@ -1,6 +1,8 @@
+use std::sync::Arc;
+
 use super::*;
-use crate::model::{AdminRef, ValuePermissions, ValueReference};
-use crate::store::StoreOptions;
+use crate::model::{types, AdminPermissions, AdminRef, ValuePermissions, ValueReference};
+use crate::store::{Mutation, Record, Registry, StoreOptions};
 
 struct Node {
     _dir: tempfile::TempDir,
