@@ -27,7 +27,7 @@ use rand::RngCore;
 use super::udp::{Reuse, RELAYED_REUSE_SECS};
 use crate::auth::challenge::PrivateKey;
 use crate::auth::challenge::{
-    request_digest, seckey_form_allowed, verify_pubkey_answer, verify_seckey_answer_with_limit,
+    request_digest, seckey_form_allowed, verify_pubkey_answer, verify_seckey_answer,
 };
 use crate::auth::pending::{
     FailureLimiter, FailureLimits, PendingFull, PendingLimits, PendingTable,
@@ -65,9 +65,6 @@ pub const MAX_CONCURRENT_SESSION_SETUPS: usize = 2;
 pub use crate::config::DEFAULT_MAX_UDP_ANSWER;
 /// Handles per LIST_HANDLES message (Handle.Net sends 50 per message, CN on all but the last).
 pub const LIST_PER_MESSAGE: usize = 50;
-/// PBKDF2 work (iterations × blocks) a server accepts in one HS_SECKEY answer: 20 times what
-/// clients use (10 000 iterations, one block), so an answer cannot pin a core for seconds.
-pub const MAX_PBKDF2_WORK: u32 = 200_000;
 /// Expiration put in responses: now + 12 h.
 pub const RESPONSE_LIFETIME_SECS: u64 = 43_200;
 
@@ -1120,8 +1117,7 @@ impl NativeService {
             .take(MAX_KEYS_PER_ANSWER)
         {
             let ok = if wanted == types::HS_SECKEY {
-                verify_seckey_answer_with_limit(&v.data, nonce, digest, signed, MAX_PBKDF2_WORK)
-                    .unwrap_or(false)
+                verify_seckey_answer(&v.data, nonce, digest, signed).unwrap_or(false)
             } else {
                 match PublicKey::decode(&v.data) {
                     Ok(key) => verify_pubkey_answer(&key, nonce, digest, signed).unwrap_or(false),

@@ -3,12 +3,14 @@
 //!
 //! - [`value`]: the HandleValue layout (also the registry's stored record format);
 //! - [`message`]: envelope, header, bodies, credential section, UDP fragmentation;
+//! - [`digest`]: the RD request digests answers carry and challenges name;
 //! - [`peek`]: header fields read off raw bytes without decoding (the hot paths' one reader);
 //! - [`reassembly`]: the serving side's multi-datagram reassembly, bounded, time passed in;
 //! - [`exchange`]: the asking side of one exchange (request building, UDP reassembly of the
 //!   response, TCP framing, response checks, [`ExchangeError`]), driven by the blocking
 //!   client and the recursor's network edge.
 
+pub mod digest;
 pub mod exchange;
 pub mod message;
 pub mod peek;
