@@ -6,8 +6,6 @@ pub mod accept;
 pub mod dns;
 pub mod http;
 pub mod native;
-pub mod native_tcp;
-pub mod native_udp;
 pub mod rrl;
 pub mod udp;
 pub mod upstream;
@@ -611,7 +609,7 @@ pub async fn start(
         shutdown_rx.clone(),
     )));
     if let Some(tcp) = native_tcp {
-        tasks.push(tokio::spawn(native_tcp::serve_tcp(
+        tasks.push(tokio::spawn(native::tcp::serve_tcp(
             tcp,
             native.clone(),
             native_table,

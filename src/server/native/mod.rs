@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use super::udp::{Reuse, RELAYED_REUSE_SECS};
 use crate::auth::challenge::PrivateKey;
 use crate::auth::challenge::{
     request_digest, seckey_form_allowed, verify_pubkey_answer, verify_seckey_answer,
@@ -39,6 +38,7 @@ use crate::model::{types, Handle, PublicKey, ResponseCode};
 use crate::resolve::recursion::{RecursionPermit, Recursor};
 use crate::resolve::resolver::{Certify, Fetch};
 use crate::resolve::{Engine, Failure, Overwrite, Query, Resolver, Route};
+use crate::server::udp::{Reuse, RELAYED_REUSE_SECS};
 use crate::wire::handle::message::{
     envelope_flag, flag, header_and_body, op, Body, Envelope, Header, Message, RequestDigest,
     WireError, MAX_MESSAGE_LEN, OUR_VERSION,
@@ -575,7 +575,7 @@ impl NativeService {
 
     /// [`NativeService::recurse`], also saying how long the answer may be replayed for the
     /// same request bytes: what is left of its cache lifetime, at most
-    /// [`super::udp::RELAYED_REUSE_SECS`].
+    /// [`crate::server::udp::RELAYED_REUSE_SECS`].
     pub async fn recurse_for_reuse(&self, job: RecursionJob) -> (Vec<Vec<u8>>, Reuse) {
         let req = &job.request;
         let hb = job.hb.as_deref();
@@ -1551,6 +1551,8 @@ impl Drop for VerifySlot<'_> {
 
 mod certify;
 pub mod sdk;
+pub mod tcp;
+pub mod udp;
 pub use sdk::{AnonymousReads, ConnectionId, ConnectionLogin};
 
 mod session;
