@@ -15,6 +15,7 @@
 //! this identity".
 
 pub mod challenge;
+pub mod challenges;
 pub mod credential;
 pub mod identity;
 pub mod pending;

@@ -84,6 +84,23 @@ impl Engine {
         )?)
     }
 
+    /// Check a native challenge answer (opCode 200, or a peer's VERIFY_CHALLENGE) against the
+    /// keys of the identity it names ([`crate::auth::challenges::authenticate_answer`]).
+    /// `Ok(None)`: it proves no identity; an identity handle that does not parse is RC 403,
+    /// an authentication type other than HS_SECKEY / HS_PUBKEY RC 406.
+    pub fn authenticate_challenge_answer(
+        &self,
+        proof: &crate::auth::challenges::Proof<'_>,
+    ) -> Result<Option<Identity>, Failure> {
+        use crate::auth::challenges::{authenticate_answer, AnswerError};
+        let handle = Handle::parse_lenient(proof.identity_handle, self.policy.suffix_case)
+            .map_err(|e| Failure::new(ResponseCode::AuthenticationFailed, e.to_string()))?;
+        authenticate_answer(&self.registry, &handle, proof).map_err(|e| match e {
+            AnswerError::Store(s) => s.into(),
+            other => Failure::new(ResponseCode::AuthenticationError, other.to_string()),
+        })
+    }
+
     /// `index:handle` named by a client (percent-encoding allowed, a positive index required).
     fn claimed_identity(&self, text: &str, what: &str) -> Result<(Handle, u32), Failure> {
         let text = percent_encoding::percent_decode_str(text).decode_utf8_lossy();

@@ -13,8 +13,6 @@ pub mod dns;
 pub mod http;
 mod http_serve;
 pub mod native;
-pub mod native_tcp;
-pub mod native_udp;
 mod node;
 pub mod rrl;
 pub mod udp;
@@ -262,7 +260,7 @@ impl Launch<'_> {
             self.shutdown.clone(),
         )));
         if let Some(tcp) = tcp {
-            self.tasks.push(tokio::spawn(native_tcp::serve_tcp(
+            self.tasks.push(tokio::spawn(native::tcp::serve_tcp(
                 tcp,
                 native.clone(),
                 table,

@@ -31,8 +31,10 @@ pub mod mac_alg {
 }
 
 /// Largest PBKDF2 work accepted in an answer: iterations × output blocks (one block per 160
-/// bits of key). Handle.Net clients use 10,000 × 1.
-pub const MAX_PBKDF2_WORK: u32 = 10_000_000;
+/// bits of key). Handle.Net clients use 10,000 × 1; this is 20 times that, so one answer
+/// cannot pin a core for seconds (the native server's challenge answers and VERIFY_CHALLENGE
+/// are checked with it). A caller may lower it ([`verify_seckey_answer_with_limit`]).
+pub const MAX_PBKDF2_WORK: u32 = 200_000;
 /// Largest PBKDF2 key length (bits) accepted in an answer.
 pub const MAX_PBKDF2_KEY_BITS: u32 = 4096;
 /// Largest PBKDF2 salt (bytes) accepted in an answer.

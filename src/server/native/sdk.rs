@@ -20,9 +20,9 @@
 //!   SHA-1 of the secret) through the same admission and failure budget as a challenge answer.
 //!   Failure is RC 403, which the SDK decodes as an error answer.
 //! - **After login**, requests of that connection with session id 0 and no credential run as
-//!   the login identity without a challenge: administration through
-//!   [`NativeService::admin`] (the engine's authorization, data on disk before the answer, one
-//!   audit line), resolutions as that identity. A second login replaces the first; a failed
+//!   the login identity without a challenge: administration as after a challenge answer (the
+//!   engine's authorization, data on disk before the answer, one audit line), resolutions as
+//!   that identity. A second login replaces the first; a failed
 //!   one logs the connection out. UDP never logs in.
 //!
 //! The login is held in a map keyed by a [`ConnectionId`] that the TCP front end takes from
@@ -31,12 +31,19 @@
 //! dropped, so the map never holds more than the open connections.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-use super::*;
+use super::{NativeService, Source, Transport, MAX_KEYS_PER_ANSWER};
+use crate::auth::Identity;
+use crate::model::{types, Handle, ResponseCode};
+use crate::resolve::Failure;
+use crate::wire::handle::message::{flag, Body, Header, Message};
+use crate::wire::handle::{Admin, KeyLogin, PasswordLogin, RequestMessage, Resolve, Responder};
 
 /// One TCP connection of the native front end, for its login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,7 +106,7 @@ fn hashed_secret(secret: &[u8]) -> Vec<u8> {
 /// Whether a request on a logged-in connection runs as its login: the ID-SDK sends session
 /// id 0 and no credential (a request naming a session or carrying a credential is
 /// authenticated the way it says).
-fn runs_as_login(req: &Message) -> bool {
+fn runs_as_login(req: &RequestMessage) -> bool {
     req.envelope.session_id == 0 && req.credential.as_ref().is_none_or(Vec::is_empty)
 }
 
@@ -136,83 +143,59 @@ impl NativeService {
     }
 
     /// A login request over UDP, or over TCP without a connection id: refused, no state.
-    fn login_needs_a_connection(
-        &self,
-        req: &Message,
-        hb: Option<&[u8]>,
-        source: Source,
-    ) -> Message {
+    fn login_needs_a_connection(&self, r: &Responder<'_>, source: Source) -> Message {
         self.refuse(source.transport, "login_without_connection");
-        self.error(
-            &req.envelope,
-            &req.header,
-            hb,
+        r.error(
             ResponseCode::OperationNotSupported,
             "login is accepted over TCP only",
         )
     }
 
     /// OpCode 2001: a 402 challenge with opCode 2001 (the request digest forced, as for every
-    /// challenge), remembered with the connection it was issued on.
-    pub(super) fn key_login(&self, request: Message, hb: Option<&[u8]>, source: Source) -> Message {
+    /// challenge), answerable only on the connection it was issued on.
+    pub(super) fn key_login(
+        &self,
+        req: &RequestMessage,
+        r: &Responder<'_>,
+        source: Source,
+    ) -> Message {
         if source.transport != Transport::Tcp || source.connection.is_none() {
-            return self.login_needs_a_connection(&request, hb, source);
+            return self.login_needs_a_connection(r, source);
         }
-        if !matches!(request.body, Body::LoginIdSystem { .. }) {
-            return self.error(
-                &request.envelope,
-                &request.header,
-                hb,
-                ResponseCode::ProtocolError,
-                "bad body",
-            );
-        }
-        self.challenge(request, hb, source)
+        self.challenge(req, r, source)
     }
 
-    /// Whether `source` may answer `pending`: a login challenge only from the connection it
-    /// was issued on (the address is checked by the table).
-    pub(super) fn may_answer(pending: &Pending, source: Source) -> bool {
-        pending.request.header.op_code != op::LOGIN_ID_SYSTEM
-            || (pending.connection.is_some() && pending.connection == source.connection)
-    }
-
-    /// A login challenge answered from another connection of its address: refused and
-    /// counted as a failed authentication; the challenge stays for its own connection.
-    pub(super) fn login_answer_from_elsewhere(&self, answer: &Message, source: Source) -> Message {
+    /// A login challenge answered (`r` answers the answer) from another connection of its
+    /// address: refused and counted as a failed authentication; the challenge stays for its
+    /// own connection.
+    pub(super) fn login_answer_from_elsewhere(&self, r: &Responder<'_>, source: Source) -> Message {
         self.authentication_failed(
             source,
-            &format!("session {}", answer.envelope.session_id),
+            &format!("session {}", r.envelope().session_id),
             "login challenge answered from another connection",
         );
-        self.error(
-            &answer.envelope,
-            &answer.header,
-            None,
+        // No request digest on this one.
+        self.responder(r.envelope(), r.header(), None).error(
             ResponseCode::AuthenticationFailed,
             "this login challenge was issued on another connection",
         )
     }
 
-    /// The answer to a verified key login: the connection is logged in as `identity` if it is
-    /// the one the login request named, and the answer is RC 1 with opCode 2001, the digest of
-    /// the login request (its RD flag) and the answer's request id (`original` carries it).
+    /// The answer to a verified key login (`r` answers the login request): the connection is
+    /// logged in as `identity` if it is the one the login request named, and the answer is
+    /// RC 1 with opCode 2001, the digest of the login request (its RD flag) and the answer's
+    /// request id.
     pub(super) fn key_login_verified(
         &self,
-        original: &Message,
-        hb: Option<&[u8]>,
+        login: &KeyLogin,
+        r: &Responder<'_>,
         identity: Identity,
         source: Source,
     ) -> Message {
-        let named = match &original.body {
-            Body::LoginIdSystem {
-                identity_handle,
-                identity_index,
-            } => Handle::parse_lenient(identity_handle, self.engine().policy().suffix_case)
+        let named =
+            Handle::parse_lenient(&login.identity_handle, self.engine().policy().suffix_case)
                 .ok()
-                .filter(|h| *h == identity.handle && *identity_index == identity.index),
-            _ => None,
-        };
+                .filter(|h| *h == identity.handle && login.identity_index == identity.index);
         if named.is_none() {
             self.set_login(source, None);
             self.authentication_failed(
@@ -220,23 +203,14 @@ impl NativeService {
                 &identity.to_string(),
                 "the challenge answer names another identity than the login request",
             );
-            return self.error(
-                &original.envelope,
-                &original.header,
-                hb,
+            return r.error(
                 ResponseCode::AuthenticationFailed,
                 "the answer's identity is not the one logging in",
             );
         }
         crate::audit::login("native", source.addr, &identity.to_string(), "login_key");
         self.set_login(source, Some(identity));
-        self.respond(
-            &original.envelope,
-            &original.header,
-            hb,
-            ResponseCode::Success,
-            Body::Empty,
-        )
+        r.ok(Body::Empty)
     }
 
     /// A failed key login logs the connection out.
@@ -248,16 +222,16 @@ impl NativeService {
     /// logs the connection in and is RC 1 with the user handle and no values.
     pub(super) fn password_login(
         &self,
-        req: &Message,
-        hb: Option<&[u8]>,
+        login: &PasswordLogin,
+        r: &Responder<'_>,
         source: Source,
     ) -> Message {
         if source.transport != Transport::Tcp || source.connection.is_none() {
-            return self.login_needs_a_connection(req, hb, source);
+            return self.login_needs_a_connection(r, source);
         }
         // Whatever happens next, the connection's previous login is over.
         self.set_login(source, None);
-        let fail = |code, text: &str| self.error(&req.envelope, &req.header, hb, code, text);
+        let fail = |code, text: &str| r.error(code, text);
         if !self.limits.password_login {
             self.refuse(source.transport, "password_login_disabled");
             return fail(
@@ -265,14 +239,11 @@ impl NativeService {
                 "password login (opCode 2000) is disabled on this node: log in with a key (2001)",
             );
         }
-        let Body::PasswordLogin {
+        let PasswordLogin {
             user,
             indexes,
             passwords,
-        } = &req.body
-        else {
-            return fail(ResponseCode::ProtocolError, "bad body");
-        };
+        } = login;
         let (index, password) = match (indexes.as_slice(), passwords.as_slice()) {
             ([], [p]) => (0, p),
             ([i], [p]) => (*i, p),
@@ -303,16 +274,10 @@ impl NativeService {
                     "login_password",
                 );
                 self.set_login(source, Some(identity));
-                self.respond(
-                    &req.envelope,
-                    &req.header,
-                    hb,
-                    ResponseCode::Success,
-                    Body::Values {
-                        handle: user.clone(),
-                        values: Vec::new(),
-                    },
-                )
+                r.ok(Body::Values {
+                    handle: user.clone(),
+                    values: Vec::new(),
+                })
             }
             Ok(None) => {
                 self.authentication_failed(source, &who, "password login did not verify");
@@ -365,17 +330,16 @@ impl NativeService {
     /// [`runs_as_login`]): the same path as after a challenge answer.
     pub(super) fn admin_as_login(
         &self,
-        req: &Message,
-        hb: Option<&[u8]>,
+        req: &RequestMessage,
+        admin: &Admin,
+        r: &Responder<'_>,
         source: Source,
     ) -> Option<Vec<Message>> {
         if !runs_as_login(req) {
             return None;
         }
         let identity = self.logged_in(source)?;
-        let responses = self.admin(req, hb, &identity);
-        self.audit_write(req, &identity, source, &responses);
-        Some(responses)
+        Some(self.admin_as(admin, r, &identity, source))
     }
 
     /// A resolution as the connection's login (if any, and the request runs as it): the
@@ -383,19 +347,20 @@ impl NativeService {
     /// reading gets, in the `public` mode, the values anyone may read instead of RC 401.
     pub(super) fn resolution_as_login(
         &self,
-        req: &Message,
-        hb: Option<&[u8]>,
+        req: &RequestMessage,
+        q: &Resolve,
+        r: &Responder<'_>,
         source: Source,
     ) -> Message {
         let identity = self.logged_in(source).filter(|_| runs_as_login(req));
         let Some(identity) = identity else {
-            return self.resolution(req, hb, None, source);
+            return self.resolution(req, q, r, None, source);
         };
-        let answer = self.resolution(req, hb, Some(&identity), source);
+        let answer = self.resolution(req, q, r, Some(&identity), source);
         if answer.header.response_code == ResponseCode::InsufficientPermissions.code()
             && self.limits.anonymous_reads == AnonymousReads::Public
         {
-            return self.resolution(req, hb, None, source);
+            return self.resolution(req, q, r, None, source);
         }
         answer
     }
@@ -407,16 +372,6 @@ impl NativeService {
 pub(super) fn mark_relayed(header: &mut Header, upstream_verified: bool) {
     header.op_flag &= !flag::AUTHORITATIVE;
     flag::set_trusted_result(&mut header.op_flag, upstream_verified);
-}
-
-/// Whether an answer is this node's own data for the ID-SDK's trusted query: resolutions and
-/// site information answered from the registry (values, or their authoritative absence).
-pub(super) fn own_data(op_code: u32, code: ResponseCode) -> bool {
-    matches!(op_code, op::RESOLUTION | op::GET_SITE_INFO)
-        && matches!(
-            code,
-            ResponseCode::Success | ResponseCode::HandleNotFound | ResponseCode::ValuesNotFound
-        )
 }
 
 #[cfg(test)]

@@ -30,18 +30,27 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use super::{NativeService, Source, Transport};
+use super::{AnswerFailure, NativeService, Source, Transport};
 use crate::auth::credential::{self, Credential};
 use crate::auth::session::{self as hs, Session, SessionFull, SessionTable};
 use crate::auth::Identity;
 use crate::model::ResponseCode;
 use crate::wire::handle::message::{
     envelope_flag, flag, header_and_body, key_exchange, op, Body, Envelope, Header, KeyExchange,
-    Message, ENVELOPE_LEN,
+    Message, ENVELOPE_LEN, UNKNOWN_SITE_SERIAL,
 };
+use crate::wire::handle::{Admin, Request, RequestMessage, Resolve, Responder, SessionSetup};
 
 /// Handle.Net's answer text for an unknown or expired session id (RC 500).
 pub const MSG_INVALID_SESSION: &str = "Invalid session id or session time out. Please try again.";
+
+/// What a request inside a session needs an identity for.
+enum AsIdentity<'a> {
+    /// A PO-clear resolution.
+    Read(&'a Resolve),
+    /// Administration.
+    Write(&'a Admin),
+}
 
 /// What a request's credential said about it inside a session.
 enum Mac {
@@ -69,7 +78,7 @@ impl NativeService {
     }
 
     /// A random 31-bit id no session holds (challenge ids share the sessions' id space).
-    /// Called with the challenge table locked (lock order: pending, then sessions).
+    /// Called with the challenge table locked (lock order: challenges, then sessions).
     pub(super) fn unused_session_id(&self) -> u32 {
         let sessions = self.lock_sessions();
         loop {
@@ -80,39 +89,36 @@ impl NativeService {
         }
     }
 
-    /// Session setup, session end and requests that name a session; `None`: the ordinary
-    /// path answers the request.
+    /// Requests that name a session (`r` answers them); `None`: the ordinary path answers
+    /// the request (session setup and end included).
     pub(super) fn session_gate(
         &self,
-        req: &Message,
-        hb: Option<&[u8]>,
+        req: &RequestMessage,
+        r: &Responder<'_>,
         source: Source,
     ) -> Option<Vec<Message>> {
-        let op_code = req.header.op_code;
-        match op_code {
-            op::SESSION_SETUP => return Some(vec![self.session_setup(req, hb, source)]),
-            op::SESSION_TERMINATE => return Some(vec![self.session_terminate(req, hb, source)]),
+        match req.request {
+            Request::SessionSetup(_) | Request::SessionTerminate => return None,
             // Answers to challenges go to the challenge table (which knows session ids).
-            op::CHALLENGE_RESPONSE | op::VERIFY_CHALLENGE => return None,
+            Request::ChallengeAnswer(_) | Request::VerifyChallenge(_) => return None,
             _ => {}
         }
         let sid = req.envelope.session_id;
         if sid == 0 {
             return None;
         }
-        let err =
-            |code, text: &str| Some(vec![self.error(&req.envelope, &req.header, hb, code, text)]);
+        let err = |code, text: &str| Some(vec![r.error(code, text)]);
         let now = Instant::now();
         let mut sessions = self.lock_sessions();
         let Some(session) = sessions.get_mut(sid, now) else {
             drop(sessions);
-            if self.lock_pending().contains(sid) {
+            if self.lock_challenges().contains(sid) {
                 return None; // the id of a pending challenge: an ordinary request
             }
             self.refuse(source.transport, "session_unknown");
             return err(ResponseCode::SessionTimeout, MSG_INVALID_SESSION);
         };
-        let mac = match self.check_mac(session, req, hb) {
+        let mac = match self.check_mac(session, req, r.request_bytes()) {
             Ok(mac) => mac,
             Err((code, text)) => {
                 drop(sessions);
@@ -120,10 +126,13 @@ impl NativeService {
                 return err(code, text);
             }
         };
-        let needs_identity = op::runs_as_identity(op_code)
-            || (op_code == op::RESOLUTION && !req.header.has(flag::PUBLIC_ONLY));
+        let wanted = match &req.request {
+            Request::Admin(admin) => AsIdentity::Write(admin),
+            Request::Resolve(q) if !q.public_only => AsIdentity::Read(q),
+            _ => return None,
+        };
         // Over UDP the ordinary path refuses administration and never challenges.
-        if !needs_identity || source.transport == Transport::Udp {
+        if source.transport == Transport::Udp {
             return None;
         }
         let identity = session.authenticated.clone();
@@ -134,11 +143,13 @@ impl NativeService {
         drop(sessions);
         // A write this node cannot take is refused before any challenge (as the ordinary
         // path does).
-        if let Some(f) = self.write_target_refusal(req) {
-            return Some(vec![self.failure(&req.envelope, &req.header, hb, &f)]);
+        if let AsIdentity::Write(admin) = wanted {
+            if let Some(f) = self.write_target_refusal(admin) {
+                return Some(vec![r.failure(&f)]);
+            }
         }
         let Some(identity) = identity else {
-            if op_code == op::RESOLUTION {
+            if let AsIdentity::Read(q) = wanted {
                 if !named_identity {
                     return None; // an anonymous session reads as anyone does
                 }
@@ -148,7 +159,8 @@ impl NativeService {
                 // authenticates the session.
                 return Some(vec![self.resolution_with(
                     req,
-                    hb,
+                    q,
+                    r,
                     None,
                     source,
                     super::AnonymousReads::Challenge,
@@ -156,8 +168,8 @@ impl NativeService {
                 )]);
             }
             // Challenge under the session's id; an older challenge of the session goes.
-            let _ = self.lock_pending().take(sid, source.addr, now);
-            return Some(vec![self.challenge_as(req.clone(), hb, source, Some(sid))]);
+            self.lock_challenges().withdraw(sid, source.addr, now);
+            return Some(vec![self.challenge_as(req, r, source, Some(sid))]);
         };
         if matches!(mac, Mac::Missing) {
             crate::audit::auth_failure(
@@ -171,13 +183,9 @@ impl NativeService {
                 "Session request missing MAC code.",
             );
         }
-        Some(match op_code {
-            op::RESOLUTION => vec![self.resolution(req, hb, Some(&identity), source)],
-            _ => {
-                let responses = self.admin(req, hb, &identity);
-                self.audit_write(req, &identity, source, &responses);
-                responses
-            }
+        Some(match wanted {
+            AsIdentity::Read(q) => vec![self.resolution(req, q, r, Some(&identity), source)],
+            AsIdentity::Write(admin) => self.admin_as(admin, r, &identity, source),
         })
     }
 
@@ -186,7 +194,7 @@ impl NativeService {
     fn check_mac(
         &self,
         session: &mut Session,
-        req: &Message,
+        req: &RequestMessage,
         hb: Option<&[u8]>,
     ) -> Result<Mac, (ResponseCode, &'static str)> {
         const BAD: (ResponseCode, &str) = (
@@ -241,30 +249,32 @@ impl NativeService {
     }
 
     /// OC_SESSION_SETUP: a new session keyed by Diffie-Hellman in the client's group.
-    fn session_setup(&self, req: &Message, hb: Option<&[u8]>, source: Source) -> Message {
-        let err = |code, text: &str| self.error(&req.envelope, &req.header, hb, code, text);
+    pub(super) fn session_setup(
+        &self,
+        setup: &SessionSetup,
+        r: &Responder<'_>,
+        source: Source,
+    ) -> Message {
+        let err = |code, text: &str| r.error(code, text);
         if source.transport == Transport::Udp {
             // An anonymous datagram creates no state (and costs no DH): go to TCP.
             self.refuse(source.transport, "session_over_udp");
             return err(ResponseCode::Error, "sessions are set up over TCP only");
         }
-        let Body::SessionSetup {
+        let SessionSetup {
             mode,
             timeout,
             identity_handle,
             identity_index,
             exchange,
-        } = &req.body
-        else {
-            return err(ResponseCode::ProtocolError, "bad body");
-        };
+        } = setup;
         if *mode != key_exchange::DH {
             return err(
                 ResponseCode::SessionFailed,
                 &format!("key exchange mode {mode} is not supported: use 4 (Diffie-Hellman)"),
             );
         }
-        let version = req.envelope.negotiated_version();
+        let version = r.version();
         if version < (2, 7) {
             return err(
                 ResponseCode::SessionFailed,
@@ -334,14 +344,14 @@ impl NativeService {
             now,
         );
         let inserted = {
-            let pending = self.lock_pending();
+            let challenges = self.lock_challenges();
             let mut sessions = self.lock_sessions();
             let r = sessions.insert(
                 source.addr,
                 session,
                 now,
                 || rand::thread_rng().next_u32(),
-                |id| pending.contains(id),
+                |id| challenges.contains(id),
             );
             self.metrics.sessions.set(sessions.len() as i64);
             r
@@ -359,29 +369,26 @@ impl NativeService {
                 return err(ResponseCode::ServerTooBusy, &full.to_string());
             }
         };
-        let mut env = req.envelope;
-        env.session_id = id;
-        self.respond(
-            &env,
-            &req.header,
-            hb,
-            ResponseCode::Success,
-            Body::SessionSetupAnswer {
-                mode: key_exchange::DH,
-                data: answer.data,
-            },
-        )
+        r.in_session(id).ok(Body::SessionSetupAnswer {
+            mode: key_exchange::DH,
+            data: answer.data,
+        })
     }
 
     /// OC_SESSION_TERMINATE: drop the session named by a MAC'ed request.
-    fn session_terminate(&self, req: &Message, hb: Option<&[u8]>, source: Source) -> Message {
-        let err = |code, text: &str| self.error(&req.envelope, &req.header, hb, code, text);
+    pub(super) fn session_terminate(
+        &self,
+        req: &RequestMessage,
+        r: &Responder<'_>,
+        source: Source,
+    ) -> Message {
+        let err = |code, text: &str| r.error(code, text);
         let sid = req.envelope.session_id;
         let mut sessions = self.lock_sessions();
         let Some(session) = sessions.get_mut(sid, Instant::now()) else {
             return err(ResponseCode::SessionTimeout, MSG_INVALID_SESSION);
         };
-        match self.check_mac(session, req, hb) {
+        match self.check_mac(session, req, r.request_bytes()) {
             Ok(Mac::Verified) => {}
             Ok(Mac::Missing) => {
                 return err(ResponseCode::InvalidSessionKey, "Invalid session key.");
@@ -395,13 +402,7 @@ impl NativeService {
         sessions.remove(sid);
         self.metrics.sessions.set(sessions.len() as i64);
         drop(sessions);
-        self.respond(
-            &req.envelope,
-            &req.header,
-            hb,
-            ResponseCode::Success,
-            Body::Empty,
-        )
+        r.ok(Body::Empty)
     }
 
     /// HS_MAC-sign the certified answers that name a live session (not setup answers), each
@@ -454,10 +455,11 @@ impl NativeService {
             op_code: 0,
             response_code: 0,
             op_flag: 0,
-            site_serial: 0xFFFF,
+            site_serial: UNKNOWN_SITE_SERIAL,
             recursion_count: 0,
             expiration: 0,
         };
+        let r = self.responder(&envelope, &header, None);
         let key = {
             let mut sessions = self.lock_sessions();
             sessions
@@ -466,13 +468,9 @@ impl NativeService {
         };
         let Some(key) = key.filter(|_| envelope.session_id != 0) else {
             self.refuse(source.transport, "session_unknown");
-            return Err(Box::new(self.error(
-                &envelope,
-                &header,
-                None,
-                ResponseCode::SessionTimeout,
-                MSG_INVALID_SESSION,
-            )));
+            return Err(Box::new(
+                r.error(ResponseCode::SessionTimeout, MSG_INVALID_SESSION),
+            ));
         };
         match hs::decrypt_message(&key, message) {
             Ok(plain) => {
@@ -483,10 +481,7 @@ impl NativeService {
             }
             Err(e) => {
                 crate::audit::auth_failure("native", source.addr, None, &e.to_string());
-                Err(Box::new(self.error(
-                    &envelope,
-                    &header,
-                    None,
+                Err(Box::new(r.error(
                     ResponseCode::SessionFailed,
                     "Exception decrypting request with session key",
                 )))

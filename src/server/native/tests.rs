@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::auth::challenge::{seckey_answer_pbkdf2, seckey_answer_sha1, PrivateKey};
-use crate::model::{HandleValue, Prefix, SiteInfo, ValuePermissions};
+use crate::auth::challenge::{
+    request_digest, seckey_answer_pbkdf2, seckey_answer_sha1, PrivateKey,
+};
+use crate::model::{Handle, HandleValue, Prefix, SiteInfo, ValuePermissions};
 use crate::resolve::{init_prefix, Policy};
 use crate::store::{Registry, StoreOptions};
-use crate::wire::handle::message::ENVELOPE_LEN;
+use crate::wire::handle::message::{flag, op, ENVELOPE_LEN};
 use crate::wire::handle::vectors::*;
 
 struct Fixture {

@@ -2,7 +2,7 @@
 //! clients go in, whole messages come out, keyed by (client address and port, request id).
 //! Memory is bounded in total and per source address, and partial messages time out.
 //! Sans-IO (quinn-proto's rule): the caller passes the time in (`now`), so the UDP front end
-//! (`server::native_udp`, one reassembler per worker) and the fuzz target drive it alike. It
+//! (`server::native::udp`, one reassembler per worker) and the fuzz target drive it alike. It
 //! sits in `wire` beside [`Fragments`], the per-message assembler it keeps one of per
 //! partial message.
 

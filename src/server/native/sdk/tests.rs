@@ -9,11 +9,15 @@ use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 
 use super::*;
 use crate::auth::challenge::{verify_pubkey_answer, PrivateKey};
+use crate::metrics::Metrics;
 use crate::model::{AdminPermissions, AdminRef, HandleValue, Prefix, SiteInfo, ValuePermissions};
 use crate::model::{PublicKey, ValueReference};
+use crate::resolve::Engine;
 use crate::resolve::{init_prefix, Overwrite, Policy};
+use crate::server::native::{NativeLimits, Outcome};
 use crate::store::{Record, Registry, StoreOptions};
 use crate::wire::handle::message::ENVELOPE_LEN;
+use crate::wire::handle::message::{op, Envelope};
 use crate::wire::handle::vectors2::{v2, v2_key};
 
 const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

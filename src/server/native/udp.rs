@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use prometheus::{Histogram, IntCounter};
 
-use super::native::{
+use super::{
     op_label, NativeService, Outcome, RecursionJob, Source, Transport, RESPONSE_LIFETIME_SECS,
 };
-use super::udp::{DatagramService, Handled, Replies, Reuse};
+use crate::server::udp::{DatagramService, Handled, Replies, Reuse};
 use crate::wire::handle::message::{flag, op, udp_fragments, Envelope, ENVELOPE_LEN};
 use crate::wire::handle::peek::{at, u32_at, Framed};
 use crate::wire::handle::reassembly::{Reassembler, ReassemblyLimits};

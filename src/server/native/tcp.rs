@@ -1,24 +1,24 @@
 //! The native protocol over TCP (port 2641): many requests per connection (the national SDK
 //! keeps one connection open), each an envelope plus `messageLength` bytes, answered in order
 //! on the same connection; list operations answer with several messages (CN set on all but
-//! the last). Connections are bounded as [`super::accept`] describes: per client address and
+//! the last). Connections are bounded as [`crate::server::accept`] describes: per client address and
 //! in total, closed after an idle timeout, a request deadline or a stalled write; a
 //! connection that keeps sending requests stays open indefinitely.
 //!
 //! Each connection has its own login state (the ID-SDK's opCodes 2000/2001, see
-//! [`super::native::sdk`]), created with the connection and gone when it closes.
+//! [`super::sdk`]), created with the connection and gone when it closes.
 
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::accept::{next_request, read_by, write_answer, Connection, ConnectionTable};
-use super::native::{NativeService, Outcome};
+use super::{NativeService, Outcome};
+use crate::server::accept::{next_request, read_by, write_answer, Connection, ConnectionTable};
 use crate::wire::handle::message::{op, Envelope, ENVELOPE_LEN, MAX_MESSAGE_LEN};
 use crate::wire::handle::peek;
 
-/// Serve the native protocol on `listener` until shutdown; see [`super::accept`] for the
+/// Serve the native protocol on `listener` until shutdown; see [`crate::server::accept`] for the
 /// connection bounds and draining.
 pub async fn serve_tcp(
     listener: TcpListener,
@@ -27,7 +27,7 @@ pub async fn serve_tcp(
     shutdown: watch::Receiver<bool>,
 ) {
     let on_shutdown = shutdown.clone();
-    super::accept::accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
+    crate::server::accept::accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
         let service = service.clone();
         let shutdown = shutdown.clone();
         async move {
