@@ -3,6 +3,13 @@
 //! the man page) and the tests that check the docs against it see the same definitions the
 //! binary parses; `main.rs` runs what is parsed here and prints the results.
 
+// The doc comments below are clap's help texts (HOST[:PORT], <id>, [dns]), not rustdoc.
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};

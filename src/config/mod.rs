@@ -225,11 +225,11 @@ pub struct DnsConfig {
     pub tcp: bool,
     /// The zone identifiers live under, e.g. "id.example." (a trailing dot is optional).
     pub zone: String,
-    /// SOA MNAME (primary name server); default "ns1.<zone>".
+    /// SOA MNAME (primary name server); default "ns1.`<zone>`".
     pub soa_mname: Option<String>,
-    /// SOA RNAME (responsible mailbox as a name); default "hostmaster.<zone>".
+    /// SOA RNAME (responsible mailbox as a name); default "hostmaster.`<zone>`".
     pub soa_rname: Option<String>,
-    /// NS names of the zone; default ["ns1.<zone>"].
+    /// NS names of the zone; default `["ns1.<zone>"]`.
     pub ns: Vec<String>,
     /// TTL of SOA/NS and of negative answers (SOA MINIMUM).
     pub negative_ttl_secs: u32,

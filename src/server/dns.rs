@@ -18,7 +18,7 @@
 //!   zone's authority (RD clear) gets the same answer as a stub (RD set). Clients outside
 //!   `recursion.allow` get REFUSED (never replayed to others, and relayed answers are never
 //!   replayed to them); beyond `recursion.max_concurrent` lookups in flight (shared with the
-//!   other front ends, [`Recursor::admit`]) queries get SERVFAIL.
+//!   other front ends, [`crate::resolve::recursion::Recursor::admit`]) queries get SERVFAIL.
 //! - **UDP**: served by [`super::udp`]: one `SO_REUSEPORT` socket and thread per worker,
 //!   batched receive and send, and the worker's cache of encoded answers, replayed for a
 //!   repeated query with only the ID patched. Answers from the node's own data are replayed
