@@ -51,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
     // checking it as a MAC never panics.
     if let Some(section) = m1.credential.as_deref() {
         if let Ok(cred) = Credential::decode(section) {
-            assert_eq!(hex(&cred.encode()), hex(section), "credential re-encoding differs");
+            assert_eq!(
+                hex(&cred.encode()),
+                hex(section),
+                "credential re-encoding differs"
+            );
             let _ = credential::verify_mac(&[0u8; 32], &m1.envelope, hb, &cred);
         }
     }

@@ -124,7 +124,10 @@ fuzz_target!(|data: &[u8]| {
         canonical[4 + type_len..6 + type_len].fill(0);
         // Bytes after the key's integers are ignored (Handle.Net writes 4 after an RSA
         // modulus): the re-encoding is the input up to the last integer.
-        assert!(enc.len() <= canonical.len(), "PublicKey re-encoding is longer");
+        assert!(
+            enc.len() <= canonical.len(),
+            "PublicKey re-encoding is longer"
+        );
         assert_eq!(
             hex(&enc),
             hex(&canonical[..enc.len()]),

@@ -7,7 +7,7 @@
 use base64::Engine as _;
 
 use crate::model::Prefix;
-use crate::store::{record, Action, Record, Registry, StoreError};
+use crate::store::{record, Action, Change, Record, Registry, StoreError};
 use crate::sync::key_under;
 use crate::wire::json as hjson;
 use crate::wire::sync::{
@@ -45,29 +45,7 @@ pub fn changes_after(
     let changes = log
         .iter()
         .filter(|c| key_under(&c.key, prefixes))
-        .filter_map(|c| {
-            let action = match c.action {
-                Action::Create => ChangeAction::Create,
-                Action::Update => ChangeAction::Update,
-                Action::Delete => ChangeAction::Delete,
-                Action::HomePrefix | Action::UnhomePrefix => return None,
-            };
-            let (record, data) = match &c.record {
-                Some(rec) => {
-                    let (json, data) = record_json(rec);
-                    (Some(json), Some(data))
-                }
-                None => (None, None),
-            };
-            Some(ChangeEntry {
-                seq: c.seq,
-                unix_millis: c.unix_millis,
-                action,
-                key: c.key.clone(),
-                record,
-                data,
-            })
-        })
+        .filter_map(change_entry)
         .collect();
     Ok(Some(ChangeBatch {
         from: after,
@@ -75,6 +53,33 @@ pub fn changes_after(
         last_seq: last.max(next),
         changes,
     }))
+}
+
+/// A logged change as the feed sends it: the record as REST JSON (for people reading the
+/// feed) and its stored encoding (what followers apply); `None` for prefix homing, which is
+/// not replicated.
+pub fn change_entry(c: &Change) -> Option<ChangeEntry> {
+    let action = match c.action {
+        Action::Create => ChangeAction::Create,
+        Action::Update => ChangeAction::Update,
+        Action::Delete => ChangeAction::Delete,
+        Action::HomePrefix | Action::UnhomePrefix => return None,
+    };
+    let (record, data) = match &c.record {
+        Some(rec) => {
+            let (json, data) = record_json(rec);
+            (Some(json), Some(data))
+        }
+        None => (None, None),
+    };
+    Some(ChangeEntry {
+        seq: c.seq,
+        unix_millis: c.unix_millis,
+        action,
+        key: c.key.clone(),
+        record,
+        data,
+    })
 }
 
 /// Every record under `prefixes`, with the sequence it reflects ([`Registry::snapshot`]).
