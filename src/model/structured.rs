@@ -539,41 +539,4 @@ mod tests {
         assert_eq!(PublicKey::decode(&k.encode()).unwrap(), k);
         assert!(PublicKey::decode(b"\0\0\0\x03XYZ\0\0").is_err());
     }
-
-    /// Handle.Net's RSA HS_PUBKEY (289 bytes: the key's 285, then 4 zero bytes) decodes to the
-    /// key's integers; the DSA form has no tail; a key cut short is still an error.
-    #[test]
-    fn handle_net_key_forms_decode() {
-        use crate::wire::handle::vectors2::{v2, v2_hex};
-        let rsa = v2("RSA_PUBKEY_DATA_HEX");
-        assert_eq!(rsa.len(), 289);
-        assert_eq!(&rsa[285..], &[0, 0, 0, 0]);
-        let PublicKey::Rsa { exponent, modulus } = PublicKey::decode(&rsa).unwrap() else {
-            panic!("not RSA")
-        };
-        assert_eq!(exponent, vec![1, 0, 1]);
-        let n = v2_hex("/inputs/keys/ADMIN_RSA/modulus_hex");
-        assert_eq!(modulus[0], 0);
-        assert_eq!(&modulus[1..], &n[..]);
-        // Our own encoding is the 285 bytes without the tail.
-        assert_eq!(PublicKey::decode(&rsa).unwrap().encode(), &rsa[..285]);
-        assert!(PublicKey::decode(&rsa[..284]).is_err());
-        let server = v2("SERVER_RSA_PUBKEY_DATA_HEX");
-        assert!(matches!(
-            PublicKey::decode(&server),
-            Ok(PublicKey::Rsa { .. })
-        ));
-        let dsa = v2("DSA_PUBKEY_DATA_HEX");
-        let PublicKey::Dsa { q, y, .. } = PublicKey::decode(&dsa).unwrap() else {
-            panic!("not DSA")
-        };
-        assert_eq!(&q[1..], &v2_hex("/inputs/keys/ADMIN_DSA/q_hex")[..]);
-        assert_eq!(y, v2_hex("/inputs/keys/ADMIN_DSA/y_hex"));
-        assert_eq!(PublicKey::decode(&dsa).unwrap().encode(), dsa);
-        // The site carrying a 289-byte server key decodes and re-encodes byte for byte.
-        let site = v2("SITE_WITH_KEY_HEX");
-        let decoded = SiteInfo::decode(&site).unwrap();
-        assert_eq!(decoded.servers[0].public_key, server);
-        assert_eq!(decoded.encode(), site);
-    }
 }
