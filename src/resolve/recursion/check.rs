@@ -1,6 +1,6 @@
 //! What an upstream answer means to the walk, and the request it is an answer to: the
 //! resolution request idnode sends, the response codes it knows, which codes send the walk
-//! to the next site, and how a final answer becomes a [`CachedAnswer`] or a [`Failure`].
+//! to the next site, and how a final answer becomes a [`CachedAnswer`] or a [`ResolveError`].
 //!
 //! Pure functions (no I/O, no state); the exchange's own checks (request id, operation,
 //! expiry) are `wire::handle::exchange::check_resolution_answer`.
@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 
 use crate::model::{HandleValue, ResponseCode};
 use crate::resolve::cache::CachedAnswer;
-use crate::resolve::Failure;
+use crate::resolve::ResolveError;
 use crate::wire::handle::exchange::new_request;
 use crate::wire::handle::message::{flag, op, Body, Message};
 
-pub(super) fn error(message: impl Into<String>) -> Failure {
-    Failure::new(ResponseCode::Error, message)
+pub(super) fn error(message: impl Into<String>) -> ResolveError {
+    ResolveError::Recursion(message.into())
 }
 
 /// The response code enum for a wire code, if idnode knows it.
@@ -66,20 +66,20 @@ pub(super) fn public_answer(values: Vec<HandleValue>) -> CachedAnswer {
 /// The failure an upstream's final answer other than values, not found or a referral
 /// becomes: its own code when idnode knows it (with the upstream's message, or which server
 /// answered), else RC 2 naming the unknown code.
-pub(super) fn upstream_failure(server: SocketAddr, code: u32, body: Body) -> Failure {
+pub(super) fn upstream_failure(server: SocketAddr, code: u32, body: Body) -> ResolveError {
     let message = match body {
         Body::Error { message } => message,
         _ => String::new(),
     };
     match known_code(code) {
-        Some(rc) => Failure::new(
-            rc,
-            if message.is_empty() {
+        Some(rc) => ResolveError::Upstream {
+            code: rc,
+            message: if message.is_empty() {
                 format!("upstream {server} answered {code}")
             } else {
                 message
             },
-        ),
+        },
         None => error(format!(
             "upstream {server} answered unknown code {code}: {message}"
         )),
