@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 
+use crate::model::code::OUT_OF_DATE_SITE_INFO;
 use crate::model::{HandleValue, ResponseCode};
 use crate::resolve::cache::CachedAnswer;
 use crate::resolve::ResolveError;
@@ -17,35 +18,10 @@ pub(super) fn error(message: impl Into<String>) -> ResolveError {
     ResolveError::Recursion(message.into())
 }
 
-/// The response code enum for a wire code, if idnode knows it.
+/// The response code enum for a wire code, if idnode knows it (any but the session codes,
+/// which no resolution answer carries).
 fn known_code(code: u32) -> Option<ResponseCode> {
-    use ResponseCode as R;
-    Some(match code {
-        1 => R::Success,
-        2 => R::Error,
-        3 => R::ServerTooBusy,
-        4 => R::ProtocolError,
-        5 => R::OperationNotSupported,
-        6 => R::RecursionCountTooHigh,
-        7 => R::ServerBackup,
-        100 => R::HandleNotFound,
-        101 => R::HandleAlreadyExists,
-        102 => R::InvalidHandle,
-        200 => R::ValuesNotFound,
-        201 => R::ValueAlreadyExists,
-        202 => R::InvalidValue,
-        301 => R::ServerNotResponsible,
-        302 => R::ServiceReferral,
-        303 => R::PrefixReferral,
-        400 => R::InvalidAdmin,
-        401 => R::InsufficientPermissions,
-        402 => R::AuthenticationNeeded,
-        403 => R::AuthenticationFailed,
-        404 => R::InvalidCredential,
-        405 => R::AuthenticationTimeout,
-        406 => R::AuthenticationError,
-        _ => return None,
-    })
+    ResponseCode::from_u32(code).filter(|rc| !rc.is_session())
 }
 
 /// The answer to keep from an upstream's values (RC 1): the public ones, or
@@ -88,7 +64,14 @@ pub(super) fn upstream_failure(server: SocketAddr, code: u32, body: Body) -> Res
 
 /// Codes after which another site may do better.
 pub(super) fn try_next_site(code: u32) -> bool {
-    matches!(code, 3 | 7 | 300 | 301)
+    use ResponseCode as R;
+    match ResponseCode::from_u32(code) {
+        Some(rc) => matches!(
+            rc,
+            R::ServerTooBusy | R::ServerBackup | R::ServerNotResponsible
+        ),
+        None => code == OUT_OF_DATE_SITE_INFO,
+    }
 }
 
 /// A resolution request as idnode sends it upstream: 2.11, CA|PO, the given recursion count,

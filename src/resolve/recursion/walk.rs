@@ -15,7 +15,9 @@ use std::time::Duration;
 use super::check::{error, public_answer, resolution_request, try_next_site, upstream_failure};
 use super::{BoxFuture, Recursor, MAX_EXCHANGES, MAX_SERVICE_DEPTH, PREFIX_RECORD_TYPES};
 use crate::auth::credential::{certification, Certification};
-use crate::model::{types, Handle, HandleValue, PublicKey, SiteInfo, Transport, PREFIX_NA};
+use crate::model::{
+    types, Handle, HandleValue, PublicKey, ResponseCode, SiteInfo, Transport, PREFIX_NA,
+};
 use crate::resolve::cache::{CacheKey, CachedAnswer, Lookup};
 use crate::resolve::site::{query_port, server_for};
 use crate::resolve::ResolveError;
@@ -471,12 +473,14 @@ impl Recursor {
             }
             let (server, response) = self.ask_sites(ctx, handle, indexes, types, &sites).await?;
             let code = response.header.response_code;
-            match (code, response.body) {
-                (1, Body::Values { values, .. }) => return Ok(public_answer(values)),
-                (100, _) => return Ok(CachedAnswer::HandleNotFound),
-                (200, _) => return Ok(CachedAnswer::ValuesNotFound),
+            match (ResponseCode::from_u32(code), response.body) {
+                (Some(ResponseCode::Success), Body::Values { values, .. }) => {
+                    return Ok(public_answer(values))
+                }
+                (Some(ResponseCode::HandleNotFound), _) => return Ok(CachedAnswer::HandleNotFound),
+                (Some(ResponseCode::ValuesNotFound), _) => return Ok(CachedAnswer::ValuesNotFound),
                 (
-                    302 | 303,
+                    Some(rc @ (ResponseCode::ServiceReferral | ResponseCode::PrefixReferral)),
                     Body::Referral {
                         handle: referral,
                         values,
@@ -489,7 +493,7 @@ impl Recursor {
                             self.config.max_referrals
                         )));
                     }
-                    let kind = if code == 303 {
+                    let kind = if rc == ResponseCode::PrefixReferral {
                         SiteKind::Prefix
                     } else {
                         SiteKind::Service
@@ -513,7 +517,7 @@ impl Recursor {
                     tracing::debug!(%server, %handle, code, sites_named, "following referral");
                     sites = next.list;
                 }
-                (code, body) => return Err(upstream_failure(server, code, body)),
+                (_, body) => return Err(upstream_failure(server, code, body)),
             }
         }
     }
