@@ -77,7 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let (secret, generated) = server::read_or_create_secret(&path)?;
             let lines =
                 report::init_prefix_lines(&registry, &prefix, index, secret.as_bytes(), force)
-                    .map_err(|f| anyhow::anyhow!("{f}"))?;
+                    .map_err(|f| anyhow::anyhow!("{f} ({})", f.code().code()))?;
             let how = if generated {
                 "generated into"
             } else {

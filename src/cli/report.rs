@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::ValidConfig;
 use crate::model::{AdminRef, Handle, Prefix};
-use crate::resolve::{init_prefix, repair_prefix, Failure};
+use crate::resolve::{init_prefix, repair_prefix, ResolveError};
 use crate::store::Registry;
 
 /// `idnode check-config`: what the configuration at `path` sets up.
@@ -52,7 +52,7 @@ pub fn init_prefix_lines(
     index: u32,
     secret: &[u8],
     force: bool,
-) -> Result<Vec<String>, Failure> {
+) -> Result<Vec<String>, ResolveError> {
     let mut lines = Vec::new();
     if force {
         let repair = repair_prefix(registry, prefix, index, secret)?;

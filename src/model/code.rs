@@ -84,7 +84,53 @@ pub fn name(code: u32) -> &'static str {
         .map_or("UNKNOWN", |(_, name)| name)
 }
 
+/// OUT_OF_DATE_SITE_INFO (RC 300): a code idnode never sends (no [`ResponseCode`] variant) but
+/// reads from upstreams, which send the walk to another site.
+pub const OUT_OF_DATE_SITE_INFO: u32 = 300;
+
 impl ResponseCode {
+    /// Every code of the enum, in wire order.
+    pub const ALL: [ResponseCode; 28] = [
+        ResponseCode::Success,
+        ResponseCode::Error,
+        ResponseCode::ServerTooBusy,
+        ResponseCode::ProtocolError,
+        ResponseCode::OperationNotSupported,
+        ResponseCode::RecursionCountTooHigh,
+        ResponseCode::ServerBackup,
+        ResponseCode::HandleNotFound,
+        ResponseCode::HandleAlreadyExists,
+        ResponseCode::InvalidHandle,
+        ResponseCode::ValuesNotFound,
+        ResponseCode::ValueAlreadyExists,
+        ResponseCode::InvalidValue,
+        ResponseCode::ServerNotResponsible,
+        ResponseCode::ServiceReferral,
+        ResponseCode::PrefixReferral,
+        ResponseCode::InvalidAdmin,
+        ResponseCode::InsufficientPermissions,
+        ResponseCode::AuthenticationNeeded,
+        ResponseCode::AuthenticationFailed,
+        ResponseCode::InvalidCredential,
+        ResponseCode::AuthenticationTimeout,
+        ResponseCode::AuthenticationError,
+        ResponseCode::SessionTimeout,
+        ResponseCode::SessionFailed,
+        ResponseCode::InvalidSessionKey,
+        ResponseCode::InvalidSessionSetupRequest,
+        ResponseCode::SessionMessageRejected,
+    ];
+
+    /// The enum for a wire code; `None` for a code idnode does not produce.
+    pub fn from_u32(code: u32) -> Option<ResponseCode> {
+        ResponseCode::ALL.into_iter().find(|c| c.code() == code)
+    }
+
+    /// A session code (RC 500-505): about the session layer, not the request.
+    pub fn is_session(self) -> bool {
+        self.code() >= 500
+    }
+
     pub fn code(self) -> u32 {
         self as u32
     }
@@ -136,37 +182,8 @@ mod tests {
     #[test]
     fn every_code_idnode_sends_has_its_handle_name() {
         use ResponseCode as R;
-        let all = [
-            R::Success,
-            R::Error,
-            R::ServerTooBusy,
-            R::ProtocolError,
-            R::OperationNotSupported,
-            R::RecursionCountTooHigh,
-            R::ServerBackup,
-            R::HandleNotFound,
-            R::HandleAlreadyExists,
-            R::InvalidHandle,
-            R::ValuesNotFound,
-            R::ValueAlreadyExists,
-            R::InvalidValue,
-            R::ServerNotResponsible,
-            R::ServiceReferral,
-            R::PrefixReferral,
-            R::InvalidAdmin,
-            R::InsufficientPermissions,
-            R::AuthenticationNeeded,
-            R::AuthenticationFailed,
-            R::InvalidCredential,
-            R::AuthenticationTimeout,
-            R::AuthenticationError,
-            R::SessionTimeout,
-            R::SessionFailed,
-            R::InvalidSessionKey,
-            R::InvalidSessionSetupRequest,
-            R::SessionMessageRejected,
-        ];
-        for code in all {
+        for code in ResponseCode::ALL {
+            assert_eq!(ResponseCode::from_u32(code.code()), Some(code));
             assert_ne!(code.name(), "UNKNOWN", "{code:?}");
             assert_eq!(code.label(), code.code().to_string());
         }
@@ -176,5 +193,8 @@ mod tests {
         assert_eq!(name(300), "OUT_OF_DATE_SITE_INFO");
         assert_eq!(name(503), "NEED_RSAKEY_FOR_SESSIONEXCHANGE");
         assert_eq!(name(999), "UNKNOWN");
+        assert_eq!(ResponseCode::from_u32(0), None);
+        assert_eq!(ResponseCode::from_u32(OUT_OF_DATE_SITE_INFO), None);
+        assert_eq!(ResponseCode::from_u32(503), None);
     }
 }

@@ -6,9 +6,9 @@
 
 use std::collections::HashSet;
 
-use super::{Engine, Failure};
+use super::{Engine, ResolveError};
 use crate::auth::{admin_value_indexes, Identity};
-use crate::model::{types, AdminPermissions, Handle, HandleValue, Prefix, ResponseCode};
+use crate::model::{types, AdminPermissions, Handle, HandleValue, Prefix};
 use crate::store::Record;
 
 /// Admin-permission bits needed to turn `old` values into `new` values. `admin` holds the
@@ -70,7 +70,7 @@ impl Engine {
     pub(super) fn governing_admin_values(
         &self,
         handle: &Handle,
-    ) -> Result<Vec<HandleValue>, Failure> {
+    ) -> Result<Vec<HandleValue>, ResolveError> {
         let mut out = Vec::new();
         if !self.policy.allow_prefix_admins {
             return Ok(out);
@@ -98,17 +98,17 @@ impl Engine {
         admin_values: &[HandleValue],
         bits: u16,
         what: &str,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ResolveError> {
         if bits == 0 || self.is_server_admin(identity) {
             return Ok(());
         }
         if self.authorizer().grants(admin_values, bits, identity)? {
             Ok(())
         } else {
-            Err(Failure::new(
-                ResponseCode::InvalidAdmin,
-                format!("{identity} is not an administrator allowed to {what}"),
-            ))
+            Err(ResolveError::NotAdministrator {
+                identity: identity.to_string(),
+                what: what.to_string(),
+            })
         }
     }
 
@@ -117,7 +117,7 @@ impl Engine {
         &self,
         identity: &Identity,
         handle: &Handle,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ResolveError> {
         if self.is_server_admin(identity) {
             return Ok(());
         }
@@ -151,7 +151,7 @@ impl Engine {
         handle: &Handle,
         current: &Record,
         new_values: Option<&[HandleValue]>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ResolveError> {
         let mut admins: Vec<HandleValue> = current
             .values
             .iter()
@@ -194,21 +194,14 @@ impl Engine {
         identity: &Identity,
         old: &[HandleValue],
         new: &[HandleValue],
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ResolveError> {
         if self.is_server_admin(identity) {
             return Ok(());
         }
         for o in old.iter().filter(|o| !o.permissions.admin_write()) {
             let kept = new.iter().any(|n| n.index == o.index && same_content(o, n));
             if !kept {
-                return Err(Failure::new(
-                    ResponseCode::InsufficientPermissions,
-                    format!(
-                        "value {} is not writable by administrators (its ADMIN_WRITE permission \
-                         bit is clear)",
-                        o.index
-                    ),
-                ));
+                return Err(ResolveError::AdminWriteProtected { index: o.index });
             }
         }
         Ok(())
@@ -226,8 +219,8 @@ impl Engine {
         handle: &Handle,
         current: &Record,
         new_values: Option<&[HandleValue]>,
-    ) -> Result<(), Failure> {
-        let refused = |why: String| Failure::new(ResponseCode::InvalidValue, why);
+    ) -> Result<(), ResolveError> {
+        let refused = ResolveError::InvalidValue;
         let homed_prefix = match handle.described_prefix() {
             Some(p) if self.registry.is_homed(&p)? => Some(p),
             _ => None,

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{Failure, Policy, Query, Resolution};
+use super::{Policy, Query, Resolution, ResolveError};
 use crate::auth::{Authorizer, Identity, IdentityError, IndexRule};
-use crate::model::{types, AdminPermissions, Handle, HandleValue, Prefix, ResponseCode};
+use crate::model::{types, AdminPermissions, Handle, HandleValue, Prefix};
 use crate::store::Registry;
 
 /// The engine. Cheap to clone.
@@ -34,9 +34,9 @@ impl Engine {
     }
 
     /// Parse an identifier under this node's case rule.
-    pub fn parse_handle(&self, text: &str) -> Result<Handle, Failure> {
+    pub fn parse_handle(&self, text: &str) -> Result<Handle, ResolveError> {
         Handle::parse(text, self.policy.suffix_case)
-            .map_err(|e| Failure::new(ResponseCode::InvalidHandle, e.to_string()))
+            .map_err(|e| ResolveError::InvalidHandle(e.to_string()))
     }
 
     /// Authenticate an HS_SECKEY identity.
@@ -45,7 +45,7 @@ impl Engine {
         handle: &Handle,
         index: u32,
         secret: &[u8],
-    ) -> Result<Identity, Failure> {
+    ) -> Result<Identity, ResolveError> {
         Ok(crate::auth::authenticate_secret(
             &self.registry,
             handle,
@@ -59,7 +59,7 @@ impl Engine {
     pub fn authenticate_public_key(
         &self,
         claim: &crate::auth::CertClaim,
-    ) -> Result<Identity, Failure> {
+    ) -> Result<Identity, ResolveError> {
         let (handle, index) = self.claimed_identity(&claim.identity, "certificate subject")?;
         Ok(crate::auth::authenticate_public_key(
             &self.registry,
@@ -74,7 +74,7 @@ impl Engine {
         &self,
         id: &str,
         answer: &crate::auth::SessionAnswer<'_>,
-    ) -> Result<Identity, Failure> {
+    ) -> Result<Identity, ResolveError> {
         let (handle, index) = self.claimed_identity(id, "session id")?;
         Ok(crate::auth::authenticate_session_answer(
             &self.registry,
@@ -91,20 +91,20 @@ impl Engine {
     pub fn authenticate_challenge_answer(
         &self,
         proof: &crate::auth::challenges::Proof<'_>,
-    ) -> Result<Option<Identity>, Failure> {
+    ) -> Result<Option<Identity>, ResolveError> {
         use crate::auth::challenges::{authenticate_answer, AnswerError};
         let handle = Handle::parse_lenient(proof.identity_handle, self.policy.suffix_case)
-            .map_err(|e| Failure::new(ResponseCode::AuthenticationFailed, e.to_string()))?;
+            .map_err(|e| ResolveError::AuthenticationFailed(e.to_string()))?;
         authenticate_answer(&self.registry, &handle, proof).map_err(|e| match e {
             AnswerError::Store(s) => s.into(),
-            other => Failure::new(ResponseCode::AuthenticationError, other.to_string()),
+            other => ResolveError::BadChallengeAnswer(other.to_string()),
         })
     }
 
     /// `index:handle` named by a client (percent-encoding allowed, a positive index required).
-    fn claimed_identity(&self, text: &str, what: &str) -> Result<(Handle, u32), Failure> {
+    fn claimed_identity(&self, text: &str, what: &str) -> Result<(Handle, u32), ResolveError> {
         let text = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
-        let refused = |why: String| Failure::new(ResponseCode::AuthenticationFailed, why);
+        let refused = ResolveError::AuthenticationFailed;
         match Identity::parse(&text, self.policy.suffix_case, IndexRule::Required) {
             Ok(identity) => Ok((identity.handle, identity.index)),
             Err(IdentityError::Handle { source, .. }) => Err(refused(source.to_string())),
@@ -120,7 +120,7 @@ impl Engine {
     }
 
     /// Is this node responsible for `handle` (homed, or mirrored read-only)?
-    pub fn is_responsible(&self, handle: &Handle) -> Result<bool, Failure> {
+    pub fn is_responsible(&self, handle: &Handle) -> Result<bool, ResolveError> {
         if self.mirror_of(handle).is_some() {
             return Ok(true);
         }
@@ -149,35 +149,28 @@ impl Engine {
     /// node must be responsible for it (RC 301) and not hold it as a read-only mirror (RC 7,
     /// naming the primary). Every write runs it; front ends run it first so a client is
     /// sent on before being challenged for credentials this node may not even hold.
-    pub fn check_write_target(&self, handle: &Handle) -> Result<(), Failure> {
+    pub fn check_write_target(&self, handle: &Handle) -> Result<(), ResolveError> {
         self.require_responsible(handle)?;
         self.require_writable(handle)
     }
 
     /// Refuse writes to mirrored prefixes: RC 7 (server backup), naming the primary.
-    fn require_writable(&self, handle: &Handle) -> Result<(), Failure> {
+    fn require_writable(&self, handle: &Handle) -> Result<(), ResolveError> {
         match self.mirror_of(handle) {
-            Some(up) => Err(Failure::new(
-                ResponseCode::ServerBackup,
-                format!("read-only mirror of {up}"),
-            )),
+            Some(up) => Err(ResolveError::Mirror {
+                upstream: up.to_string(),
+            }),
             None => Ok(()),
         }
     }
 
-    fn require_responsible(&self, handle: &Handle) -> Result<(), Failure> {
+    fn require_responsible(&self, handle: &Handle) -> Result<(), ResolveError> {
         if !self.is_responsible(handle)? {
-            return Err(Failure::new(
-                ResponseCode::ServerNotResponsible,
-                "That prefix doesn't live here",
-            ));
+            return Err(ResolveError::NotResponsible);
         }
         if let Some(p) = &self.policy.partition {
             if p.server_of(handle) != p.index {
-                return Err(Failure::new(
-                    ResponseCode::ServerNotResponsible,
-                    "Request was hashed incorrectly",
-                ));
+                return Err(ResolveError::WrongPartition);
             }
         }
         Ok(())
@@ -193,7 +186,10 @@ impl Engine {
     /// The 303 referral for a prefix handle `0.NA/X` this node does not store: the public
     /// HS_SITE.PREFIX / HS_SERV.PREFIX values of the nearest ancestor prefix handle that has
     /// any (handle-protocol.md §6, server side).
-    pub fn prefix_referral(&self, handle: &Handle) -> Result<Option<Vec<HandleValue>>, Failure> {
+    pub fn prefix_referral(
+        &self,
+        handle: &Handle,
+    ) -> Result<Option<Vec<HandleValue>>, ResolveError> {
         let Some(described) = handle.described_prefix() else {
             return Ok(None);
         };
@@ -217,22 +213,19 @@ impl Engine {
     }
 
     /// Resolve a handle.
-    pub fn resolve(&self, q: &Query, identity: Option<&Identity>) -> Result<Resolution, Failure> {
+    pub fn resolve(
+        &self,
+        q: &Query,
+        identity: Option<&Identity>,
+    ) -> Result<Resolution, ResolveError> {
         self.require_responsible(&q.handle)?;
         let Some(record) = self.registry.get(&q.handle)? else {
             if q.refer {
                 if let Some(values) = self.prefix_referral(&q.handle)? {
-                    return Err(Failure {
-                        code: ResponseCode::PrefixReferral,
-                        message: "Prefix referral".into(),
-                        referral: values,
-                    });
+                    return Err(ResolveError::Referral { values });
                 }
             }
-            return Err(Failure::new(
-                ResponseCode::HandleNotFound,
-                "Handle Not Found",
-            ));
+            return Err(ResolveError::NotFound);
         };
         let selected: Vec<HandleValue> = record
             .values
@@ -258,10 +251,7 @@ impl Engine {
             // Non-public values were asked for: only an administrator with READ_VALUE, and only
             // values that allow admin reads.
             let Some(identity) = identity else {
-                return Err(Failure::new(
-                    ResponseCode::AuthenticationNeeded,
-                    "authentication needed to read non-public values",
-                ));
+                return Err(ResolveError::NonPublicNeedsAuthentication);
             };
             let mut admins: Vec<HandleValue> = record
                 .values
@@ -276,7 +266,7 @@ impl Engine {
                 AdminPermissions::READ_VALUE,
                 &format!("read {}", q.handle),
             )
-            .map_err(|f| Failure::new(ResponseCode::InsufficientPermissions, f.message))?;
+            .map_err(|f| ResolveError::Denied(f.to_string()))?;
             // ADMIN_READ clear: not even administrators read it (server admins included).
             selected
                 .into_iter()
@@ -284,10 +274,7 @@ impl Engine {
                 .collect()
         };
         if values.is_empty() {
-            return Err(Failure::new(
-                ResponseCode::ValuesNotFound,
-                "Values Not Found",
-            ));
+            return Err(ResolveError::NoValues);
         }
         Ok(Resolution { values })
     }
@@ -298,12 +285,9 @@ impl Engine {
         identity: &Identity,
         prefix: &Prefix,
         page: Option<(usize, usize)>,
-    ) -> Result<(usize, Vec<String>), Failure> {
+    ) -> Result<(usize, Vec<String>), ResolveError> {
         if !self.registry.is_homed(prefix)? {
-            return Err(Failure::new(
-                ResponseCode::ServerNotResponsible,
-                "That prefix doesn't live here",
-            ));
+            return Err(ResolveError::NotResponsible);
         }
         let admins = self
             .registry

@@ -9,7 +9,7 @@
 use std::io::Write;
 
 use super::resolver::Found;
-use super::{Failure, Resolver};
+use super::{ResolveError, Resolver};
 use crate::model::Handle;
 use crate::store::{Registry, StoreError};
 use crate::wire::dns::zonefile::ZoneFileWriter;
@@ -25,8 +25,8 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
     #[error("encoding a record: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("{0}")]
-    Engine(Failure),
+    #[error("{0} ({code})", code = .0.code().code())]
+    Engine(ResolveError),
 }
 
 /// Write every record as one JSON line (`{"handle": ..., "values": [...]}`, the REST API's

@@ -106,7 +106,9 @@ impl<'a> Importer<'a> {
         let (handle_text, mut values) =
             hjson::values_from_request_body(&json).map_err(|e| e.to_string())?;
         let handle_text = handle_text.ok_or("no \"handle\" field")?;
-        let handle = engine.parse_handle(&handle_text).map_err(|f| f.message)?;
+        let handle = engine
+            .parse_handle(&handle_text)
+            .map_err(|f| f.to_string())?;
         let prefix = handle.prefix();
         let cached = match handle.described_prefix() {
             None => self.responsible.get(prefix.as_str()).copied(),
@@ -115,7 +117,7 @@ impl<'a> Importer<'a> {
         let is_responsible = match cached {
             Some(known) => known,
             None => {
-                let known = engine.is_responsible(&handle).map_err(|f| f.message)?;
+                let known = engine.is_responsible(&handle).map_err(|f| f.to_string())?;
                 if handle.described_prefix().is_none() {
                     self.responsible.insert(prefix.as_str().to_string(), known);
                 }

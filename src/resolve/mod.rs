@@ -40,6 +40,7 @@
 mod authorize;
 pub mod cache;
 mod engine;
+pub mod error;
 pub mod export;
 pub mod import;
 pub mod recursion;
@@ -49,61 +50,13 @@ pub mod site;
 mod write;
 
 pub use engine::Engine;
+pub use error::ResolveError;
 pub use resolver::{Answer, Origin, Resolver, Route};
 pub use setup::{init_prefix, repair_prefix, Repair};
 pub use write::{Overwrite, WriteOutcome};
 
-use crate::auth::{AuthError, Identity};
-use crate::model::{Handle, HandleValue, Prefix, ResponseCode, SuffixCase, ValueError};
-use crate::store::StoreError;
-
-/// A failed request: the response code every front end maps to its own status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub code: ResponseCode,
-    pub message: String,
-    /// For 303 prefix referrals: the delegating ancestor's HS_SITE.PREFIX / HS_SERV.PREFIX
-    /// values (empty otherwise).
-    pub referral: Vec<HandleValue>,
-}
-
-impl Failure {
-    pub fn new(code: ResponseCode, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-            referral: Vec::new(),
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message, self.code.code())
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Failure {
-        tracing::error!(error = %e, "storage failure");
-        Failure::new(ResponseCode::Error, format!("storage failure: {e}"))
-    }
-}
-
-impl From<ValueError> for Failure {
-    fn from(e: ValueError) -> Failure {
-        Failure::new(ResponseCode::InvalidValue, e.to_string())
-    }
-}
-
-impl From<AuthError> for Failure {
-    fn from(e: AuthError) -> Failure {
-        match e {
-            AuthError::Store(s) => s.into(),
-            other => Failure::new(ResponseCode::AuthenticationFailed, other.to_string()),
-        }
-    }
-}
+use crate::auth::Identity;
+use crate::model::{Handle, HandleValue, Prefix, SuffixCase};
 
 /// Engine settings (from the node configuration).
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //!                 ├─ Local ───────► Resolver::local ───► Engine (homed / mirrored records)
 //!                 ├─ Upstream(p) ─► Resolver::upstream ► Recursor ─► cache ─► upstream sites
 //!                 └─ Busy (every recursion slot taken: the front end says so its own way)
-//!  every path ─► Answer { outcome: values or Failure, origin: Local | Relayed }
+//!  every path ─► Answer { outcome: values or ResolveError, origin: Local | Relayed }
 //! ```
 //!
 //! Routing is a separate, synchronous step because the front ends answer local queries on
@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::cache::CachedAnswer;
 use super::recursion::{RecursionPermit, Recursor, Refused};
-use super::{Engine, Failure, Query};
+use super::{Engine, Query, ResolveError};
 use crate::auth::credential::Certification;
 use crate::auth::Identity;
 use crate::model::{Handle, HandleValue, ResponseCode};
@@ -68,12 +68,12 @@ impl Origin {
 /// Not-found answers are failures with RC 100 / 200 and the texts the engine uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub outcome: Result<Vec<HandleValue>, Failure>,
+    pub outcome: Result<Vec<HandleValue>, ResolveError>,
     pub origin: Origin,
 }
 
 impl Answer {
-    fn local(outcome: Result<Vec<HandleValue>, Failure>) -> Answer {
+    fn local(outcome: Result<Vec<HandleValue>, ResolveError>) -> Answer {
         Answer {
             outcome,
             origin: Origin::Local,
@@ -84,10 +84,7 @@ impl Answer {
         let outcome = match found {
             CachedAnswer::Values(values) => Ok(values),
             CachedAnswer::HandleNotFound => Err(not_found()),
-            CachedAnswer::ValuesNotFound => Err(Failure::new(
-                ResponseCode::ValuesNotFound,
-                "Values Not Found",
-            )),
+            CachedAnswer::ValuesNotFound => Err(ResolveError::NoValues),
         };
         Answer {
             outcome,
@@ -99,7 +96,7 @@ impl Answer {
     }
 
     /// A failure before or instead of an upstream answer (nothing to keep).
-    fn failed_upstream(failure: Failure) -> Answer {
+    fn failed_upstream(failure: ResolveError) -> Answer {
         Answer {
             outcome: Err(failure),
             origin: Origin::Relayed {
@@ -110,8 +107,8 @@ impl Answer {
     }
 }
 
-fn not_found() -> Failure {
-    Failure::new(ResponseCode::HandleNotFound, "Handle Not Found")
+fn not_found() -> ResolveError {
+    ResolveError::NotFound
 }
 
 /// Where a query goes ([`Resolver::route`]).
@@ -159,7 +156,7 @@ pub enum Found {
     /// (routing it may send it upstream).
     NotResponsible(Handle),
     /// Something else went wrong (storage, upstream failure).
-    Failed(Failure),
+    Failed(ResolveError),
 }
 
 /// [`Found`] and where it came from (the least `fresh_for` over the candidates asked).
@@ -235,10 +232,7 @@ impl Resolver {
         now: u64,
     ) -> Answer {
         let Some(recursor) = &self.recursor else {
-            return Answer::local(Err(Failure::new(
-                ResponseCode::ServerNotResponsible,
-                "That prefix doesn't live here",
-            )));
+            return Answer::local(Err(ResolveError::NotResponsible));
         };
         let (h, ix, ty, rc) = (&q.handle, &q.indexes, &q.types, fetch.recursion_count);
         if fetch.certify == Certify::No {
@@ -251,13 +245,7 @@ impl Resolver {
             // Certified answers bypass the cache and are never replayed.
             Ok((found, Certification::Verified)) => Answer::relayed(found, 0, true),
             Ok((_, check)) if fetch.certify == Certify::Require => {
-                Answer::failed_upstream(Failure::new(
-                    ResponseCode::Error,
-                    format!(
-                        "the upstream answer could not be verified: {}",
-                        check.describe()
-                    ),
-                ))
+                Answer::failed_upstream(ResolveError::Unverified(check.describe().to_string()))
             }
             Ok((found, _)) => Answer::relayed(found, 0, false),
             Err(f) => Answer::failed_upstream(f),
@@ -292,7 +280,7 @@ impl Resolver {
             let answer = self.local(&public_query(handle), None);
             found = match answer.outcome {
                 Ok(values) => Found::Values(handle.clone(), values),
-                Err(f) => match f.code {
+                Err(f) => match f.code() {
                     ResponseCode::HandleNotFound => continue,
                     ResponseCode::ValuesNotFound => Found::NoValues(handle.clone()),
                     ResponseCode::ServerNotResponsible => Found::NotResponsible(handle.clone()),
@@ -327,7 +315,7 @@ impl Resolver {
             }
             found = match answer.outcome {
                 Ok(values) => Found::Values(handle.clone(), values),
-                Err(f) => match f.code {
+                Err(f) => match f.code() {
                     ResponseCode::HandleNotFound => continue,
                     ResponseCode::ValuesNotFound => Found::NoValues(handle.clone()),
                     _ => Found::Failed(f),
@@ -348,7 +336,7 @@ impl Resolver {
 /// Whether a relayed answer is a failure to get one (as opposed to an upstream's "not found").
 fn is_upstream_failure(answer: &Answer) -> bool {
     matches!(&answer.outcome, Err(f)
-        if !matches!(f.code, ResponseCode::HandleNotFound | ResponseCode::ValuesNotFound))
+        if !matches!(f.code(), ResponseCode::HandleNotFound | ResponseCode::ValuesNotFound))
 }
 
 /// All public values of `handle`, no referral (DNS and export).

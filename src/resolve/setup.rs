@@ -2,8 +2,8 @@
 //! by whoever owns the data directory): [`init_prefix`] lays it out, [`repair_prefix`]
 //! restores it (`idnode init-prefix [--force]`, and the node's `bootstrap_admins` at start).
 
-use super::{sorted, stamp, Failure, Stamp};
-use crate::model::{types, validate_values, AdminPermissions, HandleValue, Prefix, ResponseCode};
+use super::{sorted, stamp, ResolveError, Stamp};
+use crate::model::{types, validate_values, AdminPermissions, HandleValue, Prefix};
 use crate::store::{Mutation, Record, Registry};
 
 /// Operator set-up, outside the authenticated path (run locally by whoever owns the data
@@ -22,12 +22,12 @@ pub fn init_prefix(
     prefix: &Prefix,
     admin_index: u32,
     secret: &[u8],
-) -> Result<bool, Failure> {
+) -> Result<bool, ResolveError> {
     let values = admin_layout(prefix, admin_index, secret)?;
     registry.home_prefix(prefix)?;
     let na = prefix.na_handle();
     let committed = registry.mutate(&na, |current| {
-        Ok::<_, Failure>(match current {
+        Ok::<_, ResolveError>(match current {
             Some(_) => Mutation::Unchanged,
             None => Mutation::Put(Record {
                 handle: na.as_str().to_string(),
@@ -59,7 +59,7 @@ pub fn repair_prefix(
     prefix: &Prefix,
     admin_index: u32,
     secret: &[u8],
-) -> Result<Repair, Failure> {
+) -> Result<Repair, ResolveError> {
     let layout = admin_layout(prefix, admin_index, secret)?;
     registry.home_prefix(prefix)?;
     let na = prefix.na_handle();
@@ -87,7 +87,7 @@ pub fn repair_prefix(
         }
         values.extend(layout.iter().cloned());
         validate_values(&values)?;
-        Ok::<_, Failure>(Mutation::Put(Record {
+        Ok::<_, ResolveError>(Mutation::Put(Record {
             handle: current.map_or_else(|| na.as_str().to_string(), |r| r.handle.clone()),
             values: sorted(values),
         }))
@@ -100,22 +100,20 @@ fn admin_layout(
     prefix: &Prefix,
     admin_index: u32,
     secret: &[u8],
-) -> Result<Vec<HandleValue>, Failure> {
+) -> Result<Vec<HandleValue>, ResolveError> {
     use crate::model::{AdminRef, ValueList, ValuePermissions, ValueReference};
     if admin_index == 0
         || admin_index == 100
         || admin_index == 200
         || admin_index > crate::model::value::MAX_INDEX
     {
-        return Err(Failure::new(
-            ResponseCode::InvalidValue,
-            "the admin index must be positive and not 100 or 200",
+        return Err(ResolveError::InvalidValue(
+            "the admin index must be positive and not 100 or 200".into(),
         ));
     }
     if secret.is_empty() {
-        return Err(Failure::new(
-            ResponseCode::InvalidValue,
-            "the admin secret is empty",
+        return Err(ResolveError::InvalidValue(
+            "the admin secret is empty".into(),
         ));
     }
     let na = prefix.na_handle();

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::model::{types, AdminPermissions, AdminRef, ValuePermissions, ValueReference};
+use crate::model::{
+    types, AdminPermissions, AdminRef, ResponseCode, ValuePermissions, ValueReference,
+};
 use crate::store::{Mutation, Record, Registry, StoreOptions};
 
 struct Node {
@@ -115,15 +117,15 @@ fn resolution_codes_and_filters() {
     query.types = vec!["DESC".into()];
     query.indexes = vec![];
     assert_eq!(
-        e.resolve(&query, None).unwrap_err().code,
+        e.resolve(&query, None).unwrap_err().code(),
         ResponseCode::ValuesNotFound
     );
     assert_eq!(
-        e.resolve(&q(e, "88.100.1/none"), None).unwrap_err().code,
+        e.resolve(&q(e, "88.100.1/none"), None).unwrap_err().code(),
         ResponseCode::HandleNotFound
     );
     assert_eq!(
-        e.resolve(&q(e, "99.1/x"), None).unwrap_err().code,
+        e.resolve(&q(e, "99.1/x"), None).unwrap_err().code(),
         ResponseCode::ServerNotResponsible
     );
     // Non-public values: anonymous → 402, a stranger → 401, the owner → the values.
@@ -131,11 +133,11 @@ fn resolution_codes_and_filters() {
     admin_read.public_only = false;
     admin_read.indexes = vec![3];
     assert_eq!(
-        e.resolve(&admin_read, None).unwrap_err().code,
+        e.resolve(&admin_read, None).unwrap_err().code(),
         ResponseCode::AuthenticationNeeded
     );
     assert_eq!(
-        e.resolve(&admin_read, Some(&n.other)).unwrap_err().code,
+        e.resolve(&admin_read, Some(&n.other)).unwrap_err().code(),
         ResponseCode::InsufficientPermissions
     );
     assert_eq!(
@@ -155,14 +157,14 @@ fn create_authorization_per_prefix() {
     let err = e
         .create(&n.other, &h, vec![url(1, "u")], Overwrite::No)
         .unwrap_err();
-    assert_eq!(err.code, ResponseCode::InvalidAdmin);
+    assert_eq!(err.code(), ResponseCode::InvalidAdmin);
     assert!(e.registry().get(&h).unwrap().is_none());
     e.create(&n.owner, &h, vec![url(1, "u")], Overwrite::No)
         .unwrap();
     let err = e
         .create(&n.owner, &h, vec![url(1, "v")], Overwrite::No)
         .unwrap_err();
-    assert_eq!(err.code, ResponseCode::HandleAlreadyExists);
+    assert_eq!(err.code(), ResponseCode::HandleAlreadyExists);
     // Replace: allowed for the owner (prefix admin), answers "not created".
     let out = e
         .create(&n.owner, &h, vec![url(1, "v")], Overwrite::Yes)
@@ -172,17 +174,17 @@ fn create_authorization_per_prefix() {
     assert_eq!(
         e.create(&n.other, &h, vec![], Overwrite::Yes)
             .unwrap_err()
-            .code,
+            .code(),
         ResponseCode::InvalidAdmin
     );
     assert_eq!(
-        e.delete(&n.other, &h).unwrap_err().code,
+        e.delete(&n.other, &h).unwrap_err().code(),
         ResponseCode::InvalidAdmin
     );
     assert_eq!(
         e.add_values(&n.other, &h, vec![url(2, "x")], true)
             .unwrap_err()
-            .code,
+            .code(),
         ResponseCode::InvalidAdmin
     );
     assert_eq!(e.registry().get(&h).unwrap().unwrap().values.len(), 1);
@@ -191,7 +193,7 @@ fn create_authorization_per_prefix() {
     assert_eq!(
         e.create(&n.owner, &elsewhere, vec![], Overwrite::No)
             .unwrap_err()
-            .code,
+            .code(),
         ResponseCode::ServerNotResponsible
     );
 }
@@ -212,7 +214,7 @@ fn value_operations() {
     assert_eq!(
         e.add_values(&n.owner, &h, vec![url(2, "w")], false)
             .unwrap_err()
-            .code,
+            .code(),
         ResponseCode::ValueAlreadyExists
     );
     // add with overwrite replaces → not "created"
@@ -225,13 +227,13 @@ fn value_operations() {
     assert_eq!(
         e.modify_values(&n.owner, &h, vec![url(9, "z")])
             .unwrap_err()
-            .code,
+            .code(),
         ResponseCode::ValuesNotFound
     );
     e.modify_values(&n.owner, &h, vec![url(1, "u2")]).unwrap();
     // remove needs existing indexes, and is all-or-nothing
     assert_eq!(
-        e.remove_values(&n.owner, &h, &[2, 9]).unwrap_err().code,
+        e.remove_values(&n.owner, &h, &[2, 9]).unwrap_err().code(),
         ResponseCode::ValuesNotFound
     );
     e.remove_values(&n.owner, &h, &[2]).unwrap();
@@ -247,10 +249,10 @@ fn value_operations() {
             true,
         )
         .unwrap_err();
-    assert_eq!(bad.code, ResponseCode::InvalidValue);
+    assert_eq!(bad.code(), ResponseCode::InvalidValue);
     e.delete(&n.owner, &h).unwrap();
     assert_eq!(
-        e.delete(&n.owner, &h).unwrap_err().code,
+        e.delete(&n.owner, &h).unwrap_err().code(),
         ResponseCode::HandleNotFound
     );
 }
@@ -293,7 +295,7 @@ fn handle_level_admin_bits_are_enforced() {
     e.modify_values(&editor, &h, vec![url(1, "u2")]).unwrap();
     // ...but not remove them, touch the admin value, or delete the handle.
     assert_eq!(
-        e.remove_values(&editor, &h, &[2]).unwrap_err().code,
+        e.remove_values(&editor, &h, &[2]).unwrap_err().code(),
         ResponseCode::InvalidAdmin
     );
     let grab = AdminRef {
@@ -307,11 +309,11 @@ fn handle_level_admin_bits_are_enforced() {
             vec![HandleValue::new(100, types::HS_ADMIN, grab.encode())]
         )
         .unwrap_err()
-        .code,
+        .code(),
         ResponseCode::InvalidAdmin
     );
     assert_eq!(
-        e.delete(&editor, &h).unwrap_err().code,
+        e.delete(&editor, &h).unwrap_err().code(),
         ResponseCode::InvalidAdmin
     );
     // The editor cannot create handles under the prefix either.
@@ -319,7 +321,7 @@ fn handle_level_admin_bits_are_enforced() {
     assert_eq!(
         e.create(&editor, &new, vec![], Overwrite::No)
             .unwrap_err()
-            .code,
+            .code(),
         ResponseCode::InvalidAdmin
     );
 }
@@ -341,7 +343,7 @@ fn prefix_handles_and_listing() {
     assert_eq!(
         e.create(&n.owner, &sibling, vec![], Overwrite::No)
             .unwrap_err()
-            .code,
+            .code(),
         ResponseCode::InvalidAdmin
     );
     for i in 0..3 {
@@ -351,7 +353,7 @@ fn prefix_handles_and_listing() {
     let p = Prefix::parse("88.100.1").unwrap();
     assert_eq!(e.list_handles(&n.owner, &p, None).unwrap().0, 3);
     assert_eq!(
-        e.list_handles(&n.other, &p, None).unwrap_err().code,
+        e.list_handles(&n.other, &p, None).unwrap_err().code(),
         ResponseCode::InvalidAdmin
     );
     let homed: Vec<String> = e
@@ -392,7 +394,7 @@ fn server_admins_have_every_right() {
         index: 301,
     };
     assert_eq!(
-        e.delete(&stranger, &na).unwrap_err().code,
+        e.delete(&stranger, &na).unwrap_err().code(),
         ResponseCode::InvalidAdmin
     );
     e.delete(&root, &na).unwrap();
@@ -452,27 +454,29 @@ fn prefix_referrals_from_the_delegating_ancestor() {
     );
     // 0.NA/88.100.1 is not: 303 with the delegation values (public ones only).
     let f = e.resolve(&q(&e, "0.NA/88.100.1"), None).unwrap_err();
-    assert_eq!(f.code, ResponseCode::PrefixReferral);
-    assert_eq!(f.referral.len(), 1);
-    assert!(f.referral[0].is_type("HS_SITE.PREFIX"));
+    assert_eq!(f.code(), ResponseCode::PrefixReferral);
+    assert_eq!(f.referral().len(), 1);
+    assert!(f.referral()[0].is_type("HS_SITE.PREFIX"));
     // Deeper descendants find the same ancestor; DNRF (refer = false) gives 100.
     assert_eq!(
-        e.resolve(&q(&e, "0.NA/88.100.1.5"), None).unwrap_err().code,
+        e.resolve(&q(&e, "0.NA/88.100.1.5"), None)
+            .unwrap_err()
+            .code(),
         ResponseCode::PrefixReferral
     );
     let mut no_refer = q(&e, "0.NA/88.100.1");
     no_refer.refer = false;
     assert_eq!(
-        e.resolve(&no_refer, None).unwrap_err().code,
+        e.resolve(&no_refer, None).unwrap_err().code(),
         ResponseCode::HandleNotFound
     );
     // Without a delegation: 100; outside what the node homes: 301.
     assert_eq!(
-        e.resolve(&q(&e, "0.NA/88.200"), None).unwrap_err().code,
+        e.resolve(&q(&e, "0.NA/88.200"), None).unwrap_err().code(),
         ResponseCode::HandleNotFound
     );
     assert_eq!(
-        e.resolve(&q(&e, "0.NA/99.1"), None).unwrap_err().code,
+        e.resolve(&q(&e, "0.NA/99.1"), None).unwrap_err().code(),
         ResponseCode::ServerNotResponsible
     );
 }
@@ -513,14 +517,14 @@ fn partitions_answer_301_for_other_servers_handles() {
     for h in &theirs {
         let f = e.create(&owner, h, vec![], Overwrite::No).unwrap_err();
         assert_eq!(
-            (f.code, f.message.as_str()),
+            (f.code(), f.to_string().as_str()),
             (
                 ResponseCode::ServerNotResponsible,
                 "Request was hashed incorrectly"
             )
         );
         assert_eq!(
-            e.resolve(&q(&e, h.as_str()), None).unwrap_err().code,
+            e.resolve(&q(&e, h.as_str()), None).unwrap_err().code(),
             ResponseCode::ServerNotResponsible
         );
     }
@@ -608,8 +612,8 @@ fn hole4_limited_admin_cannot_rewrite_the_admin_group() {
 
     // Join the group HS_ADMIN 100 names.
     let joined = group(200, &[("0.NA/88.100.1", 300), ("88.100.1/editor", 300)]);
-    let refused = |r: Result<WriteOutcome, Failure>| {
-        assert_eq!(r.unwrap_err().code, ResponseCode::InvalidAdmin);
+    let refused = |r: Result<WriteOutcome, ResolveError>| {
+        assert_eq!(r.unwrap_err().code(), ResponseCode::InvalidAdmin);
     };
     refused(e.modify_values(&editor, &na, vec![joined.clone()]));
     refused(e.add_values(&editor, &na, vec![joined], true));
@@ -638,7 +642,7 @@ fn hole4_limited_admin_cannot_rewrite_the_admin_group() {
     // Nothing changed: the owner still logs in, the editor still cannot delete handles.
     assert!(e.authenticate_secret(&na, 300, b"secret-88.100.1").is_ok());
     assert_eq!(
-        e.delete(&editor, &victim).unwrap_err().code,
+        e.delete(&editor, &victim).unwrap_err().code(),
         ResponseCode::InvalidAdmin
     );
     e.delete(&n.owner, &victim).unwrap();
@@ -667,10 +671,10 @@ fn hole4_a_prefix_keeps_an_administrator() {
     let n = node();
     let e = &n.engine;
     let na = e.parse_handle("0.NA/88.100.1").unwrap();
-    let invalid = |r: Result<WriteOutcome, Failure>| {
+    let invalid = |r: Result<WriteOutcome, ResolveError>| {
         let f = r.unwrap_err();
-        assert_eq!(f.code, ResponseCode::InvalidValue, "{f}");
-        assert!(f.message.contains("administrator"), "{f}");
+        assert_eq!(f.code(), ResponseCode::InvalidValue, "{f}");
+        assert!(f.to_string().contains("administrator"), "{f}");
     };
     invalid(e.remove_values(&n.owner, &na, &[100]));
     invalid(e.remove_values(&n.owner, &na, &[300]));
@@ -691,7 +695,7 @@ fn hole4_a_prefix_keeps_an_administrator() {
     invalid(e.create(&n.owner, &na, vec![url(1, "u")], Overwrite::Yes));
     // Deleting the prefix handle of a homed prefix is refused, even for a server admin.
     let f = e.delete(&n.owner, &na).unwrap_err();
-    assert_eq!(f.code, ResponseCode::InvalidValue);
+    assert_eq!(f.code(), ResponseCode::InvalidValue);
     let server_admin = Engine::new(
         e.registry().clone(),
         Policy {
@@ -700,7 +704,7 @@ fn hole4_a_prefix_keeps_an_administrator() {
         },
     );
     assert_eq!(
-        server_admin.delete(&n.owner, &na).unwrap_err().code,
+        server_admin.delete(&n.owner, &na).unwrap_err().code(),
         ResponseCode::InvalidValue
     );
     assert!(e.authenticate_secret(&na, 300, b"secret-88.100.1").is_ok());
@@ -750,8 +754,8 @@ fn hole4_last_handle_admin_needs_prefix_admins() {
         },
     );
     let f = strict.remove_values(&n.owner, &h, &[100]).unwrap_err();
-    assert_eq!(f.code, ResponseCode::InvalidValue, "{f}");
-    assert!(f.message.contains("allow_prefix_admins"), "{f}");
+    assert_eq!(f.code(), ResponseCode::InvalidValue, "{f}");
+    assert!(f.to_string().contains("allow_prefix_admins"), "{f}");
     // Deleting the handle itself is still allowed.
     strict.delete(&n.owner, &h).unwrap();
 }
@@ -772,7 +776,7 @@ fn hole4_init_prefix_force_repairs_a_prefix_handle() {
         group(200, &[("88.200.2/intruder", 300)]),
         HandleValue::new(300, types::HS_SECKEY, "stolen"),
     ];
-    reg.mutate::<Failure, _>(&na, |_| {
+    reg.mutate::<ResolveError, _>(&na, |_| {
         Ok(Mutation::Put(Record {
             handle: na.as_str().into(),
             values: broken.clone(),
@@ -817,9 +821,9 @@ fn hole9_admin_write_bit_is_enforced() {
         Overwrite::No,
     )
     .unwrap();
-    let denied = |r: Result<WriteOutcome, Failure>| {
+    let denied = |r: Result<WriteOutcome, ResolveError>| {
         let f = r.unwrap_err();
-        assert_eq!(f.code, ResponseCode::InsufficientPermissions, "{f}");
+        assert_eq!(f.code(), ResponseCode::InsufficientPermissions, "{f}");
     };
     denied(e.modify_values(&n.owner, &h, vec![url(2, "changed")]));
     denied(e.add_values(&n.owner, &h, vec![url(2, "changed")], true));
@@ -892,7 +896,7 @@ fn admin_read_bit_hides_values_from_administrators() {
     assert_eq!(got, [1, 3]);
     query.indexes = vec![2];
     assert_eq!(
-        e.resolve(&query, Some(&n.owner)).unwrap_err().code,
+        e.resolve(&query, Some(&n.owner)).unwrap_err().code(),
         ResponseCode::ValuesNotFound
     );
 }
@@ -930,13 +934,13 @@ fn hole5_secrets_are_never_served_to_anonymous_readers() {
     let mut by_type = q(e, "88.100.1/device");
     by_type.types = vec!["HS_SECKEY".into()];
     assert_eq!(
-        e.resolve(&by_type, None).unwrap_err().code,
+        e.resolve(&by_type, None).unwrap_err().code(),
         ResponseCode::ValuesNotFound
     );
     // Without PO an anonymous reader is asked to authenticate; an administrator reads them.
     by_type.public_only = false;
     assert_eq!(
-        e.resolve(&by_type, None).unwrap_err().code,
+        e.resolve(&by_type, None).unwrap_err().code(),
         ResponseCode::AuthenticationNeeded
     );
     assert_eq!(e.resolve(&by_type, Some(&n.owner)).unwrap().values.len(), 1);

@@ -4,9 +4,9 @@
 //! (`authorize`) inside [`Registry::mutate`](crate::store::Registry::mutate) against the record
 //! it is about to change; it returns once the change is durable.
 
-use super::{sorted, stamp, Engine, Failure, Stamp};
+use super::{sorted, stamp, Engine, ResolveError, Stamp};
 use crate::auth::Identity;
-use crate::model::{validate_values, Handle, HandleValue, Prefix, ResponseCode};
+use crate::model::{validate_values, Handle, HandleValue, Prefix};
 use crate::store::{Mutation, Record};
 
 /// How a create treats an existing record.
@@ -36,19 +36,14 @@ impl Engine {
         handle: &Handle,
         mut values: Vec<HandleValue>,
         overwrite: Overwrite,
-    ) -> Result<WriteOutcome, Failure> {
+    ) -> Result<WriteOutcome, ResolveError> {
         self.check_write_target(handle)?;
         validate_values(&values)?;
         stamp(&mut values, crate::model::unix_now_u32(), Stamp::All);
         let values = sorted(values);
-        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
+        let committed = self.registry.mutate::<ResolveError, _>(handle, |current| {
             match (current, overwrite) {
-                (Some(_), Overwrite::No) => {
-                    return Err(Failure::new(
-                        ResponseCode::HandleAlreadyExists,
-                        "Handle already exists",
-                    ))
-                }
+                (Some(_), Overwrite::No) => return Err(ResolveError::AlreadyExists),
                 (Some(cur), Overwrite::Yes) => {
                     self.authorize_change(identity, handle, cur, Some(&values))?
                 }
@@ -81,22 +76,18 @@ impl Engine {
         handle: &Handle,
         mut values: Vec<HandleValue>,
         overwrite: bool,
-    ) -> Result<WriteOutcome, Failure> {
+    ) -> Result<WriteOutcome, ResolveError> {
         self.check_write_target(handle)?;
         validate_values(&values)?;
         stamp(&mut values, crate::model::unix_now_u32(), Stamp::All);
         let mut replaced_any = false;
-        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
-            let cur = current
-                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+        let committed = self.registry.mutate::<ResolveError, _>(handle, |current| {
+            let cur = current.ok_or(ResolveError::NotFound)?;
             let mut merged = cur.values.clone();
             for v in &values {
                 match merged.iter_mut().find(|m| m.index == v.index) {
                     Some(_) if !overwrite => {
-                        return Err(Failure::new(
-                            ResponseCode::ValueAlreadyExists,
-                            format!("value {} already exists", v.index),
-                        ))
+                        return Err(ResolveError::ValueExists { index: v.index })
                     }
                     Some(m) => {
                         replaced_any = true;
@@ -124,24 +115,18 @@ impl Engine {
         identity: &Identity,
         handle: &Handle,
         mut values: Vec<HandleValue>,
-    ) -> Result<WriteOutcome, Failure> {
+    ) -> Result<WriteOutcome, ResolveError> {
         self.check_write_target(handle)?;
         validate_values(&values)?;
         stamp(&mut values, crate::model::unix_now_u32(), Stamp::All);
-        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
-            let cur = current
-                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+        let committed = self.registry.mutate::<ResolveError, _>(handle, |current| {
+            let cur = current.ok_or(ResolveError::NotFound)?;
             let mut merged = cur.values.clone();
             for v in &values {
                 let slot = merged
                     .iter_mut()
                     .find(|m| m.index == v.index)
-                    .ok_or_else(|| {
-                        Failure::new(
-                            ResponseCode::ValuesNotFound,
-                            format!("no value at index {}", v.index),
-                        )
-                    })?;
+                    .ok_or_else(|| ResolveError::NoValueAt { index: v.index })?;
                 *slot = v.clone();
             }
             validate_values(&merged)?;
@@ -163,16 +148,12 @@ impl Engine {
         identity: &Identity,
         handle: &Handle,
         indexes: &[u32],
-    ) -> Result<WriteOutcome, Failure> {
+    ) -> Result<WriteOutcome, ResolveError> {
         self.check_write_target(handle)?;
-        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
-            let cur = current
-                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+        let committed = self.registry.mutate::<ResolveError, _>(handle, |current| {
+            let cur = current.ok_or(ResolveError::NotFound)?;
             if let Some(missing) = indexes.iter().find(|i| cur.value(**i).is_none()) {
-                return Err(Failure::new(
-                    ResponseCode::ValuesNotFound,
-                    format!("no value at index {missing}"),
-                ));
+                return Err(ResolveError::NoValueAt { index: *missing });
             }
             let kept: Vec<HandleValue> = cur
                 .values
@@ -193,11 +174,14 @@ impl Engine {
     }
 
     /// Delete a handle.
-    pub fn delete(&self, identity: &Identity, handle: &Handle) -> Result<WriteOutcome, Failure> {
+    pub fn delete(
+        &self,
+        identity: &Identity,
+        handle: &Handle,
+    ) -> Result<WriteOutcome, ResolveError> {
         self.check_write_target(handle)?;
-        let committed = self.registry.mutate::<Failure, _>(handle, |current| {
-            let cur = current
-                .ok_or_else(|| Failure::new(ResponseCode::HandleNotFound, "Handle Not Found"))?;
+        let committed = self.registry.mutate::<ResolveError, _>(handle, |current| {
+            let cur = current.ok_or(ResolveError::NotFound)?;
             self.authorize_change(identity, handle, cur, None)?;
             Ok(Mutation::Delete)
         })?;
@@ -218,14 +202,11 @@ impl Engine {
         identity: &Identity,
         prefix: &Prefix,
         home: bool,
-    ) -> Result<bool, Failure> {
+    ) -> Result<bool, ResolveError> {
         if !self.is_server_admin(identity) {
-            return Err(Failure::new(
-                ResponseCode::InsufficientPermissions,
-                format!(
-                    "{identity} is not a server administrator of this node (node.server_admins):                      only they may home or unhome prefixes"
-                ),
-            ));
+            return Err(ResolveError::NotServerAdmin {
+                identity: identity.to_string(),
+            });
         }
         Ok(if home {
             self.registry.home_prefix(prefix)?
@@ -235,14 +216,14 @@ impl Engine {
     }
 
     /// The prefixes this node homes.
-    pub fn homed_prefixes(&self) -> Result<Vec<Prefix>, Failure> {
+    pub fn homed_prefixes(&self) -> Result<Vec<Prefix>, ResolveError> {
         Ok(self.registry.homed_prefixes()?)
     }
 
     /// A fresh handle under `base` (`"88.100.1/"` or `"88.100.1/batch-"`): `base` + 32 random
     /// hex digits (128 bits, so collisions are not a practical concern; a collision still fails
     /// safely with 101 on create).
-    pub fn mint_handle(&self, base: &str) -> Result<Handle, Failure> {
+    pub fn mint_handle(&self, base: &str) -> Result<Handle, ResolveError> {
         use rand::RngCore;
         let mut bytes = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut bytes);

@@ -102,7 +102,7 @@ impl Looked {
             Lookup::NoHandle => (Looked::NoHandle, None),
             Lookup::NotResponsible(handle) => (Looked::NotResponsible, Some(handle)),
             Lookup::Failed(f) => {
-                tracing::debug!(error = %f, "DNS lookup failed");
+                tracing::debug!(error = %f, code = f.code().code(), "DNS lookup failed");
                 (Looked::ServFail, None)
             }
         }

@@ -39,7 +39,7 @@ pub use http_serve::{serve_http, BodyDeadlinePassed, DeadlineBody};
 pub use node::{
     blocking_threads, engine_policy, load_server_key, native_limits, open_registry, own_site,
     prepare_registry, read_or_create_secret, root_sites, secret_path, server_key_path,
-    write_private_file, BLOCKING_THREADS_BESIDES_UDP,
+    write_private_file, StartError, BLOCKING_THREADS_BESIDES_UDP,
 };
 use node::{build_recursor, Sockets};
 
@@ -78,7 +78,7 @@ pub async fn start(
     config: ValidConfig,
     registry: Arc<Registry>,
     metrics: Metrics,
-) -> anyhow::Result<RunningNode> {
+) -> Result<RunningNode, StartError> {
     // Every step that can fail comes before the first task is spawned, in this order: the
     // sockets, the server key (created on first start), the follow links, then the operator
     // token (created, or only warned about); spawning cannot fail.

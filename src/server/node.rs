@@ -10,24 +10,87 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 
 use super::{accept, native, udp, upstream};
-use crate::auth::challenge::PrivateKey;
+use crate::auth::challenge::{ChallengeError, PrivateKey};
 use crate::config::{DnsConfig, HandleSettings, ValidConfig};
 use crate::metrics::Metrics;
 use crate::model::structured::{interface, Interface, ServerInfo, SITE_PRIMARY};
 use crate::model::{Prefix, SiteInfo};
 use crate::resolve::cache::{Cache, CacheConfig};
 use crate::resolve::recursion::{Recursor, RecursorConfig};
-use crate::resolve::{init_prefix, Engine, Policy};
-use crate::store::{Registry, StoreOptions};
+use crate::resolve::{init_prefix, Engine, Policy, ResolveError};
+use crate::store::{Registry, StoreError, StoreOptions};
 use crate::sync::follower::Link;
-use crate::wire::dns::Zone;
+use crate::sync::follower::SyncError;
+use crate::tls::TlsError;
+use crate::wire::dns::{BadName, Zone};
+
+/// Why a node could not be built or started: every step before the first task is spawned.
+/// `Display` says what was being done; the cause is the [`std::error::Error::source`] (so
+/// `{:#}` in the CLI reads "binding HTTP listener 0.0.0.0:8000: Address in use").
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening the registry in {}", dir.display())]
+    Registry { dir: PathBuf, source: StoreError },
+    /// A file or socket operation: `what` names it (reading a secret file, binding a port).
+    #[error("{what}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("secret file {} is empty", path.display())]
+    EmptySecret { path: PathBuf },
+    /// Reading, generating or encoding the server key.
+    #[error("{what}")]
+    ServerKey {
+        what: String,
+        source: ChallengeError,
+    },
+    /// Every retry of a kernel-chosen port found it taken on UDP.
+    #[error("binding {what} UDP: {last:?}")]
+    UdpPortTaken {
+        what: String,
+        last: Option<std::io::Error>,
+    },
+    #[error("the [dns] zone")]
+    Zone(#[source] BadName),
+    /// Creating a bootstrap administrator.
+    #[error("creating 0.NA/{prefix}: {source} ({code})", code = source.code().code())]
+    Bootstrap {
+        prefix: Prefix,
+        source: ResolveError,
+    },
+    #[error("{0} ({code})", code = .0.code().code())]
+    Engine(ResolveError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Follow(#[from] SyncError),
+}
+
+/// `map_err` for an I/O step named by `what`.
+fn io(what: impl FnOnce() -> String) -> impl FnOnce(std::io::Error) -> StartError {
+    move |source| StartError::Io {
+        what: what(),
+        source,
+    }
+}
+
+/// `map_err` for a server key step named by `what`.
+fn key_step(what: impl FnOnce() -> String) -> impl FnOnce(ChallengeError) -> StartError {
+    move |source| StartError::ServerKey {
+        what: what(),
+        source,
+    }
+}
 
 /// Open the registry a configuration names.
-pub fn open_registry(config: &ValidConfig) -> anyhow::Result<Registry> {
+pub fn open_registry(config: &ValidConfig) -> Result<Registry, StartError> {
     let dir = &config.node.data_dir;
     Registry::open(
         dir,
@@ -36,7 +99,10 @@ pub fn open_registry(config: &ValidConfig) -> anyhow::Result<Registry> {
             flush_every_ms: config.store.flush_every_ms,
         },
     )
-    .with_context(|| format!("opening the registry in {}", dir.display()))
+    .map_err(|source| StartError::Registry {
+        dir: dir.clone(),
+        source,
+    })
 }
 
 /// Where the generated secret of a bootstrapped prefix administrator is kept.
@@ -45,16 +111,16 @@ pub fn secret_path(data_dir: &Path, prefix: &Prefix) -> PathBuf {
 }
 
 /// Read a secret file (trimmed), or generate a random secret and write it there (mode 0600).
-pub fn read_or_create_secret(path: &Path) -> anyhow::Result<(String, bool)> {
+pub fn read_or_create_secret(path: &Path) -> Result<(String, bool), StartError> {
     if path.exists() {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading secret file {}", path.display()))?;
+            .map_err(io(|| format!("reading secret file {}", path.display())))?;
         let secret = text.trim().to_string();
-        anyhow::ensure!(
-            !secret.is_empty(),
-            "secret file {} is empty",
-            path.display()
-        );
+        if secret.is_empty() {
+            return Err(StartError::EmptySecret {
+                path: path.to_path_buf(),
+            });
+        }
         return Ok((secret, false));
     }
     use rand::RngCore;
@@ -96,20 +162,23 @@ pub fn server_key_path(data_dir: &Path) -> PathBuf {
 /// The node's server key: the configured `handle.server_key`, or `<data_dir>/server-key.pem`,
 /// created on first start (2048-bit RSA, PKCS#8 PEM, mode 0600, fsynced before use) the way the
 /// bootstrap administrator's secret is.
-pub fn load_server_key(config: &ValidConfig) -> anyhow::Result<Arc<PrivateKey>> {
+pub fn load_server_key(config: &ValidConfig) -> Result<Arc<PrivateKey>, StartError> {
     if let Some(key) = &config.handle.server_key {
         return Ok(key.clone());
     }
     let path = server_key_path(&config.node.data_dir);
     if path.exists() {
         let pem = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading server key {}", path.display()))?;
-        let key =
-            PrivateKey::from_pem(&pem).with_context(|| format!("server key {}", path.display()))?;
+            .map_err(io(|| format!("reading server key {}", path.display())))?;
+        let key = PrivateKey::from_pem(&pem)
+            .map_err(key_step(|| format!("server key {}", path.display())))?;
         return Ok(Arc::new(key));
     }
-    let key = PrivateKey::generate_rsa(2048).context("generating the server key")?;
-    let pem = key.try_to_pem().context("encoding the server key")?;
+    let key =
+        PrivateKey::generate_rsa(2048).map_err(key_step(|| "generating the server key".into()))?;
+    let pem = key
+        .try_to_pem()
+        .map_err(key_step(|| "encoding the server key".into()))?;
     write_private_file(&path, pem.as_bytes(), false)?;
     tracing::info!(path = %path.display(), "created the node's server key (signs certified answers)");
     Ok(Arc::new(key))
@@ -117,7 +186,7 @@ pub fn load_server_key(config: &ValidConfig) -> anyhow::Result<Arc<PrivateKey>> 
 
 /// Create `path` readable by its owner only (mode 0600; replacing it when `replace`, else it
 /// must not exist) holding `bytes`, fsynced before this returns.
-pub fn write_private_file(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
+pub fn write_private_file(path: &Path, bytes: &[u8], replace: bool) -> Result<(), StartError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
     if replace {
@@ -132,17 +201,17 @@ pub fn write_private_file(path: &Path, bytes: &[u8], replace: bool) -> anyhow::R
     }
     let mut file = options
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .map_err(io(|| format!("creating {}", path.display())))?;
     #[cfg(unix)]
     {
         // An existing file keeps its mode through open(): tighten it before writing.
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {}", path.display()))?;
+            .map_err(io(|| format!("restricting {}", path.display())))?;
     }
     std::io::Write::write_all(&mut file, bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+        .map_err(io(|| format!("writing {}", path.display())))
 }
 
 /// Home the configured prefixes; give those without a prefix handle an administrator when
@@ -150,7 +219,7 @@ pub fn write_private_file(path: &Path, bytes: &[u8], replace: bool) -> anyhow::R
 pub fn prepare_registry(
     config: &ValidConfig,
     registry: &Registry,
-) -> anyhow::Result<Vec<(Prefix, PathBuf)>> {
+) -> Result<Vec<(Prefix, PathBuf)>, StartError> {
     let mut created = Vec::new();
     for prefix in &config.node.homed_prefixes {
         registry.home_prefix(prefix)?;
@@ -165,8 +234,12 @@ pub fn prepare_registry(
             }
             let path = secret_path(&config.node.data_dir, prefix);
             let (secret, _) = read_or_create_secret(&path)?;
-            init_prefix(registry, prefix, 300, secret.as_bytes())
-                .map_err(|f| anyhow::anyhow!("creating 0.NA/{prefix}: {f}"))?;
+            init_prefix(registry, prefix, 300, secret.as_bytes()).map_err(|source| {
+                StartError::Bootstrap {
+                    prefix: prefix.clone(),
+                    source,
+                }
+            })?;
             created.push((prefix.clone(), path));
         }
     }
@@ -356,7 +429,7 @@ pub fn native_limits(handle: &HandleSettings) -> native::NativeLimits {
 
 /// Bind the native protocol's TCP listener and UDP sockets on one address. With port 0 the
 /// kernel picks the TCP port and UDP binds the same number (retried if it is taken).
-async fn bind_native(config: &ValidConfig) -> anyhow::Result<BoundPair> {
+async fn bind_native(config: &ValidConfig) -> Result<BoundPair, StartError> {
     let hc = &config.handle;
     let threads = hc.udp.then(|| udp::thread_count(hc.udp_threads));
     bind_pair(hc.listen, hc.tcp, threads, "native").await
@@ -377,7 +450,7 @@ async fn bind_pair(
     tcp: bool,
     udp_sockets: Option<usize>,
     what: &str,
-) -> anyhow::Result<BoundPair> {
+) -> Result<BoundPair, StartError> {
     if !tcp && udp_sockets.is_none() {
         return Ok((None, Vec::new(), None));
     }
@@ -387,13 +460,15 @@ async fn bind_pair(
             Some(
                 TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("binding {what} TCP {listen}"))?,
+                    .map_err(io(|| format!("binding {what} TCP {listen}")))?,
             )
         } else {
             None
         };
         let addr = match &listener {
-            Some(t) => t.local_addr()?,
+            Some(t) => t
+                .local_addr()
+                .map_err(io(|| format!("binding {what} TCP {listen}")))?,
             None => listen,
         };
         let Some(count) = udp_sockets else {
@@ -402,17 +477,22 @@ async fn bind_pair(
         match udp::bind_group(addr, count) {
             Ok(sockets) => {
                 let addr = match sockets.first() {
-                    Some(s) => s.local_addr()?,
+                    Some(s) => s
+                        .local_addr()
+                        .map_err(io(|| format!("binding {what} UDP {addr}")))?,
                     None => addr,
                 };
                 return Ok((listener, sockets, Some(addr)));
             }
             // A kernel-chosen TCP port may be taken on UDP: try another.
             Err(e) if listen.port() == 0 && tcp => last_err = Some(e),
-            Err(e) => return Err(e).with_context(|| format!("binding {what} UDP {addr}")),
+            Err(e) => return Err(io(|| format!("binding {what} UDP {addr}"))(e)),
         }
     }
-    Err(anyhow::anyhow!("binding {what} UDP: {:?}", last_err))
+    Err(StartError::UdpPortTaken {
+        what: what.to_string(),
+        last: last_err,
+    })
 }
 
 /// The DNS front end's TCP connection bounds from `[dns]`.
@@ -438,7 +518,7 @@ pub(super) fn native_connection_limits(hc: &HandleSettings) -> accept::Limits {
 }
 
 /// The `[[sync.follow]]` links, made but not yet running.
-pub(super) fn follow_links(config: &ValidConfig) -> anyhow::Result<Vec<Link>> {
+pub(super) fn follow_links(config: &ValidConfig) -> Result<Vec<Link>, StartError> {
     let mut links = Vec::new();
     for f in &config.sync.follow {
         links.push(Link::new(f, config.node.suffix_case)?);
@@ -481,23 +561,23 @@ pub(super) struct Sockets {
 impl Sockets {
     /// The TLS acceptor, the HTTP listener, the DNS zone, the native pair, the DNS pair (in
     /// that order: the first that fails is reported).
-    pub(super) async fn bind(config: &ValidConfig, engine: &Engine) -> anyhow::Result<Sockets> {
+    pub(super) async fn bind(config: &ValidConfig, engine: &Engine) -> Result<Sockets, StartError> {
         let tls = match &config.http.tls {
             Some(files) => Some(tokio_rustls::TlsAcceptor::from(
                 crate::tls::load_server_config(files)?,
             )),
             None => None,
         };
-        let http = TcpListener::bind(config.http.listen)
-            .await
-            .with_context(|| format!("binding HTTP listener {}", config.http.listen))?;
-        let http_addr = http.local_addr()?;
+        let http = TcpListener::bind(config.http.listen).await.map_err(io(|| {
+            format!("binding HTTP listener {}", config.http.listen)
+        }))?;
+        let http_addr = http.local_addr().map_err(io(|| {
+            format!("binding HTTP listener {}", config.http.listen)
+        }))?;
         let dc = &config.dns;
         let mut dns_zone =
-            super::dns::zone_from_config(dc, config.node.suffix_case).context("the [dns] zone")?;
-        dns_zone.homed = engine
-            .homed_prefixes()
-            .map_err(|f| anyhow::anyhow!("{f}"))?;
+            super::dns::zone_from_config(dc, config.node.suffix_case).map_err(StartError::Zone)?;
+        dns_zone.homed = engine.homed_prefixes().map_err(StartError::Engine)?;
         let (native_tcp, native_udp, native_addr) = bind_native(config).await?;
         let dns_threads = dc.udp.then(|| udp::thread_count(dc.udp_threads));
         let (dns_tcp, dns_udp, dns_addr) = bind_pair(dc.listen, dc.tcp, dns_threads, "DNS").await?;

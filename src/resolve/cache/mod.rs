@@ -78,7 +78,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use prometheus::IntCounterVec;
 use tokio::sync::watch;
 
-use super::Failure;
+use super::ResolveError;
 use crate::model::{HandleValue, SiteInfo};
 
 /// Cache limits and lifetimes.
@@ -464,7 +464,7 @@ impl<K: Hash + Eq + Weigh, V: Clone + Weigh> Store<K, V> {
     }
 }
 
-type FlightResult = Option<Result<CachedAnswer, Failure>>;
+type FlightResult = Option<Result<CachedAnswer, ResolveError>>;
 
 /// A fetch in progress: waiters subscribe to its channel.
 struct Flight {
@@ -492,7 +492,7 @@ impl Leader<'_> {
         }
     }
 
-    fn finish(self, result: &Result<CachedAnswer, Failure>) {
+    fn finish(self, result: &Result<CachedAnswer, ResolveError>) {
         if let Some(flight) = self.take() {
             if flight.tx.receiver_count() > 0 {
                 flight.tx.send_replace(Some(result.clone()));
@@ -697,10 +697,14 @@ impl Cache {
 
     /// Run `fetch` for `key` unless a fetch for it is already in flight, in which case wait for
     /// that one's result. See the module documentation.
-    pub async fn coalesce<F, Fut>(&self, key: &CacheKey, fetch: F) -> Result<CachedAnswer, Failure>
+    pub async fn coalesce<F, Fut>(
+        &self,
+        key: &CacheKey,
+        fetch: F,
+    ) -> Result<CachedAnswer, ResolveError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<CachedAnswer, Failure>>,
+        Fut: Future<Output = Result<CachedAnswer, ResolveError>>,
     {
         let mut counted = false;
         loop {

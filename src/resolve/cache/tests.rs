@@ -452,7 +452,10 @@ async fn coalesced_error_reaches_every_waiter() {
     let fetches = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Notify::new());
     let k = key("88.100.1/down");
-    let failure = Failure::new(ResponseCode::ServerTooBusy, "upstream busy");
+    let failure = ResolveError::Upstream {
+        code: ResponseCode::ServerTooBusy,
+        message: "upstream busy".into(),
+    };
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let (cache, fetches, gate, k) = (cache.clone(), fetches.clone(), gate.clone(), k.clone());
@@ -490,7 +493,7 @@ async fn cancelled_leader_does_not_hang_waiters() {
         tokio::spawn(async move {
             cache
                 .coalesce(&k, || {
-                    std::future::pending::<Result<CachedAnswer, Failure>>()
+                    std::future::pending::<Result<CachedAnswer, ResolveError>>()
                 })
                 .await
         })

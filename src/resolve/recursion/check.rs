@@ -1,51 +1,27 @@
 //! What an upstream answer means to the walk, and the request it is an answer to: the
 //! resolution request idnode sends, the response codes it knows, which codes send the walk
-//! to the next site, and how a final answer becomes a [`CachedAnswer`] or a [`Failure`].
+//! to the next site, and how a final answer becomes a [`CachedAnswer`] or a [`ResolveError`].
 //!
 //! Pure functions (no I/O, no state); the exchange's own checks (request id, operation,
 //! expiry) are `wire::handle::exchange::check_resolution_answer`.
 
 use std::net::SocketAddr;
 
+use crate::model::code::OUT_OF_DATE_SITE_INFO;
 use crate::model::{HandleValue, ResponseCode};
 use crate::resolve::cache::CachedAnswer;
-use crate::resolve::Failure;
+use crate::resolve::ResolveError;
 use crate::wire::handle::exchange::new_request;
 use crate::wire::handle::message::{flag, op, Body, Message};
 
-pub(super) fn error(message: impl Into<String>) -> Failure {
-    Failure::new(ResponseCode::Error, message)
+pub(super) fn error(message: impl Into<String>) -> ResolveError {
+    ResolveError::Recursion(message.into())
 }
 
-/// The response code enum for a wire code, if idnode knows it.
+/// The response code enum for a wire code, if idnode knows it (any but the session codes,
+/// which no resolution answer carries).
 fn known_code(code: u32) -> Option<ResponseCode> {
-    use ResponseCode as R;
-    Some(match code {
-        1 => R::Success,
-        2 => R::Error,
-        3 => R::ServerTooBusy,
-        4 => R::ProtocolError,
-        5 => R::OperationNotSupported,
-        6 => R::RecursionCountTooHigh,
-        7 => R::ServerBackup,
-        100 => R::HandleNotFound,
-        101 => R::HandleAlreadyExists,
-        102 => R::InvalidHandle,
-        200 => R::ValuesNotFound,
-        201 => R::ValueAlreadyExists,
-        202 => R::InvalidValue,
-        301 => R::ServerNotResponsible,
-        302 => R::ServiceReferral,
-        303 => R::PrefixReferral,
-        400 => R::InvalidAdmin,
-        401 => R::InsufficientPermissions,
-        402 => R::AuthenticationNeeded,
-        403 => R::AuthenticationFailed,
-        404 => R::InvalidCredential,
-        405 => R::AuthenticationTimeout,
-        406 => R::AuthenticationError,
-        _ => return None,
-    })
+    ResponseCode::from_u32(code).filter(|rc| !rc.is_session())
 }
 
 /// The answer to keep from an upstream's values (RC 1): the public ones, or
@@ -66,20 +42,20 @@ pub(super) fn public_answer(values: Vec<HandleValue>) -> CachedAnswer {
 /// The failure an upstream's final answer other than values, not found or a referral
 /// becomes: its own code when idnode knows it (with the upstream's message, or which server
 /// answered), else RC 2 naming the unknown code.
-pub(super) fn upstream_failure(server: SocketAddr, code: u32, body: Body) -> Failure {
+pub(super) fn upstream_failure(server: SocketAddr, code: u32, body: Body) -> ResolveError {
     let message = match body {
         Body::Error { message } => message,
         _ => String::new(),
     };
     match known_code(code) {
-        Some(rc) => Failure::new(
-            rc,
-            if message.is_empty() {
+        Some(rc) => ResolveError::Upstream {
+            code: rc,
+            message: if message.is_empty() {
                 format!("upstream {server} answered {code}")
             } else {
                 message
             },
-        ),
+        },
         None => error(format!(
             "upstream {server} answered unknown code {code}: {message}"
         )),
@@ -88,7 +64,14 @@ pub(super) fn upstream_failure(server: SocketAddr, code: u32, body: Body) -> Fai
 
 /// Codes after which another site may do better.
 pub(super) fn try_next_site(code: u32) -> bool {
-    matches!(code, 3 | 7 | 300 | 301)
+    use ResponseCode as R;
+    match ResponseCode::from_u32(code) {
+        Some(rc) => matches!(
+            rc,
+            R::ServerTooBusy | R::ServerBackup | R::ServerNotResponsible
+        ),
+        None => code == OUT_OF_DATE_SITE_INFO,
+    }
 }
 
 /// A resolution request as idnode sends it upstream: 2.11, CA|PO, the given recursion count,

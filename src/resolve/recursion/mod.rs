@@ -15,7 +15,7 @@
 //! query P/S at those sites: primary sites first, the server picked by the site's hash,
 //! UDP then TCP, `attempts` tries with backoff on timeouts, 301 → next site,
 //! 302/303 → follow (bounded)
-//!      ─► 1 Values · 100 HandleNotFound · 200 ValuesNotFound · anything else a Failure
+//!      ─► 1 Values · 100 HandleNotFound · 200 ValuesNotFound · anything else a ResolveError
 //! ```
 //!
 //! Handles under the global prefix (`0.NA/X`, `0.X/...`) are asked at the roots directly.
@@ -65,9 +65,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::cache::{Cache, CacheKey, CachedAnswer, Lookup};
-use super::Failure;
+use super::ResolveError;
 use crate::auth::credential::Certification;
-use crate::model::{types, Handle, ResponseCode, SiteInfo, Transport};
+use crate::model::{types, Handle, SiteInfo, Transport};
 use crate::net::CidrList;
 use crate::wire::handle::exchange::ExchangeError;
 use crate::wire::handle::message::Message;
@@ -154,16 +154,10 @@ impl Refused {
 
     /// The failure a front end answers: RC 3 (server too busy) for [`Refused::Busy`], RC 301
     /// (not responsible) for [`Refused::NotAllowed`].
-    pub fn failure(self) -> Failure {
+    pub fn failure(self) -> ResolveError {
         match self {
-            Refused::Busy => Failure::new(
-                ResponseCode::ServerTooBusy,
-                "too many recursive lookups in flight; try again later",
-            ),
-            Refused::NotAllowed => Failure::new(
-                ResponseCode::ServerNotResponsible,
-                "That prefix doesn't live here",
-            ),
+            Refused::Busy => ResolveError::Busy,
+            Refused::NotAllowed => ResolveError::NotResponsible,
         }
     }
 }
@@ -346,10 +340,10 @@ impl Recursor {
     }
 
     /// [`check_request_shape`], counted as the `shape` refusal.
-    fn check_shape(&self, indexes: &[u32], types: &[String]) -> Result<(), Failure> {
+    fn check_shape(&self, indexes: &[u32], types: &[String]) -> Result<(), ResolveError> {
         check_request_shape(indexes, types).map_err(|why| {
             self.count_refusal("shape");
-            Failure::new(ResponseCode::ProtocolError, why)
+            ResolveError::Malformed(why)
         })
     }
 
@@ -387,7 +381,7 @@ impl Recursor {
         types: &[String],
         recursion_count: u8,
         now: u64,
-    ) -> Result<CachedAnswer, Failure> {
+    ) -> Result<CachedAnswer, ResolveError> {
         self.resolve_aged(handle, indexes, types, recursion_count, now)
             .await
             .map(|(answer, _)| answer)
@@ -408,7 +402,7 @@ impl Recursor {
         types: &[String],
         recursion_count: u8,
         now: u64,
-    ) -> Result<(CachedAnswer, u32), Failure> {
+    ) -> Result<(CachedAnswer, u32), ResolveError> {
         self.resolve_with(None, handle, indexes, types, recursion_count, now)
             .await
     }
@@ -423,7 +417,7 @@ impl Recursor {
         types: &[String],
         recursion_count: u8,
         now: u64,
-    ) -> Result<(CachedAnswer, u32), Failure> {
+    ) -> Result<(CachedAnswer, u32), ResolveError> {
         self.resolve_with(Some(permit), handle, indexes, types, recursion_count, now)
             .await
     }
@@ -443,7 +437,7 @@ impl Recursor {
         types: &[String],
         recursion_count: u8,
         now: u64,
-    ) -> Result<(CachedAnswer, Certification), Failure> {
+    ) -> Result<(CachedAnswer, Certification), ResolveError> {
         self.check_shape(indexes, types)?;
         let (answer, certification) = self
             .fetch(handle.as_str(), indexes, types, recursion_count, now, true)
@@ -461,7 +455,7 @@ impl Recursor {
         types: &[String],
         recursion_count: u8,
         now: u64,
-    ) -> Result<(CachedAnswer, u32), Failure> {
+    ) -> Result<(CachedAnswer, u32), ResolveError> {
         // Before any cache key exists: oversized lists never reach the cache.
         self.check_shape(indexes, types)?;
         let key = CacheKey::new(handle.key(), indexes, types, true);
@@ -533,17 +527,14 @@ impl Recursor {
         recursion_count: u8,
         now: u64,
         certify: bool,
-    ) -> Result<(CachedAnswer, Option<Certification>), Failure> {
+    ) -> Result<(CachedAnswer, Option<Certification>), ResolveError> {
         let outgoing = match recursion_count.checked_add(1) {
             Some(n) if n <= self.config.max_recursion_count => n,
             _ => {
-                return Err(Failure::new(
-                    ResponseCode::RecursionCountTooHigh,
-                    format!(
-                    "recursion count {recursion_count} is too high (this node sends at most {})",
-                    self.config.max_recursion_count
-                ),
-                ))
+                return Err(ResolveError::RecursionTooDeep {
+                    count: recursion_count,
+                    max: self.config.max_recursion_count,
+                })
             }
         };
         if self.config.roots.is_empty() {

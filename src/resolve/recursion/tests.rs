@@ -9,6 +9,7 @@ use super::walk::{owned, SERVICE_TYPES};
 use super::*;
 use crate::model::structured::{interface, Interface, ServerInfo};
 use crate::model::HandleValue;
+use crate::model::ResponseCode;
 use crate::model::{SuffixCase, Ttl};
 use crate::resolve::cache::CacheConfig;
 use crate::resolve::site::{handle_hash, HASH_BY_HANDLE};
@@ -272,7 +273,7 @@ fn recursor(fake: &Arc<Fake>) -> Recursor {
     recursor_with(fake, |_| {})
 }
 
-async fn resolve(r: &Recursor, text: &str) -> Result<CachedAnswer, Failure> {
+async fn resolve(r: &Recursor, text: &str) -> Result<CachedAnswer, ResolveError> {
     r.resolve(&handle(text), &[], &[], 0, NOW).await
 }
 
@@ -402,10 +403,10 @@ async fn hole7_concurrency_cap_refuses_fast_beyond_max_concurrent() {
         assert_eq!(r.admit(LOOPBACK).unwrap_err(), Refused::Busy);
     }
     let unadmitted = r.resolve(&handle("88.100.1/SN-9"), &[], &[], 0, NOW).await;
-    assert_eq!(unadmitted.unwrap_err().code, ResponseCode::ServerTooBusy);
+    assert_eq!(unadmitted.unwrap_err().code(), ResponseCode::ServerTooBusy);
     assert_eq!(gated.entered(), 4);
     assert_eq!(r.stats().refused_busy, 101);
-    assert_eq!(Refused::Busy.failure().code, ResponseCode::ServerTooBusy);
+    assert_eq!(Refused::Busy.failure().code(), ResponseCode::ServerTooBusy);
 
     // Let them finish: the slots come back.
     gated.gate.add_permits(1000);
@@ -478,7 +479,7 @@ async fn hole7_allow_list_decides_who_may_recurse() {
         "a refused client causes no upstream traffic"
     );
     assert_eq!(
-        Refused::NotAllowed.failure().code,
+        Refused::NotAllowed.failure().code(),
         ResponseCode::ServerNotResponsible
     );
     let open = recursor_with(&fake, |c| c.allow = CidrList::everyone());
@@ -511,12 +512,12 @@ async fn hole7_type_and_index_lists_are_capped_before_the_cache() {
     ] {
         assert!(check_request_shape(indexes, types).is_err());
         let err = r.resolve(&h, indexes, types, 0, NOW).await.unwrap_err();
-        assert_eq!(err.code, ResponseCode::ProtocolError, "{err}");
+        assert_eq!(err.code(), ResponseCode::ProtocolError, "{err}");
         let err = r
             .resolve_admitted(&permit, &h, indexes, types, 0, NOW)
             .await
             .unwrap_err();
-        assert_eq!(err.code, ResponseCode::ProtocolError);
+        assert_eq!(err.code(), ResponseCode::ProtocolError);
     }
     assert_eq!(fake.count(), 0);
     assert!(r.cache().is_empty());
@@ -667,8 +668,8 @@ async fn hs_serv_chain_is_depth_bounded() {
     }
     let r = recursor(&fake);
     let err = resolve(&r, "20.700/z").await.unwrap_err();
-    assert_eq!(err.code, ResponseCode::Error);
-    assert!(err.message.contains("deeper"), "{err}");
+    assert_eq!(err.code(), ResponseCode::Error);
+    assert!(err.to_string().contains("deeper"), "{err}");
     assert!(
         fake.count() <= MAX_SERVICE_DEPTH + 2,
         "{} calls",
@@ -687,7 +688,7 @@ async fn prefix_served_by_its_own_handles_is_a_cycle() {
     );
     let r = recursor(&fake);
     let err = resolve(&r, "30.1/x").await.unwrap_err();
-    assert!(err.message.contains("depend on themselves"), "{err}");
+    assert!(err.to_string().contains("depend on themselves"), "{err}");
     assert_eq!(fake.count(), 1);
 }
 
@@ -811,7 +812,7 @@ async fn two_server_site_routes_by_hash() {
     );
     let r = recursor(&fake);
     let err = resolve(&r, &third).await.unwrap_err();
-    assert!(err.message.contains("301"), "{err}");
+    assert!(err.to_string().contains("301"), "{err}");
 }
 
 #[tokio::test]
@@ -902,8 +903,8 @@ async fn referral_loop_fails_fast() {
     );
     let r = recursor(&fake);
     let err = resolve(&r, "66/x").await.unwrap_err();
-    assert_eq!(err.code, ResponseCode::Error);
-    assert!(err.message.contains("loop"), "{err}");
+    assert_eq!(err.code(), ResponseCode::Error);
+    assert!(err.to_string().contains("loop"), "{err}");
     assert_eq!(fake.count(), 2);
 }
 
@@ -934,7 +935,7 @@ async fn referral_chain_is_bounded() {
     }
     let r = recursor_with(&fake, |c| c.max_referrals = 3);
     let err = resolve(&r, "55/x").await.unwrap_err();
-    assert!(err.message.contains("more than 3 referrals"), "{err}");
+    assert!(err.to_string().contains("more than 3 referrals"), "{err}");
     assert_eq!(fake.count(), 4);
 }
 
@@ -957,8 +958,8 @@ async fn lying_upstreams_fail_clearly() {
     ] {
         let before = fake.count();
         let err = resolve(&r, h).await.unwrap_err();
-        assert_eq!(err.code, ResponseCode::Error, "{h}");
-        assert!(err.message.contains(expect), "{h}: {err}");
+        assert_eq!(err.code(), ResponseCode::Error, "{h}");
+        assert!(err.to_string().contains(expect), "{h}: {err}");
         // UDP then TCP, no retries of a liar, and nothing cached.
         let after: Vec<Transport> = fake.hops()[before..].iter().map(|h| h.1).collect();
         assert!(after.len() <= 4, "{h}: {after:?}");
@@ -976,8 +977,8 @@ async fn deadline_bounds_a_hanging_upstream() {
     let r = recursor_with(&fake, |c| c.deadline = Duration::from_millis(300));
     let started = std::time::Instant::now();
     let err = resolve(&r, "88.100.1/slow").await.unwrap_err();
-    assert_eq!(err.code, ResponseCode::Error);
-    assert!(err.message.contains("timed out"), "{err}");
+    assert_eq!(err.code(), ResponseCode::Error);
+    assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
@@ -988,10 +989,10 @@ async fn recursion_count_limit() {
     let r = recursor_with(&fake, |c| c.max_recursion_count = 10);
     let h = handle("88.100.1/SN-0001");
     let err = r.resolve(&h, &[], &[], 10, NOW).await.unwrap_err();
-    assert_eq!(err.code, ResponseCode::RecursionCountTooHigh);
+    assert_eq!(err.code(), ResponseCode::RecursionCountTooHigh);
     assert_eq!(fake.count(), 0);
     let err = r.resolve(&h, &[], &[], 255, NOW).await.unwrap_err();
-    assert_eq!(err.code, ResponseCode::RecursionCountTooHigh);
+    assert_eq!(err.code(), ResponseCode::RecursionCountTooHigh);
     // 9 + 1 = 10 is allowed, and that is what goes upstream.
     r.resolve(&h, &[], &[], 9, NOW).await.unwrap();
     assert!(fake
@@ -1058,12 +1059,12 @@ async fn other_codes() {
     );
     let err = resolve(&r, "88.100.1/secret").await.unwrap_err();
     assert_eq!(
-        (err.code, err.message.as_str()),
+        (err.code(), err.to_string().as_str()),
         (ResponseCode::InsufficientPermissions, "no access")
     );
     let err = resolve(&r, "88.100.1/odd").await.unwrap_err();
-    assert_eq!(err.code, ResponseCode::Error);
-    assert!(err.message.contains("999"), "{err}");
+    assert_eq!(err.code(), ResponseCode::Error);
+    assert!(err.to_string().contains("999"), "{err}");
     // Values without public read never come out of a public-only resolve.
     assert_eq!(
         resolve(&r, "88.100.1/private").await.unwrap(),
@@ -1106,8 +1107,8 @@ async fn stale_answer_served_when_upstream_fails() {
         .resolve(&h, &[], &[], 0, NOW + 61 + 300)
         .await
         .unwrap_err();
-    assert_eq!(err.code, ResponseCode::Error);
-    assert!(err.message.contains("connection refused"), "{err}");
+    assert_eq!(err.code(), ResponseCode::Error);
+    assert!(err.to_string().contains("connection refused"), "{err}");
 }
 
 #[tokio::test]
@@ -1115,5 +1116,5 @@ async fn no_roots_no_hang() {
     let fake = Arc::new(Fake::default());
     let r = recursor_with(&fake, |c| c.roots.clear());
     let err = resolve(&r, "88.100.1/x").await.unwrap_err();
-    assert!(err.message.contains("no root sites"), "{err}");
+    assert!(err.to_string().contains("no root sites"), "{err}");
 }

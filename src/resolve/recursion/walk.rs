@@ -15,10 +15,12 @@ use std::time::Duration;
 use super::check::{error, public_answer, resolution_request, try_next_site, upstream_failure};
 use super::{BoxFuture, Recursor, MAX_EXCHANGES, MAX_SERVICE_DEPTH, PREFIX_RECORD_TYPES};
 use crate::auth::credential::{certification, Certification};
-use crate::model::{types, Handle, HandleValue, PublicKey, SiteInfo, Transport, PREFIX_NA};
+use crate::model::{
+    types, Handle, HandleValue, PublicKey, ResponseCode, SiteInfo, Transport, PREFIX_NA,
+};
 use crate::resolve::cache::{CacheKey, CachedAnswer, Lookup};
 use crate::resolve::site::{query_port, server_for};
-use crate::resolve::Failure;
+use crate::resolve::ResolveError;
 use crate::wire::handle::exchange::{check_resolution_answer, ExchangeError};
 use crate::wire::handle::message::{flag, Body, Message};
 
@@ -97,7 +99,7 @@ pub(super) struct Ctx {
     /// Service handles: `None` while being resolved (a cycle), then their sites.
     services: HashMap<(String, SiteKind), Option<Sites>>,
     /// Prefix sites found (or not) during this fetch.
-    prefixes: HashMap<String, Result<Option<Vec<SiteInfo>>, Failure>>,
+    prefixes: HashMap<String, Result<Option<Vec<SiteInfo>>, ResolveError>>,
     /// Ask every upstream for certified (CT) answers and check their signatures.
     pub(super) certify: bool,
     /// The check of the last answer kept from a server (the final answer, once the fetch
@@ -177,7 +179,7 @@ impl Recursor {
         indexes: &'a [u32],
         types: &'a [String],
         depth: usize,
-    ) -> BoxFuture<'a, Result<CachedAnswer, Failure>> {
+    ) -> BoxFuture<'a, Result<CachedAnswer, ResolveError>> {
         Box::pin(async move {
             if depth > MAX_SERVICE_DEPTH {
                 return Err(error(format!(
@@ -209,7 +211,7 @@ impl Recursor {
         handle: &str,
         types: &[String],
         depth: usize,
-    ) -> Result<CachedAnswer, Failure> {
+    ) -> Result<CachedAnswer, ResolveError> {
         let full = full_handle(handle);
         let key_text = match Handle::parse(&full, crate::model::SuffixCase::Sensitive) {
             Ok(h) => h.key().to_string(),
@@ -229,7 +231,7 @@ impl Recursor {
             Err(f) => match stale {
                 Some(answer) => {
                     self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(handle = %full, error = %f, "serving a stale service record");
+                    tracing::debug!(handle = %full, error = %f, code = f.code().code(), "serving a stale service record");
                     Ok(answer)
                 }
                 None => Err(f),
@@ -243,7 +245,7 @@ impl Recursor {
         ctx: &mut Ctx,
         prefix: &str,
         depth: usize,
-    ) -> Result<Option<Vec<SiteInfo>>, Failure> {
+    ) -> Result<Option<Vec<SiteInfo>>, ResolveError> {
         if let Some(known) = ctx.prefixes.get(prefix) {
             return known.clone();
         }
@@ -266,7 +268,7 @@ impl Recursor {
         let result = match (result, stale) {
             (Err(f), Some(sites)) => {
                 self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%prefix, error = %f, "serving stale prefix sites");
+                tracing::debug!(%prefix, error = %f, code = f.code().code(), "serving stale prefix sites");
                 Ok(Some(sites))
             }
             (r, _) => r,
@@ -280,7 +282,7 @@ impl Recursor {
         ctx: &mut Ctx,
         prefix: &str,
         depth: usize,
-    ) -> Result<Option<Vec<SiteInfo>>, Failure> {
+    ) -> Result<Option<Vec<SiteInfo>>, ResolveError> {
         let na_handle = format!("{PREFIX_NA}/{prefix}");
         let types = owned(&PREFIX_RECORD_TYPES);
         let values = match self
@@ -322,7 +324,7 @@ impl Recursor {
         values: &[HandleValue],
         kind: SiteKind,
         depth: usize,
-    ) -> Result<Sites, Failure> {
+    ) -> Result<Sites, ResolveError> {
         let sites = self.sites_of_kind(ctx, values, kind, depth).await?;
         if kind == SiteKind::Prefix && sites.list.is_empty() {
             return self
@@ -338,7 +340,7 @@ impl Recursor {
         values: &[HandleValue],
         kind: SiteKind,
         depth: usize,
-    ) -> Result<Sites, Failure> {
+    ) -> Result<Sites, ResolveError> {
         let (site_types, serv_type): (&[&str], &str) = match kind {
             SiteKind::Service => (&[types::HS_SITE, types::HS_SITE_6], types::HS_SERV),
             SiteKind::Prefix => (
@@ -381,7 +383,7 @@ impl Recursor {
                     sites.absorb(found);
                 }
                 Err(f) => {
-                    tracing::debug!(%service, error = %f, "service handle failed");
+                    tracing::debug!(%service, error = %f, code = f.code().code(), "service handle failed");
                     first_error.get_or_insert(f);
                 }
             }
@@ -399,7 +401,7 @@ impl Recursor {
         service: &'a str,
         kind: SiteKind,
         depth: usize,
-    ) -> BoxFuture<'a, Result<Sites, Failure>> {
+    ) -> BoxFuture<'a, Result<Sites, ResolveError>> {
         Box::pin(async move {
             let full = full_handle(service);
             if full.eq_ignore_ascii_case(GLOBAL_SERVICE) {
@@ -454,7 +456,7 @@ impl Recursor {
         types: &[String],
         mut sites: Vec<SiteInfo>,
         depth: usize,
-    ) -> Result<CachedAnswer, Failure> {
+    ) -> Result<CachedAnswer, ResolveError> {
         loop {
             let mut ids: Vec<SiteId> = sites.iter().map(site_id).collect();
             ids.sort();
@@ -471,12 +473,14 @@ impl Recursor {
             }
             let (server, response) = self.ask_sites(ctx, handle, indexes, types, &sites).await?;
             let code = response.header.response_code;
-            match (code, response.body) {
-                (1, Body::Values { values, .. }) => return Ok(public_answer(values)),
-                (100, _) => return Ok(CachedAnswer::HandleNotFound),
-                (200, _) => return Ok(CachedAnswer::ValuesNotFound),
+            match (ResponseCode::from_u32(code), response.body) {
+                (Some(ResponseCode::Success), Body::Values { values, .. }) => {
+                    return Ok(public_answer(values))
+                }
+                (Some(ResponseCode::HandleNotFound), _) => return Ok(CachedAnswer::HandleNotFound),
+                (Some(ResponseCode::ValuesNotFound), _) => return Ok(CachedAnswer::ValuesNotFound),
                 (
-                    302 | 303,
+                    Some(rc @ (ResponseCode::ServiceReferral | ResponseCode::PrefixReferral)),
                     Body::Referral {
                         handle: referral,
                         values,
@@ -489,7 +493,7 @@ impl Recursor {
                             self.config.max_referrals
                         )));
                     }
-                    let kind = if code == 303 {
+                    let kind = if rc == ResponseCode::PrefixReferral {
                         SiteKind::Prefix
                     } else {
                         SiteKind::Service
@@ -498,7 +502,7 @@ impl Recursor {
                         .sites_from_values(ctx, &values, kind, depth)
                         .await
                         .unwrap_or_else(|f| {
-                            tracing::debug!(error = %f, "referral values led nowhere");
+                            tracing::debug!(error = %f, code = f.code().code(), "referral values led nowhere");
                             Sites::default()
                         });
                     if next.list.is_empty() && !referral.is_empty() {
@@ -513,7 +517,7 @@ impl Recursor {
                     tracing::debug!(%server, %handle, code, sites_named, "following referral");
                     sites = next.list;
                 }
-                (code, body) => return Err(upstream_failure(server, code, body)),
+                (_, body) => return Err(upstream_failure(server, code, body)),
             }
         }
     }
@@ -526,7 +530,7 @@ impl Recursor {
         indexes: &[u32],
         types: &[String],
         sites: &[SiteInfo],
-    ) -> Result<(SocketAddr, Message), Failure> {
+    ) -> Result<(SocketAddr, Message), ResolveError> {
         let mut ordered: Vec<&SiteInfo> = sites.iter().collect();
         ordered.sort_by_key(|s| !s.is_primary());
         let mut problems: Vec<String> = Vec::new();

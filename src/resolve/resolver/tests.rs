@@ -256,7 +256,7 @@ async fn non_public_queries_and_unknown_clients_are_answered_here() {
             .await;
         assert_eq!(a.origin, Origin::Local);
         assert_eq!(
-            a.outcome.unwrap_err().code,
+            a.outcome.unwrap_err().code(),
             ResponseCode::ServerNotResponsible
         );
     }
@@ -270,7 +270,7 @@ async fn a_relayed_not_found_is_an_answer_with_a_lifetime() {
         .resolver
         .resolve(&query("88.200.9/NOPE", true), None, Some(ALLOWED), NOW)
         .await;
-    assert_eq!(a.outcome.unwrap_err().code, ResponseCode::HandleNotFound);
+    assert_eq!(a.outcome.unwrap_err().code(), ResponseCode::HandleNotFound);
     assert!(matches!(a.origin.fresh_for(), Some(f) if f > 0));
 }
 
@@ -289,7 +289,7 @@ async fn a_required_certificate_the_upstream_did_not_give_is_an_error_and_a_chec
         .resolver
         .upstream(&permit, &q, fetch(Certify::Require), NOW)
         .await;
-    assert_eq!(required.outcome.unwrap_err().code, ResponseCode::Error);
+    assert_eq!(required.outcome.unwrap_err().code(), ResponseCode::Error);
     assert!(!required.origin.verified());
     let checked = n
         .resolver

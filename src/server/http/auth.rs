@@ -24,7 +24,7 @@ use super::{
 use crate::auth::Identity;
 use crate::config::PlainHttpAuth;
 use crate::model::{types, ResponseCode};
-use crate::resolve::Failure;
+use crate::resolve::ResolveError;
 use crate::wire::json as hjson;
 
 /// Credentials presented with a request.
@@ -116,8 +116,8 @@ fn check_credentials(
     {
         Ok(identity) => Credentials::Valid(identity),
         Err(f) => {
-            tracing::info!(user = %user, reason = %f.message, "HTTP authentication refused");
-            Credentials::Refused(f.message)
+            tracing::info!(user = %user, reason = %f, "HTTP authentication refused");
+            Credentials::Refused(f.to_string())
         }
     }
 }
@@ -244,7 +244,7 @@ fn session_answer(
     state
         .engine()
         .authenticate_session_answer(id, &answer)
-        .map_err(|f| f.message)
+        .map_err(|f| f.to_string())
 }
 
 /// Authenticate by the TLS client certificate of the connection (Handle.Net's
@@ -263,8 +263,8 @@ fn by_client_cert(state: &HttpState, conn: Option<&ConnInfo>) -> Credentials {
     match state.engine().authenticate_public_key(&claim) {
         Ok(identity) => Credentials::Valid(identity),
         Err(f) => {
-            tracing::info!(user = %claim.identity, reason = %f.message, "client certificate refused");
-            Credentials::Refused(f.message)
+            tracing::info!(user = %claim.identity, reason = %f, "client certificate refused");
+            Credentials::Refused(f.to_string())
         }
     }
 }
@@ -318,8 +318,8 @@ pub(super) fn refusal_response(
             refused_response(Some(text), &reason, params),
         ),
         Refusal::Missing => {
-            let f = Failure::new(ResponseCode::AuthenticationNeeded, "Authentication needed");
-            (f.code, failure_response(&f, Some(text), false, params))
+            let f = ResolveError::AuthenticationNeeded;
+            (f.code(), failure_response(&f, Some(text), false, params))
         }
     }
 }

@@ -22,7 +22,7 @@ use super::{
     HttpState, RequestError, UNAUTHENTICATED_BODY_BYTES,
 };
 use crate::model::{Handle, HandleValue, Prefix, ResponseCode};
-use crate::resolve::{Failure, Overwrite, Query, WriteOutcome};
+use crate::resolve::{Overwrite, Query, ResolveError, WriteOutcome};
 use crate::wire::json as hjson;
 
 /// `/api/handles/{handle}`: GET resolves; PUT creates/adds; DELETE deletes/removes; POST with
@@ -42,9 +42,9 @@ pub(super) async fn handle_api(State(state): State<Arc<HttpState>>, req: Request
             .ok()
             .and_then(|h| state.engine().check_write_target(&h).err())
         {
-            observe(&state, "put", f.code, started);
+            observe(&state, "put", f.code(), started);
             let resp = failure_response(&f, Some(&text), false, &params);
-            return refused_before_body((f.code, resp), &parts.headers, body)
+            return refused_before_body((f.code(), resp), &parts.headers, body)
                 .await
                 .1;
         }
@@ -115,7 +115,7 @@ async fn get_handle(
 ) -> (ResponseCode, Response) {
     let handle = match state.engine().parse_handle(text) {
         Ok(h) => h,
-        Err(f) => return (f.code, failure_response(&f, Some(text), true, params)),
+        Err(f) => return (f.code(), failure_response(&f, Some(text), true, params)),
     };
     let identity = match credentials {
         Credentials::Refused(reason) => {
@@ -150,12 +150,12 @@ async fn get_handle(
                 json_response(StatusCode::OK, &body, params),
             )
         }
-        Err(f) => (f.code, failure_response(&f, Some(text), true, params)),
+        Err(f) => (f.code(), failure_response(&f, Some(text), true, params)),
     }
 }
 
 fn write_response(
-    result: Result<WriteOutcome, Failure>,
+    result: Result<WriteOutcome, ResolveError>,
     text: &str,
     params: &Params,
 ) -> (ResponseCode, Response) {
@@ -169,7 +169,7 @@ fn write_response(
             let body = hjson::write_response(text);
             (ResponseCode::Success, json_response(status, &body, params))
         }
-        Err(f) => (f.code, failure_response(&f, Some(text), false, params)),
+        Err(f) => (f.code(), failure_response(&f, Some(text), false, params)),
     }
 }
 
@@ -196,7 +196,8 @@ async fn put_handle(
         Ok(b) => b,
         Err(e) => return rejected(&e, Some(&text), params),
     };
-    let fail = |f: Failure, text: &str| (f.code, failure_response(&f, Some(text), false, params));
+    let fail =
+        |f: ResolveError, text: &str| (f.code(), failure_response(&f, Some(text), false, params));
     let handle = if params.flag("mintNewSuffix").unwrap_or(false) {
         match state.engine().mint_handle(&text) {
             Ok(h) => h,
@@ -299,7 +300,7 @@ fn audit_write(
     op: &str,
     handle: &str,
     indexes: &str,
-    result: &Result<WriteOutcome, Failure>,
+    result: &Result<WriteOutcome, ResolveError>,
 ) {
     let origin = match peer {
         Some(ip) => crate::audit::Origin::Client("rest", ip),
@@ -307,7 +308,7 @@ fn audit_write(
     };
     let result = match result {
         Ok(_) => "ok".to_string(),
-        Err(f) => format!("RC {}: {}", f.code.code(), f.message),
+        Err(f) => format!("RC {}: {}", f.code().code(), f),
     };
     crate::audit::write(origin, who, op, handle, indexes, &result);
 }
@@ -330,7 +331,7 @@ async fn delete_handle(
     if let Err(e) = read_body(state, body).await {
         return rejected(&e, Some(&text), params);
     }
-    let fail = |f: Failure| (f.code, failure_response(&f, Some(&text), false, params));
+    let fail = |f: ResolveError| (f.code(), failure_response(&f, Some(&text), false, params));
     let handle = match state.engine().parse_handle(&text) {
         Ok(h) => h,
         Err(f) => return fail(f),
@@ -379,8 +380,8 @@ pub(super) async fn list_handles(State(state): State<Arc<HttpState>>, req: Reque
         .strip_prefix("0.NA/")
         .or_else(|| prefix_text.strip_prefix("0.na/"))
         .unwrap_or(&prefix_text);
-    let fail = |f: Failure| {
-        observe(&state, "list", f.code, started);
+    let fail = |f: ResolveError| {
+        observe(&state, "list", f.code(), started);
         failure_response(&f, None, false, &params)
     };
     let prefix = match Prefix::parse(bare) {
@@ -424,7 +425,7 @@ pub(super) async fn prefixes(State(state): State<Arc<HttpState>>, req: Request) 
             json_response(StatusCode::OK, &hjson::prefixes_response(&list), &params)
         }
         Err(f) => {
-            observe(&state, "prefixes", f.code, started);
+            observe(&state, "prefixes", f.code(), started);
             failure_response(&f, None, false, &params)
         }
     }

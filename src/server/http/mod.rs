@@ -38,7 +38,7 @@ use crate::auth::Identity;
 use crate::config::PlainHttpAuth;
 use crate::metrics::Metrics;
 use crate::model::{HandleValue, ResponseCode, SiteInfo};
-use crate::resolve::{Engine, Failure, Query, Resolver};
+use crate::resolve::{Engine, Query, ResolveError, Resolver};
 use crate::wire::json as hjson;
 
 use auth::{session_challenge, sessions_api, this_session};
@@ -187,23 +187,25 @@ fn json_response(status: StatusCode, body: &Value, params: &Params) -> Response 
 /// (an empty `values` for a resolution without the values asked for, the referral's values),
 /// the status [`http_status`] gives, and a `Basic` challenge when credentials are needed.
 fn failure_response(
-    f: &Failure,
+    f: &ResolveError,
     handle: Option<&str>,
     resolution: bool,
     params: &Params,
 ) -> Response {
-    let (rc, message) = (f.code.code(), f.message.as_str());
-    let body = match f.code {
+    let code = f.code();
+    let (rc, message) = (code.code(), f.to_string());
+    let message = message.as_str();
+    let body = match code {
         ResponseCode::ValuesNotFound if resolution => {
             hjson::no_values_response(rc, handle, message)
         }
         ResponseCode::PrefixReferral | ResponseCode::ServiceReferral => {
-            hjson::referral_response(rc, handle, message, &f.referral)
+            hjson::referral_response(rc, handle, message, f.referral())
         }
         _ => hjson::error_response(rc, handle, message),
     };
-    let mut resp = json_response(http_status(f.code, resolution), &body, params);
-    if f.code == ResponseCode::AuthenticationNeeded {
+    let mut resp = json_response(http_status(code, resolution), &body, params);
+    if code == ResponseCode::AuthenticationNeeded {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"handle\""),
@@ -309,11 +311,11 @@ fn rejected(e: &RequestError, handle: Option<&str>, params: &Params) -> (Respons
 }
 
 async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
-) -> Result<T, Failure> {
+    f: impl FnOnce() -> Result<T, ResolveError> + Send + 'static,
+) -> Result<T, ResolveError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "engine task failed");
-        Err(Failure::new(ResponseCode::Error, "internal error"))
+        Err(ResolveError::Internal)
     })
 }
 
@@ -392,7 +394,7 @@ async fn resolve_for_client(
     query: &Query,
     identity: Option<&Identity>,
     client: Option<IpAddr>,
-) -> Result<Vec<HandleValue>, Failure> {
+) -> Result<Vec<HandleValue>, ResolveError> {
     let now = crate::model::unix_now();
     state
         .resolver

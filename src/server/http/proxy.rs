@@ -100,7 +100,11 @@ async fn proxy_answer(
             return html_page(
                 StatusCode::BAD_REQUEST,
                 "Invalid identifier",
-                &format!("<p>{}: {}</p>", escape_html(text), escape_html(&f.message)),
+                &format!(
+                    "<p>{}: {}</p>",
+                    escape_html(text),
+                    escape_html(&f.to_string())
+                ),
             )
         }
     };
@@ -113,20 +117,24 @@ async fn proxy_answer(
     };
     let values = match resolve_for_client(state, &query, None, client).await {
         Ok(values) => values,
-        Err(f) if f.code == ResponseCode::ValuesNotFound => Vec::new(),
+        Err(f) if f.code() == ResponseCode::ValuesNotFound => Vec::new(),
         Err(f) => {
             let status = if matches!(
-                f.code,
+                f.code(),
                 ResponseCode::HandleNotFound | ResponseCode::ServerNotResponsible
             ) {
                 StatusCode::NOT_FOUND
             } else {
-                http_status(f.code, true)
+                http_status(f.code(), true)
             };
             return html_page(
                 status,
                 "Identifier not found",
-                &format!("<p>{} ({})</p>", escape_html(text), escape_html(&f.message)),
+                &format!(
+                    "<p>{} ({})</p>",
+                    escape_html(text),
+                    escape_html(&f.to_string())
+                ),
             );
         }
     };

@@ -11,7 +11,7 @@
 use super::{AnswerFailure, NativeService, Source};
 use crate::auth::Identity;
 use crate::model::{Handle, ResponseCode};
-use crate::resolve::{Failure, Overwrite};
+use crate::resolve::{Overwrite, ResolveError};
 use crate::wire::handle::message::{Body, Message};
 use crate::wire::handle::{Admin, RequestMessage, Responder};
 
@@ -41,7 +41,7 @@ impl NativeService {
     /// Why a write's target cannot be written here ([`crate::resolve::Engine::check_write_target`]),
     /// if it cannot; a name that does not parse is left to the operation to report. Handle
     /// writes only: HOME_NA / UNHOME_NA name prefixes this node may not home yet.
-    pub(super) fn write_target_refusal(&self, admin: &Admin) -> Option<Failure> {
+    pub(super) fn write_target_refusal(&self, admin: &Admin) -> Option<ResolveError> {
         let text = admin.write_target()?;
         let handle = Handle::parse_lenient(text, self.engine().policy().suffix_case).ok()?;
         self.engine().check_write_target(&handle).err()
@@ -67,9 +67,9 @@ impl NativeService {
             Handle::parse_lenient(text, engine.policy().suffix_case)
                 .ok()
                 .and_then(|h| h.described_prefix())
-                .ok_or_else(|| Failure::new(ResponseCode::InvalidHandle, what))
+                .ok_or_else(|| ResolveError::InvalidHandle(what.to_string()))
         };
-        let done = |result: Result<Body, Failure>| match result {
+        let done = |result: Result<Body, ResolveError>| match result {
             Ok(body) => vec![r.ok(body)],
             Err(f) => vec![r.failure(&f)],
         };
@@ -176,6 +176,6 @@ impl NativeService {
 }
 
 /// A write's answer: no body, whatever the engine reports.
-fn empty<T>(result: Result<T, Failure>) -> Result<Body, Failure> {
+fn empty<T>(result: Result<T, ResolveError>) -> Result<Body, ResolveError> {
     result.map(|_| Body::Empty)
 }

@@ -206,7 +206,7 @@ impl NativeService {
                 if is_login {
                     self.key_login_failed(source);
                 }
-                self.authentication_failed(source, &who, &f.message);
+                self.authentication_failed(source, &who, &f.to_string());
                 return vec![r.failure(&f)];
             }
         };

@@ -38,7 +38,7 @@ use crate::auth::session::{SessionLimits, SessionTable};
 use crate::metrics::Metrics;
 use crate::model::ResponseCode;
 use crate::resolve::recursion::Recursor;
-use crate::resolve::{Engine, Failure, Resolver};
+use crate::resolve::{Engine, ResolveError, Resolver};
 use crate::wire::handle::message::{
     envelope_flag, header_and_body, Body, Envelope, Header, Message, WireError, UNKNOWN_SITE_SERIAL,
 };
@@ -198,14 +198,14 @@ pub(crate) fn op_label(op_code: u32) -> &'static str {
 }
 
 /// Engine failures on the native wire ([`Responder::refusal`]: referrals carry their values).
-/// A trait here because `wire` sits below `resolve`, whose [`Failure`] it answers.
+/// A trait here because `wire` sits below `resolve`, whose [`ResolveError`] it answers.
 trait AnswerFailure {
-    fn failure(&self, f: &Failure) -> Message;
+    fn failure(&self, f: &ResolveError) -> Message;
 }
 
 impl AnswerFailure for Responder<'_> {
-    fn failure(&self, f: &Failure) -> Message {
-        self.refusal(f.code, &f.message, &f.referral)
+    fn failure(&self, f: &ResolveError) -> Message {
+        self.refusal(f.code(), &f.to_string(), f.referral())
     }
 }
 

@@ -129,7 +129,7 @@ impl NativeService {
         let reuse = match (&answer.outcome, answer.origin.fresh_for()) {
             (Err(f), _)
                 if !matches!(
-                    f.code,
+                    f.code(),
                     ResponseCode::HandleNotFound | ResponseCode::ValuesNotFound
                 ) =>
             {
@@ -203,7 +203,7 @@ impl NativeService {
             // Over UDP an anonymous datagram must not create state: RC 2 sends Handle.Net
             // clients on to TCP at once, where the challenge is issued.
             Err(f)
-                if f.code == ResponseCode::AuthenticationNeeded
+                if f.code() == ResponseCode::AuthenticationNeeded
                     && identity.is_none()
                     && source.transport == Transport::Udp =>
             {
@@ -212,7 +212,7 @@ impl NativeService {
                     "restricted values: authenticate over TCP, or set the public-only flag",
                 )
             }
-            Err(f) if f.code == ResponseCode::AuthenticationNeeded && identity.is_none() => {
+            Err(f) if f.code() == ResponseCode::AuthenticationNeeded && identity.is_none() => {
                 if let Some(id) = challenge_id {
                     // An older challenge under the same id goes.
                     self.lock_challenges()

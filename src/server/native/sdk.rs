@@ -41,7 +41,7 @@ use subtle::ConstantTimeEq;
 use super::{NativeService, Source, Transport, MAX_KEYS_PER_ANSWER};
 use crate::auth::Identity;
 use crate::model::{types, Handle, ResponseCode};
-use crate::resolve::Failure;
+use crate::resolve::ResolveError;
 use crate::wire::handle::message::{flag, Body, Header, Message};
 use crate::wire::handle::{Admin, KeyLogin, PasswordLogin, RequestMessage, Resolve, Responder};
 
@@ -284,7 +284,7 @@ impl NativeService {
                 fail(ResponseCode::AuthenticationFailed, "Authentication failed")
             }
             Err(f) => {
-                self.authentication_failed(source, &who, &f.message);
+                self.authentication_failed(source, &who, &f.to_string());
                 fail(ResponseCode::AuthenticationFailed, "Authentication failed")
             }
         }
@@ -298,12 +298,12 @@ impl NativeService {
         user: &str,
         index: u32,
         password: &[u8],
-    ) -> Result<Option<Identity>, Failure> {
+    ) -> Result<Option<Identity>, ResolveError> {
         if password.is_empty() {
             return Ok(None);
         }
         let handle = Handle::parse_lenient(user, self.engine().policy().suffix_case)
-            .map_err(|e| Failure::new(ResponseCode::AuthenticationFailed, e.to_string()))?;
+            .map_err(|e| ResolveError::AuthenticationFailed(e.to_string()))?;
         let Some(record) = self.engine().registry().get(&handle)? else {
             return Ok(None);
         };

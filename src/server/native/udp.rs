@@ -13,6 +13,7 @@ use prometheus::{Histogram, IntCounter};
 use super::{
     op_label, NativeService, Outcome, RecursionJob, Source, Transport, RESPONSE_LIFETIME_SECS,
 };
+use crate::model::ResponseCode;
 use crate::server::udp::{DatagramService, Handled, Replies, Reuse};
 use crate::wire::handle::message::{flag, op, udp_fragments, Envelope, ENVELOPE_LEN};
 use crate::wire::handle::peek::{at, u32_at, Framed};
@@ -20,7 +21,12 @@ use crate::wire::handle::reassembly::{Reassembler, ReassemblyLimits};
 
 /// Response codes whose answers to a resolution depend only on the request bytes and the
 /// registry (so they may be replayed): success, handle/values not found, referral.
-const REPLAYABLE_CODES: [u32; 4] = [1, 100, 200, 303];
+const REPLAYABLE_CODES: [ResponseCode; 4] = [
+    ResponseCode::Success,
+    ResponseCode::HandleNotFound,
+    ResponseCode::ValuesNotFound,
+    ResponseCode::PrefixReferral,
+];
 
 /// Whether one encoded answer may be replayed for the same request bytes under another request
 /// id: its code is one of [`REPLAYABLE_CODES`], it carries no signature (a certified answer's
@@ -28,7 +34,10 @@ const REPLAYABLE_CODES: [u32; 4] = [1, 100, 200, 303];
 /// (session answers are MAC'd or encrypted for one client).
 fn replayable(answer: &[u8]) -> bool {
     let answer = Framed(answer);
-    REPLAYABLE_CODES.contains(&answer.response_code().unwrap_or(0))
+    answer
+        .response_code()
+        .and_then(ResponseCode::from_u32)
+        .is_some_and(|rc| REPLAYABLE_CODES.contains(&rc))
         && answer.op_flag().is_some_and(|f| f & flag::CERTIFY == 0)
         && answer.session_id() == Some(0)
         && answer.is_encrypted() == Some(false)

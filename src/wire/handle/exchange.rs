@@ -25,6 +25,7 @@ use super::message::{
     envelope_flag, udp_fragments, Body, Envelope, FragmentError, Fragments, Message, WireError,
     ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
 };
+use crate::model::ResponseCode;
 
 /// How long a request claims to stay valid (Handle.Net: 12 hours).
 pub const REQUEST_LIFETIME_SECS: u32 = 43_200;
@@ -269,12 +270,13 @@ pub fn check_resolution_answer(
         });
     }
     check_fresh(m, now)?;
-    let body_fits = match (m.header.response_code, &m.body) {
-        (1, Body::Values { .. }) => true,
-        (1, _) => false,
-        (302 | 303, Body::Referral { .. }) => true,
-        (302 | 303, _) => false,
-        (402, Body::Challenge { .. }) => true,
+    use ResponseCode as R;
+    let body_fits = match (ResponseCode::from_u32(m.header.response_code), &m.body) {
+        (Some(R::Success), Body::Values { .. }) => true,
+        (Some(R::Success), _) => false,
+        (Some(R::ServiceReferral | R::PrefixReferral), Body::Referral { .. }) => true,
+        (Some(R::ServiceReferral | R::PrefixReferral), _) => false,
+        (Some(R::AuthenticationNeeded), Body::Challenge { .. }) => true,
         (_, Body::Error { .. }) => true,
         _ => false,
     };
