@@ -1,6 +1,8 @@
 //! The `idnode` binary: every role of a resolution node is configuration of this program.
 
 #![forbid(unsafe_code)]
+// Printing what a command did is the binary's job (the library returns it).
+#![allow(clippy::print_stdout)]
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;

@@ -474,7 +474,7 @@ async fn replayed_resolutions_follow_the_registry() {
             let (hash_type, expected) = request_digest(
                 answer.envelope.major,
                 answer.envelope.minor,
-                idnode::wire::handle::message::header_and_body(&hb).unwrap(),
+                header_and_body(&hb).unwrap(),
             );
             assert_eq!((digest.hash_type, digest.digest), (hash_type, expected));
         }

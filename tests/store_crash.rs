@@ -2,6 +2,9 @@
 //! parent kills it with SIGKILL at an arbitrary point, reopens the store, and checks that
 //! every acknowledged write is there, intact.
 
+// These tests print the figures they measure (cargo test shows them with --nocapture).
+#![allow(clippy::print_stdout)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

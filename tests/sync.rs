@@ -1,6 +1,9 @@
 //! Replication fault tests on 127.0.0.1: a primary homing 88.100 and a mirror following it
 //! over the change feed (plain HTTP, `sync.allow_plain = true`).
 
+// These tests print the figures they measure (cargo test shows them with --nocapture).
+#![allow(clippy::print_stdout)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Registry tests: operations, reopen durability, and a model-based property test against a
 //! BTreeMap with simulated restarts.
+// The helper-process tests print what the parent reads (DURABLE n, rates).
+#![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 
@@ -497,7 +499,7 @@ fn random_get_rate() {
         .collect();
     assert!(!keys.is_empty(), "no identifiers in {ids}");
     let reg = Registry::open(
-        std::path::Path::new(&dir),
+        Path::new(&dir),
         &StoreOptions {
             cache_capacity_bytes: cache_mb << 20,
             ..StoreOptions::default()
@@ -548,7 +550,7 @@ fn import_crash_child() {
         return; // Only meaningful when spawned by the test below.
     };
     let reg = Registry::open(
-        std::path::Path::new(&dir),
+        Path::new(&dir),
         &StoreOptions {
             flush_every_ms: 20, // sled's own flusher writes at random points between ours
             ..StoreOptions::default()

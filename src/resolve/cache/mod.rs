@@ -122,7 +122,7 @@ pub trait Weigh {
 }
 
 fn string_bytes(s: &str) -> usize {
-    std::mem::size_of::<String>() + s.len()
+    size_of::<String>() + s.len()
 }
 
 impl Weigh for String {
@@ -133,29 +133,29 @@ impl Weigh for String {
 
 impl Weigh for CacheKey {
     fn weigh(&self) -> usize {
-        std::mem::size_of::<CacheKey>()
+        size_of::<CacheKey>()
             + self.handle_key.len()
-            + self.indexes.len() * std::mem::size_of::<u32>()
+            + self.indexes.len() * size_of::<u32>()
             + self.types.iter().map(|t| string_bytes(t)).sum::<usize>()
     }
 }
 
 impl Weigh for HandleValue {
     fn weigh(&self) -> usize {
-        std::mem::size_of::<HandleValue>()
+        size_of::<HandleValue>()
             + self.type_name.len()
             + self.data.len()
             + self
                 .references
                 .iter()
-                .map(|r| std::mem::size_of_val(r) + r.handle.len())
+                .map(|r| size_of_val(r) + r.handle.len())
                 .sum::<usize>()
     }
 }
 
 impl Weigh for CachedAnswer {
     fn weigh(&self) -> usize {
-        std::mem::size_of::<CachedAnswer>()
+        size_of::<CachedAnswer>()
             + match self {
                 CachedAnswer::Values(values) => values.iter().map(Weigh::weigh).sum(),
                 CachedAnswer::HandleNotFound | CachedAnswer::ValuesNotFound => 0,
@@ -165,7 +165,7 @@ impl Weigh for CachedAnswer {
 
 impl Weigh for SiteInfo {
     fn weigh(&self) -> usize {
-        std::mem::size_of::<SiteInfo>()
+        size_of::<SiteInfo>()
             + self.hash_filter.len()
             + self
                 .attributes
@@ -175,18 +175,14 @@ impl Weigh for SiteInfo {
             + self
                 .servers
                 .iter()
-                .map(|s| {
-                    std::mem::size_of_val(s)
-                        + s.public_key.len()
-                        + std::mem::size_of_val(s.interfaces.as_slice())
-                })
+                .map(|s| size_of_val(s) + s.public_key.len() + size_of_val(s.interfaces.as_slice()))
                 .sum::<usize>()
     }
 }
 
 impl<T: Weigh> Weigh for Vec<T> {
     fn weigh(&self) -> usize {
-        std::mem::size_of::<Vec<T>>() + self.iter().map(Weigh::weigh).sum::<usize>()
+        size_of::<Vec<T>>() + self.iter().map(Weigh::weigh).sum::<usize>()
     }
 }
 

@@ -107,7 +107,7 @@ fn check_credentials(
         .decode_utf8_lossy()
         .into_owned();
     let case = state.engine().policy().suffix_case;
-    let Ok(id) = crate::auth::Identity::parse(&user, case, crate::auth::IndexRule::Optional) else {
+    let Ok(id) = Identity::parse(&user, case, crate::auth::IndexRule::Optional) else {
         return Credentials::Refused(format!("{user:?} is not index:handle"));
     };
     match state

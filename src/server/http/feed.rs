@@ -434,7 +434,7 @@ mod tests {
     fn feed(dir: &std::path::Path, scans: usize, allow_plain: bool) -> Arc<FeedState> {
         let registry = Arc::new(Registry::open(dir, &StoreOptions::default()).unwrap());
         init_prefix(&registry, &Prefix::parse("88.100").unwrap(), 300, SECRET).unwrap();
-        let http = Arc::new(crate::server::http::HttpState {
+        let http = Arc::new(HttpState {
             sessions: Default::default(),
             resolver: crate::resolve::Resolver::new(Engine::new(registry, Policy::default()), None),
             metrics: Metrics::new().unwrap(),

@@ -74,7 +74,7 @@ fn fixture() -> Fixture {
     .unwrap();
     let state = Arc::new(HttpState {
         sessions: Default::default(),
-        resolver: crate::resolve::Resolver::new(Engine::new(registry, Policy::default()), None),
+        resolver: Resolver::new(Engine::new(registry, Policy::default()), None),
         metrics: Metrics::new().unwrap(),
         max_body_bytes: MAX_BODY,
         plain_http_auth: PlainHttpAuth::default(),

@@ -171,12 +171,10 @@ fn signatures_are_budgeted() {
             vec![v2("CERT_RESOLUTION_RESP_HEX")]
         );
     }
-    let unsigned =
-        crate::wire::handle::Message::decode_full(&answer(&svc, &req, Transport::Udp)[0]).unwrap();
+    let unsigned = Message::decode_full(&answer(&svc, &req, Transport::Udp)[0]).unwrap();
     assert_eq!(unsigned.header.response_code, 1);
     assert_eq!(unsigned.credential, Some(Vec::new()));
-    let busy =
-        crate::wire::handle::Message::decode_full(&answer(&svc, &req, Transport::Tcp)[0]).unwrap();
+    let busy = Message::decode_full(&answer(&svc, &req, Transport::Tcp)[0]).unwrap();
     assert_eq!(
         busy.header.response_code,
         ResponseCode::ServerTooBusy.code()
@@ -282,13 +280,13 @@ fn list_handles_exchange_is_byte_exact() {
     assert_eq!(challenge.header, want.header);
     assert_eq!(challenge.digest, want.digest);
     // The client's answer, re-signed for this challenge's nonce, on its session id.
-    let crate::wire::handle::Body::Challenge { nonce } = &challenge.body else {
+    let Body::Challenge { nonce } = &challenge.body else {
         panic!("{challenge:?}")
     };
     let key = PrivateKey::from_pkcs8_der(&v2_key("ADMIN_RSA")).unwrap();
     let mut answer = Message::decode_full(&v2("LIST_HANDLES_CHALLENGE_ANSWER_REQ_HEX")).unwrap();
     answer.envelope.session_id = challenge.envelope.session_id;
-    if let crate::wire::handle::Body::ChallengeAnswer {
+    if let Body::ChallengeAnswer {
         identity_handle,
         identity_index,
         signed_response,

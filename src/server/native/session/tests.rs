@@ -375,7 +375,7 @@ fn the_whole_hn_session_exchange() {
         panic!()
     };
     assert!(values.iter().any(|v| v.index == 3));
-    let cred = credential::Credential::decode(r.credential.as_deref().unwrap()).unwrap();
+    let cred = Credential::decode(r.credential.as_deref().unwrap()).unwrap();
     assert_eq!((cred.kind.as_str(), cred.signer_index), ("HS_MAC", 1));
     let bytes = r.encode();
     let hb = header_and_body(&bytes[ENVELOPE_LEN..]).unwrap();
@@ -394,7 +394,7 @@ fn the_whole_hn_session_exchange() {
     );
     let (r, encrypted) = c.exchange(&f.svc, &res);
     assert!(!encrypted, "only public values: sent in clear");
-    let cred = credential::Credential::decode(r.credential.as_deref().unwrap()).unwrap();
+    let cred = Credential::decode(r.credential.as_deref().unwrap()).unwrap();
     assert_eq!(cred.signer_index, 2);
     // Handle.Net ≥ 2.8 encrypts a write of a value anyone may not read: decrypted, its MAC
     // checked, performed as the session's identity.
@@ -547,11 +547,7 @@ fn sessions_are_bounded_per_address() {
         1
     );
     // Unauthenticated sessions are swept after a minute.
-    assert_eq!(
-        f.svc
-            .sweep(std::time::Instant::now() + std::time::Duration::from_secs(61)),
-        3
-    );
+    assert_eq!(f.svc.sweep(Instant::now() + Duration::from_secs(61)), 3);
     assert_eq!(
         (f.svc.live_sessions(), f.svc.metrics.sessions.get()),
         (0, 0)
