@@ -307,6 +307,33 @@ impl Drop for Slot {
     }
 }
 
+/// [`accept_loop`] for a front end whose connections are served by `connection(stream, peer,
+/// service, its table slot, shutdown)`: a connection that ends with an error is logged at
+/// debug level under `what` ("native TCP", "DNS TCP"), nothing more.
+pub async fn serve_connections<S, F, Fut>(
+    listener: TcpListener,
+    service: Arc<S>,
+    table: Arc<ConnectionTable>,
+    shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    connection: F,
+) where
+    S: Send + Sync + 'static,
+    F: Fn(TcpStream, SocketAddr, Arc<S>, Connection, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let on_shutdown = shutdown.clone();
+    accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
+        let served = connection(stream, peer, service.clone(), conn, shutdown.clone());
+        async move {
+            if let Err(e) = served.await {
+                tracing::debug!(%peer, error = %e, "{what} connection ended");
+            }
+        }
+    })
+    .await;
+}
+
 /// Accept until `shutdown` changes, serving each connection with `serve` in its own task,
 /// within the bounds of `table` (see the module docs).
 pub async fn accept_loop<F, Fut>(

@@ -418,16 +418,16 @@ pub async fn serve_tcp(
     table: Arc<ConnectionTable>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let on_shutdown = shutdown.clone();
-    super::accept::accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
-        let service = service.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            if let Err(e) = connection(stream, peer.ip(), service, conn, shutdown).await {
-                tracing::debug!(%peer, error = %e, "DNS TCP connection ended");
-            }
-        }
-    })
+    super::accept::serve_connections(
+        listener,
+        service,
+        table,
+        shutdown,
+        "DNS TCP",
+        |stream, peer, service, conn, shutdown| {
+            connection(stream, peer.ip(), service, conn, shutdown)
+        },
+    )
     .await;
 }
 

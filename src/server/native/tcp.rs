@@ -26,16 +26,14 @@ pub async fn serve_tcp(
     table: Arc<ConnectionTable>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let on_shutdown = shutdown.clone();
-    crate::server::accept::accept_loop(listener, table, on_shutdown, move |stream, peer, conn| {
-        let service = service.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            if let Err(e) = connection(stream, peer, service, conn, shutdown).await {
-                tracing::debug!(%peer, error = %e, "native TCP connection ended");
-            }
-        }
-    })
+    crate::server::accept::serve_connections(
+        listener,
+        service,
+        table,
+        shutdown,
+        "native TCP",
+        connection,
+    )
     .await;
 }
 
