@@ -12,14 +12,6 @@ use crate::wire::handle::message::{envelope_flag, udp_fragments, Envelope, Heade
 use crate::wire::handle::message::{header_and_body, ENVELOPE_LEN, OUR_VERSION};
 use crate::wire::handle::vectors::*;
 
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 const REF_VERSION: (u8, u8) = (2, 3);
 const REF_EXPIRATION: u32 = 0x6500_0000;
 

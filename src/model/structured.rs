@@ -421,14 +421,7 @@ pub fn check_value_data(v: &HandleValue) -> Result<(), ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::wire::handle::vectors::hex;
 
     #[test]
     fn admin_vector() {

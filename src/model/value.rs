@@ -236,6 +236,17 @@ impl HandleValue {
     pub fn data_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.data).ok()
     }
+
+    /// The data as text fit to show, if it is: UTF-8 holding no control character other than
+    /// tab, CR, LF, and no DEL. Otherwise it "looks binary": the one rule behind the REST API's
+    /// `string` vs `base64` data and the DNS TXT text's plain vs `base64:` data.
+    pub fn data_text(&self) -> Option<&str> {
+        self.data_str().filter(|text| {
+            !text
+                .bytes()
+                .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
+        })
+    }
 }
 
 /// Why a set of values is not a valid record.

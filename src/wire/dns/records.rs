@@ -15,19 +15,12 @@ pub const MAX_VALUE_TTL: u32 = 2 * 86_400;
 /// NAPTR preference of URL records.
 pub const NAPTR_PREFERENCE: u16 = 10;
 
-/// Text "looks binary" when it holds a control character other than tab, CR, LF (or DEL): the
-/// rule of the REST API's `string` vs `base64` data.
-fn looks_binary(text: &str) -> bool {
-    text.bytes()
-        .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
-}
-
 /// The TXT text of a value: `"<index> <type> <data>"`, binary data as `base64:<base64>`.
 pub fn txt_text(value: &HandleValue) -> Vec<u8> {
     let mut text = format!("{} {} ", value.index, value.type_name).into_bytes();
-    match std::str::from_utf8(&value.data) {
-        Ok(s) if !looks_binary(s) => text.extend_from_slice(s.as_bytes()),
-        _ => {
+    match value.data_text() {
+        Some(s) => text.extend_from_slice(s.as_bytes()),
+        None => {
             text.extend_from_slice(b"base64:");
             text.extend_from_slice(
                 base64::engine::general_purpose::STANDARD

@@ -1,5 +1,16 @@
 //! Every full-message vector of handle-protocol.md §11 / handle-vectors.json, copied from the
-//! reference encoder's output (hex).
+//! reference encoder's output (hex), and the [`hex`] decoder every unit test reads hex with.
+
+/// Bytes from hex text, white space between digit pairs allowed (test input only: panics on
+/// anything else). The one decoder the unit tests share.
+pub fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    assert!(s.len() % 2 == 0, "odd hex length");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
 
 pub const REQ_HEX: &str = "0203020b00000000010203040000000000000038000000010000000019000000ffff0000650000000000001c0000001038382e3130302e312f534e2d30303031000000000000000000000000";
 pub const REQ2_HEX: &str = "0203020b0000000000000007000000000000004f000000010000000019000000ffff000065000000000000330000000d302e4e412f38382e3130302e310000000100000001000000020000000748535f534954450000000748535f5345525600000000";

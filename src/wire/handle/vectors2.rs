@@ -3,6 +3,8 @@
 
 use std::sync::OnceLock;
 
+use super::vectors::hex;
+
 const FILE: &str = include_str!("../../../tests/data/handle-vectors-2.json");
 
 /// The whole file, parsed.
@@ -11,30 +13,22 @@ pub fn v2_json() -> &'static serde_json::Value {
     PARSED.get_or_init(|| serde_json::from_str(FILE).expect("tests/data/handle-vectors-2.json"))
 }
 
-fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
 /// The bytes of vector `name` (for example `"SESSION_SETUP_REQ_HEX"`).
 pub fn v2(name: &str) -> Vec<u8> {
-    let hex = v2_json()["vectors"][name]
+    let text = v2_json()["vectors"][name]
         .as_str()
         .unwrap_or_else(|| panic!("no vector {name}"));
-    unhex(hex)
+    hex(text)
 }
 
 /// A hex string anywhere in the file, by JSON pointer (for example
 /// `"/intermediate/SESSION_DH/session_key_hex"`).
 pub fn v2_hex(pointer: &str) -> Vec<u8> {
-    let hex = v2_json()
+    let text = v2_json()
         .pointer(pointer)
         .and_then(serde_json::Value::as_str)
         .unwrap_or_else(|| panic!("no hex at {pointer}"));
-    unhex(hex)
+    hex(text)
 }
 
 /// The PKCS#8 DER private key of test key `name` (`ADMIN_RSA`, `SERVER_RSA`, `ADMIN_DSA`).

@@ -73,17 +73,11 @@ fn data_to_json(v: &HandleValue) -> Value {
     match structured {
         Some(Some(json)) => json,
         Some(None) => base64_data(&v.data),
-        None => match std::str::from_utf8(&v.data) {
-            Ok(text) if !looks_binary(text) => typed("string", text.into()),
-            _ => base64_data(&v.data),
+        None => match v.data_text() {
+            Some(text) => typed("string", text.into()),
+            None => base64_data(&v.data),
         },
     }
-}
-
-/// Text "looks binary" when it holds a control character other than tab, CR, LF (or DEL).
-fn looks_binary(text: &str) -> bool {
-    text.bytes()
-        .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
 }
 
 pub(super) fn typed(format: &str, value: Value) -> Value {

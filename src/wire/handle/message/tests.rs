@@ -3,13 +3,6 @@ use proptest::prelude::*;
 use super::*;
 use crate::wire::handle::vectors::*;
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// Decode, check, re-encode byte for byte.
 fn round_trip(hex_text: &str) -> Message {
     let bytes = hex(hex_text);
