@@ -48,12 +48,7 @@ pub(super) async fn run_http(
         };
         tasks.push(tokio::spawn(worker.run(Stats::with_live(live))));
     }
-    let mut total = Stats::default();
-    for t in tasks {
-        total.merge(&t.await?);
-    }
-    Schedule::count_unsent(schedule.as_deref(), cfg.duration, &mut total);
-    Ok((total, cfg.duration))
+    Schedule::total_of(tasks, schedule.as_deref(), cfg.duration).await
 }
 
 /// Bytes escaped in an identifier put in a request path: everything but RFC 3986 `pchar`s and

@@ -374,6 +374,21 @@ impl Schedule {
         Some(due)
     }
 
+    /// Wait for the connection workers of one run and add up what they counted, with the
+    /// slots they never got to as lost (the TCP and HTTP runs end this way).
+    async fn total_of(
+        tasks: Vec<tokio::task::JoinHandle<Stats>>,
+        schedule: Option<&Schedule>,
+        duration: Duration,
+    ) -> Result<(Stats, Duration), BenchError> {
+        let mut total = Stats::default();
+        for t in tasks {
+            total.merge(&t.await?);
+        }
+        Schedule::count_unsent(schedule, duration, &mut total);
+        Ok((total, duration))
+    }
+
     /// Count slots that were due before the end but never sent (every worker busy) as sent
     /// and lost: offered load the server did not get to answer.
     fn count_unsent(schedule: Option<&Schedule>, duration: Duration, total: &mut Stats) {

@@ -43,12 +43,7 @@ pub(super) async fn run_tcp(
         };
         tasks.push(tokio::spawn(worker.run(Stats::with_live(live))));
     }
-    let mut total = Stats::default();
-    for t in tasks {
-        total.merge(&t.await?);
-    }
-    Schedule::count_unsent(schedule.as_deref(), cfg.duration, &mut total);
-    Ok((total, cfg.duration))
+    Schedule::total_of(tasks, schedule.as_deref(), cfg.duration).await
 }
 
 /// One Handle TCP connection with one request outstanding; reconnects after errors.

@@ -13,8 +13,7 @@ use crate::model::ResponseCode;
 use crate::model::{SuffixCase, Ttl};
 use crate::resolve::cache::CacheConfig;
 use crate::resolve::site::{handle_hash, HASH_BY_HANDLE};
-use crate::wire::handle::message::{flag, op, Body};
-use crate::wire::handle::message::{Envelope, Header, OUR_VERSION};
+use crate::wire::handle::message::{op, Body};
 
 const NOW: u64 = 1_700_000_000;
 const ROOT: [u8; 4] = [10, 0, 0, 1];
@@ -77,24 +76,7 @@ impl Fake {
     }
 }
 
-fn respond(request: &Message, code: u32, body: Body) -> Message {
-    Message {
-        envelope: Envelope {
-            suggested_major: OUR_VERSION.0,
-            suggested_minor: OUR_VERSION.1,
-            ..request.envelope
-        },
-        header: Header {
-            response_code: code,
-            op_flag: request.header.op_flag & flag::ECHOED,
-            site_serial: 1,
-            ..request.header
-        },
-        digest: None,
-        body,
-        credential: Some(Vec::new()),
-    }
-}
+use crate::wire::handle::vectors::server_response as respond;
 
 fn answer(
     request: &Message,

@@ -11,7 +11,7 @@ use crate::resolve::recursion::{BoxFuture, RecursorConfig, Upstream};
 use crate::resolve::site::HASH_BY_HANDLE;
 use crate::resolve::{init_prefix, Policy};
 use crate::store::{Registry, StoreOptions};
-use crate::wire::handle::message::{flag, Body, Header, Message, OUR_VERSION};
+use crate::wire::handle::message::{Body, Message};
 
 const NOW: u64 = 1_700_000_000;
 const UPSTREAM: [u8; 4] = [10, 0, 0, 1];
@@ -83,28 +83,14 @@ impl Upstream for Upstream1 {
                     },
                 ),
             };
-            Ok(Message {
-                envelope: Envelope {
-                    suggested_major: OUR_VERSION.0,
-                    suggested_minor: OUR_VERSION.1,
-                    ..request.envelope
-                },
-                header: Header {
-                    response_code: code,
-                    op_flag: request.header.op_flag & flag::ECHOED,
-                    site_serial: 1,
-                    ..request.header
-                },
-                digest: None,
-                body,
-                credential: Some(Vec::new()),
-            })
+            Ok(crate::wire::handle::vectors::server_response(
+                request, code, body,
+            ))
         })
     }
 }
 
 use crate::wire::handle::exchange::ExchangeError;
-use crate::wire::handle::message::Envelope;
 
 struct Node {
     _dir: tempfile::TempDir,

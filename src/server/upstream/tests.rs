@@ -6,33 +6,13 @@ use tokio::net::UdpSocket;
 use super::*;
 use crate::model::HandleValue;
 use crate::wire::handle::exchange::new_request;
-use crate::wire::handle::message::{
-    op, udp_fragments, Envelope, Header, ENVELOPE_LEN, OUR_VERSION,
-};
+use crate::wire::handle::message::{op, udp_fragments, ENVELOPE_LEN};
 
 fn url(index: u32, text: &str) -> HandleValue {
     HandleValue::new(index, "URL", text.as_bytes().to_vec())
 }
 
-/// A response to `request` as a server would build it.
-fn respond(request: &Message, code: u32, body: Body) -> Message {
-    Message {
-        envelope: Envelope {
-            suggested_major: OUR_VERSION.0,
-            suggested_minor: OUR_VERSION.1,
-            ..request.envelope
-        },
-        header: Header {
-            response_code: code,
-            op_flag: request.header.op_flag & flag::ECHOED,
-            site_serial: 1,
-            ..request.header
-        },
-        digest: None,
-        body,
-        credential: Some(Vec::new()),
-    }
-}
+use crate::wire::handle::vectors::server_response as respond;
 
 fn request_for(handle: &str) -> Message {
     let body = Body::Resolution {

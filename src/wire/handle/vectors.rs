@@ -1,5 +1,31 @@
 //! Every full-message vector of handle-protocol.md §11 / handle-vectors.json, copied from the
-//! reference encoder's output (hex), and the [`hex`] decoder every unit test reads hex with.
+//! reference encoder's output (hex), and the [`hex`] decoder every unit test reads hex with;
+//! [`server_response`], the answer a scripted upstream server gives in the recursor's and the
+//! upstream client's tests.
+
+use super::message::{flag, Body, Envelope, Header, Message, OUR_VERSION};
+
+/// A response to `request` as a Handle server builds one: the request's envelope and header
+/// echoed with our version, `code`, the echoed flags and site serial 1, and an empty
+/// credential section.
+pub fn server_response(request: &Message, code: u32, body: Body) -> Message {
+    Message {
+        envelope: Envelope {
+            suggested_major: OUR_VERSION.0,
+            suggested_minor: OUR_VERSION.1,
+            ..request.envelope
+        },
+        header: Header {
+            response_code: code,
+            op_flag: request.header.op_flag & flag::ECHOED,
+            site_serial: 1,
+            ..request.header
+        },
+        digest: None,
+        body,
+        credential: Some(Vec::new()),
+    }
+}
 
 /// Bytes from hex text, white space between digit pairs allowed (test input only: panics on
 /// anything else). The one decoder the unit tests share.
