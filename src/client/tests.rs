@@ -8,7 +8,7 @@ use super::resolve::{resolution_body, resolution_flags};
 use super::*;
 use crate::auth::challenge::{request_digest, verify_pubkey_answer, verify_seckey_answer};
 use crate::wire::handle::exchange::{build_request, Feed, UdpResponse};
-use crate::wire::handle::message::{envelope_flag, udp_fragments, Envelope, Header, RequestDigest};
+use crate::wire::handle::message::{envelope_flag, udp_fragments, Envelope, RequestDigest};
 use crate::wire::handle::message::{header_and_body, ENVELOPE_LEN, OUR_VERSION};
 use crate::wire::handle::vectors::*;
 
@@ -19,33 +19,7 @@ fn value(index: u32, t: &str, data: &str) -> HandleValue {
     HandleValue::new(index, t, data.as_bytes().to_vec())
 }
 
-/// A response to `req` as a server would build it, valid for an hour.
-fn respond_to(req: &Message, code: u32, body: Body) -> Message {
-    Message {
-        envelope: Envelope {
-            major: 2,
-            minor: 11,
-            flags: 0,
-            suggested_major: 2,
-            suggested_minor: 11,
-            session_id: req.envelope.session_id,
-            request_id: req.envelope.request_id,
-            sequence: 0,
-            message_length: 0,
-        },
-        header: Header {
-            op_code: req.header.op_code,
-            response_code: code,
-            op_flag: req.header.op_flag & flag::ECHOED,
-            site_serial: 1,
-            recursion_count: 0,
-            expiration: now_unix() + 3600,
-        },
-        digest: None,
-        body,
-        credential: Some(Vec::new()),
-    }
-}
+use crate::wire::handle::vectors::response_for_an_hour as respond_to;
 
 // --- request encoding ------------------------------------------------------------------------
 

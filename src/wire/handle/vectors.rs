@@ -27,6 +27,35 @@ pub fn server_response(request: &Message, code: u32, body: Body) -> Message {
     }
 }
 
+/// A response to `req` as a server at version 2.11 builds one, valid for an hour: no
+/// envelope flags, the echoed flags, site serial 1, an empty credential section.
+pub fn response_for_an_hour(req: &Message, code: u32, body: Body) -> Message {
+    Message {
+        envelope: Envelope {
+            major: 2,
+            minor: 11,
+            flags: 0,
+            suggested_major: 2,
+            suggested_minor: 11,
+            session_id: req.envelope.session_id,
+            request_id: req.envelope.request_id,
+            sequence: 0,
+            message_length: 0,
+        },
+        header: Header {
+            op_code: req.header.op_code,
+            response_code: code,
+            op_flag: req.header.op_flag & flag::ECHOED,
+            site_serial: 1,
+            recursion_count: 0,
+            expiration: crate::model::unix_now_u32().saturating_add(3600),
+        },
+        digest: None,
+        body,
+        credential: Some(Vec::new()),
+    }
+}
+
 /// Bytes from hex text, white space between digit pairs allowed (test input only: panics on
 /// anything else). The one decoder the unit tests share.
 pub fn hex(s: &str) -> Vec<u8> {

@@ -2,7 +2,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::model::HandleValue;
-use crate::wire::handle::message::{flag, op, Header};
+use crate::wire::handle::message::{flag, op};
 use crate::wire::handle::vectors::*;
 
 fn now_unix() -> u64 {
@@ -24,33 +24,7 @@ fn resolution(handle: &str) -> Body {
     }
 }
 
-/// A response to `req` as a server would build it, valid for an hour.
-fn respond_to(req: &Message, code: u32, body: Body) -> Message {
-    Message {
-        envelope: Envelope {
-            major: 2,
-            minor: 11,
-            flags: 0,
-            suggested_major: 2,
-            suggested_minor: 11,
-            session_id: req.envelope.session_id,
-            request_id: req.envelope.request_id,
-            sequence: 0,
-            message_length: 0,
-        },
-        header: Header {
-            op_code: req.header.op_code,
-            response_code: code,
-            op_flag: req.header.op_flag & flag::ECHOED,
-            site_serial: 1,
-            recursion_count: 0,
-            expiration: (now_unix() + 3600) as u32,
-        },
-        digest: None,
-        body,
-        credential: Some(Vec::new()),
-    }
-}
+use crate::wire::handle::vectors::response_for_an_hour as respond_to;
 
 /// A resolution response of `n` values (about 70 bytes each).
 fn big_response(request_id: u32, n: u32) -> Message {
