@@ -4,8 +4,9 @@
 // Printing what a command did is the binary's job (the library returns it).
 #![allow(clippy::print_stdout)]
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -21,7 +22,8 @@ use idnode::auth::challenge::PrivateKey;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use idnode::cli::{
-    report, show, AdminOp, AuthArgs, BenchArgs, Cli, Command, ConnArgs, ExportFormat, SyncOp,
+    report, show, AdminOp, AuthArgs, BenchArgs, Cli, Command, ConnArgs, ExportFormat, ResolveArgs,
+    SyncOp,
 };
 use idnode::client::{AdminRequest, Client, Response, Transport};
 use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
@@ -38,7 +40,25 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<ValidConfig> {
     }
 }
 
-fn main() -> std::process::ExitCode {
+/// Open the audit log file the configuration names, if any (appending).
+fn open_audit(config: &ValidConfig) -> anyhow::Result<()> {
+    if let Some(path) = &config.log.audit_file {
+        idnode::audit::open_file(path)
+            .with_context(|| format!("log.audit_file {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Exit status 0 when `ok`, else 1 (2 is for errors).
+fn exit_status(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -51,18 +71,18 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(load_config(config.as_deref())?),
         Command::CheckConfig { config } => {
             let c = load_config(Some(&config))?;
             print_lines(report::check_config(&config, &c))?;
-            Ok(std::process::ExitCode::SUCCESS)
+            Ok(ExitCode::SUCCESS)
         }
         Command::InitPrefix {
             prefix,
@@ -77,20 +97,15 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let path =
                 secret_file.unwrap_or_else(|| server::secret_path(&c.node.data_dir, &prefix));
             let (secret, generated) = server::read_or_create_secret(&path)?;
-            let lines =
-                report::init_prefix_lines(&registry, &prefix, index, secret.as_bytes(), force)
-                    .map_err(|f| anyhow::anyhow!("{f} ({})", f.code().code()))?;
-            let how = if generated {
-                "generated into"
-            } else {
-                "read from"
-            };
+            let secret = secret.as_bytes();
+            let lines = report::init_prefix_lines(&registry, &prefix, index, secret, force)
+                .map_err(|f| anyhow::anyhow!("{f} ({})", f.code().code()))?;
             print_lines(
                 lines
                     .into_iter()
-                    .chain([format!("secret {how} {}", path.display())]),
+                    .chain([report::secret_source(&path, generated)]),
             )?;
-            Ok(std::process::ExitCode::SUCCESS)
+            Ok(ExitCode::SUCCESS)
         }
         Command::Import {
             file,
@@ -114,19 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             format,
             zone.as_deref(),
         ),
-        Command::Resolve {
-            handle,
-            conn,
-            types,
-            indexes,
-            tcp,
-            json,
-            admin_read,
-            certified,
-            auth,
-        } => native_resolve(
-            &handle, &conn, &types, &indexes, tcp, json, admin_read, certified, &auth,
-        ),
+        Command::Resolve(args) => native_resolve(&args),
         Command::Admin { op } => native_admin(op),
         Command::Bench(args) => bench(args),
         Command::Sync {
@@ -143,7 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 
 /// `idnode sync status`: GET /sync/status from the node's HTTP listener (with the operator
 /// token from the node's data directory) and print each link.
-fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
+fn sync_status(config: &ValidConfig) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         config.http.tls.is_none(),
         "the node's listener speaks HTTPS: use `curl -H \"Authorization: Bearer $(cat {})\" \
@@ -152,32 +155,11 @@ fn sync_status(config: &ValidConfig) -> anyhow::Result<std::process::ExitCode> {
         config.http.listen
     );
     let (addr, status) = idnode::sync::status::fetch(config.http.listen, &config.node.data_dir)?;
-    println!("node {addr}: last sequence {}", status.last_seq);
-    if status.links.is_empty() {
-        println!("no follow links");
-    }
-    for l in status.links {
-        println!(
-            "{}  prefixes {}  state {}  cursor {}  upstream last {}  lag {}  applied {}  \
-             bootstraps {}  errors {}{}",
-            l.upstream,
-            serde_json::to_string(&l.prefixes)?,
-            l.state,
-            l.cursor,
-            l.upstream_last_seq,
-            l.lag_sequences,
-            l.applied,
-            l.bootstraps,
-            l.errors,
-            l.last_error
-                .map(|e| format!("  last error: {e}"))
-                .unwrap_or_default(),
-        );
-    }
-    Ok(std::process::ExitCode::SUCCESS)
+    print_lines(report::sync_status(addr, &status))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
     let threads = cfg.threads.unwrap_or(2);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -190,14 +172,11 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         println!("{summary}");
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
 }
 
-fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(path) = &config.log.audit_file {
-        idnode::audit::open_file(path)
-            .with_context(|| format!("log.audit_file {}", path.display()))?;
-    }
+fn serve(config: ValidConfig) -> anyhow::Result<ExitCode> {
+    open_audit(&config)?;
     let registry = Arc::new(server::open_registry(&config)?);
     let bootstrapped = server::prepare_registry(&config, &registry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -208,12 +187,7 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
     runtime.block_on(async move {
         let metrics = idnode::metrics::Metrics::new().context("creating metrics")?;
         let node = server::start(config.clone(), registry, metrics).await?;
-        let scheme = if config.http.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let base = format!("{scheme}://{}", node.http_addr);
+        let base = report::base_url(&config, node.http_addr);
         tracing::info!(%base, "idnode serving");
         print_lines(report::welcome(
             &config,
@@ -224,43 +198,12 @@ fn serve(config: ValidConfig) -> anyhow::Result<std::process::ExitCode> {
         if let Some(dns) = node.dns_addr {
             tracing::info!(%dns, zone = %config.dns.zone, "DNS serving");
         }
-        wait_for_signal().await;
+        server::signal::shutdown_requested().await;
         tracing::info!("shutting down");
         node.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-fn progress(len: Option<u64>) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = match len {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
+    Ok(ExitCode::SUCCESS)
 }
 
 fn import(
@@ -268,13 +211,10 @@ fn import(
     file: &Path,
     batch_size: usize,
     no_change_log: bool,
-) -> anyhow::Result<std::process::ExitCode> {
+) -> anyhow::Result<ExitCode> {
     use idnode::resolve::import::{ImportError, ImportEvent, Importer};
     let started = std::time::Instant::now();
-    if let Some(path) = &config.log.audit_file {
-        idnode::audit::open_file(path)
-            .with_context(|| format!("log.audit_file {}", path.display()))?;
-    }
+    open_audit(config)?;
     let source_name = file.display().to_string();
     let registry = Arc::new(server::open_registry(config)?);
     server::prepare_registry(config, &registry)?;
@@ -287,7 +227,7 @@ fn import(
         },
     );
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let bar = progress(f.metadata().ok().map(|m| m.len()));
+    let bar = report::progress(f.metadata().ok().map(|m| m.len()));
     let summary = Importer::new(&engine)
         .run(f, batch_size, !no_change_log, |event| match event {
             ImportEvent::Read { bytes } => bar.inc(bytes),
@@ -302,35 +242,20 @@ fn import(
             e => e.into(),
         })?;
     bar.finish_and_clear();
-    let (written, rejected) = (summary.written, summary.rejected);
     let secs = started.elapsed().as_secs_f64();
     idnode::audit::write(
         idnode::audit::Origin::Local("import"),
         "local operator",
         "import_batch",
         &source_name,
-        &format!("{written} records, {rejected} lines rejected"),
+        &format!(
+            "{} records, {} lines rejected",
+            summary.written, summary.rejected
+        ),
         "ok",
     );
-    println!("imported {written} records, rejected {rejected} lines");
-    println!(
-        "{secs:.1} s, {:.0} records/s, durable",
-        written as f64 / secs.max(1e-9)
-    );
-    if summary.other_partitions > 0 {
-        println!(
-            "skipped {} records that hash to other servers of the site",
-            summary.other_partitions
-        );
-    }
-    if no_change_log {
-        println!("change log reset: followers re-bootstrap from a snapshot");
-    }
-    Ok(if rejected == 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
+    print_lines(report::import_summary(&summary, secs, no_change_log))?;
+    Ok(exit_status(summary.rejected == 0))
 }
 
 fn export(
@@ -338,7 +263,7 @@ fn export(
     output: Option<&Path>,
     format: ExportFormat,
     zone: Option<&str>,
-) -> anyhow::Result<std::process::ExitCode> {
+) -> anyhow::Result<ExitCode> {
     use idnode::resolve::export::{write_json_lines, write_zone};
     anyhow::ensure!(
         zone.is_none() || format == ExportFormat::Zone,
@@ -359,7 +284,7 @@ fn export(
     if format == ExportFormat::Jsonl {
         let n = write_json_lines(&registry, &mut out)?;
         eprintln!("exported {n} records");
-        return Ok(std::process::ExitCode::SUCCESS);
+        return Ok(ExitCode::SUCCESS);
     }
     // The zone and the engine as `serve` sets them up.
     let mut dns_config = config.dns.clone();
@@ -375,67 +300,28 @@ fn export(
     let done = write_zone(&resolver, dns_zone, out, now, |handle, why| {
         eprintln!("{handle}: {why}")
     })?;
-    eprintln!(
-        "exported {} identifiers as zone {origin} ({} records)",
-        done.written, done.records
-    );
-    for (n, why) in [
-        (done.unnamed, "have no DNS name (not reachable over DNS)"),
-        (
-            done.shadowed,
-            "share their DNS name with another identifier that DNS answers for",
-        ),
-        (
-            done.no_public,
-            "have no public value (NODATA at idnode; absent from the zone file)",
-        ),
-        (
-            done.not_served,
-            "are not answered from this node's data over DNS",
-        ),
-    ] {
-        if n > 0 {
-            eprintln!("{n} identifiers {why}");
-        }
+    for line in report::zone_export_summary(&done, &origin) {
+        eprintln!("{line}");
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Native protocol client: resolve, admin, keygen
 
-/// Print lines to standard output; a closed pipe (`| head`) just ends the output.
-fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    for line in lines {
-        match writeln!(out, "{line}") {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            other => other?,
-        }
-    }
-    match out.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
-}
+use report::print_lines;
 
-#[allow(clippy::too_many_arguments)]
-fn native_resolve(
-    handle: &str,
-    conn: &ConnArgs,
-    types: &[String],
-    indexes: &[u32],
-    tcp: bool,
-    json: bool,
-    admin_read: bool,
-    certified: bool,
-    auth: &AuthArgs,
-) -> anyhow::Result<std::process::ExitCode> {
-    let client = conn.client()?;
-    let auth = auth.authenticator()?;
-    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-    if certified {
-        return certified_resolve(&client, handle, types, indexes, transport, json, admin_read);
+fn native_resolve(args: &ResolveArgs) -> anyhow::Result<ExitCode> {
+    let (handle, types, indexes) = (&args.handle, &args.types, &args.indexes);
+    let client = args.conn.client()?;
+    let auth = args.auth.authenticator()?;
+    let transport = if args.tcp {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    if args.certified {
+        return certified_resolve(&client, args, transport);
     }
     let (response, routed) = client
         .resolve_routed(
@@ -443,57 +329,37 @@ fn native_resolve(
             indexes,
             types,
             transport,
-            !admin_read,
+            !args.admin_read,
             auth.as_ref(),
         )
         .with_context(|| format!("resolving {handle}"))?;
     if let Some(server) = routed {
         eprintln!("(routed by the site's hash to {server})");
     }
-    if print_answer(&response, json)? {
-        return Ok(std::process::ExitCode::SUCCESS);
+    if print_answer(&response, args.json)? {
+        return Ok(ExitCode::SUCCESS);
     }
     if response.code == 402 && auth.is_none() {
         eprintln!("(restricted values: add --auth-handle with --secret-file or --private-key)");
     }
-    Ok(std::process::ExitCode::from(1))
+    Ok(ExitCode::from(1))
 }
 
 /// `idnode resolve --certified`: the server's key from its HS_SITE, a CT resolution, and the
 /// signature check; the values are printed only when the signature verifies.
 fn certified_resolve(
     client: &Client,
-    handle: &str,
-    types: &[String],
-    indexes: &[u32],
+    args: &ResolveArgs,
     transport: Transport,
-    json: bool,
-    admin_read: bool,
-) -> anyhow::Result<std::process::ExitCode> {
-    use idnode::auth::credential::Certification;
+) -> anyhow::Result<ExitCode> {
+    let (handle, types, indexes) = (&args.handle, &args.types, &args.indexes);
     let key = client.site_key(transport)?;
     let (response, certification) = client
-        .resolve_certified(handle, indexes, types, transport, !admin_read, &key)
+        .resolve_certified(handle, indexes, types, transport, !args.admin_read, &key)
         .with_context(|| format!("resolving {handle}"))?;
-    let verified = match certification {
-        Certification::Verified => {
-            eprintln!("certified: the answer's signature verifies with the server's HS_SITE key");
-            true
-        }
-        Certification::Missing => {
-            eprintln!("NOT certified: the answer carries no signature");
-            false
-        }
-        Certification::Invalid(why) => {
-            eprintln!("NOT certified: {why}");
-            false
-        }
-    };
-    Ok(if verified && print_answer(&response, json)? {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
+    let (verified, line) = report::certification(&certification);
+    eprintln!("{line}");
+    Ok(exit_status(verified && print_answer(&response, args.json)?))
 }
 
 /// Print a resolution's answer as `idnode resolve` does (a values table, or with `json` the
@@ -523,7 +389,7 @@ fn native_admin_batch(
     stop_on_error: bool,
     conn: &ConnArgs,
     auth: &AuthArgs,
-) -> anyhow::Result<std::process::ExitCode> {
+) -> anyhow::Result<ExitCode> {
     let text = if file == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -565,14 +431,10 @@ fn native_admin_batch(
         }
     }
     session.close();
-    Ok(if failed == 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
+    Ok(exit_status(failed == 0))
 }
 
-fn native_admin(op: AdminOp) -> anyhow::Result<std::process::ExitCode> {
+fn native_admin(op: AdminOp) -> anyhow::Result<ExitCode> {
     let (request, conn, auth, done) = match op {
         AdminOp::Batch {
             file,
@@ -591,15 +453,10 @@ fn native_admin(op: AdminOp) -> anyhow::Result<std::process::ExitCode> {
         .with_context(|| format!("{handle} (as {})", auth.identity()))?;
     if !r.is_success() {
         eprintln!("{}", show::describe_failure(&r));
-        match r.code {
-            400 | 401 => eprintln!("(authenticated as {})", auth.identity()),
-            403 | 404 => eprintln!(
-                "(identity {}: check the secret or key and the index)",
-                auth.identity()
-            ),
-            _ => {}
+        if let Some(hint) = report::admin_refusal_hint(r.code, &auth.identity()) {
+            eprintln!("{hint}");
         }
-        return Ok(std::process::ExitCode::from(1));
+        return Ok(ExitCode::from(1));
     }
     if is_list {
         let n = r.handles.len();
@@ -609,15 +466,10 @@ fn native_admin(op: AdminOp) -> anyhow::Result<std::process::ExitCode> {
         let target = r.minted_handle.as_deref().unwrap_or(&handle);
         print_lines([format!("{done} {target}")])?;
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
 }
 
-fn keygen(
-    out: &Path,
-    bits: usize,
-    index: u32,
-    force: bool,
-) -> anyhow::Result<std::process::ExitCode> {
+fn keygen(out: &Path, bits: usize, index: u32, force: bool) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         (1..=idnode::model::value::MAX_INDEX).contains(&index),
         "--index must be between 1 and {}",
@@ -634,12 +486,6 @@ fn keygen(
     server::write_private_file(out, pem.as_bytes(), force)?;
     let value = HandleValue::new(index, types::HS_PUBKEY, key.public_key().encode());
     print_lines([serde_json::to_string_pretty(&hjson::value_to_json(&value))?])?;
-    eprintln!(
-        "private key written to {} (mode 0600); add the HS_PUBKEY value above to the identity \
-         handle (REST API, or `idnode admin add HANDLE --values-json FILE ...`) and authenticate \
-         with --auth-handle {index}:HANDLE --private-key {}",
-        out.display(),
-        out.display()
-    );
-    Ok(std::process::ExitCode::SUCCESS)
+    eprintln!("{}", report::keygen_done(out, index));
+    Ok(ExitCode::SUCCESS)
 }

@@ -10,8 +10,9 @@ use idnode::auth::challenge::{request_digest, seckey_answer_pbkdf2};
 use idnode::model::{Handle, HandleValue, SuffixCase};
 use idnode::resolve::Overwrite;
 use idnode::server::RunningNode;
+use idnode::wire::handle::fragment::udp_fragments;
 use idnode::wire::handle::message::{
-    flag, header_and_body, op, udp_fragments, Body, Envelope, Message, ENVELOPE_LEN, UDP_CHUNK,
+    flag, header_and_body, op, Body, Envelope, Message, ENVELOPE_LEN, UDP_CHUNK,
 };
 
 mod common;

@@ -9,7 +9,8 @@
 //!   sequence number, as a receiver would) gives back the message part of the input.
 #![no_main]
 
-use idnode::wire::handle::message::{udp_fragments, ENVELOPE_LEN, UDP_CHUNK};
+use idnode::wire::handle::fragment::udp_fragments;
+use idnode::wire::handle::message::{ENVELOPE_LEN, UDP_CHUNK};
 use idnode::wire::handle::Envelope;
 use libfuzzer_sys::fuzz_target;
 

@@ -21,7 +21,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use idnode::wire::handle::message::{udp_fragments, ENVELOPE_LEN, UDP_CHUNK};
+use idnode::wire::handle::fragment::udp_fragments;
+use idnode::wire::handle::message::{ENVELOPE_LEN, UDP_CHUNK};
 use idnode::wire::handle::reassembly::{Reassembler, ReassemblyLimits};
 use idnode::wire::handle::{Envelope, Message};
 use libfuzzer_sys::fuzz_target;

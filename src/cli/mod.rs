@@ -168,33 +168,7 @@ pub enum Command {
     ///
     /// Exit status: 0 when found (RC 1), 1 for any other response code, 2 for usage or
     /// network errors.
-    Resolve {
-        handle: String,
-        #[command(flatten)]
-        conn: ConnArgs,
-        /// Only values of this type (repeatable; `HS_SITE.` matches the family).
-        #[arg(long = "type", value_name = "TYPE")]
-        types: Vec<String>,
-        /// Only the value with this index (repeatable; with --type: the union).
-        #[arg(long = "index", value_name = "INDEX")]
-        indexes: Vec<u32>,
-        /// Use TCP instead of UDP.
-        #[arg(long)]
-        tcp: bool,
-        /// Print the answer in the REST API's JSON shape.
-        #[arg(long)]
-        json: bool,
-        /// Ask for values only administrators may read too (clears the PO flag). With
-        /// --auth-handle and a secret or key, the server's challenge is answered (over TCP).
-        #[arg(long)]
-        admin_read: bool,
-        /// Ask for a certified (signed) answer and verify its signature with the key the
-        /// server publishes in its HS_SITE (GET_SITE_INFO); exit status 1 if it does not verify.
-        #[arg(long, conflicts_with = "auth_handle")]
-        certified: bool,
-        #[command(flatten)]
-        auth: AuthArgs,
-    },
+    Resolve(ResolveArgs),
     /// Replication: `idnode sync status` shows the running node's follow links.
     Sync {
         #[command(subcommand)]
@@ -354,4 +328,34 @@ pub enum AdminOp {
         #[command(flatten)]
         auth: AuthArgs,
     },
+}
+
+/// `idnode resolve`: what to ask for, from which node, how.
+#[derive(clap::Args)]
+pub struct ResolveArgs {
+    pub handle: String,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Only values of this type (repeatable; `HS_SITE.` matches the family).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only the value with this index (repeatable; with --type: the union).
+    #[arg(long = "index", value_name = "INDEX")]
+    pub indexes: Vec<u32>,
+    /// Use TCP instead of UDP.
+    #[arg(long)]
+    pub tcp: bool,
+    /// Print the answer in the REST API's JSON shape.
+    #[arg(long)]
+    pub json: bool,
+    /// Ask for values only administrators may read too (clears the PO flag). With
+    /// --auth-handle and a secret or key, the server's challenge is answered (over TCP).
+    #[arg(long)]
+    pub admin_read: bool,
+    /// Ask for a certified (signed) answer and verify its signature with the key the
+    /// server publishes in its HS_SITE (GET_SITE_INFO); exit status 1 if it does not verify.
+    #[arg(long, conflicts_with = "auth_handle")]
+    pub certified: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }

@@ -17,11 +17,6 @@ pub fn check_config(path: &Path, c: &ValidConfig) -> Vec<String> {
         .iter()
         .map(|p| p.to_string())
         .collect();
-    let scheme = if c.http.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
     let key = match &c.handle.server_key_file {
         Some(path) => format!("{} (loaded)", path.display()),
         None => {
@@ -39,7 +34,7 @@ pub fn check_config(path: &Path, c: &ValidConfig) -> Vec<String> {
         format!("  data_dir        {}", c.node.data_dir.display()),
         format!("  homed prefixes  {}", homed.join(", ")),
         format!("  suffix case     {:?}", c.node.suffix_case),
-        format!("  HTTP            {scheme}://{}", c.http.listen),
+        format!("  HTTP            {}", base_url(c, c.http.listen)),
         format!("  server key      {key}"),
     ]
 }
@@ -86,6 +81,26 @@ pub fn init_prefix_lines(
     Ok(lines)
 }
 
+/// The base URL of the node's HTTP listener at `addr` (https with TLS configured).
+pub fn base_url(config: &ValidConfig, addr: SocketAddr) -> String {
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{addr}")
+}
+
+/// `idnode init-prefix`: where the administrator's secret came from.
+pub fn secret_source(path: &Path, generated: bool) -> String {
+    let how = if generated {
+        "generated into"
+    } else {
+        "read from"
+    };
+    format!("secret {how} {}", path.display())
+}
+
 /// What `idnode serve` prints once it listens: where, the administrators it created, how to
 /// register and read a first identifier, and (with DNS) how to ask for it with dig.
 pub fn welcome(
@@ -126,4 +141,163 @@ pub fn welcome(
         }
     }
     lines
+}
+
+/// `idnode import`: what was written, how fast, and what was skipped.
+pub fn import_summary(
+    summary: &crate::resolve::import::ImportSummary,
+    secs: f64,
+    no_change_log: bool,
+) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "imported {} records, rejected {} lines",
+            summary.written, summary.rejected
+        ),
+        format!(
+            "{secs:.1} s, {:.0} records/s, durable",
+            summary.written as f64 / secs.max(1e-9)
+        ),
+    ];
+    if summary.other_partitions > 0 {
+        lines.push(format!(
+            "skipped {} records that hash to other servers of the site",
+            summary.other_partitions
+        ));
+    }
+    if no_change_log {
+        lines.push("change log reset: followers re-bootstrap from a snapshot".into());
+    }
+    lines
+}
+
+/// `idnode export --format zone`: how many identifiers went into zone `origin`, and how many
+/// were left out and why.
+pub fn zone_export_summary(done: &crate::resolve::export::ZoneExport, origin: &str) -> Vec<String> {
+    let mut lines = vec![format!(
+        "exported {} identifiers as zone {origin} ({} records)",
+        done.written, done.records
+    )];
+    for (n, why) in [
+        (done.unnamed, "have no DNS name (not reachable over DNS)"),
+        (
+            done.shadowed,
+            "share their DNS name with another identifier that DNS answers for",
+        ),
+        (
+            done.no_public,
+            "have no public value (NODATA at idnode; absent from the zone file)",
+        ),
+        (
+            done.not_served,
+            "are not answered from this node's data over DNS",
+        ),
+    ] {
+        if n > 0 {
+            lines.push(format!("{n} identifiers {why}"));
+        }
+    }
+    lines
+}
+
+/// `idnode sync status`: one line per follow link of the node at `addr`.
+pub fn sync_status(addr: SocketAddr, status: &crate::wire::sync::SyncStatus) -> Vec<String> {
+    let mut lines = vec![format!("node {addr}: last sequence {}", status.last_seq)];
+    if status.links.is_empty() {
+        lines.push("no follow links".into());
+    }
+    for l in &status.links {
+        lines.push(format!(
+            "{}  prefixes {}  state {}  cursor {}  upstream last {}  lag {}  applied {}  \
+             bootstraps {}  errors {}{}",
+            l.upstream,
+            serde_json::to_string(&l.prefixes).unwrap_or_default(),
+            l.state,
+            l.cursor,
+            l.upstream_last_seq,
+            l.lag_sequences,
+            l.applied,
+            l.bootstraps,
+            l.errors,
+            l.last_error
+                .as_ref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default(),
+        ));
+    }
+    lines
+}
+
+/// `idnode resolve --certified`: whether the answer's signature verified, and the line saying
+/// so (on stderr).
+pub fn certification(c: &crate::auth::credential::Certification) -> (bool, String) {
+    use crate::auth::credential::Certification;
+    match c {
+        Certification::Verified => (
+            true,
+            "certified: the answer's signature verifies with the server's HS_SITE key".into(),
+        ),
+        Certification::Missing => (
+            false,
+            "NOT certified: the answer carries no signature".into(),
+        ),
+        Certification::Invalid(why) => (false, format!("NOT certified: {why}")),
+    }
+}
+
+/// A hint after a refused `idnode admin` operation, from its response code.
+pub fn admin_refusal_hint(code: u32, identity: &str) -> Option<String> {
+    match code {
+        400 | 401 => Some(format!("(authenticated as {identity})")),
+        403 | 404 => Some(format!(
+            "(identity {identity}: check the secret or key and the index)"
+        )),
+        _ => None,
+    }
+}
+
+/// What `idnode keygen` says after writing the private key to `out`.
+pub fn keygen_done(out: &Path, index: u32) -> String {
+    format!(
+        "private key written to {} (mode 0600); add the HS_PUBKEY value above to the identity \
+         handle (REST API, or `idnode admin add HANDLE --values-json FILE ...`) and authenticate \
+         with --auth-handle {index}:HANDLE --private-key {}",
+        out.display(),
+        out.display()
+    )
+}
+
+/// Print lines to standard output; a closed pipe (`| head`) just ends the output.
+pub fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in lines {
+        match writeln!(out, "{line}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// A progress bar on stderr for reading `len` bytes (a spinner when unknown); hidden when
+/// stderr is not a terminal, so logs and pipes get no control codes.
+pub fn progress(len: Option<u64>) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }

@@ -8,7 +8,8 @@ use super::resolve::{resolution_body, resolution_flags};
 use super::*;
 use crate::auth::challenge::{request_digest, verify_pubkey_answer, verify_seckey_answer};
 use crate::wire::handle::exchange::{build_request, Feed, UdpResponse};
-use crate::wire::handle::message::{envelope_flag, udp_fragments, Envelope, RequestDigest};
+use crate::wire::handle::fragment::udp_fragments;
+use crate::wire::handle::message::{envelope_flag, Envelope, RequestDigest};
 use crate::wire::handle::message::{header_and_body, ENVELOPE_LEN, OUR_VERSION};
 use crate::wire::handle::vectors::*;
 

@@ -15,6 +15,7 @@ mod http_serve;
 pub mod native;
 mod node;
 pub mod rrl;
+pub mod signal;
 pub mod udp;
 pub mod upstream;
 

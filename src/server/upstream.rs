@@ -18,7 +18,8 @@ use crate::wire::handle::exchange::{
     check_continuation, check_request_id, encode_request, udp_datagrams, ExchangeError, Feed,
     TcpFrame, UdpResponse,
 };
-use crate::wire::handle::message::{flag, Body, FragmentError, Message, MAX_MESSAGE_LEN};
+use crate::wire::handle::fragment::FragmentError;
+use crate::wire::handle::message::{flag, Body, Message, MAX_MESSAGE_LEN};
 
 /// Bytes accepted for all CN-continued TCP messages of one response together (each message is
 /// also capped at [`MAX_MESSAGE_LEN`]).

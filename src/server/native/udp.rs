@@ -15,7 +15,8 @@ use super::{
 };
 use crate::model::ResponseCode;
 use crate::server::udp::{DatagramService, Handled, Replies, Reuse};
-use crate::wire::handle::message::{flag, op, udp_fragments, Envelope, ENVELOPE_LEN};
+use crate::wire::handle::fragment::udp_fragments;
+use crate::wire::handle::message::{flag, op, Envelope, ENVELOPE_LEN};
 use crate::wire::handle::peek::{at, u32_at, Framed};
 use crate::wire::handle::reassembly::{Reassembler, ReassemblyLimits};
 

@@ -6,7 +6,8 @@ use tokio::net::UdpSocket;
 use super::*;
 use crate::model::HandleValue;
 use crate::wire::handle::exchange::new_request;
-use crate::wire::handle::message::{op, udp_fragments, ENVELOPE_LEN};
+use crate::wire::handle::fragment::udp_fragments;
+use crate::wire::handle::message::{op, ENVELOPE_LEN};
 
 fn url(index: u32, text: &str) -> HandleValue {
     HandleValue::new(index, "URL", text.as_bytes().to_vec())

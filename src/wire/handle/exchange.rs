@@ -21,9 +21,10 @@
 
 use rand::Rng;
 
+use super::fragment::{udp_fragments, FragmentError, Fragments};
 use super::message::{
-    envelope_flag, udp_fragments, Body, Envelope, FragmentError, Fragments, Message, WireError,
-    ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION, UDP_CHUNK,
+    envelope_flag, Body, Envelope, Message, WireError, ENVELOPE_LEN, MAX_MESSAGE_LEN, OUR_VERSION,
+    UDP_CHUNK,
 };
 use crate::model::ResponseCode;
 

@@ -2,7 +2,8 @@
 //! no tokio.
 //!
 //! - [`value`]: the HandleValue layout (also the registry's stored record format);
-//! - [`message`]: envelope, header, bodies, credential section, UDP fragmentation;
+//! - [`message`]: envelope, header, bodies, credential section;
+//! - [`fragment`]: UDP fragmentation: a message split into datagrams and collected back;
 //! - [`digest`]: the RD request digests answers carry and challenges name;
 //! - [`peek`]: header fields read off raw bytes without decoding (the hot paths' one reader);
 //! - [`request`]: a request decoded once into a typed [`Request`] ([`OpCode`], [`RequestMessage`]);
@@ -14,6 +15,7 @@
 
 pub mod digest;
 pub mod exchange;
+pub mod fragment;
 pub mod message;
 pub mod peek;
 pub mod reassembly;

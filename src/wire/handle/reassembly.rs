@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::message::{Envelope, Fragments, ENVELOPE_LEN, UDP_CHUNK};
+use super::fragment::Fragments;
+use super::message::{Envelope, ENVELOPE_LEN, UDP_CHUNK};
 
 /// Limits of the reassembly buffer.
 #[derive(Debug, Clone, Copy)]
@@ -176,7 +177,8 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::handle::message::{udp_fragments, Message};
+    use crate::wire::handle::fragment::udp_fragments;
+    use crate::wire::handle::message::Message;
 
     fn fragments(request_id: u32, total: usize) -> Vec<Vec<u8>> {
         let mut msg = vec![0x02, 0x0b, 0x02, 0x0b];

@@ -248,47 +248,6 @@ fn hostile_inputs_are_errors() {
     assert!(Message::decode_full(&[]).is_err());
 }
 
-#[test]
-fn udp_fragmentation_uses_492_byte_chunks() {
-    let m = Message {
-        envelope: Envelope::decode(&hex(RESP_HEX)[..20]).unwrap(),
-        header: Header {
-            op_code: 1,
-            response_code: 1,
-            op_flag: 0,
-            site_serial: 1,
-            recursion_count: 0,
-            expiration: 0,
-        },
-        digest: None,
-        body: Body::Values {
-            handle: "88.100.1/BIG".into(),
-            values: (1..40)
-                .map(|i| HandleValue::new(i, "DESC", vec![b'x'; 40]))
-                .collect(),
-        },
-        credential: Some(vec![]),
-    };
-    let encoded = m.encode();
-    let frags = udp_fragments(&encoded);
-    let body_len = encoded.len() - ENVELOPE_LEN;
-    assert_eq!(frags.len(), body_len.div_ceil(UDP_CHUNK));
-    let mut joined = Vec::new();
-    for (i, f) in frags.iter().enumerate() {
-        let env = Envelope::decode(&f[..20]).unwrap();
-        assert_eq!(env.sequence as usize, i);
-        assert_eq!(env.message_length as usize, body_len);
-        assert!(f.len() - 20 <= UDP_CHUNK);
-        joined.extend_from_slice(&f[20..]);
-    }
-    assert_eq!(
-        Message::decode(Envelope::decode(&frags[0][..20]).unwrap(), &joined)
-            .unwrap()
-            .body,
-        m.body
-    );
-}
-
 /// Found by `mutated_vectors_never_panic`: the challenge with its response code turned into
 /// 302 decodes as a referral without a value list; re-encoding adds the (empty) list.
 #[test]
@@ -395,53 +354,6 @@ fn legacy_digest_has_no_type_byte() {
     let mut back = Message::decode_full(&bytes).unwrap();
     back.envelope.message_length = 0;
     assert_eq!(back, m);
-}
-
-#[test]
-fn fragments_reassemble_and_refuse_what_does_not_fit() {
-    let mut msg = hex(RESP_HEX);
-    // Grow the message past two datagrams by appending to a copy of the body (the assembler
-    // only cares about lengths and positions).
-    msg.extend(std::iter::repeat_n(7u8, 1000));
-    let total = (msg.len() - ENVELOPE_LEN) as u32;
-    msg[16..20].copy_from_slice(&total.to_be_bytes());
-    let frags = udp_fragments(&msg);
-    assert_eq!(frags.len(), 3);
-    let parts: Vec<(Envelope, &[u8])> = frags
-        .iter()
-        .map(|f| {
-            (
-                Envelope::decode(&f[..ENVELOPE_LEN]).unwrap(),
-                &f[ENVELOPE_LEN..],
-            )
-        })
-        .collect();
-    let mut a = Fragments::new();
-    assert_eq!(a.offer(&parts[2].0, parts[2].1), Ok(None));
-    assert_eq!(
-        a.offer(&parts[2].0, parts[2].1),
-        Err(FragmentError::Duplicate(2))
-    );
-    assert!(matches!(
-        a.offer(&parts[0].0, &parts[0].1[1..]),
-        Err(FragmentError::WrongSize { .. })
-    ));
-    let mut longer = parts[0].0;
-    longer.message_length += 1;
-    assert!(matches!(
-        a.offer(&longer, parts[0].1),
-        Err(FragmentError::LengthChanged { .. })
-    ));
-    let mut beyond = parts[0].0;
-    beyond.sequence = 3;
-    assert!(matches!(
-        Fragments::check(&beyond, parts[0].1),
-        Err(FragmentError::OutOfRange { .. })
-    ));
-    assert_eq!(a.offer(&parts[0].0, parts[0].1), Ok(None));
-    let (env, data) = a.offer(&parts[1].0, parts[1].1).unwrap().unwrap();
-    assert_eq!(env.sequence, 0);
-    assert_eq!(data, msg[ENVELOPE_LEN..]);
 }
 
 // --- sessions (second vector set) ----------------------------------------------------------
