@@ -35,6 +35,7 @@
 //! entries and makes followers re-bootstrap instead.
 
 pub mod import;
+pub mod index;
 pub mod record;
 
 use std::collections::HashSet;

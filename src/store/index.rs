@@ -1,0 +1,515 @@
+//! The read index: every record's stored bytes held in memory, in front of sled, so that a
+//! resolution costs a hash probe whatever the number of identifiers.
+//!
+//! sled stays the durable registry; this is a copy of its records tree that is only ever
+//! read by resolutions and written by the registry's own write paths, under the registry's
+//! writer lock, after the sled transaction committed (so a reader sees a write no earlier
+//! than sled does, and never after its answer went out). Why it exists: at 1M and 10M
+//! identifiers with uniform random queries, sled's page cache was over 60 % of the node's
+//! CPU (BENCHMARKS.md, Scale) — each miss paged a ~2.5 KB leaf in and deserialized ~30
+//! objects — while the records themselves are ~270 bytes each.
+//!
+//! Layout, chosen for bytes per identifier: 256 shards, each an append-only arena of entries
+//! `[key length u16][value length u32][key][value]` and a `hashbrown::HashTable<u32>` of
+//! entry offsets (about 5–9 bytes per identifier with its control byte and load factor). An
+//! entry costs its key and value plus 6 bytes, against ~100 bytes of per-object overhead for
+//! a map of boxed keys and values. An update appends and leaves the old bytes as garbage; a
+//! shard whose garbage passes half its arena is compacted under its write lock (a shard is
+//! 1/256 of the records, so at 10M the pause is a copy of ~10 MB).
+//!
+//! States: `Off` (nothing held: every lookup is [`Lookup::Unknown`] and writes are ignored;
+//! command-line tools that open the registry use it so), `Loading` (writes are recorded,
+//! deletions as tombstones, while a loader fills what it reads from sled with
+//! [`ReadIndex::fill`], which never overwrites: a record the loader read before a write
+//! cannot replace the write), `Complete` (an absent key is known absent: a miss never reaches
+//! sled) and `Disabled` (the memory budget was exceeded: everything dropped, lookups go to
+//! sled). Keys are hashed with the standard library's randomly keyed SipHash: the keys come
+//! from writers, but lookups come from anyone.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use hashbrown::HashTable;
+
+/// Shards (a power of two): writers to different shards never wait on each other, and
+/// compaction pauses one shard's readers only.
+const SHARDS: usize = 256;
+/// Entry header: key length (u16) and value length (u32).
+const HEADER: usize = 6;
+/// Value length marking a deleted key while loading (never a real length: records are
+/// capped far below).
+const TOMBSTONE: u32 = u32::MAX;
+/// Shards with less garbage than this are not compacted (not worth the copy).
+const MIN_COMPACT_GARBAGE: usize = 16 << 10;
+
+const OFF: u8 = 0;
+const LOADING: u8 = 1;
+const COMPLETE: u8 = 2;
+const DISABLED: u8 = 3;
+
+/// What the index knows about a key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<R> {
+    /// The key is held: the closure's result on its stored bytes.
+    Found(R),
+    /// The key is known not to exist (complete index, or deleted while loading).
+    Absent,
+    /// The index cannot say: ask sled.
+    Unknown,
+}
+
+/// The state of the index, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexState {
+    Off,
+    Loading,
+    Complete,
+    Disabled,
+}
+
+#[derive(Default)]
+struct Shard {
+    table: HashTable<u32>,
+    arena: Vec<u8>,
+    garbage: usize,
+}
+
+/// See the module docs.
+pub struct ReadIndex {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: RandomState,
+    state: AtomicU8,
+    /// Arena bytes held (live and garbage) plus table slots, all shards.
+    bytes: AtomicUsize,
+    /// Most bytes the index may hold before it disables itself (0: no limit).
+    budget: usize,
+}
+
+fn key_of(arena: &[u8], offset: u32) -> &[u8] {
+    let o = offset as usize;
+    let key_len = u16::from_le_bytes([arena[o], arena[o + 1]]) as usize;
+    &arena[o + HEADER..o + HEADER + key_len]
+}
+
+/// The stored value at `offset` (`None` for a tombstone) and the entry's length.
+fn value_of(arena: &[u8], offset: u32) -> (Option<&[u8]>, usize) {
+    let o = offset as usize;
+    let key_len = u16::from_le_bytes([arena[o], arena[o + 1]]) as usize;
+    let len = u32::from_le_bytes([arena[o + 2], arena[o + 3], arena[o + 4], arena[o + 5]]);
+    let start = o + HEADER + key_len;
+    if len == TOMBSTONE {
+        return (None, HEADER + key_len);
+    }
+    let end = start + len as usize;
+    (Some(&arena[start..end]), end - o)
+}
+
+impl Shard {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let arena = &self.arena;
+        self.table.find(hash, |&o| key_of(arena, o) == key).copied()
+    }
+
+    /// Append an entry; `None` if the arena would pass the u32 offsets' reach.
+    fn append(&mut self, key: &[u8], value: Option<&[u8]>) -> Option<(u32, usize)> {
+        let value_len = value.map_or(0, <[u8]>::len);
+        let len = HEADER + key.len() + value_len;
+        let offset = u32::try_from(self.arena.len()).ok()?;
+        u32::try_from(self.arena.len() + len).ok()?;
+        let key_len = u16::try_from(key.len()).ok()?;
+        let stored_len = match value {
+            Some(v) => u32::try_from(v.len()).ok().filter(|&l| l != TOMBSTONE)?,
+            None => TOMBSTONE,
+        };
+        if self.arena.capacity() - self.arena.len() < len {
+            // Grow by an eighth, not by doubling: the arenas are most of the index's memory.
+            let extra = (self.arena.len() / 8).max(len).max(4096);
+            self.arena.reserve_exact(extra);
+        }
+        self.arena.extend_from_slice(&key_len.to_le_bytes());
+        self.arena.extend_from_slice(&stored_len.to_le_bytes());
+        self.arena.extend_from_slice(key);
+        if let Some(v) = value {
+            self.arena.extend_from_slice(v);
+        }
+        Some((offset, len))
+    }
+
+    fn capacity_bytes(&self) -> usize {
+        self.arena.capacity() + self.table.capacity() * (size_of::<u32>() + 1)
+    }
+
+    /// Rewrite the arena with only the live entries (tombstones too unless `drop_tombstones`).
+    fn compact(&mut self, hasher: &RandomState, drop_tombstones: bool) {
+        let old = std::mem::take(&mut self.arena);
+        let live = old.len() - self.garbage;
+        let mut arena = Vec::with_capacity(live + live / 8);
+        let mut moved = Vec::with_capacity(self.table.len());
+        for &o in self.table.iter() {
+            let (value, len) = value_of(&old, o);
+            if value.is_none() && drop_tombstones {
+                continue;
+            }
+            let start = o as usize;
+            // The new arena is no longer than the old one, whose offsets fit a u32.
+            moved.push((hasher.hash_one(key_of(&old, o)), arena.len() as u32));
+            arena.extend_from_slice(&old[start..start + len]);
+        }
+        let mut table = HashTable::with_capacity(moved.len());
+        for (hash, offset) in moved {
+            table.insert_unique(hash, offset, |&o| hasher.hash_one(key_of(&arena, o)));
+        }
+        self.arena = arena;
+        self.table = table;
+        self.garbage = 0;
+    }
+}
+
+impl ReadIndex {
+    /// An index in the `Off` state that may hold up to `budget` bytes (0: no limit).
+    pub fn new(budget: usize) -> ReadIndex {
+        ReadIndex {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
+            state: AtomicU8::new(OFF),
+            bytes: AtomicUsize::new(0),
+            budget,
+        }
+    }
+
+    pub fn state(&self) -> IndexState {
+        match self.state.load(Ordering::Acquire) {
+            OFF => IndexState::Off,
+            LOADING => IndexState::Loading,
+            COMPLETE => IndexState::Complete,
+            _ => IndexState::Disabled,
+        }
+    }
+
+    /// Bytes held (arenas with their garbage, and the tables).
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Keys held (tombstones included while loading).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).table.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Start recording writes (`Off` → `Loading`); false if it was not off. The loader must
+    /// start reading sled after this returned.
+    pub fn start_loading(&self) -> bool {
+        self.state
+            .compare_exchange(OFF, LOADING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The loader read everything: absent keys are now known absent, and the tombstones
+    /// that guarded deletions against the loader are dropped.
+    pub fn finish_loading(&self) {
+        if self
+            .state
+            .compare_exchange(LOADING, COMPLETE, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        for shard in self.shards.iter() {
+            let mut s = write(shard);
+            let before = s.capacity_bytes();
+            s.compact(&self.hasher, true);
+            self.account(before, s.capacity_bytes());
+        }
+    }
+
+    /// Drop everything and send every lookup to sled from now on.
+    pub fn disable(&self) {
+        self.state.store(DISABLED, Ordering::Release);
+        for shard in self.shards.iter() {
+            *write(shard) = Shard::default();
+        }
+        self.bytes.store(0, Ordering::Relaxed);
+    }
+
+    fn recording(&self) -> bool {
+        matches!(self.state.load(Ordering::Acquire), LOADING | COMPLETE)
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[(hash >> 56) as usize % SHARDS]
+    }
+
+    /// Run `f` on the stored bytes of `key`, under the shard's read lock.
+    pub fn lookup<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Lookup<R> {
+        let state = self.state.load(Ordering::Acquire);
+        if !matches!(state, LOADING | COMPLETE) {
+            return Lookup::Unknown;
+        }
+        let hash = self.hasher.hash_one(key);
+        let shard = read(self.shard(hash));
+        match shard.find(hash, key) {
+            Some(o) => match value_of(&shard.arena, o).0 {
+                Some(v) => Lookup::Found(f(v)),
+                None => Lookup::Absent,
+            },
+            None if state == COMPLETE => Lookup::Absent,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// A write committed `key` = `value` (`None`: deleted). Call under the registry's writer
+    /// lock, after the commit.
+    pub fn record(&self, key: &[u8], value: Option<&[u8]>) {
+        let state = self.state.load(Ordering::Acquire);
+        if !matches!(state, LOADING | COMPLETE) {
+            return;
+        }
+        if value.is_none() && state == COMPLETE {
+            self.remove(key);
+        } else {
+            self.upsert(key, value, true);
+        }
+    }
+
+    /// The loader read `key` = `value` from sled: held unless a write got there first.
+    pub fn fill(&self, key: &[u8], value: &[u8]) {
+        if self.state.load(Ordering::Acquire) == LOADING {
+            self.upsert(key, Some(value), false);
+        }
+    }
+
+    fn upsert(&self, key: &[u8], value: Option<&[u8]>, overwrite: bool) {
+        let hash = self.hasher.hash_one(key);
+        let mut guard = write(self.shard(hash));
+        let s = &mut *guard;
+        let before = s.capacity_bytes();
+        let existing = s.find(hash, key);
+        if existing.is_some() && !overwrite {
+            return;
+        }
+        let Some((offset, _)) = s.append(key, value) else {
+            drop(guard);
+            tracing::warn!("read index: a shard outgrew 4 GiB; resolutions read sled");
+            self.disable();
+            return;
+        };
+        match existing {
+            Some(old) => {
+                let old_len = value_of(&s.arena, old).1;
+                s.garbage += old_len;
+                if let Ok(mut e) = s.table.find_entry(hash, |&o| o == old) {
+                    *e.get_mut() = offset;
+                }
+            }
+            None => {
+                let arena = &s.arena;
+                let hasher = &self.hasher;
+                s.table
+                    .insert_unique(hash, offset, |&o| hasher.hash_one(key_of(arena, o)));
+            }
+        }
+        self.maybe_compact(s);
+        let after = s.capacity_bytes();
+        drop(guard);
+        self.account(before, after);
+    }
+
+    fn remove(&self, key: &[u8]) {
+        let hash = self.hasher.hash_one(key);
+        let mut guard = write(self.shard(hash));
+        let s = &mut *guard;
+        let before = s.capacity_bytes();
+        let arena = &s.arena;
+        if let Ok(e) = s.table.find_entry(hash, |&o| key_of(arena, o) == key) {
+            let (offset, _) = e.remove();
+            s.garbage += value_of(&s.arena, offset).1;
+        }
+        self.maybe_compact(s);
+        let after = s.capacity_bytes();
+        drop(guard);
+        self.account(before, after);
+    }
+
+    fn maybe_compact(&self, s: &mut Shard) {
+        if s.garbage >= MIN_COMPACT_GARBAGE && s.garbage * 2 >= s.arena.len() {
+            s.compact(&self.hasher, false);
+        }
+    }
+
+    fn account(&self, before: usize, after: usize) {
+        let total = if after >= before {
+            self.bytes.fetch_add(after - before, Ordering::Relaxed) + (after - before)
+        } else {
+            self.bytes.fetch_sub(before - after, Ordering::Relaxed) - (before - after)
+        };
+        if self.budget > 0 && total > self.budget && self.recording() {
+            tracing::warn!(
+                held = total,
+                budget = self.budget,
+                "read index: over its memory budget ([store] read_index_max_mb); dropped, \
+                 resolutions read sled"
+            );
+            self.disable();
+        }
+    }
+}
+
+fn read(l: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(l: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn get(index: &ReadIndex, key: &str) -> Lookup<Vec<u8>> {
+        index.lookup(key.as_bytes(), <[u8]>::to_vec)
+    }
+
+    #[test]
+    fn off_knows_nothing_and_records_nothing() {
+        let index = ReadIndex::new(0);
+        index.record(b"a", Some(b"1"));
+        index.fill(b"a", b"1");
+        assert_eq!(get(&index, "a"), Lookup::Unknown);
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn loading_a_write_wins_over_the_loader_and_a_deletion_stays_deleted() {
+        let index = ReadIndex::new(0);
+        assert!(index.start_loading());
+        assert!(!index.start_loading());
+        index.record(b"88.100/A", Some(b"new"));
+        index.fill(b"88.100/A", b"old, read before the write");
+        index.record(b"88.100/B", None);
+        index.fill(b"88.100/B", b"read before the deletion");
+        index.fill(b"88.100/C", b"c");
+        assert_eq!(get(&index, "88.100/A"), Lookup::Found(b"new".to_vec()));
+        assert_eq!(get(&index, "88.100/B"), Lookup::Absent);
+        assert_eq!(get(&index, "88.100/C"), Lookup::Found(b"c".to_vec()));
+        // Not loaded yet: the index cannot say.
+        assert_eq!(get(&index, "88.100/D"), Lookup::Unknown);
+        index.finish_loading();
+        assert_eq!(index.state(), IndexState::Complete);
+        assert_eq!(get(&index, "88.100/D"), Lookup::Absent);
+        assert_eq!(get(&index, "88.100/B"), Lookup::Absent);
+        assert_eq!(index.len(), 2, "the tombstone is dropped");
+        // The loader is done: late fills change nothing.
+        index.fill(b"88.100/D", b"late");
+        assert_eq!(get(&index, "88.100/D"), Lookup::Absent);
+    }
+
+    #[test]
+    fn updates_compact_and_keep_every_value() {
+        let index = ReadIndex::new(0);
+        index.start_loading();
+        index.finish_loading();
+        let value = vec![7u8; 300];
+        for round in 0..30u8 {
+            for k in 0..2000 {
+                let mut v = value.clone();
+                v[0] = round;
+                index.record(format!("88.100/K{k}").as_bytes(), Some(&v));
+            }
+        }
+        for k in 0..2000 {
+            match get(&index, &format!("88.100/K{k}")) {
+                Lookup::Found(v) => assert_eq!((v[0], v.len()), (29, 300)),
+                other => panic!("K{k}: {other:?}"),
+            }
+        }
+        // 30 rounds of 2000 × ~315 bytes were written; compaction keeps at most half a
+        // shard's arena as garbage (plus the small shards' allowance).
+        let written = 30 * 2000 * 315;
+        assert!(index.bytes() < written / 4, "{} bytes held", index.bytes());
+        for k in 0..2000 {
+            index.record(format!("88.100/K{k}").as_bytes(), None);
+        }
+        assert!(index.is_empty());
+        assert_eq!(get(&index, "88.100/K1"), Lookup::Absent);
+    }
+
+    #[test]
+    fn over_its_budget_it_disables_itself() {
+        let index = ReadIndex::new(64 << 10);
+        index.start_loading();
+        for k in 0..1000 {
+            index.fill(format!("88.100/K{k}").as_bytes(), &[1u8; 200]);
+        }
+        assert_eq!(index.state(), IndexState::Disabled);
+        assert_eq!(get(&index, "88.100/K1"), Lookup::Unknown);
+        assert_eq!(index.bytes(), 0);
+        index.record(b"88.100/K1", Some(b"x"));
+        assert!(index.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, Vec<u8>),
+        Delete(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..600))
+                .prop_map(|(k, v)| Op::Put(k, v)),
+            any::<u8>().prop_map(Op::Delete),
+        ]
+    }
+
+    proptest! {
+        /// After any writes, with a loader filling a stale copy half-way, the index answers
+        /// as a plain map of the writes would.
+        #[test]
+        fn agrees_with_a_map(ops in proptest::collection::vec(op(), 0..400), stale in any::<bool>()) {
+            let index = ReadIndex::new(0);
+            index.start_loading();
+            let mut model: HashMap<u8, Vec<u8>> = HashMap::new();
+            for i in 0..=ops.len() {
+                if stale && i == ops.len() / 2 {
+                    for k in 0..=255u8 {
+                        index.fill(&[k], b"stale");
+                    }
+                }
+                match ops.get(i) {
+                    Some(Op::Put(k, v)) => {
+                        index.record(&[*k], Some(v));
+                        model.insert(*k, v.clone());
+                    }
+                    Some(Op::Delete(k)) => {
+                        index.record(&[*k], None);
+                        model.remove(k);
+                    }
+                    None => {}
+                }
+            }
+            index.finish_loading();
+            for k in 0..=255u8 {
+                let got = index.lookup(&[k], <[u8]>::to_vec);
+                let want = match model.get(&k) {
+                    Some(v) => Lookup::Found(v.clone()),
+                    // Never written nor deleted: the loader's stale copy.
+                    None if stale && !ops.iter().any(|o| matches!(o, Op::Put(x, _) | Op::Delete(x) if *x == k)) => {
+                        Lookup::Found(b"stale".to_vec())
+                    }
+                    None => Lookup::Absent,
+                };
+                prop_assert_eq!(got, want, "key {}", k);
+            }
+        }
+    }
+}
