@@ -40,7 +40,7 @@ fn append(mut event: serde_json::Map<String, serde_json::Value>) {
     event.insert("time".into(), when.into());
     let mut line = serde_json::Value::Object(event).to_string();
     line.push('\n');
-    let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+    let mut file = crate::lock::lock(file);
     if let Err(e) = file.write_all(line.as_bytes()) {
         tracing::warn!(error = %e, "cannot write the audit file");
     }

@@ -64,7 +64,7 @@ pub(super) struct Logins {
 
 impl Logins {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Option<Identity>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.open)
     }
 }
 

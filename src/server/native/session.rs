@@ -63,7 +63,7 @@ enum Mac {
 
 impl NativeService {
     pub(super) fn lock_sessions(&self) -> std::sync::MutexGuard<'_, SessionTable> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.sessions)
     }
 
     /// Live sessions (expired ones not yet swept included).
