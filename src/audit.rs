@@ -40,7 +40,7 @@ fn append(mut event: serde_json::Map<String, serde_json::Value>) {
     event.insert("time".into(), when.into());
     let mut line = serde_json::Value::Object(event).to_string();
     line.push('\n');
-    let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+    let mut file = crate::lock::lock(file);
     if let Err(e) = file.write_all(line.as_bytes()) {
         tracing::warn!(error = %e, "cannot write the audit file");
     }
@@ -124,44 +124,41 @@ pub fn write(origin: Origin, who: &str, op: &str, handle: &str, indexes: &str, r
     );
 }
 
+/// A login or an authentication failure, to the audit file and to tracing at `$level`,
+/// its detail (`$detail`, a `&str` variable) under the field of the same name. A macro, not
+/// a function: tracing wants the level and the field names fixed where the event is written.
+macro_rules! authentication_event {
+    ($level:ident, $event:literal, $front:expr, $from:expr, $who:expr, $detail:ident) => {{
+        let (front, from, who): (&str, IpAddr, &str) = ($front, $from, $who);
+        append(fields(&[
+            ("event", $event),
+            ("front", front),
+            ("from", &from.to_string()),
+            ("who", who),
+            (stringify!($detail), $detail),
+        ]));
+        tracing::$level!(
+            target: TARGET,
+            event = $event,
+            front,
+            from = %from,
+            who,
+            $detail,
+        );
+    }};
+}
+
 /// Log a successful login or session authentication: `how` says which (for example
 /// `login_key`, `login_password`, `session`).
 pub fn login(front: &str, from: IpAddr, identity: &str, how: &str) {
-    append(fields(&[
-        ("event", "login"),
-        ("front", front),
-        ("from", &from.to_string()),
-        ("who", identity),
-        ("how", how),
-    ]));
-    tracing::info!(
-        target: TARGET,
-        event = "login",
-        front,
-        from = %from,
-        who = identity,
-        how,
-    );
+    authentication_event!(info, "login", front, from, identity, how);
 }
 
 /// Log a failed (or refused) authentication from `from` at front end `front`, claiming
 /// `identity` when one was named.
 pub fn auth_failure(front: &str, from: IpAddr, identity: Option<&str>, reason: &str) {
-    append(fields(&[
-        ("event", "auth_failure"),
-        ("front", front),
-        ("from", &from.to_string()),
-        ("who", identity.unwrap_or("-")),
-        ("reason", reason),
-    ]));
-    tracing::warn!(
-        target: TARGET,
-        event = "auth_failure",
-        front,
-        from = %from,
-        who = identity.unwrap_or("-"),
-        reason,
-    );
+    let who = identity.unwrap_or("-");
+    authentication_event!(warn, "auth_failure", front, from, who, reason);
 }
 
 #[cfg(test)]
@@ -172,5 +169,47 @@ mod tests {
     fn indexes_are_comma_separated() {
         assert_eq!(indexes([1, 2, 300]), "1,2,300");
         assert_eq!(indexes(Vec::<u32>::new()), "");
+    }
+
+    /// Logins and authentication failures reach the audit file with their fields (the only
+    /// test here that opens one: other tests' events in this process go to it as well, so
+    /// it looks for its own lines only).
+    #[test]
+    fn authentication_events_are_written_to_the_audit_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        open_file(&path).unwrap();
+        let from: IpAddr = "192.0.2.7".parse().unwrap();
+        login("native", from, "300:0.NA/audit-test-login", "login_key");
+        auth_failure(
+            "rest",
+            from,
+            Some("300:0.NA/audit-test-failure"),
+            "bad secret",
+        );
+        auth_failure("rest", from, None, "audit-test-anonymous");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let find = |field: &str, value: &str| {
+            lines
+                .iter()
+                .find(|l| l[field] == value)
+                .unwrap_or_else(|| panic!("no line with {field} = {value}: {text}"))
+                .clone()
+        };
+        let login = find("who", "300:0.NA/audit-test-login");
+        assert_eq!(login["event"], "login");
+        assert_eq!(login["front"], "native");
+        assert_eq!(login["from"], "192.0.2.7");
+        assert_eq!(login["how"], "login_key");
+        assert!(login["time"].is_string());
+        let failure = find("who", "300:0.NA/audit-test-failure");
+        assert_eq!(failure["event"], "auth_failure");
+        assert_eq!(failure["front"], "rest");
+        assert_eq!(failure["reason"], "bad secret");
+        assert_eq!(find("reason", "audit-test-anonymous")["who"], "-");
     }
 }

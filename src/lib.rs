@@ -29,7 +29,7 @@
 //!
 //! Leaf utilities any layer may use: [`metrics`] (the prometheus registry, made by the
 //! caller of [`server::start`] and passed in), [`audit`] (the audit log), [`net`] (client
-//! networks, CIDR allow-lists).
+//! networks, CIDR allow-lists), [`lock`] (poison-tolerant std locks).
 
 #![forbid(unsafe_code)]
 
@@ -39,6 +39,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -232,7 +232,7 @@ impl Live {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LiveTotals> {
         // Counters only: a worker that panicked holding the lock leaves nothing inconsistent.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.0)
     }
 }
 

@@ -768,5 +768,5 @@ impl UdpReceiver {
 /// Lock the table of queries in flight (a thread that panicked holding it leaves slots at
 /// worst).
 fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
-    pending.lock().unwrap_or_else(|e| e.into_inner())
+    crate::lock::lock(pending)
 }

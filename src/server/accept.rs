@@ -156,7 +156,7 @@ impl ConnectionTable {
     fn lock(&self) -> MutexGuard<'_, TableState> {
         // A panic while holding the lock leaves counts that are still consistent enough to
         // go on with; never take the node down for it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.state)
     }
 
     /// Take a place for a connection from `ip`, or `None` when that address already holds

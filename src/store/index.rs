@@ -28,9 +28,13 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::RwLock;
 
 use hashbrown::HashTable;
+
+// A panic while a shard is locked leaves it whole or with an entry appended but not yet
+// indexed (unreachable bytes): readers may go on.
+use crate::lock::{read, write};
 
 /// Shards (a power of two): writers to different shards never wait on each other, and
 /// compaction pauses one shard's readers only.
@@ -357,14 +361,6 @@ impl ReadIndex {
             self.disable();
         }
     }
-}
-
-fn read(l: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write(l: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+// A panic while holding one of the store's locks leaves no partial state behind (sled
+// transactions are atomic), so a poisoned lock is safe to take over.
+use crate::lock::lock;
 use crate::model::codec::DecodeError;
 use crate::model::{Handle, Prefix};
 pub use record::{Action, Change, Record};
@@ -182,12 +185,6 @@ pub struct Registry {
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_LAST_SEQ: &[u8] = b"last_seq";
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves no partial state behind (sled
-    // transactions are atomic), so a poisoned lock is safe to take over.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn now_unix_millis() -> u64 {
     std::time::SystemTime::now()

@@ -417,7 +417,7 @@ struct Runner {
 
 impl Runner {
     fn update(&self, f: impl FnOnce(&mut LinkStatus)) {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = crate::lock::lock(&self.links);
         if let Some(s) = links.get_mut(&self.link.name) {
             f(s);
         }
@@ -560,7 +560,7 @@ pub async fn run_link(
     mut shutdown: watch::Receiver<bool>,
 ) {
     {
-        let mut l = links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut l = crate::lock::lock(&links);
         l.insert(
             link.name.clone(),
             LinkStatus {

@@ -73,12 +73,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use prometheus::IntCounterVec;
 use tokio::sync::watch;
 
 use super::ResolveError;
+// Std mutexes, locked tolerating poisoning (no code path panics while holding one).
+use crate::lock::lock;
 use crate::model::{HandleValue, SiteInfo};
 
 /// Cache limits and lifetimes.
@@ -303,11 +305,6 @@ impl Event {
             Event::Evicted => "evicted",
         }
     }
-}
-
-/// Lock a std mutex, tolerating poisoning (no code path panics while holding one).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct Entry<V> {

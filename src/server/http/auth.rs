@@ -45,12 +45,7 @@ pub(crate) fn authenticate(
     let peer = conn.as_ref().map(|c| c.peer.ip());
     let presented = headers.contains_key(header::AUTHORIZATION);
     let now = Instant::now();
-    let lock = || {
-        state
-            .auth_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    };
+    let lock = || crate::lock::lock(&state.auth_failures);
     if let (true, Some(ip)) = (presented, peer) {
         if !lock().allows(ip, now) {
             let reason = "too many failed authentications from this address; try again later";

@@ -400,11 +400,7 @@ async fn status(State(state): State<Arc<FeedState>>, req: Request) -> Response {
     if let Err(resp) = authenticate_caller(&state, &req, true) {
         return *resp;
     }
-    let links = state
-        .links
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let links = crate::lock::lock(&state.links).clone();
     Json(SyncStatus {
         last_seq: state.http.engine().registry().last_seq(),
         links: links.into_values().collect(),

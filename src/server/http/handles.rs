@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
@@ -21,6 +21,7 @@ use super::{
     refused_before_body, rejected, resolve_for_client, run_blocking, ConnInfo, Credentials,
     HttpState, RequestError, UNAUTHENTICATED_BODY_BYTES,
 };
+use crate::auth::Identity;
 use crate::model::{Handle, HandleValue, Prefix, ResponseCode};
 use crate::resolve::{Overwrite, Query, ResolveError, WriteOutcome};
 use crate::wire::json as hjson;
@@ -88,13 +89,14 @@ pub(super) async fn handle_api(State(state): State<Arc<HttpState>>, req: Request
                 }
             }
         },
-        Method::PUT => {
-            let r = put_handle(&state, &parts.headers, conn, text, &params, body).await;
-            ("put", r)
-        }
-        Method::DELETE => {
-            let r = delete_handle(&state, &parts.headers, conn, text, &params, body).await;
-            ("delete", r)
+        Method::PUT | Method::DELETE => {
+            let put = parts.method == Method::PUT;
+            let r = match admit_write(&state, &parts.headers, conn, &text, &params, body).await {
+                Err(refused) => refused,
+                Ok(write) if put => put_handle(&state, &parts.headers, write, text, &params).await,
+                Ok(write) => delete_handle(&state, write, text, &params).await,
+            };
+            (if put { "put" } else { "delete" }, r)
         }
         Method::OPTIONS => ("options", (ResponseCode::Success, preflight())),
         _ => (
@@ -173,29 +175,55 @@ fn write_response(
     }
 }
 
-async fn put_handle(
-    state: &Arc<HttpState>,
+/// A PUT or DELETE past its credentials, with its body read.
+struct AdmittedWrite {
+    identity: Identity,
+    /// The client's address, for the audit line.
+    peer: Option<IpAddr>,
+    body: Bytes,
+}
+
+/// The prologue of a REST write. Credentials first: the body of a request that is not
+/// authenticated is never read nor parsed (see `refused_before_body`). Then the whole body,
+/// before any other answer: answering before it is drained would break keep-alive
+/// connections (pyhandle reuses its connection).
+async fn admit_write(
+    state: &HttpState,
     headers: &HeaderMap,
     conn: Option<ConnInfo>,
-    text: String,
+    text: &str,
     params: &Params,
     body: Body,
-) -> (ResponseCode, Response) {
-    // Credentials first: the body of a request that is not authenticated is never read nor
-    // parsed (see `refused_before_body`).
+) -> Result<AdmittedWrite, (ResponseCode, Response)> {
     let peer = conn.as_ref().map(|c| c.peer.ip());
     let identity = match require_identity(state, headers, conn) {
         Ok(id) => id,
         Err(r) => {
-            return refused_before_body(refusal_response(r, &text, params), headers, body).await
+            return Err(refused_before_body(refusal_response(r, text, params), headers, body).await)
         }
     };
-    // Then the whole body, before any other answer: answering before it is drained would
-    // break keep-alive connections (pyhandle reuses its connection).
-    let bytes = match read_body(state, body).await {
-        Ok(b) => b,
-        Err(e) => return rejected(&e, Some(&text), params),
-    };
+    match read_body(state, body).await {
+        Ok(body) => Ok(AdmittedWrite {
+            identity,
+            peer,
+            body,
+        }),
+        Err(e) => Err(rejected(&e, Some(text), params)),
+    }
+}
+
+async fn put_handle(
+    state: &Arc<HttpState>,
+    headers: &HeaderMap,
+    write: AdmittedWrite,
+    text: String,
+    params: &Params,
+) -> (ResponseCode, Response) {
+    let AdmittedWrite {
+        identity,
+        peer,
+        body: bytes,
+    } = write;
     let fail =
         |f: ResolveError, text: &str| (f.code(), failure_response(&f, Some(text), false, params));
     let handle = if params.flag("mintNewSuffix").unwrap_or(false) {
@@ -315,22 +343,11 @@ fn audit_write(
 
 async fn delete_handle(
     state: &Arc<HttpState>,
-    headers: &HeaderMap,
-    conn: Option<ConnInfo>,
+    write: AdmittedWrite,
     text: String,
     params: &Params,
-    body: Body,
 ) -> (ResponseCode, Response) {
-    let peer = conn.as_ref().map(|c| c.peer.ip());
-    let identity = match require_identity(state, headers, conn) {
-        Ok(id) => id,
-        Err(r) => {
-            return refused_before_body(refusal_response(r, &text, params), headers, body).await
-        }
-    };
-    if let Err(e) = read_body(state, body).await {
-        return rejected(&e, Some(&text), params);
-    }
+    let AdmittedWrite { identity, peer, .. } = write;
     let fail = |f: ResolveError| (f.code(), failure_response(&f, Some(&text), false, params));
     let handle = match state.engine().parse_handle(&text) {
         Ok(h) => h,

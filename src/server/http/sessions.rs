@@ -70,7 +70,7 @@ fn b64(bytes: &[u8]) -> String {
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.tables)
     }
 
     /// Open a session: a fresh random id and nonce.

@@ -64,7 +64,7 @@ impl SignBudget {
     pub fn take(&self, addr: IpAddr, n: usize, now: Instant) -> bool {
         let n_f = n as f64;
         {
-            let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+            let mut total = crate::lock::lock(&self.total);
             let rate = f64::from(self.limits.per_second);
             let elapsed = now.saturating_duration_since(total.1).as_secs_f64();
             total.0 = (total.0 + elapsed * rate).min(rate.max(1.0));
@@ -74,12 +74,12 @@ impl SignBudget {
             }
             total.0 -= n_f;
         }
-        let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut per_client = crate::lock::lock(&self.per_client);
         for _ in 0..n {
             if !per_client.allows(addr, now) {
                 drop(per_client);
                 // Refused for this client: the node-wide tokens go back.
-                let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+                let mut total = crate::lock::lock(&self.total);
                 total.0 += n_f;
                 return false;
             }

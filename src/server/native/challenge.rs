@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use rand::RngCore;
 
+use super::resolve::Reader;
 use super::{AnswerFailure, NativeService, Source, MAX_CONCURRENT_VERIFICATIONS};
 use crate::auth::challenges::Unanswerable;
 use crate::auth::pending::PendingFull;
@@ -214,7 +215,7 @@ impl NativeService {
         self.session_answered(session_id, original_request_id, &identity, source);
         match &original.request {
             Request::Resolve(q) => {
-                vec![self.resolution(original, q, &r, Some(&identity), source)]
+                vec![self.resolution(original, q, &r, Reader::As(&identity), source)]
             }
             Request::KeyLogin(login) => vec![self.key_login_verified(login, &r, identity, source)],
             Request::Admin(admin) => self.admin_as(admin, &r, &identity, source),

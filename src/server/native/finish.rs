@@ -136,9 +136,9 @@ fn with_cached<K: std::hash::Hash + Eq, V>(
     make: impl FnOnce() -> V,
     use_: impl FnOnce(&V),
 ) {
-    if let Some(v) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    if let Some(v) = crate::lock::read(map).get(&key) {
         return use_(v);
     }
-    let mut map = map.write().unwrap_or_else(|p| p.into_inner());
+    let mut map = crate::lock::write(map);
     use_(map.entry(key).or_insert_with(make));
 }

@@ -301,11 +301,11 @@ impl NativeService {
     }
 
     fn lock_challenges(&self) -> MutexGuard<'_, ChallengeTable> {
-        self.challenges.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.challenges)
     }
 
     fn lock_failures(&self) -> MutexGuard<'_, FailureLimiter> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.failures)
     }
 
     /// The answers to the request of `envelope` and `header` (header+body `hb`).

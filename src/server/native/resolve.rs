@@ -32,6 +32,19 @@ pub struct RecursionJob {
     permit: RecursionPermit,
 }
 
+/// Who a resolution from this node's data reads as.
+#[derive(Clone, Copy)]
+pub(super) enum Reader<'a> {
+    /// An authenticated identity: the values it may read.
+    As(&'a Identity),
+    /// An anonymous reader, under the node's anonymous-read rule ([`AnonymousReads`]).
+    Anonymous,
+    /// An anonymous reader in a session that named an identity at setup: restricted values
+    /// are challenged (whatever the node's setting), under the session's id, so that the
+    /// answer authenticates the session.
+    SessionChallenge(u32),
+}
+
 impl NativeService {
     /// A resolution with REC for an identifier this node is not responsible for, on a node
     /// that recurses for this client: the job, holding its slot of
@@ -155,32 +168,20 @@ impl NativeService {
         )
     }
 
+    /// Resolve `q` from this node's data as `reader` sees it.
     pub(super) fn resolution(
         &self,
         req: &RequestMessage,
         q: &Resolve,
         r: &Responder<'_>,
-        identity: Option<&Identity>,
+        reader: Reader<'_>,
         source: Source,
     ) -> Message {
-        let reads = self.limits.anonymous_reads;
-        self.resolution_with(req, q, r, identity, source, reads, None)
-    }
-
-    /// [`Self::resolution`] with the anonymous-read rule given (a reader who named an
-    /// identity in a session is challenged, whatever the node's setting) and, for a
-    /// challenge, the id to issue it under (a session's own).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn resolution_with(
-        &self,
-        req: &RequestMessage,
-        q: &Resolve,
-        r: &Responder<'_>,
-        identity: Option<&Identity>,
-        source: Source,
-        anonymous_reads: AnonymousReads,
-        challenge_id: Option<u32>,
-    ) -> Message {
+        let (identity, anonymous_reads, challenge_id) = match reader {
+            Reader::As(identity) => (Some(identity), self.limits.anonymous_reads, None),
+            Reader::Anonymous => (None, self.limits.anonymous_reads, None),
+            Reader::SessionChallenge(id) => (None, AnonymousReads::Challenge, Some(id)),
+        };
         let parsed = match Handle::parse_lenient(&q.handle, self.engine().policy().suffix_case) {
             Ok(h) => h,
             Err(e) => return r.error(ResponseCode::InvalidHandle, &e.to_string()),

@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
+use super::resolve::Reader;
 use super::{NativeService, Source, Transport, MAX_KEYS_PER_ANSWER};
 use crate::auth::Identity;
 use crate::model::{types, Handle, ResponseCode};
@@ -63,7 +64,7 @@ pub(super) struct Logins {
 
 impl Logins {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Option<Identity>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.open)
     }
 }
 
@@ -354,13 +355,13 @@ impl NativeService {
     ) -> Message {
         let identity = self.logged_in(source).filter(|_| runs_as_login(req));
         let Some(identity) = identity else {
-            return self.resolution(req, q, r, None, source);
+            return self.resolution(req, q, r, Reader::Anonymous, source);
         };
-        let answer = self.resolution(req, q, r, Some(&identity), source);
+        let answer = self.resolution(req, q, r, Reader::As(&identity), source);
         if answer.header.response_code == ResponseCode::InsufficientPermissions.code()
             && self.limits.anonymous_reads == AnonymousReads::Public
         {
-            return self.resolution(req, q, r, None, source);
+            return self.resolution(req, q, r, Reader::Anonymous, source);
         }
         answer
     }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
+use super::resolve::Reader;
 use super::{AnswerFailure, NativeService, Source, Transport};
 use crate::auth::credential::{self, Credential};
 use crate::auth::session::{self as hs, Session, SessionFull, SessionTable};
@@ -62,7 +63,7 @@ enum Mac {
 
 impl NativeService {
     pub(super) fn lock_sessions(&self) -> std::sync::MutexGuard<'_, SessionTable> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.sessions)
     }
 
     /// Live sessions (expired ones not yet swept included).
@@ -157,15 +158,8 @@ impl NativeService {
                 // values are challenged as Handle.Net does (whatever
                 // `anonymous_restricted_reads` says), under the session's id, so the answer
                 // authenticates the session.
-                return Some(vec![self.resolution_with(
-                    req,
-                    q,
-                    r,
-                    None,
-                    source,
-                    super::AnonymousReads::Challenge,
-                    Some(sid),
-                )]);
+                let reader = Reader::SessionChallenge(sid);
+                return Some(vec![self.resolution(req, q, r, reader, source)]);
             }
             // Challenge under the session's id; an older challenge of the session goes.
             self.lock_challenges().withdraw(sid, source.addr, now);
@@ -184,7 +178,7 @@ impl NativeService {
             );
         }
         Some(match wanted {
-            AsIdentity::Read(q) => vec![self.resolution(req, q, r, Some(&identity), source)],
+            AsIdentity::Read(q) => vec![self.resolution(req, q, r, Reader::As(&identity), source)],
             AsIdentity::Write(admin) => self.admin_as(admin, r, &identity, source),
         })
     }

@@ -33,13 +33,58 @@ mod linux {
 
     use nix::errno::Errno;
     use nix::sys::socket::{
-        recvmmsg, sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+        recvmmsg, sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, RecvMsg, SockaddrLike,
+        SockaddrStorage,
     };
 
     use super::BATCH;
 
     /// Payload bytes sent as one UDP GSO packet at most.
     const GSO_BYTES: usize = 60_000;
+
+    // --- shared by both ----------------------------------------------------------------------
+
+    /// One `recvmmsg` into `buffers` (one datagram each), `got` refilled with what `each`
+    /// makes of every message; returns how many arrived. `S` is the source address kept:
+    /// `SockaddrStorage` on an unconnected socket, `()` on a connected one.
+    fn receive_batch<S: SockaddrLike + Copy, T>(
+        sock: &impl AsRawFd,
+        buffers: &mut [Vec<u8>],
+        headers: &mut MultiHeaders<S>,
+        flags: MsgFlags,
+        got: &mut Vec<T>,
+        each: impl FnMut(RecvMsg<'_, '_, S>) -> T,
+    ) -> std::io::Result<usize> {
+        got.clear();
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
+            .iter_mut()
+            .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+            .collect();
+        let results = recvmmsg(sock.as_raw_fd(), headers, slices.iter_mut(), flags, None)
+            .map_err(std::io::Error::from)?;
+        got.extend(results.map(each));
+        Ok(got.len())
+    }
+
+    /// One `sendmmsg` of `datagrams`, datagram `i` to `addrs[i]` (`None` on a connected
+    /// socket); returns how many the kernel took. It stops at the first one it cannot send.
+    fn send_batch<'d, S: SockaddrLike + Copy>(
+        sock: &impl AsRawFd,
+        headers: &mut MultiHeaders<S>,
+        datagrams: impl Iterator<Item = &'d [u8]>,
+        addrs: &[Option<S>],
+    ) -> nix::Result<usize> {
+        let slices: Vec<[IoSlice<'_>; 1]> = datagrams.map(|d| [IoSlice::new(d)]).collect();
+        sendmmsg(
+            sock.as_raw_fd(),
+            headers,
+            slices.iter(),
+            addrs,
+            [],
+            MsgFlags::empty(),
+        )
+        .map(|results| results.count())
+    }
 
     // --- addressed ---------------------------------------------------------------------------
 
@@ -80,31 +125,20 @@ mod linux {
         /// Block until at least one datagram arrives (or the socket's timeout passes), then
         /// take up to [`BATCH`] at once.
         pub fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-            self.got.clear();
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
-                .buffers
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-                .collect();
-            let results = recvmmsg(
-                socket.as_raw_fd(),
+            let max_len = self.max_len;
+            receive_batch(
+                socket,
+                &mut self.buffers,
                 &mut self.headers,
-                slices.iter_mut(),
                 MsgFlags::MSG_WAITFORONE,
-                None,
+                &mut self.got,
+                |msg| {
+                    let addr = msg.address.as_ref().and_then(to_std);
+                    // A datagram that filled the buffer was longer than `max_len`: dropped.
+                    let len = if msg.bytes > max_len { 0 } else { msg.bytes };
+                    (len, addr)
+                },
             )
-            .map_err(std::io::Error::from)?;
-            for msg in results {
-                let addr = msg.address.as_ref().and_then(to_std);
-                // A datagram that filled the buffer was longer than `max_len`: dropped.
-                let len = if msg.bytes > self.max_len {
-                    0
-                } else {
-                    msg.bytes
-                };
-                self.got.push((len, addr));
-            }
-            Ok(self.got.len())
         }
 
         /// Datagram `i` of the last receive and its source (`None`: dropped).
@@ -126,21 +160,13 @@ mod linux {
         while !rest.is_empty() {
             let chunk = &rest[..rest.len().min(BATCH)];
             let headers = headers.get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
-            let slices: Vec<[IoSlice<'_>; 1]> =
-                chunk.iter().map(|(_, d)| [IoSlice::new(d)]).collect();
             let addrs: Vec<Option<SockaddrStorage>> = chunk
                 .iter()
                 .map(|(a, _)| Some(SockaddrStorage::from(*a)))
                 .collect();
-            let sent = match sendmmsg(
-                socket.as_raw_fd(),
-                headers,
-                slices.iter(),
-                &addrs,
-                [],
-                MsgFlags::empty(),
-            ) {
-                Ok(results) => results.count(),
+            let datagrams = chunk.iter().map(|(_, d)| d.as_slice());
+            let sent = match send_batch(socket, headers, datagrams, &addrs) {
+                Ok(sent) => sent,
                 Err(e) => {
                     tracing::debug!(error = %e, "UDP sendmmsg failed");
                     0
@@ -248,17 +274,14 @@ mod linux {
             let mut done = 0;
             while done < datagrams.len() {
                 let chunk = &datagrams[done..datagrams.len().min(done + BATCH)];
-                let slices: Vec<[IoSlice<'_>; 1]> =
-                    chunk.iter().map(|d| [IoSlice::new(d)]).collect();
-                match sendmmsg(
-                    sock.as_raw_fd(),
+                let datagrams = chunk.iter().map(Vec::as_slice);
+                match send_batch(
+                    sock,
                     &mut self.headers,
-                    slices.iter(),
+                    datagrams,
                     &self.addrs[..chunk.len()],
-                    [],
-                    MsgFlags::empty(),
                 ) {
-                    Ok(results) => done += results.count(),
+                    Ok(sent) => done += sent,
                     Err(Errno::EAGAIN) => break,
                     Err(e) => {
                         // sendmmsg fails on the first datagram it cannot send: skip it.
@@ -304,22 +327,14 @@ mod linux {
         /// Take up to [`BATCH`] datagrams that have arrived, without waiting; returns how
         /// many (none: `WouldBlock`).
         pub fn receive(&mut self, sock: &impl AsRawFd) -> std::io::Result<usize> {
-            self.lens.clear();
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
-                .buffers
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-                .collect();
-            let results = recvmmsg(
-                sock.as_raw_fd(),
+            receive_batch(
+                sock,
+                &mut self.buffers,
                 &mut self.headers,
-                slices.iter_mut(),
                 MsgFlags::MSG_DONTWAIT,
-                None,
+                &mut self.lens,
+                |m| m.bytes,
             )
-            .map_err(std::io::Error::from)?;
-            self.lens.extend(results.map(|m| m.bytes));
-            Ok(self.lens.len())
         }
 
         /// The start (up to `keep` bytes) of datagram `i` of the last receive.
