@@ -115,7 +115,8 @@ fn not_found() -> ResolveError {
 pub enum Route {
     /// This node answers from its registry.
     Local,
-    /// Through the hierarchy, holding one of `recursion.max_concurrent` slots.
+    /// Through the hierarchy, holding one of `recursion.max_concurrent` slots (the permit
+    /// carries the recursor, so only a recursing node can route here).
     Upstream(RecursionPermit),
     /// The node would recurse for this client, but every slot is taken.
     Busy,
