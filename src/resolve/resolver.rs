@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::cache::CachedAnswer;
-use super::recursion::{RecursionPermit, Recursor, Refused};
+use super::recursion::{Ask, Caller, RecursionPermit, Recursor, Refused};
 use super::{Engine, Query, ResolveError};
 use crate::auth::credential::Certification;
 use crate::auth::Identity;
@@ -115,7 +115,8 @@ fn not_found() -> ResolveError {
 pub enum Route {
     /// This node answers from its registry.
     Local,
-    /// Through the hierarchy, holding one of `recursion.max_concurrent` slots.
+    /// Through the hierarchy, holding one of `recursion.max_concurrent` slots (the permit
+    /// carries the recursor, so only a recursing node can route here).
     Upstream(RecursionPermit),
     /// The node would recurse for this client, but every slot is taken.
     Busy,
@@ -231,24 +232,30 @@ impl Resolver {
         fetch: Fetch,
         now: u64,
     ) -> Answer {
-        let Some(recursor) = &self.recursor else {
-            return Answer::local(Err(ResolveError::NotResponsible));
+        let ask = Ask {
+            handle: &q.handle,
+            indexes: &q.indexes,
+            types: &q.types,
+            recursion_count: fetch.recursion_count,
+            now,
         };
-        let (h, ix, ty, rc) = (&q.handle, &q.indexes, &q.types, fetch.recursion_count);
-        if fetch.certify == Certify::No {
-            return match recursor.resolve_admitted(permit, h, ix, ty, rc, now).await {
-                Ok((found, fresh_for)) => Answer::relayed(found, fresh_for, false),
-                Err(f) => Answer::failed_upstream(f),
-            };
-        }
-        match recursor.resolve_certified(permit, h, ix, ty, rc, now).await {
+        let caller = match fetch.certify {
+            Certify::No => Caller::Admitted(permit),
+            Certify::Check | Certify::Require => Caller::Certified(permit),
+        };
+        // The permit's recursor: a permit exists only where the node recurses.
+        let resolved = match permit.recursor().resolve(caller, ask).await {
+            Ok(resolved) => resolved,
+            Err(f) => return Answer::failed_upstream(f),
+        };
+        match resolved.certification {
+            None => Answer::relayed(resolved.answer, resolved.fresh_for, false),
             // Certified answers bypass the cache and are never replayed.
-            Ok((found, Certification::Verified)) => Answer::relayed(found, 0, true),
-            Ok((_, check)) if fetch.certify == Certify::Require => {
+            Some(Certification::Verified) => Answer::relayed(resolved.answer, 0, true),
+            Some(check) if fetch.certify == Certify::Require => {
                 Answer::failed_upstream(ResolveError::Unverified(check.describe().to_string()))
             }
-            Ok((found, _)) => Answer::relayed(found, 0, false),
-            Err(f) => Answer::failed_upstream(f),
+            Some(_) => Answer::relayed(resolved.answer, 0, false),
         }
     }
 

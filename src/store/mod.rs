@@ -7,6 +7,10 @@
 //! - `meta`: `schema_version` (u32), `last_seq` (u64), `cursor/<link>` (u64: the upstream
 //!   sequence a follow link has applied up to; see [`Registry::apply_replicated`]).
 //!
+//! Beside this file: [`record`] (the stored formats), [`import`] (the bulk loader's writer),
+//! `prefixes` (homing and unhoming), `replicate` (snapshots, follow-link cursors and the writes
+//! that apply an upstream's changes) and `durability` (flush + `fsync`, group commit).
+//!
 //! Every mutation is one sled transaction over `records`, `log` and `meta`, so a record and the
 //! log entry describing it are written together or not at all. Writers are serialized by a
 //! mutex, so sequence numbers are dense and ordered.
@@ -34,21 +38,24 @@
 //! ([`Registry::reset_change_feed`] + [`ImportLog::Unlogged`]) skips the per-record
 //! entries and makes followers re-bootstrap instead.
 
+mod durability;
 pub mod import;
 pub mod index;
+mod prefixes;
 pub mod record;
+mod replicate;
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 // A panic while holding one of the store's locks leaves no partial state behind (sled
 // transactions are atomic), so a poisoned lock is safe to take over.
 use crate::lock::lock;
 use crate::model::codec::DecodeError;
 use crate::model::{Handle, Prefix};
+use durability::Durability;
 pub use record::{Action, Change, Record};
 
 /// The on-disk schema this build reads and writes.
@@ -101,10 +108,7 @@ pub struct PreparedRecord {
 
 impl PreparedRecord {
     pub fn new(handle: &Handle, record: &Record) -> Result<PreparedRecord, StoreError> {
-        let bytes = record::encode_record(record);
-        if bytes.len() > MAX_RECORD_BYTES {
-            return Err(StoreError::RecordTooLarge(bytes.len()));
-        }
+        let bytes = encode_bounded(record)?;
         Ok(PreparedRecord {
             key: handle.key().to_string(),
             bytes,
@@ -162,13 +166,6 @@ impl Default for StoreOptions {
     }
 }
 
-struct Durability {
-    /// Highest sequence known to be on disk.
-    durable_seq: u64,
-    /// Blob files already synced.
-    synced_blobs: HashSet<std::ffi::OsString>,
-}
-
 /// The identifier registry. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Registry {
     path: PathBuf,
@@ -186,21 +183,45 @@ pub struct Registry {
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_LAST_SEQ: &[u8] = b"last_seq";
 
+/// A sled transaction's outcome as ours. The registry's transaction closures never abort, so
+/// an abort can only mean a sled fault and is reported as an I/O error.
+fn transacted<T>(
+    result: Result<T, sled::transaction::TransactionError<()>>,
+) -> Result<T, StoreError> {
+    use sled::transaction::TransactionError;
+    match result {
+        Ok(value) => Ok(value),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+        Err(TransactionError::Abort(())) => {
+            Err(StoreError::Io(std::io::Error::other("transaction aborted")))
+        }
+    }
+}
+
+/// A record's stored bytes, refused past [`MAX_RECORD_BYTES`].
+fn encode_bounded(record: &Record) -> Result<Vec<u8>, StoreError> {
+    let bytes = record::encode_record(record);
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(StoreError::RecordTooLarge(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// A record read back from the `records` tree with its key (which corrupt bytes are reported
+/// under).
+fn decode_stored(key: &[u8], bytes: &[u8]) -> Result<(String, Record), StoreError> {
+    let key = String::from_utf8_lossy(key).into_owned();
+    match record::decode_record(bytes) {
+        Ok(rec) => Ok((key, rec)),
+        Err(source) => Err(StoreError::Corrupt { key, source }),
+    }
+}
+
 fn now_unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn bad_change(c: &Change, reason: &str) -> StoreError {
-    StoreError::Corrupt {
-        key: c.key.clone(),
-        source: DecodeError::Invalid {
-            what: "replicated change",
-            reason: reason.to_string(),
-        },
-    }
 }
 
 fn be_u64(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
@@ -278,14 +299,10 @@ impl Registry {
             data_file,
             writer: Mutex::new(last_seq),
             committed_seq: AtomicU64::new(last_seq),
-            durability: Mutex::new(Durability {
-                durable_seq: 0,
-                synced_blobs: HashSet::new(),
-            }),
+            durability: Mutex::new(Durability::new()),
         };
         // Make the schema marker (and anything recovered) durable before serving.
-        registry.sync_to_disk(&mut lock(&registry.durability))?;
-        lock(&registry.durability).durable_seq = last_seq;
+        registry.make_durable_force(last_seq)?;
         Ok(registry)
     }
 
@@ -320,7 +337,7 @@ impl Registry {
         E: From<StoreError>,
         F: FnOnce(Option<&Record>) -> Result<Mutation, E>,
     {
-        let mut last_seq = lock(&self.writer);
+        let last_seq = lock(&self.writer);
         let current = self.get(handle)?;
         let existed = current.is_some();
         let mutation = decide(current.as_ref())?;
@@ -330,10 +347,7 @@ impl Registry {
             Mutation::Delete if !existed => return Ok(Committed { seq: None, existed }),
             Mutation::Delete => (Action::Delete, None, None),
             Mutation::Put(rec) => {
-                let bytes = record::encode_record(&rec);
-                if bytes.len() > MAX_RECORD_BYTES {
-                    return Err(StoreError::RecordTooLarge(bytes.len()).into());
-                }
+                let bytes = encode_bounded(&rec)?;
                 let action = if existed {
                     Action::Update
                 } else {
@@ -354,9 +368,7 @@ impl Registry {
             &[(key.as_bytes(), record_bytes.as_deref())],
             &[(seq, change)],
         )?;
-        *last_seq = seq;
-        self.committed_seq.store(seq, Ordering::Release);
-        drop(last_seq);
+        self.committed(last_seq, seq);
         self.make_durable(seq)?;
         Ok(Committed {
             seq: Some(seq),
@@ -400,8 +412,8 @@ impl Registry {
         batch: &[PreparedRecord],
         log: &ImportLog,
     ) -> Result<u64, StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-        let mut last_seq = lock(&self.writer);
+        use sled::transaction::{ConflictableTransactionError, Transactional};
+        let last_seq = lock(&self.writer);
         let start = *last_seq;
         let logged = match log {
             ImportLog::Entries => true,
@@ -449,16 +461,8 @@ impl Registry {
             }
             Ok::<u64, ConflictableTransactionError<()>>(seq)
         });
-        let seq = match result {
-            Ok(seq) => seq,
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-            // The closure never aborts.
-            Err(TransactionError::Abort(())) => {
-                return Err(StoreError::Io(std::io::Error::other("transaction aborted")))
-            }
-        };
-        *last_seq = seq;
-        self.committed_seq.store(seq, Ordering::Release);
+        let seq = transacted(result)?;
+        self.committed(last_seq, seq);
         Ok(seq)
     }
 
@@ -474,7 +478,7 @@ impl Registry {
     /// after that, so no record is ever written unlogged while a follower could still
     /// catch up from the log.
     pub fn reset_change_feed(&self) -> Result<FeedReset, StoreError> {
-        let mut last_seq = lock(&self.writer);
+        let last_seq = lock(&self.writer);
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
@@ -489,17 +493,18 @@ impl Registry {
         }
         let seq = *last_seq + 1;
         self.meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
-        *last_seq = seq;
-        self.committed_seq.store(seq, Ordering::Release);
-        drop(last_seq);
+        self.committed(last_seq, seq);
         self.make_durable(seq)?;
         Ok(FeedReset { seq })
     }
 
-    /// Make everything committed so far durable (flush + `fsync`), even writes that moved no
-    /// sequence number (an unlogged bulk load).
-    pub fn make_all_durable(&self) -> Result<(), StoreError> {
-        self.make_durable_force(self.last_seq())
+    /// Publish `seq` as the newest committed sequence (the writer's count and
+    /// [`Registry::last_seq`]) and release the writer lock, after the transaction that wrote
+    /// it succeeded. Durability is the caller's next step: a flush started from here on covers
+    /// `seq`.
+    fn committed(&self, mut writer: MutexGuard<'_, u64>, seq: u64) {
+        *writer = seq;
+        self.committed_seq.store(seq, Ordering::Release);
     }
 
     fn commit(
@@ -507,7 +512,7 @@ impl Registry {
         writes: &[(&[u8], Option<&[u8]>)],
         changes: &[(u64, Vec<u8>)],
     ) -> Result<(), StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        use sled::transaction::{ConflictableTransactionError, Transactional};
         let last = changes.last().map(|(s, _)| *s).unwrap_or(0);
         let result = (&self.records, &self.log, &self.meta).transaction(|(records, log, meta)| {
             for (key, value) in writes {
@@ -522,127 +527,7 @@ impl Registry {
             meta.insert(META_LAST_SEQ, &last.to_be_bytes())?;
             Ok::<(), ConflictableTransactionError<()>>(())
         });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            // The closure never aborts.
-            Err(TransactionError::Abort(())) => {
-                Err(StoreError::Io(std::io::Error::other("transaction aborted")))
-            }
-        }
-    }
-
-    /// Return once every change up to `seq` is on disk, flushing if no one else has.
-    pub fn make_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut state = lock(&self.durability);
-        if state.durable_seq >= seq {
-            return Ok(());
-        }
-        // Everything committed so far is covered by this flush.
-        let target = self.committed_seq.load(Ordering::Acquire);
-        self.sync_to_disk(&mut state)?;
-        state.durable_seq = state.durable_seq.max(target);
-        Ok(())
-    }
-
-    fn sync_to_disk(&self, state: &mut Durability) -> Result<(), StoreError> {
-        self.db.flush()?;
-        self.data_file.sync_all()?;
-        let blobs = self.path.join("blobs");
-        if let Ok(entries) = std::fs::read_dir(&blobs) {
-            let mut any = false;
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                if !state.synced_blobs.contains(&name) {
-                    // A blob may be removed by sled's GC between listing and opening.
-                    if let Ok(f) = File::open(entry.path()) {
-                        f.sync_all()?;
-                    }
-                    state.synced_blobs.insert(name);
-                    any = true;
-                }
-            }
-            if any {
-                File::open(&blobs)?.sync_all()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Home a prefix: this node answers for identifiers under it. Logged and durable.
-    pub fn home_prefix(&self, prefix: &Prefix) -> Result<bool, StoreError> {
-        self.set_prefix(prefix, true)
-    }
-
-    /// Stop homing a prefix. Its records stay. Logged and durable.
-    pub fn unhome_prefix(&self, prefix: &Prefix) -> Result<bool, StoreError> {
-        self.set_prefix(prefix, false)
-    }
-
-    fn set_prefix(&self, prefix: &Prefix, home: bool) -> Result<bool, StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-        let mut last_seq = lock(&self.writer);
-        let key = prefix.as_str().as_bytes();
-        if self.prefixes.contains_key(key)? == home {
-            return Ok(false);
-        }
-        let seq = *last_seq + 1;
-        let now = now_unix_millis();
-        let change = record::encode_change(&Change {
-            seq,
-            unix_millis: now,
-            action: if home {
-                Action::HomePrefix
-            } else {
-                Action::UnhomePrefix
-            },
-            key: prefix.to_string(),
-            record: None,
-        });
-        let result = (&self.prefixes, &self.log, &self.meta).transaction(|(p, log, meta)| {
-            if home {
-                p.insert(key, &(now / 1000).to_be_bytes())?;
-            } else {
-                p.remove(key)?;
-            }
-            log.insert(&seq.to_be_bytes(), change.as_slice())?;
-            meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-            Err(TransactionError::Abort(())) => {
-                return Err(std::io::Error::other("transaction aborted").into())
-            }
-        }
-        *last_seq = seq;
-        self.committed_seq.store(seq, Ordering::Release);
-        drop(last_seq);
-        self.make_durable(seq)?;
-        Ok(true)
-    }
-
-    /// The homed prefixes, sorted.
-    pub fn homed_prefixes(&self) -> Result<Vec<Prefix>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.prefixes.iter() {
-            let (k, _) = item?;
-            let text = String::from_utf8_lossy(&k);
-            let prefix = Prefix::parse(&text).map_err(|e| StoreError::Corrupt {
-                key: text.to_string(),
-                source: DecodeError::Invalid {
-                    what: "homed prefix",
-                    reason: e.to_string(),
-                },
-            })?;
-            out.push(prefix);
-        }
-        Ok(out)
-    }
-
-    pub fn is_homed(&self, prefix: &Prefix) -> Result<bool, StoreError> {
-        Ok(self.prefixes.contains_key(prefix.as_str().as_bytes())?)
+        transacted(result)
     }
 
     /// Normalized keys of the records under `prefix`, in key order: the total count and the
@@ -673,11 +558,7 @@ impl Registry {
     pub fn iter_records(&self) -> impl Iterator<Item = Result<(String, Record), StoreError>> + '_ {
         self.records.iter().map(|item| {
             let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            match record::decode_record(&v) {
-                Ok(rec) => Ok((key, rec)),
-                Err(source) => Err(StoreError::Corrupt { key, source }),
-            }
+            decode_stored(&k, &v)
         })
     }
 
@@ -691,11 +572,7 @@ impl Registry {
         let scan = format!("{}/", prefix.as_str());
         self.records.scan_prefix(scan.as_bytes()).map(|item| {
             let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            match record::decode_record(&v) {
-                Ok(rec) => Ok((key, rec)),
-                Err(source) => Err(StoreError::Corrupt { key, source }),
-            }
+            decode_stored(&k, &v)
         })
     }
 
@@ -724,201 +601,6 @@ impl Registry {
             );
         }
         Ok(out)
-    }
-
-    /// A consistent snapshot of the records under `prefixes` (keys `P/...`; the prefix handle
-    /// `0.NA/P` belongs to the delegating parent and is not included), in key order, with the
-    /// sequence it reflects: every change up to that sequence and none after.
-    ///
-    /// Consistency comes from holding the writer lock while scanning, so **writers wait for
-    /// the whole scan** (cost: proportional to the number of records under the prefixes;
-    /// snapshots are only taken to bootstrap a follower, which is rare).
-    pub fn snapshot(
-        &self,
-        prefixes: &[Prefix],
-    ) -> Result<(u64, Vec<(String, Record)>), StoreError> {
-        let last_seq = lock(&self.writer);
-        let mut out = Vec::new();
-        for prefix in prefixes {
-            let scan = format!("{}/", prefix.as_str());
-            for item in self.records.scan_prefix(scan.as_bytes()) {
-                let (k, v) = item?;
-                let key = String::from_utf8_lossy(&k).into_owned();
-                let rec = record::decode_record(&v).map_err(|source| StoreError::Corrupt {
-                    key: key.clone(),
-                    source,
-                })?;
-                out.push((key, rec));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
-        Ok((*last_seq, out))
-    }
-
-    /// The cursor (upstream sequence applied up to) of the follow link `cursor_key`; 0 when
-    /// the link has never applied anything.
-    pub fn cursor(&self, cursor_key: &str) -> Result<u64, StoreError> {
-        let key = format!("cursor/{cursor_key}");
-        match self.meta.get(key.as_bytes())? {
-            Some(v) => be_u64(&v, &key),
-            None => Ok(0),
-        }
-    }
-
-    /// Apply changes received from an upstream together with the link's cursor, in **one**
-    /// sled transaction over `records`, `log` and `meta`, then make them durable: after a
-    /// crash either the batch and its cursor are both there or neither is, so a batch is
-    /// never applied twice nor skipped.
-    ///
-    /// Each change is also appended to this node's own change log, re-sequenced with this
-    /// node's sequence numbers (the upstream's sequence lives only in the cursor), so a mirror
-    /// can itself be followed. Only record changes (create, update, delete) are accepted;
-    /// the caller verifies keys and sequences before calling.
-    pub fn apply_replicated(
-        &self,
-        changes: &[Change],
-        cursor_key: &str,
-        cursor: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        let mut entries = Vec::with_capacity(changes.len());
-        for c in changes {
-            let record = match c.action {
-                Action::Create | Action::Update => match &c.record {
-                    Some(r) => {
-                        let bytes = record::encode_record(r);
-                        if bytes.len() > MAX_RECORD_BYTES {
-                            return Err(StoreError::RecordTooLarge(bytes.len()));
-                        }
-                        Some((bytes, r.clone()))
-                    }
-                    None => return Err(bad_change(c, "create/update without a record")),
-                },
-                Action::Delete => None,
-                _ => return Err(bad_change(c, "only record changes are replicated")),
-            };
-            entries.push((c.key.clone(), c.action, record));
-        }
-        self.replicate_commit(&entries, false, cursor_key, cursor)
-    }
-
-    /// Replace the content of the followed `prefixes` (as [`Registry::snapshot`] defines it) by
-    /// a snapshot (`records`, as of the
-    /// upstream's sequence `seq`) and set the link's cursor to `seq`, atomically and durably.
-    /// Records under the prefixes that are not in the snapshot are deleted; every change
-    /// is appended to this node's own log.
-    pub fn load_snapshot(
-        &self,
-        prefixes: &[Prefix],
-        records: &[(String, Record)],
-        cursor_key: &str,
-        seq: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        let mut keep = HashSet::new();
-        let mut entries = Vec::with_capacity(records.len());
-        for (key, rec) in records {
-            let bytes = record::encode_record(rec);
-            if bytes.len() > MAX_RECORD_BYTES {
-                return Err(StoreError::RecordTooLarge(bytes.len()));
-            }
-            keep.insert(key.clone());
-            entries.push((key.clone(), Action::Update, Some((bytes, rec.clone()))));
-        }
-        let mut deletes = Vec::new();
-        for prefix in prefixes {
-            let scan = format!("{}/", prefix.as_str());
-            for k in self.records.scan_prefix(scan.as_bytes()).keys() {
-                let key = String::from_utf8_lossy(&k?).into_owned();
-                if !keep.contains(&key) {
-                    deletes.push((key, Action::Delete, None));
-                }
-            }
-        }
-        deletes.extend(entries);
-        self.replicate_commit(&deletes, true, cursor_key, seq)
-    }
-
-    /// Commit replicated entries (key, action, encoded record) and the cursor in one
-    /// transaction. With `snapshot`, unchanged records are not rewritten nor logged.
-    #[allow(clippy::type_complexity)]
-    fn replicate_commit(
-        &self,
-        entries: &[(String, Action, Option<(Vec<u8>, Record)>)],
-        snapshot: bool,
-        cursor_key: &str,
-        cursor: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-        let mut last_seq = lock(&self.writer);
-        let now = now_unix_millis();
-        let cursor_meta = format!("cursor/{cursor_key}");
-        let mut writes: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
-        let mut changes = Vec::new();
-        let mut seq = *last_seq;
-        for (key, action, rec) in entries {
-            let existing = self.records.get(key.as_bytes())?;
-            let action = match (action, &existing, rec) {
-                (Action::Delete, None, _) => continue,
-                (_, Some(old), Some((bytes, _)))
-                    if snapshot && old.as_ref() == bytes.as_slice() =>
-                {
-                    continue
-                }
-                (Action::Delete, Some(_), _) => Action::Delete,
-                (_, Some(_), _) => Action::Update,
-                (_, None, _) => Action::Create,
-            };
-            seq += 1;
-            changes.push((
-                seq,
-                record::encode_change(&Change {
-                    seq,
-                    unix_millis: now,
-                    action,
-                    key: key.clone(),
-                    record: rec.as_ref().map(|(_, r)| r.clone()),
-                }),
-            ));
-            writes.push((key.as_bytes(), rec.as_ref().map(|(b, _)| b.as_slice())));
-        }
-        let result = (&self.records, &self.log, &self.meta).transaction(|(records, log, meta)| {
-            for (key, value) in &writes {
-                match value {
-                    Some(v) => records.insert(*key, *v)?,
-                    None => records.remove(*key)?,
-                };
-            }
-            for (s, bytes) in &changes {
-                log.insert(&s.to_be_bytes(), bytes.as_slice())?;
-            }
-            if seq != *last_seq {
-                meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
-            }
-            meta.insert(cursor_meta.as_bytes(), &cursor.to_be_bytes())?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-            Err(TransactionError::Abort(())) => {
-                return Err(std::io::Error::other("transaction aborted").into())
-            }
-        }
-        let changed = seq != *last_seq;
-        *last_seq = seq;
-        self.committed_seq.store(seq, Ordering::Release);
-        drop(last_seq);
-        // The cursor moved even when no record did: always make it durable.
-        self.make_durable_force(seq)?;
-        Ok(changed.then_some(seq))
-    }
-
-    fn make_durable_force(&self, seq: u64) -> Result<(), StoreError> {
-        let mut state = lock(&self.durability);
-        let target = self.committed_seq.load(Ordering::Acquire);
-        self.sync_to_disk(&mut state)?;
-        state.durable_seq = state.durable_seq.max(target).max(seq);
-        Ok(())
     }
 
     /// Drop change-log entries with a sequence below `seq` (log retention). Followers whose

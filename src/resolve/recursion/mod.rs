@@ -34,12 +34,12 @@
 //!   [`RecursorConfig::allow`] is [`Refused::NotAllowed`] (the front end gives its ordinary
 //!   non-recursive answer), and beyond [`RecursorConfig::max_concurrent`] requests in flight
 //!   it is [`Refused::Busy`] at once (native RC 3, DNS SERVFAIL, HTTP 503). The
-//!   [`RecursionPermit`] it hands out is held for the whole of
-//!   [`Recursor::resolve_admitted`]; every request counts once, also one that waits on another
-//!   request's identical fetch (so waiters are bounded too). Refusals are counted
-//!   (`idnode_recursion_refused_total{reason}`).
-//! - [`Recursor::resolve`] / [`Recursor::resolve_aged`], for callers that do not know the
-//!   client, take a permit themselves on a cache miss: the cap holds for every caller.
+//!   [`RecursionPermit`] it hands out is held for the whole of [`Recursor::resolve`]
+//!   ([`Caller::Admitted`], [`Caller::Certified`]); every request counts once, also one that
+//!   waits on another request's identical fetch (so waiters are bounded too). Refusals are
+//!   counted (`idnode_recursion_refused_total{reason}`).
+//! - [`Caller::Unadmitted`], for callers that do not know the client, takes a permit on a
+//!   cache miss: the cap holds for every caller.
 //! - [`check_request_shape`] bounds what one request may ask (types, their length, indexes);
 //!   every resolve checks it before a cache key exists, so no caller can make the cache hold
 //!   client-chosen lists of any size.
@@ -49,8 +49,8 @@
 //! over the sans-IO `wire::handle::exchange`, whose request builder and answer checks this
 //! walk uses too); tests use a scripted fake.
 //!
-//! The files: here the [`Recursor`] (settings, admission, counters, the public resolve
-//! calls, the cache and single flight around a fetch) and the [`Upstream`] trait; `walk`
+//! The files: here the [`Recursor`] (settings, admission, counters, the one
+//! [`Recursor::resolve`], the cache and single flight around a fetch) and the [`Upstream`] trait; `walk`
 //! the hierarchy walk of one fetch (prefix and service sites, referrals, the sites and
 //! servers asked, its `Ctx`); `check` what an upstream answer means (codes, the request
 //! sent).
@@ -163,10 +163,93 @@ impl Refused {
 }
 
 /// A client's admission to one recursive lookup ([`Recursor::admit`]): one slot of
-/// `recursion.max_concurrent`, given back when dropped. Hold it until the answer is built.
-#[derive(Debug)]
+/// `recursion.max_concurrent`, given back when dropped, and the recursor that gave it (so
+/// whoever holds a permit has a recursor to resolve with). Hold it until the answer is built.
 pub struct RecursionPermit {
+    recursor: Arc<Recursor>,
     _slot: OwnedSemaphorePermit,
+}
+
+impl RecursionPermit {
+    /// The recursor that admitted the client.
+    pub fn recursor(&self) -> &Arc<Recursor> {
+        &self.recursor
+    }
+}
+
+impl std::fmt::Debug for RecursionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecursionPermit").finish_non_exhaustive()
+    }
+}
+
+/// Who asks [`Recursor::resolve`], which decides the admission and the path of the answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// A caller that does not know the client: no allow-list, but a cache miss takes a
+    /// permit itself (RC 3 when none is free; a stale answer is served instead if there is
+    /// one), so the cap holds for every caller. Front ends use [`Recursor::admit`].
+    Unadmitted,
+    /// A client admitted by [`Recursor::admit`]; the permit is held (borrowed) until the
+    /// answer is returned.
+    Admitted(&'a RecursionPermit),
+    /// An admitted client asking for a certified answer (its request had CT, or the ID-SDK's
+    /// trusted-query bit): fetched through the hierarchy with CT on every hop, never from or
+    /// into the cache, and the final answer's signature checked with the key of the HS_SITE
+    /// entry of the server that gave it. Only the last hop is checked: the sites on the way
+    /// (from the configured roots, which carry no keys) are taken as the referrals give them.
+    Certified(&'a RecursionPermit),
+}
+
+/// One recursive question ([`Recursor::resolve`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub handle: &'a Handle,
+    /// Index filter (empty: all).
+    pub indexes: &'a [u32],
+    /// Type filter (empty: all).
+    pub types: &'a [String],
+    /// The incoming request's recursion count; upstream requests carry one more.
+    pub recursion_count: u8,
+    /// Unix seconds: the cache's clock and the upstream request's expiration.
+    pub now: u64,
+}
+
+impl<'a> Ask<'a> {
+    /// All values of `handle`, asked at `now` by a request that was not itself relayed.
+    pub fn new(handle: &'a Handle, now: u64) -> Ask<'a> {
+        Ask {
+            handle,
+            indexes: &[],
+            types: &[],
+            recursion_count: 0,
+            now,
+        }
+    }
+}
+
+/// What [`Recursor::resolve`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub answer: CachedAnswer,
+    /// How many more seconds the answer stays fresh: the rest of its cache lifetime when it
+    /// came from the cache, its whole lifetime when it was just fetched (0 when not
+    /// cacheable), [`STALE_ANSWER_TTL`] for a stale answer served because the upstream failed
+    /// (RFC 8767 §4), and 0 for a certified answer (never cached). DNS answers count their
+    /// TTLs down to it.
+    pub fresh_for: u32,
+    /// For [`Caller::Certified`], the check of the answer's signature; `None` otherwise.
+    pub certification: Option<Certification>,
+}
+
+impl Resolved {
+    fn cached(answer: CachedAnswer, fresh_for: u32) -> Resolved {
+        Resolved {
+            answer,
+            fresh_for,
+            certification: None,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,18 +395,24 @@ impl Recursor {
 
     /// Admit `client` to one recursive lookup, without waiting: [`Refused::NotAllowed`] when it
     /// is outside the allow-list, [`Refused::Busy`] when `max_concurrent` requests are in
-    /// flight. Hold the permit for the whole [`Recursor::resolve_admitted`] call.
-    pub fn admit(&self, client: IpAddr) -> Result<RecursionPermit, Refused> {
+    /// flight. Hold the permit for the whole [`Recursor::resolve`] call
+    /// ([`Caller::Admitted`] or [`Caller::Certified`]).
+    pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<RecursionPermit, Refused> {
         if !self.allows(client) {
             self.count_refusal(Refused::NotAllowed.label());
             return Err(Refused::NotAllowed);
         }
-        self.slot()
+        let slot = self.slot()?;
+        Ok(RecursionPermit {
+            recursor: self.clone(),
+            _slot: slot,
+        })
     }
 
-    fn slot(&self) -> Result<RecursionPermit, Refused> {
+    /// One of `max_concurrent` slots, or [`Refused::Busy`] (counted).
+    fn slot(&self) -> Result<OwnedSemaphorePermit, Refused> {
         match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => Ok(RecursionPermit { _slot: slot }),
+            Ok(slot) => Ok(slot),
             Err(_) => {
                 self.count_refusal(Refused::Busy.label());
                 Err(Refused::Busy)
@@ -368,103 +457,42 @@ impl Recursor {
         }
     }
 
-    /// Resolve `handle` with the index/type filters, public values only.
+    /// Resolve `ask.handle` with its index/type filters, public values only, the way
+    /// `caller` says ([`Caller`]: who admitted the client, whether the answer is certified).
     ///
-    /// `recursion_count` is the incoming request's; upstream requests carry one more, and a
-    /// fetch that would exceed `max_recursion_count` fails with RC 6 (a fresh cached answer is
-    /// still served). `now` is unix seconds (the cache's clock and the request expiration).
-    /// Front ends turn a slash-less `X` into `0.NA/X` ([`Handle::parse_lenient`]).
+    /// A fetch that would send more than `max_recursion_count` upstream fails with RC 6 (a
+    /// fresh cached answer is still served). Front ends turn a slash-less `X` into `0.NA/X`
+    /// ([`Handle::parse_lenient`]).
     pub async fn resolve(
         &self,
-        handle: &Handle,
-        indexes: &[u32],
-        types: &[String],
-        recursion_count: u8,
-        now: u64,
-    ) -> Result<CachedAnswer, ResolveError> {
-        self.resolve_aged(handle, indexes, types, recursion_count, now)
-            .await
-            .map(|(answer, _)| answer)
-    }
-
-    /// [`Recursor::resolve`], with how many more seconds the answer stays fresh: the rest of
-    /// its cache lifetime when it came from the cache, its whole lifetime when it was just
-    /// fetched (0 when not cacheable), and [`STALE_ANSWER_TTL`] for a stale answer served
-    /// because the upstream failed (RFC 8767 §4). DNS answers count their TTLs down to it.
-    ///
-    /// For callers that do not know the client: no allow-list, but a cache miss takes a
-    /// permit itself (RC 3 when none is free; a stale answer is served instead if there is
-    /// one). Front ends use [`Recursor::admit`] and [`Recursor::resolve_admitted`].
-    pub async fn resolve_aged(
-        &self,
-        handle: &Handle,
-        indexes: &[u32],
-        types: &[String],
-        recursion_count: u8,
-        now: u64,
-    ) -> Result<(CachedAnswer, u32), ResolveError> {
-        self.resolve_with(None, handle, indexes, types, recursion_count, now)
-            .await
-    }
-
-    /// [`Recursor::resolve_aged`] for a client admitted by [`Recursor::admit`]; `permit` is
-    /// held (borrowed) until the answer is returned.
-    pub async fn resolve_admitted(
-        &self,
-        permit: &RecursionPermit,
-        handle: &Handle,
-        indexes: &[u32],
-        types: &[String],
-        recursion_count: u8,
-        now: u64,
-    ) -> Result<(CachedAnswer, u32), ResolveError> {
-        self.resolve_with(Some(permit), handle, indexes, types, recursion_count, now)
-            .await
-    }
-
-    /// A certified resolution for an admitted client (its request had CT, or the ID-SDK's
-    /// trusted-query bit): fetched through the hierarchy with CT on every hop, never from or
-    /// into the cache, and the final answer's signature checked with the key of the HS_SITE
-    /// entry of the server that gave it. Returns the answer and whether it verified.
-    ///
-    /// Only the last hop is checked: the sites on the way (from the configured roots, which
-    /// carry no keys) are taken as the referrals give them.
-    pub async fn resolve_certified(
-        &self,
-        _permit: &RecursionPermit,
-        handle: &Handle,
-        indexes: &[u32],
-        types: &[String],
-        recursion_count: u8,
-        now: u64,
-    ) -> Result<(CachedAnswer, Certification), ResolveError> {
-        self.check_shape(indexes, types)?;
-        let (answer, certification) = self
-            .fetch(handle.as_str(), indexes, types, recursion_count, now, true)
-            .await?;
-        let certification = certification
-            .unwrap_or_else(|| Certification::Invalid("no upstream server was asked".into()));
-        Ok((answer, certification))
-    }
-
-    async fn resolve_with(
-        &self,
-        permit: Option<&RecursionPermit>,
-        handle: &Handle,
-        indexes: &[u32],
-        types: &[String],
-        recursion_count: u8,
-        now: u64,
-    ) -> Result<(CachedAnswer, u32), ResolveError> {
+        caller: Caller<'_>,
+        ask: Ask<'_>,
+    ) -> Result<Resolved, ResolveError> {
         // Before any cache key exists: oversized lists never reach the cache.
-        self.check_shape(indexes, types)?;
-        let key = CacheKey::new(handle.key(), indexes, types, true);
+        self.check_shape(ask.indexes, ask.types)?;
+        let permit = match caller {
+            Caller::Certified(_) => {
+                let (answer, certification) = self.fetch(&ask, true).await?;
+                let certification = certification.unwrap_or_else(|| {
+                    Certification::Invalid("no upstream server was asked".into())
+                });
+                return Ok(Resolved {
+                    answer,
+                    fresh_for: 0,
+                    certification: Some(certification),
+                });
+            }
+            Caller::Admitted(permit) => Some(permit),
+            Caller::Unadmitted => None,
+        };
+        let (handle, now) = (ask.handle, ask.now);
+        let key = CacheKey::new(handle.key(), ask.indexes, ask.types, true);
         let stale = match self.cache.get_expiring(&key, now) {
             Lookup::Fresh((answer, expires)) => {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(handle = handle.as_str(), "answered from the cache");
                 let left = u32::try_from(expires.saturating_sub(now)).unwrap_or(u32::MAX);
-                return Ok((answer, left));
+                return Ok(Resolved::cached(answer, left));
             }
             Lookup::Stale((answer, _)) => Some(answer),
             Lookup::Miss => None,
@@ -478,7 +506,7 @@ impl Recursor {
                     return match stale {
                         Some(answer) => {
                             self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-                            Ok((answer, STALE_ANSWER_TTL))
+                            Ok(Resolved::cached(answer, STALE_ANSWER_TTL))
                         }
                         None => Err(refused.failure()),
                     }
@@ -490,9 +518,7 @@ impl Recursor {
         let fetched = self
             .cache
             .coalesce(&key, || async {
-                let (answer, _) = self
-                    .fetch(handle.as_str(), indexes, types, recursion_count, now, false)
-                    .await?;
+                let (answer, _) = self.fetch(&ask, false).await?;
                 self.cache.put(key.clone(), answer.clone(), now);
                 Ok(answer)
             })
@@ -500,7 +526,7 @@ impl Recursor {
         match fetched {
             Ok(answer) => {
                 let left = self.cache.lifetime(&answer, now);
-                Ok((answer, left))
+                Ok(Resolved::cached(answer, left))
             }
             Err(failure) => match stale {
                 Some(answer) => {
@@ -510,7 +536,7 @@ impl Recursor {
                         error = %failure,
                         "upstream failed; serving a stale answer"
                     );
-                    Ok((answer, STALE_ANSWER_TTL))
+                    Ok(Resolved::cached(answer, STALE_ANSWER_TTL))
                 }
                 None => Err(failure),
             },
@@ -521,13 +547,10 @@ impl Recursor {
     /// upstream is asked for a signed answer and the final one's check is returned too.
     async fn fetch(
         &self,
-        handle: &str,
-        indexes: &[u32],
-        types: &[String],
-        recursion_count: u8,
-        now: u64,
+        ask: &Ask<'_>,
         certify: bool,
     ) -> Result<(CachedAnswer, Option<Certification>), ResolveError> {
+        let (handle, recursion_count) = (ask.handle.as_str(), ask.recursion_count);
         let outgoing = match recursion_count.checked_add(1) {
             Some(n) if n <= self.config.max_recursion_count => n,
             _ => {
@@ -542,9 +565,9 @@ impl Recursor {
         }
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
         let deadline = self.config.deadline;
-        let mut ctx = Ctx::new(now, outgoing);
+        let mut ctx = Ctx::new(ask.now, outgoing);
         ctx.certify = certify;
-        let work = self.lookup(&mut ctx, handle, indexes, types, 0);
+        let work = self.lookup(&mut ctx, handle, ask.indexes, ask.types, 0);
         match tokio::time::timeout(deadline, work).await {
             Ok(r) => r.map(|answer| (answer, ctx.certification.take())),
             Err(_) => Err(error(format!(

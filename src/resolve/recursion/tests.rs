@@ -239,7 +239,7 @@ fn cache() -> Arc<Cache> {
     ))
 }
 
-fn recursor_with(fake: &Arc<Fake>, tweak: impl FnOnce(&mut RecursorConfig)) -> Recursor {
+fn recursor_with(fake: &Arc<Fake>, tweak: impl FnOnce(&mut RecursorConfig)) -> Arc<Recursor> {
     let mut config = RecursorConfig {
         roots: vec![site(1, &[ROOT])],
         attempts: 1,
@@ -248,15 +248,22 @@ fn recursor_with(fake: &Arc<Fake>, tweak: impl FnOnce(&mut RecursorConfig)) -> R
         ..RecursorConfig::default()
     };
     tweak(&mut config);
-    Recursor::new(config, fake.clone(), cache())
+    Arc::new(Recursor::new(config, fake.clone(), cache()))
 }
 
-fn recursor(fake: &Arc<Fake>) -> Recursor {
+fn recursor(fake: &Arc<Fake>) -> Arc<Recursor> {
     recursor_with(fake, |_| {})
 }
 
+/// `ask` from a caller that does not know the client: the answer alone.
+async fn unadmitted(r: &Recursor, ask: Ask<'_>) -> Result<CachedAnswer, ResolveError> {
+    r.resolve(Caller::Unadmitted, ask)
+        .await
+        .map(|found| found.answer)
+}
+
 async fn resolve(r: &Recursor, text: &str) -> Result<CachedAnswer, ResolveError> {
-    r.resolve(&handle(text), &[], &[], 0, NOW).await
+    unadmitted(r, Ask::new(&handle(text), NOW)).await
 }
 
 /// Root → 303 (HS_SITE.PREFIX of the secondary) → secondary holds 0.NA/88.100.1 with the
@@ -375,7 +382,8 @@ async fn hole7_concurrency_cap_refuses_fast_beyond_max_concurrent() {
             } else {
                 handle(&format!("88.100.1/OTHER-{i}"))
             };
-            r.resolve_admitted(&permit, &h, &[], &[], 0, NOW).await
+            r.resolve(Caller::Admitted(&permit), Ask::new(&h, NOW))
+                .await
         }));
     }
     until(|| gated.entered() == 4).await;
@@ -384,7 +392,7 @@ async fn hole7_concurrency_cap_refuses_fast_beyond_max_concurrent() {
     for _ in 0..100 {
         assert_eq!(r.admit(LOOPBACK).unwrap_err(), Refused::Busy);
     }
-    let unadmitted = r.resolve(&handle("88.100.1/SN-9"), &[], &[], 0, NOW).await;
+    let unadmitted = unadmitted(&r, Ask::new(&handle("88.100.1/SN-9"), NOW)).await;
     assert_eq!(unadmitted.unwrap_err().code(), ResponseCode::ServerTooBusy);
     assert_eq!(gated.entered(), 4);
     assert_eq!(r.stats().refused_busy, 101);
@@ -398,11 +406,14 @@ async fn hole7_concurrency_cap_refuses_fast_beyond_max_concurrent() {
     assert_eq!(r.in_flight(), 0);
     let permit = r.admit(LOOPBACK).expect("slots are given back");
     let got = r
-        .resolve_admitted(&permit, &handle("88.100.1/SN-0001"), &[], &[], 0, NOW)
+        .resolve(
+            Caller::Admitted(&permit),
+            Ask::new(&handle("88.100.1/SN-0001"), NOW),
+        )
         .await
         .unwrap();
     assert_eq!(
-        got.0,
+        got.answer,
         CachedAnswer::Values(vec![url(1, "https://example.com/sn-0001")])
     );
 }
@@ -419,7 +430,8 @@ async fn hole7_coalesced_waiters_each_hold_a_slot() {
         let r = r.clone();
         tasks.push(tokio::spawn(async move {
             let h = handle("88.100.1/SN-0001");
-            r.resolve_admitted(&permit, &h, &[], &[], 0, NOW).await
+            r.resolve(Caller::Admitted(&permit), Ask::new(&h, NOW))
+                .await
         }));
     }
     until(|| gated.entered() == 1 && r.cache().in_flight() == 1).await;
@@ -493,12 +505,14 @@ async fn hole7_type_and_index_lists_are_capped_before_the_cache() {
         (&too_many_indexes[..], &[][..]),
     ] {
         assert!(check_request_shape(indexes, types).is_err());
-        let err = r.resolve(&h, indexes, types, 0, NOW).await.unwrap_err();
+        let ask = Ask {
+            indexes,
+            types,
+            ..Ask::new(&h, NOW)
+        };
+        let err = unadmitted(&r, ask).await.unwrap_err();
         assert_eq!(err.code(), ResponseCode::ProtocolError, "{err}");
-        let err = r
-            .resolve_admitted(&permit, &h, indexes, types, 0, NOW)
-            .await
-            .unwrap_err();
+        let err = r.resolve(Caller::Admitted(&permit), ask).await.unwrap_err();
         assert_eq!(err.code(), ResponseCode::ProtocolError);
     }
     assert_eq!(fake.count(), 0);
@@ -507,7 +521,14 @@ async fn hole7_type_and_index_lists_are_capped_before_the_cache() {
     assert_eq!(r.stats().refused_shape, 8);
     // Within the bounds: answered as usual.
     assert!(r
-        .resolve_admitted(&permit, &h, &[1], &["URL".to_string()], 0, NOW)
+        .resolve(
+            Caller::Admitted(&permit),
+            Ask {
+                indexes: &[1],
+                types: &["URL".to_string()],
+                ..Ask::new(&h, NOW)
+            }
+        )
         .await
         .is_ok());
 }
@@ -571,8 +592,7 @@ async fn prefix_sites_are_cached() {
     resolve(&r, "88.100.1/SN-0001").await.unwrap();
     assert_eq!(fake.count(), 3);
     // Another identifier under the same prefix goes straight to the enterprise.
-    let got = r
-        .resolve(&handle("88.100.1/SN-0002"), &[], &[], 0, NOW + 10)
+    let got = unadmitted(&r, Ask::new(&handle("88.100.1/SN-0002"), NOW + 10))
         .await
         .unwrap();
     assert_eq!(
@@ -680,7 +700,7 @@ fn resolve_futures_can_be_spawned() {
     let fake = Arc::new(Fake::default());
     let r = recursor(&fake);
     let h = handle("88.100.1/SN-0001");
-    let future = r.resolve(&h, &[], &[], 0, NOW);
+    let future = r.resolve(Caller::Unadmitted, Ask::new(&h, NOW));
     assert_send(&future);
 }
 
@@ -970,13 +990,37 @@ async fn recursion_count_limit() {
     three_levels(&fake);
     let r = recursor_with(&fake, |c| c.max_recursion_count = 10);
     let h = handle("88.100.1/SN-0001");
-    let err = r.resolve(&h, &[], &[], 10, NOW).await.unwrap_err();
+    let err = unadmitted(
+        &r,
+        Ask {
+            recursion_count: 10,
+            ..Ask::new(&h, NOW)
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), ResponseCode::RecursionCountTooHigh);
     assert_eq!(fake.count(), 0);
-    let err = r.resolve(&h, &[], &[], 255, NOW).await.unwrap_err();
+    let err = unadmitted(
+        &r,
+        Ask {
+            recursion_count: 255,
+            ..Ask::new(&h, NOW)
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), ResponseCode::RecursionCountTooHigh);
     // 9 + 1 = 10 is allowed, and that is what goes upstream.
-    r.resolve(&h, &[], &[], 9, NOW).await.unwrap();
+    unadmitted(
+        &r,
+        Ask {
+            recursion_count: 9,
+            ..Ask::new(&h, NOW)
+        },
+    )
+    .await
+    .unwrap();
     assert!(fake
         .calls()
         .iter()
@@ -1068,7 +1112,7 @@ async fn stale_answer_served_when_upstream_fails() {
     let r = recursor(&fake);
     let h = handle("88.100.1/SN-0001");
     assert_eq!(
-        r.resolve(&h, &[], &[], 0, NOW).await.unwrap(),
+        unadmitted(&r, Ask::new(&h, NOW)).await.unwrap(),
         CachedAnswer::Values(vec![short.clone()])
     );
     // The enterprise goes away; past the TTL the stale answer is served (after trying).
@@ -1079,14 +1123,13 @@ async fn stale_answer_served_when_upstream_fails() {
     );
     let before = fake.count();
     assert_eq!(
-        r.resolve(&h, &[], &[], 0, NOW + 61).await.unwrap(),
+        unadmitted(&r, Ask::new(&h, NOW + 61)).await.unwrap(),
         CachedAnswer::Values(vec![short])
     );
     assert!(fake.count() > before, "the upstream was tried first");
     assert_eq!(r.stats().stale_served, 1);
     // Past the stale window it is gone: the failure comes through.
-    let err = r
-        .resolve(&h, &[], &[], 0, NOW + 61 + 300)
+    let err = unadmitted(&r, Ask::new(&h, NOW + 61 + 300))
         .await
         .unwrap_err();
     assert_eq!(err.code(), ResponseCode::Error);

@@ -43,6 +43,9 @@ const MAX_RECOGNIZED_TTL: u32 = 172_800;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
+/// How 303 referral values are read: prefix sites, else plain service sites.
+const PREFIX_THEN_SERVICE: &[SiteKind] = &[SiteKind::Prefix, SiteKind::Service];
+
 /// What a set of site-describing values leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum SiteKind {
@@ -168,6 +171,44 @@ fn full_handle(handle: &str) -> String {
 
 pub(super) fn owned(types: &[&str]) -> Vec<String> {
     types.iter().map(|t| t.to_string()).collect()
+}
+
+/// What `values` name as `kind` at `now` (unix seconds): the sites given directly (HS_SITE /
+/// HS_SITE.6, or HS_SITE.PREFIX / HS_NA_DELEGATE), and the service handles named (HS_SERV or
+/// HS_SERV.PREFIX) with their TTLs, at most [`MAX_SERVICES_PER_VALUES`].
+fn named_sites(values: &[HandleValue], kind: SiteKind, now: u32) -> (Sites, Vec<(String, u32)>) {
+    let (site_types, serv_type): (&[&str], &str) = match kind {
+        SiteKind::Service => (&[types::HS_SITE, types::HS_SITE_6], types::HS_SERV),
+        SiteKind::Prefix => (
+            &[types::HS_SITE_PREFIX, HS_NA_DELEGATE],
+            types::HS_SERV_PREFIX,
+        ),
+    };
+    let mut sites = Sites::default();
+    for v in values {
+        if site_types.iter().any(|t| v.is_type(t)) {
+            match SiteInfo::decode(&v.data) {
+                Ok(site) => {
+                    sites.add_site(site);
+                    sites.note_ttl(v.ttl.seconds_from(now, MAX_RECOGNIZED_TTL));
+                }
+                Err(e) => {
+                    let index = v.index;
+                    tracing::debug!(index, error = %e, "undecodable site value skipped");
+                }
+            }
+        }
+    }
+    let services = values
+        .iter()
+        .filter(|v| v.is_type(serv_type))
+        .filter_map(|v| {
+            let text = v.data_str()?.trim().to_string();
+            (!text.is_empty()).then(|| (text, v.ttl.seconds_from(now, MAX_RECOGNIZED_TTL)))
+        })
+        .take(MAX_SERVICES_PER_VALUES)
+        .collect();
+    (sites, services)
 }
 
 impl Recursor {
@@ -298,7 +339,7 @@ impl Recursor {
             }
         };
         let sites = self
-            .sites_from_values(ctx, &values, SiteKind::Service, depth + 1)
+            .sites_from_values(ctx, &values, &[SiteKind::Service], depth + 1)
             .await?;
         if sites.list.is_empty() {
             return Err(error(format!(
@@ -314,84 +355,45 @@ impl Recursor {
         Ok(Some(sites.list))
     }
 
-    /// The sites a set of values describes: direct site values, plus the sites of the
-    /// service handles they name (resolved recursively). For [`SiteKind::Prefix`], plain
-    /// HS_SITE / HS_SERV values are the fallback when there are no prefix ones (as Handle.Net
-    /// does for 303 referrals).
+    /// The sites a set of values describes, read as the first of `kinds` that names any:
+    /// direct site values, plus the sites of the service handles they name (resolved
+    /// recursively). [`PREFIX_THEN_SERVICE`] makes plain HS_SITE / HS_SERV values the
+    /// fallback when there are no prefix ones (as Handle.Net does for 303 referrals). A kind
+    /// whose service handles all failed, with no sites, fails the whole (no fallback).
     async fn sites_from_values(
         &self,
         ctx: &mut Ctx,
         values: &[HandleValue],
-        kind: SiteKind,
+        kinds: &[SiteKind],
         depth: usize,
     ) -> Result<Sites, ResolveError> {
-        let sites = self.sites_of_kind(ctx, values, kind, depth).await?;
-        if kind == SiteKind::Prefix && sites.list.is_empty() {
-            return self
-                .sites_of_kind(ctx, values, SiteKind::Service, depth)
-                .await;
+        let mut sites = Sites::default();
+        for &kind in kinds {
+            let (mut named, services) = named_sites(values, kind, ctx.now32());
+            let mut first_error = None;
+            for (service, ttl) in services {
+                match self.service_sites(ctx, &service, kind, depth + 1).await {
+                    Ok(found) => {
+                        if !found.list.is_empty() {
+                            named.note_ttl(ttl);
+                        }
+                        named.absorb(found);
+                    }
+                    Err(f) => {
+                        tracing::debug!(%service, error = %f, code = f.code().code(), "service handle failed");
+                        first_error.get_or_insert(f);
+                    }
+                }
+            }
+            match first_error {
+                Some(f) if named.list.is_empty() => return Err(f),
+                _ => sites = named,
+            }
+            if !sites.list.is_empty() {
+                break;
+            }
         }
         Ok(sites)
-    }
-
-    async fn sites_of_kind(
-        &self,
-        ctx: &mut Ctx,
-        values: &[HandleValue],
-        kind: SiteKind,
-        depth: usize,
-    ) -> Result<Sites, ResolveError> {
-        let (site_types, serv_type): (&[&str], &str) = match kind {
-            SiteKind::Service => (&[types::HS_SITE, types::HS_SITE_6], types::HS_SERV),
-            SiteKind::Prefix => (
-                &[types::HS_SITE_PREFIX, HS_NA_DELEGATE],
-                types::HS_SERV_PREFIX,
-            ),
-        };
-        let now = ctx.now32();
-        let mut sites = Sites::default();
-        for v in values {
-            if site_types.iter().any(|t| v.is_type(t)) {
-                match SiteInfo::decode(&v.data) {
-                    Ok(site) => {
-                        sites.add_site(site);
-                        sites.note_ttl(v.ttl.seconds_from(now, MAX_RECOGNIZED_TTL));
-                    }
-                    Err(e) => {
-                        let index = v.index;
-                        tracing::debug!(index, error = %e, "undecodable site value skipped");
-                    }
-                }
-            }
-        }
-        let services: Vec<(String, u32)> = values
-            .iter()
-            .filter(|v| v.is_type(serv_type))
-            .filter_map(|v| {
-                let text = v.data_str()?.trim().to_string();
-                (!text.is_empty()).then(|| (text, v.ttl.seconds_from(now, MAX_RECOGNIZED_TTL)))
-            })
-            .take(MAX_SERVICES_PER_VALUES)
-            .collect();
-        let mut first_error = None;
-        for (service, ttl) in services {
-            match self.service_sites(ctx, &service, kind, depth + 1).await {
-                Ok(found) => {
-                    if !found.list.is_empty() {
-                        sites.note_ttl(ttl);
-                    }
-                    sites.absorb(found);
-                }
-                Err(f) => {
-                    tracing::debug!(%service, error = %f, code = f.code().code(), "service handle failed");
-                    first_error.get_or_insert(f);
-                }
-            }
-        }
-        match first_error {
-            Some(f) if sites.list.is_empty() => Err(f),
-            _ => Ok(sites),
-        }
     }
 
     /// The sites of a service handle (HS_SERV / HS_SERV.PREFIX data, or a referral handle).
@@ -435,7 +437,7 @@ impl Recursor {
             let sites = match answer {
                 Ok(CachedAnswer::Values(values)) => {
                     // A service handle's prefix-kind lookup only takes prefix values.
-                    self.sites_of_kind(ctx, &values, kind, depth).await
+                    self.sites_from_values(ctx, &values, &[kind], depth).await
                 }
                 Ok(_) => Ok(Sites::default()),
                 Err(f) => Err(f),
@@ -493,13 +495,13 @@ impl Recursor {
                             self.config.max_referrals
                         )));
                     }
-                    let kind = if rc == ResponseCode::PrefixReferral {
-                        SiteKind::Prefix
+                    let (kind, kinds) = if rc == ResponseCode::PrefixReferral {
+                        (SiteKind::Prefix, PREFIX_THEN_SERVICE)
                     } else {
-                        SiteKind::Service
+                        (SiteKind::Service, &[SiteKind::Service][..])
                     };
                     let mut next = self
-                        .sites_from_values(ctx, &values, kind, depth)
+                        .sites_from_values(ctx, &values, kinds, depth)
                         .await
                         .unwrap_or_else(|f| {
                             tracing::debug!(error = %f, code = f.code().code(), "referral values led nowhere");
