@@ -554,6 +554,12 @@ pub struct StoreConfig {
     /// sled's background flush interval. Acknowledged writes never wait for it: they are
     /// flushed and fsynced before the answer.
     pub flush_every_ms: u64,
+    /// Hold every record in memory (the read index) so resolutions never wait on sled's
+    /// page cache; about the records' bytes plus 15 bytes each.
+    pub read_index: bool,
+    /// Most memory the read index may take (0: no limit); past it, it is dropped with a
+    /// warning and resolutions read sled.
+    pub read_index_max_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -561,6 +567,8 @@ impl Default for StoreConfig {
         StoreConfig {
             cache_capacity_mb: 256,
             flush_every_ms: 500,
+            read_index: true,
+            read_index_max_mb: 0,
         }
     }
 }

@@ -437,12 +437,18 @@ impl Config {
         Ok(())
     }
 
-    /// `[store]`: the sled cache size and flush interval.
+    /// `[store]`: the sled cache size, flush interval and read-index budget.
     fn validate_store(&self) -> Result<(), ConfigError> {
         if self.store.cache_capacity_mb == 0 || self.store.cache_capacity_mb > 1 << 20 {
             return Err(invalid(
                 "store.cache_capacity_mb",
                 "must be between 1 and 1048576",
+            ));
+        }
+        if self.store.read_index_max_mb > 1 << 24 {
+            return Err(invalid(
+                "store.read_index_max_mb",
+                "must be at most 16777216 (0: no limit)",
             ));
         }
         if self.store.flush_every_ms == 0 || self.store.flush_every_ms > 60_000 {

@@ -65,6 +65,8 @@ impl RunningNode {
     /// Stop accepting, let open requests finish, and wait.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // A read index still loading lets go of the registry.
+        self.engine.registry().stop_loading_read_index();
         for task in self.tasks {
             let _ = task.await;
         }
@@ -110,6 +112,16 @@ pub async fn start(
         shutdown: shutdown_rx,
         tasks: Vec::new(),
     };
+    if config.store.read_index {
+        // Serving starts now; resolutions read sled until the index is complete.
+        let registry = engine.registry().clone();
+        let loader = std::thread::Builder::new()
+            .name("read-index".into())
+            .spawn(move || registry.load_read_index());
+        if let Err(e) = loader {
+            tracing::warn!(error = %e, "read index: no loader thread; resolutions read sled");
+        }
+    }
     let links = Links::default();
     launch.spawn_sync(follow_links, &links);
     launch.spawn_http(sockets.http, sockets.tls, links, operator_token.clone());

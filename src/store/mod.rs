@@ -155,6 +155,9 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     /// sled's background flush interval (it is also what `fsync`s between our own flushes).
     pub flush_every_ms: u64,
+    /// Most bytes the read index ([`index`]) may hold before it gives up (0: no limit). The
+    /// index holds nothing until [`Registry::load_read_index`] is called.
+    pub read_index_budget_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -162,6 +165,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 256 << 20,
             flush_every_ms: 500,
+            read_index_budget_bytes: 0,
         }
     }
 }
@@ -178,6 +182,8 @@ pub struct Registry {
     writer: Mutex<u64>,
     committed_seq: AtomicU64,
     durability: Mutex<Durability>,
+    /// Every record's bytes in memory once loaded (`index`): resolutions read it first.
+    index: index::ReadIndex,
 }
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -300,6 +306,9 @@ impl Registry {
             writer: Mutex::new(last_seq),
             committed_seq: AtomicU64::new(last_seq),
             durability: Mutex::new(Durability::new()),
+            index: index::ReadIndex::new(
+                usize::try_from(options.read_index_budget_bytes).unwrap_or(usize::MAX),
+            ),
         };
         // Make the schema marker (and anything recovered) durable before serving.
         registry.make_durable_force(last_seq)?;
@@ -312,17 +321,74 @@ impl Registry {
     }
 
     /// Read one record by its normalized key.
+    /// The read index answers when it can (a hash probe); sled otherwise.
     pub fn get_key(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let decode = |bytes: &[u8]| {
+            record::decode_record(bytes).map_err(|source| StoreError::Corrupt {
+                key: key.to_string(),
+                source,
+            })
+        };
+        match self.index.lookup(key.as_bytes(), decode) {
+            index::Lookup::Found(record) => return record.map(Some),
+            index::Lookup::Absent => return Ok(None),
+            index::Lookup::Unknown => {}
+        }
         match self.records.get(key.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => {
-                record::decode_record(&bytes)
-                    .map(Some)
-                    .map_err(|source| StoreError::Corrupt {
-                        key: key.to_string(),
-                        source,
-                    })
+            Some(bytes) => decode(&bytes).map(Some),
+        }
+    }
+
+    /// Fill the read index from the records tree (blocking: run it on its own thread). Reads
+    /// are answered from sled until it is complete, and writes made meanwhile are kept in
+    /// it; at 10M records it takes seconds and holds about the records' bytes plus 15 bytes
+    /// each. Without this call the index stays off (command-line tools). A second call does
+    /// nothing.
+    pub fn load_read_index(&self) {
+        if !self.index.start_loading() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        for item in self.records.iter() {
+            match item {
+                Ok((key, value)) => self.index.fill(&key, &value),
+                Err(e) => {
+                    tracing::warn!(error = %e, "read index: reading the records failed; resolutions read sled");
+                    self.index.disable();
+                    return;
+                }
             }
+            if self.index.state() != index::IndexState::Loading {
+                return;
+            }
+        }
+        self.index.finish_loading();
+        tracing::info!(
+            records = self.index.len(),
+            mib = self.index.bytes() >> 20,
+            secs = started.elapsed().as_secs_f64(),
+            "read index loaded"
+        );
+    }
+
+    /// Stop a [`Registry::load_read_index`] under way (shutdown): the index is dropped.
+    pub fn stop_loading_read_index(&self) {
+        if self.index.state() == index::IndexState::Loading {
+            self.index.disable();
+        }
+    }
+
+    /// The read index's state, records held and bytes held.
+    pub fn read_index_status(&self) -> (index::IndexState, usize, usize) {
+        (self.index.state(), self.index.len(), self.index.bytes())
+    }
+
+    /// Tell the read index what a committed write did to the records tree (call with the
+    /// writer lock held, after the transaction succeeded).
+    fn indexed<'a>(&self, writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) {
+        for (key, value) in writes {
+            self.index.record(key, value);
         }
     }
 
@@ -436,6 +502,11 @@ impl Registry {
                 writes.insert(p.key.as_bytes(), p.bytes.as_slice());
             }
             self.records.apply_batch(writes)?;
+            self.indexed(
+                batch
+                    .iter()
+                    .map(|p| (p.key.as_bytes(), Some(p.bytes.as_slice()))),
+            );
             return Ok(start);
         }
         let now = now_unix_millis();
@@ -462,6 +533,11 @@ impl Registry {
             Ok::<u64, ConflictableTransactionError<()>>(seq)
         });
         let seq = transacted(result)?;
+        self.indexed(
+            batch
+                .iter()
+                .map(|p| (p.key.as_bytes(), Some(p.bytes.as_slice()))),
+        );
         self.committed(last_seq, seq);
         Ok(seq)
     }
@@ -527,7 +603,9 @@ impl Registry {
             meta.insert(META_LAST_SEQ, &last.to_be_bytes())?;
             Ok::<(), ConflictableTransactionError<()>>(())
         });
-        transacted(result)
+        transacted(result)?;
+        self.indexed(writes.iter().copied());
+        Ok(())
     }
 
     /// Normalized keys of the records under `prefix`, in key order: the total count and the

@@ -185,6 +185,7 @@ impl Registry {
             Ok::<(), ConflictableTransactionError<()>>(())
         });
         transacted(result)?;
+        self.indexed(writes.iter().copied());
         let changed = seq != *last_seq;
         self.committed(last_seq, seq);
         // The cursor moved even when no record did: always make it durable.

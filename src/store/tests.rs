@@ -210,7 +210,7 @@ proptest! {
     #[test]
     fn registry_matches_model(ops in prop::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions { cache_capacity_bytes: 8 << 20, flush_every_ms: 1000 };
+        let opts = StoreOptions { cache_capacity_bytes: 8 << 20, flush_every_ms: 1000, ..StoreOptions::default() };
         let mut reg = Registry::open(dir.path(), &opts).unwrap();
         let mut model: BTreeMap<String, Record> = BTreeMap::new();
         let mut expected_seq = 0u64;
