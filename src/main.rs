@@ -23,7 +23,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use idnode::cli::{
     report, show, AdminOp, AuthArgs, BenchArgs, Cli, Command, ConnArgs, ExportFormat, SyncOp,
 };
-use idnode::client::{AdminRequest, Client, Response, Transport};
+use idnode::client::{AdminRequest, Client, Lookup, Response, Transport};
 use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
 use idnode::model::{types, HandleValue, Prefix};
 use idnode::resolve::{Engine, Policy};
@@ -439,9 +439,7 @@ fn native_resolve(
     }
     let (response, routed) = client
         .resolve_routed(
-            handle,
-            indexes,
-            types,
+            Lookup::new(handle, indexes, types),
             transport,
             !admin_read,
             auth.as_ref(),
@@ -473,7 +471,12 @@ fn certified_resolve(
     use idnode::auth::credential::Certification;
     let key = client.site_key(transport)?;
     let (response, certification) = client
-        .resolve_certified(handle, indexes, types, transport, !admin_read, &key)
+        .resolve_certified(
+            Lookup::new(handle, indexes, types),
+            transport,
+            !admin_read,
+            &key,
+        )
         .with_context(|| format!("resolving {handle}"))?;
     let verified = match certification {
         Certification::Verified => {
@@ -550,7 +553,7 @@ fn native_admin_batch(
     }
     let mut failed = 0usize;
     for request in requests {
-        let handle = request.handle();
+        let handle = request.handle().to_string();
         let r = session
             .admin(request)
             .with_context(|| format!("{handle} (as {})", auth.identity()))?;
@@ -584,8 +587,8 @@ fn native_admin(op: AdminOp) -> anyhow::Result<std::process::ExitCode> {
     };
     let client = conn.client()?;
     let auth = auth.admin_identity()?;
-    let handle = request.handle();
-    let is_list = matches!(request, AdminRequest::ListHandles { .. });
+    let handle = request.handle().to_string();
+    let is_list = matches!(request, AdminRequest::List { .. });
     let r = client
         .admin(request, &auth)
         .with_context(|| format!("{handle} (as {})", auth.identity()))?;
