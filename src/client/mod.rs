@@ -249,16 +249,10 @@ impl Authenticator {
     /// The opCode 200 body answering `nonce` for a request whose digest is `digest`.
     /// HS_SECKEY uses the PBKDF2-HMAC-SHA1 form (≥ 2.7) with `salt`.
     fn answer(&self, nonce: &[u8], digest: &[u8], salt: &[u8]) -> Result<Body, ClientError> {
-        Ok(match self {
-            Authenticator::SecretKey {
-                identity_handle,
-                index,
-                secret,
-            } => Body::ChallengeAnswer {
-                auth_type: types::HS_SECKEY.to_string(),
-                identity_handle: identity_handle.clone(),
-                identity_index: *index,
-                signed_response: seckey_answer_pbkdf2(
+        let (auth_type, signed_response) = match self {
+            Authenticator::SecretKey { secret, .. } => (
+                types::HS_SECKEY,
+                seckey_answer_pbkdf2(
                     secret,
                     nonce,
                     digest,
@@ -266,17 +260,18 @@ impl Authenticator {
                     DEFAULT_PBKDF2_ITERATIONS,
                     DEFAULT_PBKDF2_KEY_BITS,
                 ),
-            },
-            Authenticator::PrivateKey {
-                identity_handle,
-                index,
-                key,
-            } => Body::ChallengeAnswer {
-                auth_type: types::HS_PUBKEY.to_string(),
-                identity_handle: identity_handle.clone(),
-                identity_index: *index,
-                signed_response: key.try_sign_answer(SignatureHash::Sha256, nonce, digest)?,
-            },
+            ),
+            Authenticator::PrivateKey { key, .. } => (
+                types::HS_PUBKEY,
+                key.try_sign_answer(SignatureHash::Sha256, nonce, digest)?,
+            ),
+        };
+        let (identity_handle, identity_index) = self.parts();
+        Ok(Body::ChallengeAnswer {
+            auth_type: auth_type.to_string(),
+            identity_handle: identity_handle.to_string(),
+            identity_index,
+            signed_response,
         })
     }
 }
