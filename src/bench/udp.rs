@@ -15,13 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode as DnsResponseCode;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::stats::{Live, Stats};
-use super::{BenchConfig, BenchError, Datagrams, Proto, Sampler};
+use super::stats::Stats;
+use super::{BenchError, Draw, Proto, Run};
 use crate::server::udp::batch;
 use crate::wire::dns::rcode_label;
 use crate::wire::handle::peek::{self, at};
@@ -31,28 +29,17 @@ use crate::wire::handle::peek::{self, at};
 /// wake-up serves the answers of all its sockets). Closed loop: the tasks send and receive
 /// ([`UdpWorker`]). Open loop: they only receive ([`UdpReceiver`]), and one more thread sends
 /// the whole schedule ([`UdpSender`]).
-pub(super) async fn run_udp(
-    cfg: &BenchConfig,
-    hits: Arc<Datagrams>,
-    misses: Arc<Datagrams>,
-    sampler: Arc<Sampler>,
-    start: Instant,
-    live: Option<&Arc<Live>>,
-) -> Result<(Stats, Duration), BenchError> {
-    let end = start + cfg.duration;
+pub(super) async fn run_udp(run: &Run<'_, Vec<u8>>) -> Result<(Stats, Duration), BenchError> {
+    let (cfg, end) = (run.cfg, run.end());
     let sockets = cfg.sockets.min(cfg.concurrency);
     let threads = cfg
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, sockets);
     let dns = cfg.proto == Proto::DnsUdp;
-    let queries = |seed: u64| Queries {
+    let queries = |i: usize| Queries {
         dns,
-        hits: hits.clone(),
-        misses: misses.clone(),
-        sampler: sampler.clone(),
-        miss_share: cfg.miss_share,
-        rng: StdRng::seed_from_u64(seed),
+        draw: run.draw(i),
     };
     let window_of = |i: usize| {
         let window = cfg.concurrency / sockets + usize::from(i < cfg.concurrency % sockets);
@@ -71,12 +58,12 @@ pub(super) async fn run_udp(
             for i in 0..sockets {
                 let worker = UdpWorker {
                     sock: udp_socket(cfg.server)?,
-                    queries: queries(cfg.seed.wrapping_add(i as u64)),
+                    queries: queries(i),
                     window: window_of(i),
                     end,
                     timeout: cfg.timeout,
                 };
-                groups[i % threads].push(UdpTask::Closed(Box::new(worker), Stats::with_live(live)));
+                groups[i % threads].push(UdpTask::Closed(Box::new(worker), run.stats()));
             }
         }
         Some(rate) => {
@@ -100,16 +87,19 @@ pub(super) async fn run_udp(
                     end,
                     timeout: cfg.timeout,
                 };
-                groups[i % threads].push(UdpTask::Receive(receiver, Stats::with_live(live)));
+                groups[i % threads].push(UdpTask::Receive(receiver, run.stats()));
             }
             let sender = UdpSender {
                 lanes,
-                queries: queries(cfg.seed),
-                schedule: UdpSchedule { start, rate },
+                queries: queries(0),
+                schedule: UdpSchedule {
+                    start: run.start,
+                    rate,
+                },
                 end,
                 done,
             };
-            let stats = Stats::with_live(live);
+            let stats = run.stats();
             // If it cannot start, the receivers give up once everything has timed out.
             handles.push(
                 std::thread::Builder::new()
@@ -299,21 +289,13 @@ impl Pending {
 struct Queries {
     /// DNS queries (else native Handle requests).
     dns: bool,
-    hits: Arc<Datagrams>,
-    misses: Arc<Datagrams>,
-    sampler: Arc<Sampler>,
-    miss_share: f64,
-    rng: StdRng,
+    draw: Draw<Vec<u8>>,
 }
 
 impl Queries {
     /// Write the next query, with request id `id`, into `out`.
     fn next_into(&mut self, id: u32, out: &mut Vec<u8>) {
-        let template = if !self.misses.is_empty() && self.rng.gen::<f64>() < self.miss_share {
-            &self.misses[self.rng.gen_range(0..self.misses.len())]
-        } else {
-            &self.hits[self.sampler.sample(&mut self.rng)]
-        };
+        let template = self.draw.next();
         out.clear();
         out.extend_from_slice(template);
         if self.dns {
