@@ -25,7 +25,7 @@ use idnode::cli::{
     report, show, AdminOp, AuthArgs, BenchArgs, Cli, Command, ConnArgs, ExportFormat, ResolveArgs,
     SyncOp,
 };
-use idnode::client::{AdminRequest, Client, Response, Transport};
+use idnode::client::{AdminRequest, Client, Lookup, Response, Transport};
 use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
 use idnode::model::{types, HandleValue, Prefix};
 use idnode::resolve::{Engine, Policy};
@@ -325,9 +325,7 @@ fn native_resolve(args: &ResolveArgs) -> anyhow::Result<ExitCode> {
     }
     let (response, routed) = client
         .resolve_routed(
-            handle,
-            indexes,
-            types,
+            Lookup::new(handle, indexes, types),
             transport,
             !args.admin_read,
             auth.as_ref(),
@@ -355,7 +353,12 @@ fn certified_resolve(
     let (handle, types, indexes) = (&args.handle, &args.types, &args.indexes);
     let key = client.site_key(transport)?;
     let (response, certification) = client
-        .resolve_certified(handle, indexes, types, transport, !args.admin_read, &key)
+        .resolve_certified(
+            Lookup::new(handle, indexes, types),
+            transport,
+            !args.admin_read,
+            &key,
+        )
         .with_context(|| format!("resolving {handle}"))?;
     let (verified, line) = report::certification(&certification);
     eprintln!("{line}");
@@ -416,7 +419,7 @@ fn native_admin_batch(
     }
     let mut failed = 0usize;
     for request in requests {
-        let handle = request.handle();
+        let handle = request.handle().to_string();
         let r = session
             .admin(request)
             .with_context(|| format!("{handle} (as {})", auth.identity()))?;
@@ -446,8 +449,8 @@ fn native_admin(op: AdminOp) -> anyhow::Result<ExitCode> {
     };
     let client = conn.client()?;
     let auth = auth.admin_identity()?;
-    let handle = request.handle();
-    let is_list = matches!(request, AdminRequest::ListHandles { .. });
+    let handle = request.handle().to_string();
+    let is_list = matches!(request, AdminRequest::List { .. });
     let r = client
         .admin(request, &auth)
         .with_context(|| format!("{handle} (as {})", auth.identity()))?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idnode::client::{AdminRequest, Authenticator, Client, Transport};
+use idnode::client::{AdminRequest, Authenticator, Client, Lookup, Transport};
 use idnode::config::Config;
 use idnode::metrics::Metrics;
 use idnode::model::{AdminPermissions, AdminRef, HandleValue, ValueReference};
@@ -174,6 +174,7 @@ async fn factory_lookup_through_the_hierarchy() {
                     HandleValue::new(1, "HS_SITE.PREFIX", site_data(&[sec_addr])),
                 ],
                 overwrite: false,
+                mint: false,
             },
             &admin_of("88"),
         ));
@@ -188,6 +189,7 @@ async fn factory_lookup_through_the_hierarchy() {
                         HandleValue::new(1, "HS_SITE", site_data(&servers)),
                     ],
                     overwrite: false,
+                    mint: false,
                 },
                 &admin_of("88.100"),
             ));
@@ -198,6 +200,7 @@ async fn factory_lookup_through_the_hierarchy() {
                 handle: "88.100.1/SN-0001".into(),
                 values: vec![HandleValue::new(1, "URL", "https://example.com/sn/0001")],
                 overwrite: false,
+                mint: false,
             },
             &admin_of("88.100.1"),
         ));
@@ -214,6 +217,7 @@ async fn factory_lookup_through_the_hierarchy() {
                     format!("https://example.com/p/{i}"),
                 )],
                 overwrite: false,
+                mint: false,
             };
             let wrong = Client::new(parts[1 - owner])
                 .admin(create.clone(), &admin_of("88.100.2"))
@@ -234,7 +238,7 @@ async fn factory_lookup_through_the_hierarchy() {
             assert_eq!(routed.server(), parts[owner]);
             assert_eq!(
                 routed
-                    .resolve(&handle, &[], &[], Transport::Udp, true)
+                    .resolve(Lookup::all(&handle), Transport::Udp, true)
                     .unwrap()
                     .code,
                 1
@@ -244,15 +248,13 @@ async fn factory_lookup_through_the_hierarchy() {
         // A factory asks the recursive node: over UDP, then TCP.
         let factory = Client::new(rec_native).with_timeout(Duration::from_secs(15));
         let r = factory
-            .resolve("88.100.1/SN-0001", &[], &[], Transport::Udp, true)
+            .resolve(Lookup::all("88.100.1/SN-0001"), Transport::Udp, true)
             .unwrap();
         assert_eq!(r.code, 1, "{r:?}");
         assert_eq!(r.values[0].data_str(), Some("https://example.com/sn/0001"));
         let r = factory
             .resolve(
-                "88.100.1/SN-0001",
-                &[],
-                &["URL".to_string()],
+                Lookup::new("88.100.1/SN-0001", &[], &["URL".to_string()]),
                 Transport::Tcp,
                 true,
             )
@@ -261,7 +263,11 @@ async fn factory_lookup_through_the_hierarchy() {
         // Both partitions of the two-server site resolve through the recursive node.
         for i in 0..6 {
             let r = factory
-                .resolve(&format!("88.100.2/P-{i}"), &[], &[], Transport::Udp, true)
+                .resolve(
+                    Lookup::all(&format!("88.100.2/P-{i}")),
+                    Transport::Udp,
+                    true,
+                )
                 .unwrap();
             assert_eq!(
                 r.values[0].data_str(),
@@ -271,7 +277,7 @@ async fn factory_lookup_through_the_hierarchy() {
         // Not found anywhere: 100 (and cached negatively).
         assert_eq!(
             factory
-                .resolve("88.100.1/NOPE", &[], &[], Transport::Udp, true)
+                .resolve(Lookup::all("88.100.1/NOPE"), Transport::Udp, true)
                 .unwrap()
                 .code,
             100
@@ -279,7 +285,7 @@ async fn factory_lookup_through_the_hierarchy() {
         // An unknown industry: the top level has no delegation → 100 for the prefix → 100.
         assert_eq!(
             factory
-                .resolve("88.999.1/X", &[], &[], Transport::Udp, true)
+                .resolve(Lookup::all("88.999.1/X"), Transport::Udp, true)
                 .unwrap()
                 .code,
             100
@@ -375,7 +381,7 @@ async fn unreachable_and_lying_upstreams_give_clear_errors() {
         let r = tokio::task::spawn_blocking(move || {
             Client::new(addr)
                 .with_timeout(Duration::from_secs(10))
-                .resolve("88.100.1/SN-0001", &[], &[], Transport::Tcp, true)
+                .resolve(Lookup::all("88.100.1/SN-0001"), Transport::Tcp, true)
         })
         .await
         .unwrap()
@@ -475,7 +481,7 @@ async fn hole7_http_recursion_allow_list_and_request_caps() {
         let client = Client::new(rec_native).with_timeout(Duration::from_secs(10));
         [types, long].map(|t| {
             client
-                .resolve("88.100.1/FRESH", &[], &t, Transport::Udp, true)
+                .resolve(Lookup::new("88.100.1/FRESH", &[], &t), Transport::Udp, true)
                 .unwrap()
                 .code
         })
@@ -577,7 +583,7 @@ async fn hole2_records_too_large_for_udp_resolve_through_recursion_over_tcp() {
     let answer = tokio::task::spawn_blocking(move || {
         Client::new(rec_native)
             .with_timeout(Duration::from_secs(10))
-            .resolve("88.100.1/BIG", &[], &[], Transport::Udp, true)
+            .resolve(Lookup::all("88.100.1/BIG"), Transport::Udp, true)
     })
     .await
     .unwrap()
@@ -696,7 +702,7 @@ async fn recursive_node_verifies_upstream_signatures() {
         let own_key = PublicKey::decode(&own.servers[0].public_key).unwrap();
         // Verified upstream, signed by the recursive node.
         let (r, cert) = client
-            .resolve_certified("88.100.1/SN-1", &[], &[], Transport::Udp, true, &own_key)
+            .resolve_certified(Lookup::all("88.100.1/SN-1"), Transport::Udp, true, &own_key)
             .unwrap();
         assert_eq!(r.code, 1, "{}", r.message);
         assert_eq!(cert, Certification::Verified);
@@ -710,7 +716,7 @@ async fn recursive_node_verifies_upstream_signatures() {
         );
         // No key in the delegation: nothing to verify with.
         let (r, cert) = client
-            .resolve_certified("88.100.2/SN-1", &[], &[], Transport::Udp, true, &own_key)
+            .resolve_certified(Lookup::all("88.100.2/SN-1"), Transport::Udp, true, &own_key)
             .unwrap();
         assert_eq!(r.code, 2, "{}", r.message);
         assert!(r.message.contains("could not be verified"), "{}", r.message);

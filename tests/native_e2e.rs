@@ -254,7 +254,7 @@ async fn native_protocol_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_client_against_a_running_node() {
     use idnode::auth::challenge::PrivateKey;
-    use idnode::client::{AdminRequest, Authenticator, Client, Transport};
+    use idnode::client::{list_handles, AdminRequest, Authenticator, Client, Lookup, Transport};
     use idnode::model::{ValueList, ValueReference};
 
     let dir = tempfile::tempdir().unwrap();
@@ -306,17 +306,22 @@ async fn native_client_against_a_running_node() {
                 HandleValue::new(2, "DESC", "x"),
             ],
             overwrite: false,
+            mint: false,
         };
         assert!(client.admin(create.clone(), &by_key).unwrap().is_success());
         // Resolution over UDP and TCP, with filters.
         for t in [Transport::Udp, Transport::Tcp] {
             let r = client
-                .resolve("88.100.1/KEYED", &[], &["URL".to_string()], t, true)
+                .resolve(
+                    Lookup::new("88.100.1/KEYED", &[], &["URL".to_string()]),
+                    t,
+                    true,
+                )
                 .unwrap();
             assert_eq!((r.code, r.values.len()), (1, 1), "{t:?}");
             assert_eq!(r.values[0].data_str(), Some("https://example.com/keyed"));
             let r = client
-                .resolve("88.100.1/KEYED", &[2], &[], t, true)
+                .resolve(Lookup::new("88.100.1/KEYED", &[2], &[]), t, true)
                 .unwrap();
             assert_eq!(r.values[0].index, 2);
         }
@@ -380,18 +385,11 @@ async fn native_client_against_a_running_node() {
             403
         );
         let r = client
-            .resolve("88.100.1/KEYED", &[], &[], Transport::Udp, true)
+            .resolve(Lookup::all("88.100.1/KEYED"), Transport::Udp, true)
             .unwrap();
         assert_eq!(r.values.len(), 2, "still there");
         // List and delete with the secret.
-        let r = client
-            .admin(
-                AdminRequest::ListHandles {
-                    prefix: "88.100.1".into(),
-                },
-                &secret,
-            )
-            .unwrap();
+        let r = client.admin(list_handles("88.100.1"), &secret).unwrap();
         assert_eq!(r.handles, ["88.100.1/KEYED"]);
         assert!(client
             .admin(
@@ -404,7 +402,7 @@ async fn native_client_against_a_running_node() {
             .is_success());
         assert_eq!(
             client
-                .resolve("88.100.1/KEYED", &[], &[], Transport::Tcp, true)
+                .resolve(Lookup::all("88.100.1/KEYED"), Transport::Tcp, true)
                 .unwrap()
                 .code,
             100
@@ -566,7 +564,7 @@ async fn hole5_native_never_serves_a_stored_public_seckey() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certified_answers_verify_with_the_published_server_key() {
     use idnode::auth::credential::Certification;
-    use idnode::client::{Client, Transport};
+    use idnode::client::{Client, Lookup, Transport};
     use idnode::model::PublicKey;
 
     let dir = tempfile::tempdir().unwrap();
@@ -602,7 +600,7 @@ async fn certified_answers_verify_with_the_published_server_key() {
         for transport in [Transport::Udp, Transport::Tcp] {
             for (handle, code) in [("88.100.1/CERT-1", 1), ("88.100.1/NOPE", 100)] {
                 let (r, cert) = client
-                    .resolve_certified(handle, &[], &[], transport, true, &key)
+                    .resolve_certified(Lookup::all(handle), transport, true, &key)
                     .unwrap();
                 assert_eq!(r.code, code, "{handle} over {transport:?}");
                 assert_eq!(cert, Certification::Verified, "{handle} over {transport:?}");

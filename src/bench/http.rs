@@ -1,6 +1,7 @@
 //! The HTTP API over HTTP/1.1 and HTTPS: `GET /api/handles/<id>` over `concurrency`
 //! keep-alive connections (hyper's client connection API, rustls for https), each with one
-//! request in flight, closed loop or (with `rate`) on the shared open-loop [`Schedule`].
+//! request in flight, closed loop or (with `rate`) on the shared open-loop
+//! [`Schedule`](super::Schedule).
 //! Responses are counted by status (`HTTP200`, `HTTP404`, …).
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,42 +14,27 @@ use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::stats::{Live, Stats};
-use super::{hits_and_misses, BenchConfig, BenchError, Proto, Sampler, Schedule};
+use super::stats::Stats;
+use super::{hits_and_misses, run_connections, BenchConfig, BenchError, Draw, Pace, Proto, Run};
 
 /// HTTP(S): `concurrency` keep-alive connections, closed loop or (with `rate`) a shared
 /// schedule of send times.
 pub(super) async fn run_http(
-    cfg: &BenchConfig,
+    run: &Run<'_, Uri>,
     target: Arc<HttpTarget>,
-    hits: Arc<Vec<Uri>>,
-    misses: Arc<Vec<Uri>>,
-    sampler: Arc<Sampler>,
-    start: Instant,
-    live: Option<&Arc<Live>>,
 ) -> Result<(Stats, Duration), BenchError> {
-    let end = start + cfg.duration;
-    let schedule = Schedule::for_rate(cfg.rate, start);
-    let mut tasks = Vec::new();
-    for i in 0..cfg.concurrency {
-        let worker = HttpWorker {
+    run_connections(run, |draw, pace, stats| {
+        HttpWorker {
             target: target.clone(),
-            hits: hits.clone(),
-            misses: misses.clone(),
-            sampler: sampler.clone(),
-            miss_share: cfg.miss_share,
-            rng: StdRng::seed_from_u64(cfg.seed.wrapping_add(i as u64)),
-            end,
-            schedule: schedule.clone(),
-        };
-        tasks.push(tokio::spawn(worker.run(Stats::with_live(live))));
-    }
-    Schedule::total_of(tasks, schedule.as_deref(), cfg.duration).await
+            draw,
+            pace,
+        }
+        .run(stats)
+    })
+    .await
 }
 
 /// Bytes escaped in an identifier put in a request path: everything but RFC 3986 `pchar`s and
@@ -163,27 +149,14 @@ type HttpSender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 /// One HTTP connection with one request in flight; reconnects after errors.
 struct HttpWorker {
     target: Arc<HttpTarget>,
-    hits: Arc<Vec<Uri>>,
-    misses: Arc<Vec<Uri>>,
-    sampler: Arc<Sampler>,
-    miss_share: f64,
-    rng: StdRng,
-    end: Instant,
-    schedule: Option<Arc<Schedule>>,
+    draw: Draw<Uri>,
+    pace: Pace,
 }
 
 impl HttpWorker {
     async fn run(mut self, mut stats: Stats) -> Stats {
         let mut conn: Option<HttpSender> = None;
-        loop {
-            let now = Instant::now();
-            stats.push_live(now, false);
-            if now >= self.end {
-                break;
-            }
-            let Some(due) = Schedule::turn(self.schedule.as_deref(), now, self.end).await else {
-                break;
-            };
+        while let Some(due) = self.pace.turn(&mut stats).await {
             // A connection the server closed between requests (idle timeout, `Connection:
             // close`) is replaced without counting a loss.
             if let Some(sender) = &mut conn {
@@ -191,11 +164,7 @@ impl HttpWorker {
                     conn = None;
                 }
             }
-            let uri = if !self.misses.is_empty() && self.rng.gen::<f64>() < self.miss_share {
-                self.misses[self.rng.gen_range(0..self.misses.len())].clone()
-            } else {
-                self.hits[self.sampler.sample(&mut self.rng)].clone()
-            };
+            let uri = self.draw.next().clone();
             stats.sent += 1;
             let target = &self.target;
             let exchange = async {

@@ -37,9 +37,12 @@
 //! identifiers and their popularity), `stats` (counting, the live progress line, the
 //! [`Summary`]), `udp` (closed and open loop over UDP, the pending-slot table), `tcp`
 //! (Handle over TCP), `http` (the HTTP API); here the entry point [`run`], the requests every
-//! datagram loader sends, the open-loop schedule the connection loaders share, and
-//! [`BenchError`]. `anyhow` stays in `main.rs`: the library's errors are typed.
+//! datagram loader sends, what every loader starts from (`Run`: the configuration, the
+//! requests and each worker's seeded `Draw` of them), `run_connections` and the open-loop
+//! schedule (`Pace`, `Schedule`) the connection loaders share, and [`BenchError`]. `anyhow`
+//! stays in `main.rs`: the library's errors are typed.
 
+use std::future::Future;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,6 +51,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message as DnsMessage, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
 use hyper::Uri;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::model::{Handle, HandleError, SuffixCase, Transport};
 use crate::wire::dns::{BadName, MappingError, Zone};
@@ -276,36 +281,30 @@ pub async fn run(cfg: &BenchConfig) -> Result<Summary, BenchError> {
     let live = cfg.progress.then(|| Arc::new(Live::new()));
     // Requests are encoded (and TLS set up) before the clock and the CPU meter start.
     enum Prepared {
-        Datagrams(Arc<Datagrams>, Arc<Datagrams>),
-        Http(Arc<HttpTarget>, Arc<Vec<Uri>>, Arc<Vec<Uri>>),
+        Datagrams(Requests<Vec<u8>>),
+        Http(Arc<HttpTarget>, Requests<Uri>),
     }
     let prepared = if cfg.proto.is_http() {
-        let (hits, misses) = http_uris(cfg)?;
-        Prepared::Http(
-            Arc::new(HttpTarget::new(cfg)?),
-            Arc::new(hits),
-            Arc::new(misses),
-        )
+        let requests = Requests::new(http_uris(cfg)?, sampler);
+        Prepared::Http(Arc::new(HttpTarget::new(cfg)?), requests)
     } else {
-        let (hits, misses) = templates(cfg)?;
-        Prepared::Datagrams(Arc::new(hits), Arc::new(misses))
+        Prepared::Datagrams(Requests::new(templates(cfg)?, sampler))
     };
     let cpu_before = process_cpu_time();
     let start = Instant::now();
     let printer = live
         .clone()
         .map(|live| tokio::spawn(progress_line(live, start, cfg.duration)));
+    let live = live.as_ref();
     let result = match prepared {
-        Prepared::Http(target, hits, misses) => {
-            run_http(cfg, target, hits, misses, sampler, start, live.as_ref()).await
+        Prepared::Http(target, requests) => {
+            run_http(&Run::new(cfg, requests, start, live), target).await
         }
         // Native Handle requests over TCP (DNS is UDP only here).
-        Prepared::Datagrams(hits, misses) if cfg.proto.transport() == Transport::Tcp => {
-            run_tcp(cfg, hits, misses, sampler, start, live.as_ref()).await
+        Prepared::Datagrams(requests) if cfg.proto.transport() == Transport::Tcp => {
+            run_tcp(&Run::new(cfg, requests, start, live)).await
         }
-        Prepared::Datagrams(hits, misses) => {
-            run_udp(cfg, hits, misses, sampler, start, live.as_ref()).await
-        }
+        Prepared::Datagrams(requests) => run_udp(&Run::new(cfg, requests, start, live)).await,
     };
     if let Some(printer) = printer {
         printer.abort();
@@ -325,6 +324,133 @@ pub async fn run(cfg: &BenchConfig) -> Result<Summary, BenchError> {
         summary.generator_cpu_share = Some(cpu / wall.as_secs_f64().max(1e-6));
     }
     Ok(summary)
+}
+
+/// What a run sends: the requests for the identifiers that exist, drawn with the sampler's
+/// popularity, and those for misses, drawn uniformly for a `miss_share` of the draws.
+struct Requests<T> {
+    hits: Arc<Vec<T>>,
+    misses: Arc<Vec<T>>,
+    sampler: Arc<Sampler>,
+}
+
+impl<T> Requests<T> {
+    fn new((hits, misses): (Vec<T>, Vec<T>), sampler: Arc<Sampler>) -> Requests<T> {
+        Requests {
+            hits: Arc::new(hits),
+            misses: Arc::new(misses),
+            sampler,
+        }
+    }
+}
+
+/// One worker's draws from a run's [`Requests`], with its own seeded generator.
+struct Draw<T> {
+    hits: Arc<Vec<T>>,
+    misses: Arc<Vec<T>>,
+    sampler: Arc<Sampler>,
+    miss_share: f64,
+    rng: StdRng,
+}
+
+impl<T> Draw<T> {
+    /// The next request to send.
+    fn next(&mut self) -> &T {
+        if !self.misses.is_empty() && self.rng.gen::<f64>() < self.miss_share {
+            &self.misses[self.rng.gen_range(0..self.misses.len())]
+        } else {
+            &self.hits[self.sampler.sample(&mut self.rng)]
+        }
+    }
+}
+
+/// A run as every loader (UDP, TCP, HTTP) sets out: its configuration, what it sends, when
+/// the clock started and the live progress counters, if shown.
+struct Run<'a, T> {
+    cfg: &'a BenchConfig,
+    requests: Requests<T>,
+    start: Instant,
+    live: Option<&'a Arc<Live>>,
+}
+
+impl<'a, T> Run<'a, T> {
+    fn new(
+        cfg: &'a BenchConfig,
+        requests: Requests<T>,
+        start: Instant,
+        live: Option<&'a Arc<Live>>,
+    ) -> Run<'a, T> {
+        Run {
+            cfg,
+            requests,
+            start,
+            live,
+        }
+    }
+
+    /// When sending stops.
+    fn end(&self) -> Instant {
+        self.start + self.cfg.duration
+    }
+
+    /// The draws of worker `i` (seeded with the run's seed plus `i`).
+    fn draw(&self, i: usize) -> Draw<T> {
+        Draw {
+            hits: self.requests.hits.clone(),
+            misses: self.requests.misses.clone(),
+            sampler: self.requests.sampler.clone(),
+            miss_share: self.cfg.miss_share,
+            rng: StdRng::seed_from_u64(self.cfg.seed.wrapping_add(i as u64)),
+        }
+    }
+
+    /// A worker's counters (feeding the live progress line when there is one).
+    fn stats(&self) -> Stats {
+        Stats::with_live(self.live)
+    }
+}
+
+/// The connection loaders' run (TCP, HTTP): `concurrency` tasks, worker `i` made by `worker`
+/// from its draws and the run's [`Pace`], and what they counted added up (the schedule's
+/// slots they never got to counted as lost).
+async fn run_connections<T, F>(
+    run: &Run<'_, T>,
+    worker: impl Fn(Draw<T>, Pace, Stats) -> F,
+) -> Result<(Stats, Duration), BenchError>
+where
+    F: Future<Output = Stats> + Send + 'static,
+{
+    let schedule = Schedule::for_rate(run.cfg.rate, run.start);
+    let tasks = (0..run.cfg.concurrency)
+        .map(|i| {
+            let pace = Pace {
+                end: run.end(),
+                schedule: schedule.clone(),
+            };
+            tokio::spawn(worker(run.draw(i), pace, run.stats()))
+        })
+        .collect();
+    Schedule::total_of(tasks, schedule.as_deref(), run.cfg.duration).await
+}
+
+/// When a connection worker sends: until the end of the run, at once (closed loop) or at
+/// the next slot of the schedule the connections share (open loop).
+struct Pace {
+    end: Instant,
+    schedule: Option<Arc<Schedule>>,
+}
+
+impl Pace {
+    /// Update the live counters and wait for the worker's next turn: the time its latency
+    /// counts from ([`Schedule::turn`]), `None` when the run is over.
+    async fn turn(&self, stats: &mut Stats) -> Option<Instant> {
+        let now = Instant::now();
+        stats.push_live(now, false);
+        if now >= self.end {
+            return None;
+        }
+        Schedule::turn(self.schedule.as_deref(), now, self.end).await
+    }
 }
 
 /// Open-loop send times shared by the HTTP connections: slot `k` is due at `start + k / rate`.

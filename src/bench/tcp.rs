@@ -1,85 +1,53 @@
 //! Native Handle requests over TCP: `concurrency` connections, each with one request
-//! outstanding, closed loop or (with `rate`) on the shared open-loop [`Schedule`].
+//! outstanding, closed loop or (with `rate`) on the shared open-loop
+//! [`Schedule`](super::Schedule).
 //!
 //! Responses are framed by their envelope and matched by request id with
 //! `wire::handle::peek`, without decoding the body.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
-use super::stats::{Live, Stats};
-use super::{BenchConfig, BenchError, Datagrams, Sampler, Schedule};
+use super::stats::Stats;
+use super::{run_connections, BenchError, Draw, Pace, Run};
 use crate::wire::handle::message::{ENVELOPE_LEN, MAX_MESSAGE_LEN};
 use crate::wire::handle::peek::{self, at};
 
 /// Handle over TCP: `concurrency` connections, closed loop or (with `rate`) a shared
 /// schedule of send times, like HTTP.
-pub(super) async fn run_tcp(
-    cfg: &BenchConfig,
-    hits: Arc<Datagrams>,
-    misses: Arc<Datagrams>,
-    sampler: Arc<Sampler>,
-    start: Instant,
-    live: Option<&Arc<Live>>,
-) -> Result<(Stats, Duration), BenchError> {
-    let end = start + cfg.duration;
-    let schedule = Schedule::for_rate(cfg.rate, start);
-    let mut tasks = Vec::new();
-    for i in 0..cfg.concurrency {
-        let worker = TcpWorker {
-            server: cfg.server,
-            hits: hits.clone(),
-            misses: misses.clone(),
-            sampler: sampler.clone(),
-            miss_share: cfg.miss_share,
-            rng: StdRng::seed_from_u64(cfg.seed.wrapping_add(i as u64)),
-            end,
-            timeout: cfg.timeout,
-            schedule: schedule.clone(),
-        };
-        tasks.push(tokio::spawn(worker.run(Stats::with_live(live))));
-    }
-    Schedule::total_of(tasks, schedule.as_deref(), cfg.duration).await
+pub(super) async fn run_tcp(run: &Run<'_, Vec<u8>>) -> Result<(Stats, Duration), BenchError> {
+    let (server, timeout) = (run.cfg.server, run.cfg.timeout);
+    run_connections(run, |draw, pace, stats| {
+        TcpWorker {
+            server,
+            draw,
+            pace,
+            timeout,
+        }
+        .run(stats)
+    })
+    .await
 }
 
 /// One Handle TCP connection with one request outstanding; reconnects after errors.
 struct TcpWorker {
     server: SocketAddr,
-    hits: Arc<Datagrams>,
-    misses: Arc<Datagrams>,
-    sampler: Arc<Sampler>,
-    miss_share: f64,
-    rng: StdRng,
-    end: Instant,
+    draw: Draw<Vec<u8>>,
+    pace: Pace,
     timeout: Duration,
-    schedule: Option<Arc<Schedule>>,
 }
 
 impl TcpWorker {
     async fn run(mut self, mut stats: Stats) -> Stats {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut conn: Option<tokio::net::TcpStream> = None;
-        let mut next_id: u32 = self.rng.gen();
+        let mut next_id: u32 = self.draw.rng.gen();
         let mut scratch = Vec::with_capacity(512);
         let mut body = Vec::with_capacity(4096);
-        loop {
-            let now = Instant::now();
-            stats.push_live(now, false);
-            if now >= self.end {
-                break;
-            }
-            let Some(due) = Schedule::turn(self.schedule.as_deref(), now, self.end).await else {
-                break;
-            };
-            let template = if !self.misses.is_empty() && self.rng.gen::<f64>() < self.miss_share {
-                &self.misses[self.rng.gen_range(0..self.misses.len())]
-            } else {
-                &self.hits[self.sampler.sample(&mut self.rng)]
-            };
+        while let Some(due) = self.pace.turn(&mut stats).await {
+            let template = self.draw.next();
             next_id = next_id.wrapping_add(1);
             scratch.clear();
             scratch.extend_from_slice(template);

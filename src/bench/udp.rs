@@ -9,19 +9,18 @@
 //! sockets' tasks only receive ([`UdpReceiver`]).
 
 use std::net::SocketAddr;
+use std::ops::DerefMut;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode as DnsResponseCode;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::stats::{Live, Stats};
-use super::{BenchConfig, BenchError, Datagrams, Proto, Sampler};
+use super::stats::Stats;
+use super::{BenchError, Draw, Proto, Run};
 use crate::server::udp::batch;
 use crate::wire::dns::rcode_label;
 use crate::wire::handle::peek::{self, at};
@@ -31,28 +30,17 @@ use crate::wire::handle::peek::{self, at};
 /// wake-up serves the answers of all its sockets). Closed loop: the tasks send and receive
 /// ([`UdpWorker`]). Open loop: they only receive ([`UdpReceiver`]), and one more thread sends
 /// the whole schedule ([`UdpSender`]).
-pub(super) async fn run_udp(
-    cfg: &BenchConfig,
-    hits: Arc<Datagrams>,
-    misses: Arc<Datagrams>,
-    sampler: Arc<Sampler>,
-    start: Instant,
-    live: Option<&Arc<Live>>,
-) -> Result<(Stats, Duration), BenchError> {
-    let end = start + cfg.duration;
+pub(super) async fn run_udp(run: &Run<'_, Vec<u8>>) -> Result<(Stats, Duration), BenchError> {
+    let (cfg, end) = (run.cfg, run.end());
     let sockets = cfg.sockets.min(cfg.concurrency);
     let threads = cfg
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, sockets);
     let dns = cfg.proto == Proto::DnsUdp;
-    let queries = |seed: u64| Queries {
+    let queries = |i: usize| Queries {
         dns,
-        hits: hits.clone(),
-        misses: misses.clone(),
-        sampler: sampler.clone(),
-        miss_share: cfg.miss_share,
-        rng: StdRng::seed_from_u64(seed),
+        draw: run.draw(i),
     };
     let window_of = |i: usize| {
         let window = cfg.concurrency / sockets + usize::from(i < cfg.concurrency % sockets);
@@ -71,12 +59,12 @@ pub(super) async fn run_udp(
             for i in 0..sockets {
                 let worker = UdpWorker {
                     sock: udp_socket(cfg.server)?,
-                    queries: queries(cfg.seed.wrapping_add(i as u64)),
+                    queries: queries(i),
                     window: window_of(i),
                     end,
                     timeout: cfg.timeout,
                 };
-                groups[i % threads].push(UdpTask::Closed(Box::new(worker), Stats::with_live(live)));
+                groups[i % threads].push(UdpTask::Closed(Box::new(worker), run.stats()));
             }
         }
         Some(rate) => {
@@ -100,16 +88,19 @@ pub(super) async fn run_udp(
                     end,
                     timeout: cfg.timeout,
                 };
-                groups[i % threads].push(UdpTask::Receive(receiver, Stats::with_live(live)));
+                groups[i % threads].push(UdpTask::Receive(receiver, run.stats()));
             }
             let sender = UdpSender {
                 lanes,
-                queries: queries(cfg.seed),
-                schedule: UdpSchedule { start, rate },
+                queries: queries(0),
+                schedule: UdpSchedule {
+                    start: run.start,
+                    rate,
+                },
                 end,
                 done,
             };
-            let stats = Stats::with_live(live);
+            let stats = run.stats();
             // If it cannot start, the receivers give up once everything has timed out.
             handles.push(
                 std::thread::Builder::new()
@@ -299,21 +290,13 @@ impl Pending {
 struct Queries {
     /// DNS queries (else native Handle requests).
     dns: bool,
-    hits: Arc<Datagrams>,
-    misses: Arc<Datagrams>,
-    sampler: Arc<Sampler>,
-    miss_share: f64,
-    rng: StdRng,
+    draw: Draw<Vec<u8>>,
 }
 
 impl Queries {
     /// Write the next query, with request id `id`, into `out`.
     fn next_into(&mut self, id: u32, out: &mut Vec<u8>) {
-        let template = if !self.misses.is_empty() && self.rng.gen::<f64>() < self.miss_share {
-            &self.misses[self.rng.gen_range(0..self.misses.len())]
-        } else {
-            &self.hits[self.sampler.sample(&mut self.rng)]
-        };
+        let template = self.draw.next();
         out.clear();
         out.extend_from_slice(template);
         if self.dns {
@@ -516,6 +499,88 @@ fn finish(
     stats
 }
 
+/// One source socket as a task on its thread's runtime uses it ([`UdpWorker`] sends and
+/// receives on it, [`UdpReceiver`] only receives): the registered socket, its batch
+/// receiver, the response codes of its answers and the first error seen.
+struct Endpoint {
+    sock: UdpSocket,
+    rx: batch::ConnectedReceiver,
+    codes: Codes,
+    error: Option<String>,
+    dns: bool,
+    /// How long an answer may take.
+    timeout: Duration,
+}
+
+impl Endpoint {
+    /// Register `sock` with this thread's runtime; `None` (the error noted in `stats`) if
+    /// it cannot be.
+    fn register(
+        sock: std::net::UdpSocket,
+        dns: bool,
+        timeout: Duration,
+        stats: &mut Stats,
+    ) -> Option<Endpoint> {
+        match sock
+            .set_nonblocking(true)
+            .and_then(|()| UdpSocket::from_std(sock))
+        {
+            Ok(sock) => Some(Endpoint {
+                sock,
+                rx: batch::ConnectedReceiver::new(ANSWER_HEAD),
+                codes: Codes::default(),
+                error: None,
+                dns,
+                timeout,
+            }),
+            Err(e) => {
+                stats.first_error = Some(format!("registering a UDP socket: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Wait until answers may have arrived or `deadline` passes, and match what came to the
+    /// queries in flight (the table `pending` returns, asked for only then); returns when
+    /// the wait ended. A failed receive is noted, with a short pause for the errors that
+    /// would spin the loop.
+    async fn receive_into<P: DerefMut<Target = Pending>>(
+        &mut self,
+        deadline: Instant,
+        pending: impl FnOnce() -> P,
+        stats: &mut Stats,
+    ) -> Instant {
+        let received = receive(&self.sock, &mut self.rx, deadline).await;
+        let now = Instant::now();
+        match received {
+            Ok(n) => absorb(
+                &self.rx,
+                n,
+                self.dns,
+                &mut pending(),
+                now,
+                stats,
+                &mut self.codes,
+            ),
+            Err(e) => {
+                if receive_failed(&e, &mut self.error) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        now
+    }
+
+    /// The socket's stats at the end ([`finish`]; lost queries are put down to the timeout
+    /// unless an error was seen).
+    fn finish(self, stats: Stats) -> Stats {
+        let timeout = self.timeout;
+        finish(stats, &self.codes, self.dns, self.error, || {
+            format!("no answer within {timeout:?}")
+        })
+    }
+}
+
 /// Open-loop send times (UDP): query `n` is due `n / rate` after the start, and goes out on
 /// socket `n % sockets`.
 #[derive(Debug, Clone, Copy)]
@@ -545,30 +610,15 @@ struct UdpWorker {
 impl UdpWorker {
     /// Closed loop: keep `window` queries outstanding, sending the replacements for each
     /// batch of answers (or timeouts) at once.
-    async fn run_closed(self, mut stats: Stats) -> Stats {
-        let UdpWorker {
-            sock,
-            mut queries,
-            window,
-            end,
-            timeout,
-        } = self;
-        let dns = queries.dns;
-        let sock = match sock
-            .set_nonblocking(true)
-            .and_then(|()| UdpSocket::from_std(sock))
-        {
-            Ok(sock) => sock,
-            Err(e) => {
-                stats.first_error = Some(format!("registering a UDP socket: {e}"));
-                return stats;
-            }
+    async fn run_closed(mut self, mut stats: Stats) -> Stats {
+        let (window, end) = (self.window, self.end);
+        let Some(mut ep) =
+            Endpoint::register(self.sock, self.queries.dns, self.timeout, &mut stats)
+        else {
+            return stats;
         };
-        let mut pending = Pending::new(window, dns);
+        let mut pending = Pending::new(window, ep.dns);
         let mut out = Outbox::new();
-        let mut rx = batch::ConnectedReceiver::new(ANSWER_HEAD);
-        let mut codes = Codes::default();
-        let mut error = None;
         let mut now = Instant::now();
         let mut next_sweep = now + SWEEP_EVERY;
         loop {
@@ -576,18 +626,18 @@ impl UdpWorker {
             if now < end {
                 while pending.len() < window {
                     let Some(id) = pending.insert(now) else { break };
-                    queries.next_into(id, out.next_buf());
+                    self.queries.next_into(id, out.next_buf());
                     stats.sent += 1;
                     if out.is_full() {
-                        out.flush(&sock, &mut error).await;
+                        out.flush(&ep.sock, &mut ep.error).await;
                     }
                 }
-                out.flush(&sock, &mut error).await;
+                out.flush(&ep.sock, &mut ep.error).await;
             } else if pending.len() == 0 {
                 break;
             }
             if now >= next_sweep {
-                stats.lost += pending.expire(now, timeout);
+                stats.lost += pending.expire(now, ep.timeout);
                 next_sweep = now + SWEEP_EVERY;
             }
             let deadline = if now < end {
@@ -595,20 +645,9 @@ impl UdpWorker {
             } else {
                 next_sweep
             };
-            let received = receive(&sock, &mut rx, deadline).await;
-            now = Instant::now();
-            match received {
-                Ok(n) => absorb(&rx, n, dns, &mut pending, now, &mut stats, &mut codes),
-                Err(e) => {
-                    if receive_failed(&e, &mut error) {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            }
+            now = ep.receive_into(deadline, || &mut pending, &mut stats).await;
         }
-        finish(stats, &codes, dns, error, || {
-            format!("no answer within {timeout:?}")
-        })
+        ep.finish(stats)
     }
 }
 
@@ -698,36 +737,18 @@ struct UdpReceiver {
 
 impl UdpReceiver {
     async fn run(self, mut stats: Stats) -> Stats {
-        let UdpReceiver {
-            sock,
-            pending,
-            done,
-            dns,
-            end,
-            timeout,
-        } = self;
-        let sock = match sock
-            .set_nonblocking(true)
-            .and_then(|()| UdpSocket::from_std(sock))
-        {
-            Ok(sock) => sock,
-            Err(e) => {
-                stats.first_error = Some(format!("registering a UDP socket: {e}"));
-                return stats;
-            }
+        let Some(mut ep) = Endpoint::register(self.sock, self.dns, self.timeout, &mut stats) else {
+            return stats;
         };
-        let mut rx = batch::ConnectedReceiver::new(ANSWER_HEAD);
-        let mut codes = Codes::default();
-        let mut error = None;
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         // Whatever happens to the sender, everything has timed out by then.
-        let give_up = end + timeout + Duration::from_secs(1);
+        let give_up = self.end + ep.timeout + Duration::from_secs(1);
         loop {
             let now = Instant::now();
             stats.push_live(now, false);
-            let finished = done.load(Ordering::Acquire);
+            let finished = self.done.load(Ordering::Acquire);
             {
-                let mut pending = lock(&pending);
+                let mut pending = lock(&self.pending);
                 if finished && pending.len() == 0 {
                     break;
                 }
@@ -736,32 +757,14 @@ impl UdpReceiver {
                     break;
                 }
                 if now >= next_sweep {
-                    stats.lost += pending.expire(now, timeout);
+                    stats.lost += pending.expire(now, ep.timeout);
                     next_sweep = now + SWEEP_EVERY;
                 }
             }
-            let received = receive(&sock, &mut rx, next_sweep).await;
-            let now = Instant::now();
-            match received {
-                Ok(n) => absorb(
-                    &rx,
-                    n,
-                    dns,
-                    &mut lock(&pending),
-                    now,
-                    &mut stats,
-                    &mut codes,
-                ),
-                Err(e) => {
-                    if receive_failed(&e, &mut error) {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            }
+            ep.receive_into(next_sweep, || lock(&self.pending), &mut stats)
+                .await;
         }
-        finish(stats, &codes, dns, error, || {
-            format!("no answer within {timeout:?}")
-        })
+        ep.finish(stats)
     }
 }
 

@@ -144,6 +144,7 @@ impl AdminOp {
                     handle,
                     values: values.values(false)?,
                     overwrite,
+                    mint: false,
                 },
                 conn,
                 auth,
@@ -194,7 +195,7 @@ impl AdminOp {
                 (AdminRequest::Delete { handle }, conn, auth, "deleted")
             }
             AdminOp::List { prefix, conn, auth } => {
-                (AdminRequest::ListHandles { prefix }, conn, auth, "listed")
+                (client::list_handles(&prefix), conn, auth, "listed")
             }
         })
     }

@@ -6,8 +6,9 @@
 //! ops `create`, `add`, `modify`, `remove`, `delete`; values in the REST shape, checked as the
 //! server checks them; `"overwrite": true` for create and add.
 //!
-//! It sits in the client beside the request type it builds, so the batch format is defined
-//! (and tested) once, apart from the command line that reads the file and prints the results.
+//! It sits in the client, which sends these requests (of the type the server decodes,
+//! `wire::handle::request::Admin`), so the batch format is defined (and tested) once, apart
+//! from the command line that reads the file and prints the results.
 
 use super::AdminRequest;
 use crate::model::{validate_values, HandleValue, ValueError};
@@ -55,6 +56,7 @@ impl AdminRequest {
                 handle,
                 values: values()?,
                 overwrite,
+                mint: false,
             },
             "add" => AdminRequest::AddValues {
                 handle,
@@ -114,6 +116,7 @@ mod tests {
                 handle: h.clone(),
                 values: values.clone(),
                 overwrite: false,
+                mint: false,
             }
         );
         assert_eq!(

@@ -12,17 +12,15 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::{
-    now_unix, rc, request_expiration, Authenticator, Client, ClientError, Response, DEFAULT_FLAGS,
+    now_unix, rc, request_now, Authenticator, Client, ClientError, Response, DEFAULT_FLAGS,
     MAX_CONTINUATION_MESSAGES, UDP_RETRY_SCHEDULE,
 };
 use crate::auth::challenge::{digest_of_type, DEFAULT_PBKDF2_SALT_LEN};
 use crate::wire::handle::exchange::{
-    build_request, check_continuation, check_response, encode_request, new_request_id,
-    udp_datagrams, Feed, TcpFrame, UdpResponse,
+    check_continuation, check_response, encode_request, new_request_id, udp_datagrams, Feed,
+    TcpFrame, UdpResponse,
 };
-use crate::wire::handle::message::{
-    flag, header_and_body, op, Body, Message, ENVELOPE_LEN, OUR_VERSION,
-};
+use crate::wire::handle::message::{flag, header_and_body, op, Body, Message, ENVELOPE_LEN};
 
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
@@ -200,19 +198,17 @@ impl Client {
         let mut salt = [0u8; DEFAULT_PBKDF2_SALT_LEN];
         rand::thread_rng().fill(&mut salt[..]);
         let body = auth.answer(nonce, &digest, &salt)?;
-        let mut answer_id = new_request_id();
-        while answer_id == request_id {
-            answer_id = new_request_id();
-        }
-        let answer = build_request(
-            OUR_VERSION,
+        let mut answer = request_now(
             first.envelope.session_id,
-            answer_id,
-            request_expiration(),
             op::CHALLENGE_RESPONSE,
             DEFAULT_FLAGS,
             body,
         );
+        // Its own request id, not the challenged request's.
+        while answer.envelope.request_id == request_id {
+            answer.envelope.request_id = new_request_id();
+        }
+        let answer_id = answer.envelope.request_id;
         let answer_bytes = encode_request(&answer)?;
         let last = match self.send_and_read(&mut stream, &answer_bytes, answer_id) {
             Err(e) if is_closed(&e) => {

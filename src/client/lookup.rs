@@ -2,7 +2,7 @@
 //! multi-server site's hash to the server that holds a handle, and finding the key a
 //! certified answer must verify with.
 
-use super::{Authenticator, Client, ClientError, Response, Transport};
+use super::{Authenticator, Client, ClientError, Lookup, Response, Transport};
 use crate::model::PublicKey;
 
 /// Why a certified resolution cannot even be asked for.
@@ -22,22 +22,20 @@ pub enum SiteKeyError {
 }
 
 impl Client {
-    /// Resolve `handle` (authenticated when `auth` is given, else public values only when
+    /// Resolve `lookup` (authenticated when `auth` is given, else public values only when
     /// `public_only`); on 301 from one server of a multi-server site, ask again at the server
     /// the site's hash rule names, as Handle clients do. Returns the answer and, when it was
     /// re-routed, the server that gave it.
     pub fn resolve_routed(
         &self,
-        handle: &str,
-        indexes: &[u32],
-        types: &[String],
+        lookup: Lookup<'_>,
         transport: Transport,
         public_only: bool,
         auth: Option<&Authenticator>,
     ) -> Result<(Response, Option<std::net::SocketAddr>), ClientError> {
         let ask = |client: &Client| match auth {
-            Some(a) => client.resolve_authenticated(handle, indexes, types, a),
-            None => client.resolve(handle, indexes, types, transport, public_only),
+            Some(a) => client.resolve_authenticated(lookup, a),
+            None => client.resolve(lookup, transport, public_only),
         };
         let response = ask(self)?;
         if response.code != 301 {
@@ -49,7 +47,7 @@ impl Client {
         if site.servers.len() <= 1 {
             return Ok((response, None));
         }
-        match self.routed(&site, handle, transport) {
+        match self.routed(&site, lookup.handle, transport) {
             Some(routed) if routed.server() != self.server() => {
                 Ok((ask(&routed)?, Some(routed.server())))
             }

@@ -27,8 +27,9 @@
 //! malformed UDP datagrams are ignored (and reported if nothing valid arrives), and nothing
 //! panics on bad input.
 //!
-//! The files: here the client's vocabulary ([`Client`], [`AdminRequest`], [`Authenticator`],
-//! [`Response`], [`ClientError`]); `resolve` the resolution calls and routing inside a
+//! The files: here the client's vocabulary ([`Client`], [`Lookup`], [`AdminRequest`] (the
+//! server's own typed request), [`Authenticator`], [`Response`], [`ClientError`]) and the one
+//! way a request is made (`request_now`); `resolve` the resolution calls and routing inside a
 //! multi-server site; `session` administrative requests, one by challenge/response or many
 //! through a Handle.Net session; `io` the blocking UDP and TCP driver of the exchange (retry
 //! schedule, CN continuation, answering a challenge); `admin` the `idnode admin batch` line
@@ -42,8 +43,8 @@ use crate::auth::challenge::{
     DEFAULT_PBKDF2_KEY_BITS,
 };
 use crate::model::{code, types, HandleValue, PREFIX_NA};
-use crate::wire::handle::exchange::{expiration, ExchangeError};
-use crate::wire::handle::message::{flag, op, Body, Message, WireError};
+use crate::wire::handle::exchange::{new_request, ExchangeError};
+use crate::wire::handle::message::{flag, Body, Message, WireError};
 
 pub mod admin;
 mod io;
@@ -138,89 +139,40 @@ fn note_suffix(note: &Option<String>) -> String {
     }
 }
 
-/// An administrative request (always over TCP, always authenticated).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminRequest {
-    /// OC_CREATE_HANDLE; `overwrite` sets the OVRW flag (replace an existing record).
-    Create {
-        handle: String,
-        values: Vec<HandleValue>,
-        overwrite: bool,
-    },
-    /// OC_ADD_VALUE; `overwrite` replaces values whose index exists.
-    AddValues {
-        handle: String,
-        values: Vec<HandleValue>,
-        overwrite: bool,
-    },
-    /// OC_MODIFY_VALUE.
-    ModifyValues {
-        handle: String,
-        values: Vec<HandleValue>,
-    },
-    /// OC_REMOVE_VALUE.
-    RemoveValues { handle: String, indexes: Vec<u32> },
-    /// OC_DELETE_HANDLE.
-    Delete { handle: String },
-    /// OC_LIST_HANDLES under a prefix: `88.100.1` or its prefix handle `0.NA/88.100.1`.
-    ListHandles { prefix: String },
+/// Which values a resolution asks for: every value of `handle` (no indexes and no types), or
+/// the union of those at `indexes` and those of `types`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup<'a> {
+    pub handle: &'a str,
+    pub indexes: &'a [u32],
+    pub types: &'a [String],
 }
 
-impl AdminRequest {
-    fn op_code(&self) -> u32 {
-        match self {
-            AdminRequest::Create { .. } => op::CREATE_HANDLE,
-            AdminRequest::AddValues { .. } => op::ADD_VALUE,
-            AdminRequest::ModifyValues { .. } => op::MODIFY_VALUE,
-            AdminRequest::RemoveValues { .. } => op::REMOVE_VALUE,
-            AdminRequest::Delete { .. } => op::DELETE_HANDLE,
-            AdminRequest::ListHandles { .. } => op::LIST_HANDLES,
-        }
+impl<'a> Lookup<'a> {
+    /// Every value of `handle`.
+    pub fn all(handle: &'a str) -> Lookup<'a> {
+        Lookup::new(handle, &[], &[])
     }
 
-    fn op_flag(&self) -> u32 {
-        match self {
-            AdminRequest::Create {
-                overwrite: true, ..
-            }
-            | AdminRequest::AddValues {
-                overwrite: true, ..
-            } => DEFAULT_FLAGS | flag::OVERWRITE,
-            _ => DEFAULT_FLAGS,
+    /// The values of `handle` at `indexes` or of `types`.
+    pub fn new(handle: &'a str, indexes: &'a [u32], types: &'a [String]) -> Lookup<'a> {
+        Lookup {
+            handle,
+            indexes,
+            types,
         }
     }
+}
 
-    fn body(&self) -> Body {
-        match self {
-            AdminRequest::Create { handle, values, .. }
-            | AdminRequest::AddValues { handle, values, .. }
-            | AdminRequest::ModifyValues { handle, values } => Body::HandleValues {
-                handle: handle.clone(),
-                values: values.clone(),
-            },
-            AdminRequest::RemoveValues { handle, indexes } => Body::RemoveValues {
-                handle: handle.clone(),
-                indexes: indexes.clone(),
-            },
-            AdminRequest::Delete { handle } => Body::Handle {
-                handle: handle.clone(),
-            },
-            AdminRequest::ListHandles { prefix } => Body::Handle {
-                handle: prefix_handle(prefix),
-            },
-        }
-    }
+/// An administrative request (always over TCP, always authenticated): the typed request the
+/// server decodes ([`wire::handle::request::Admin`](crate::wire::handle::request::Admin)),
+/// which also says its body and flags; the client adds Handle.Net's [`DEFAULT_FLAGS`].
+pub use crate::wire::handle::request::Admin as AdminRequest;
 
-    /// The handle the request is about (for messages and the response's `handle`).
-    pub fn handle(&self) -> String {
-        match self {
-            AdminRequest::Create { handle, .. }
-            | AdminRequest::AddValues { handle, .. }
-            | AdminRequest::ModifyValues { handle, .. }
-            | AdminRequest::RemoveValues { handle, .. }
-            | AdminRequest::Delete { handle } => handle.clone(),
-            AdminRequest::ListHandles { prefix } => prefix_handle(prefix),
-        }
+/// OC_LIST_HANDLES under a prefix: `88.100.1` or its prefix handle `0.NA/88.100.1`.
+pub fn list_handles(prefix: &str) -> AdminRequest {
+    AdminRequest::List {
+        handle: prefix_handle(prefix),
     }
 }
 
@@ -297,16 +249,10 @@ impl Authenticator {
     /// The opCode 200 body answering `nonce` for a request whose digest is `digest`.
     /// HS_SECKEY uses the PBKDF2-HMAC-SHA1 form (≥ 2.7) with `salt`.
     fn answer(&self, nonce: &[u8], digest: &[u8], salt: &[u8]) -> Result<Body, ClientError> {
-        Ok(match self {
-            Authenticator::SecretKey {
-                identity_handle,
-                index,
-                secret,
-            } => Body::ChallengeAnswer {
-                auth_type: types::HS_SECKEY.to_string(),
-                identity_handle: identity_handle.clone(),
-                identity_index: *index,
-                signed_response: seckey_answer_pbkdf2(
+        let (auth_type, signed_response) = match self {
+            Authenticator::SecretKey { secret, .. } => (
+                types::HS_SECKEY,
+                seckey_answer_pbkdf2(
                     secret,
                     nonce,
                     digest,
@@ -314,17 +260,18 @@ impl Authenticator {
                     DEFAULT_PBKDF2_ITERATIONS,
                     DEFAULT_PBKDF2_KEY_BITS,
                 ),
-            },
-            Authenticator::PrivateKey {
-                identity_handle,
-                index,
-                key,
-            } => Body::ChallengeAnswer {
-                auth_type: types::HS_PUBKEY.to_string(),
-                identity_handle: identity_handle.clone(),
-                identity_index: *index,
-                signed_response: key.try_sign_answer(SignatureHash::Sha256, nonce, digest)?,
-            },
+            ),
+            Authenticator::PrivateKey { key, .. } => (
+                types::HS_PUBKEY,
+                key.try_sign_answer(SignatureHash::Sha256, nonce, digest)?,
+            ),
+        };
+        let (identity_handle, identity_index) = self.parts();
+        Ok(Body::ChallengeAnswer {
+            auth_type: auth_type.to_string(),
+            identity_handle: identity_handle.to_string(),
+            identity_index,
+            signed_response,
         })
     }
 }
@@ -415,9 +362,23 @@ fn now_unix() -> u32 {
         .unwrap_or(0)
 }
 
-/// The expiration of a request sent now.
-fn request_expiration() -> u32 {
-    expiration(u64::from(now_unix()))
+/// The one way this client makes a request: sent now (a fresh request id, an expiration
+/// [`REQUEST_LIFETIME_SECS`] ahead) in session `session_id` (0: none).
+fn request_now(session_id: u32, op_code: u32, op_flag: u32, body: Body) -> Message {
+    let mut m = new_request(op_code, op_flag, body, u64::from(now_unix()));
+    m.envelope.session_id = session_id;
+    m
+}
+
+/// An administrative request as this client sends it: the wire request's op code, body and
+/// flags, on top of [`DEFAULT_FLAGS`].
+fn admin_request(request: &AdminRequest, session_id: u32) -> Message {
+    request_now(
+        session_id,
+        request.op_code().code(),
+        DEFAULT_FLAGS | request.op_flag(),
+        request.body(),
+    )
 }
 
 /// A blocking client of one server (one request at a time; cheap to clone).

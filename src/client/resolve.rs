@@ -4,19 +4,12 @@
 
 use std::net::SocketAddr;
 
-use super::{request_expiration, Authenticator, Client, ClientError, Response, DEFAULT_FLAGS};
+use super::{request_now, Authenticator, Client, ClientError, Lookup, Response, DEFAULT_FLAGS};
 use crate::model::{code, SiteInfo, Transport};
-use crate::wire::handle::exchange::{build_request, encode_request, new_request_id};
-use crate::wire::handle::message::{flag, op, Body, Message, OUR_VERSION};
+use crate::wire::handle::exchange::encode_request;
+use crate::wire::handle::message::{flag, op, Body, Message};
 
-pub(super) fn resolution_body(handle: &str, indexes: &[u32], types: &[String]) -> Body {
-    Body::Resolution {
-        handle: handle.to_string(),
-        indexes: indexes.to_vec(),
-        types: types.to_vec(),
-    }
-}
-
+/// The flags of a resolution request: [`DEFAULT_FLAGS`], PO dropped unless `public_only`.
 pub(super) fn resolution_flags(public_only: bool) -> u32 {
     if public_only {
         DEFAULT_FLAGS
@@ -25,40 +18,39 @@ pub(super) fn resolution_flags(public_only: bool) -> u32 {
     }
 }
 
+impl Lookup<'_> {
+    /// The resolution request asking for it, sent now with `op_flag`.
+    pub(super) fn request(&self, op_flag: u32) -> Message {
+        request_now(
+            0,
+            op::RESOLUTION,
+            op_flag,
+            Body::Resolution {
+                handle: self.handle.to_string(),
+                indexes: self.indexes.to_vec(),
+                types: self.types.to_vec(),
+            },
+        )
+    }
+}
+
 impl Client {
-    /// Resolve `handle` (all values when `indexes` and `types` are both empty, else their
-    /// union). `public_only` sets the PO flag; without it a server may answer 402 for
-    /// restricted values, which this method returns as is (see
+    /// Resolve `lookup`. `public_only` sets the PO flag; without it a server may answer 402
+    /// for restricted values, which this method returns as is (see
     /// [`resolve_authenticated`](Self::resolve_authenticated)).
     pub fn resolve(
         &self,
-        handle: &str,
-        indexes: &[u32],
-        types: &[String],
+        lookup: Lookup<'_>,
         transport: Transport,
         public_only: bool,
     ) -> Result<Response, ClientError> {
-        let request = build_request(
-            OUR_VERSION,
-            0,
-            new_request_id(),
-            request_expiration(),
-            op::RESOLUTION,
-            resolution_flags(public_only),
-            resolution_body(handle, indexes, types),
-        );
-        match transport {
-            Transport::Udp => {
-                let m = self.udp_exchange(&request)?;
-                // RC 2 (and a truncated answer) sends Handle.Net clients to TCP: the server
-                // says the answer is too large for UDP, or needs authentication.
-                if m.asks_for_tcp() {
-                    return self.tcp_exchange(&request, handle, None);
-                }
-                Ok(Response::from_message(&m, handle))
-            }
-            Transport::Tcp => self.tcp_exchange(&request, handle, None),
-        }
+        let request = lookup.request(resolution_flags(public_only));
+        self.udp_first(
+            &request,
+            transport,
+            |m| Response::from_message(&m, lookup.handle),
+            || self.tcp_exchange(&request, lookup.handle, None),
+        )
     }
 
     /// Resolve with the CT flag set and check the answer's `HS_SIGNED` credential with `key`
@@ -66,49 +58,64 @@ impl Client {
     /// Over UDP an RC 2 or truncated answer is asked again over TCP, as for [`Self::resolve`].
     pub fn resolve_certified(
         &self,
-        handle: &str,
-        indexes: &[u32],
-        types: &[String],
+        lookup: Lookup<'_>,
         transport: Transport,
         public_only: bool,
         key: &crate::model::PublicKey,
     ) -> Result<(Response, crate::auth::credential::Certification), ClientError> {
-        let request = build_request(
-            OUR_VERSION,
-            0,
-            new_request_id(),
-            request_expiration(),
-            op::RESOLUTION,
-            resolution_flags(public_only) | flag::CERTIFY,
-            resolution_body(handle, indexes, types),
-        );
-        let over_tcp = |client: &Client| -> Result<Message, ClientError> {
-            let mut stream = client.connect()?;
-            let encoded = encode_request(&request)?;
-            client.send_and_read(&mut stream, &encoded, request.envelope.request_id)
-        };
-        let m = match transport {
-            Transport::Udp => {
-                let m = self.udp_exchange(&request)?;
-                if m.asks_for_tcp() {
-                    over_tcp(self)?
-                } else {
-                    m
-                }
-            }
-            Transport::Tcp => over_tcp(self)?,
-        };
+        let request = lookup.request(resolution_flags(public_only) | flag::CERTIFY);
+        // One message: the signature covers it alone.
+        let m = self.udp_first(
+            &request,
+            transport,
+            |m| m,
+            || {
+                let mut stream = self.connect()?;
+                let encoded = encode_request(&request)?;
+                self.send_and_read(&mut stream, &encoded, request.envelope.request_id)
+            },
+        )?;
         let certification = crate::auth::credential::certification(key, &m);
-        Ok((Response::from_message(&m, handle), certification))
+        Ok((Response::from_message(&m, lookup.handle), certification))
+    }
+
+    /// Resolve over TCP without the PO flag, answering the server's challenge as `auth`
+    /// (values readable only by administrators).
+    pub fn resolve_authenticated(
+        &self,
+        lookup: Lookup<'_>,
+        auth: &Authenticator,
+    ) -> Result<Response, ClientError> {
+        let request = lookup.request(resolution_flags(false));
+        self.tcp_exchange(&request, lookup.handle, Some(auth))
+    }
+
+    /// Over UDP, the answer to `request` (through `from_udp`) unless it sends the client to
+    /// TCP: RC 2 or a truncated answer, which Handle.Net clients take as "too large for UDP,
+    /// or authentication needed"; then, and over TCP at once, `over_tcp`.
+    fn udp_first<T>(
+        &self,
+        request: &Message,
+        transport: Transport,
+        from_udp: impl FnOnce(Message) -> T,
+        over_tcp: impl FnOnce() -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        match transport {
+            Transport::Udp => {
+                let m = self.udp_exchange(request)?;
+                if m.asks_for_tcp() {
+                    return over_tcp();
+                }
+                Ok(from_udp(m))
+            }
+            Transport::Tcp => over_tcp(),
+        }
     }
 
     /// The server's own HS_SITE (GET_SITE_INFO).
     pub fn site_info(&self, transport: Transport) -> Result<SiteInfo, ClientError> {
-        let request = build_request(
-            OUR_VERSION,
+        let request = request_now(
             0,
-            new_request_id(),
-            request_expiration(),
             op::GET_SITE_INFO,
             0,
             Body::Handle {
@@ -142,26 +149,5 @@ impl Client {
             server: SocketAddr::new(server.ip(), port),
             timeout: self.timeout,
         })
-    }
-
-    /// Resolve over TCP without the PO flag, answering the server's challenge as `auth`
-    /// (values readable only by administrators).
-    pub fn resolve_authenticated(
-        &self,
-        handle: &str,
-        indexes: &[u32],
-        types: &[String],
-        auth: &Authenticator,
-    ) -> Result<Response, ClientError> {
-        let request = build_request(
-            OUR_VERSION,
-            0,
-            new_request_id(),
-            request_expiration(),
-            op::RESOLUTION,
-            resolution_flags(false),
-            resolution_body(handle, indexes, types),
-        );
-        self.tcp_exchange(&request, handle, Some(auth))
     }
 }

@@ -5,13 +5,13 @@
 
 use super::io::check_challenge_digest;
 use super::{
-    rc, request_expiration, AdminRequest, Authenticator, Client, ClientError, Response,
+    admin_request, rc, request_now, AdminRequest, Authenticator, Client, ClientError, Response,
     DEFAULT_FLAGS,
 };
 use crate::model::{code, Transport};
-use crate::wire::handle::exchange::{build_request, encode_request, new_request_id};
+use crate::wire::handle::exchange::encode_request;
 use crate::wire::handle::message::{
-    flag, header_and_body, key_exchange, op, Body, KeyExchange, Message, ENVELOPE_LEN, OUR_VERSION,
+    flag, header_and_body, key_exchange, op, Body, KeyExchange, Message, ENVELOPE_LEN,
 };
 
 impl Client {
@@ -22,16 +22,8 @@ impl Client {
         request: AdminRequest,
         auth: &Authenticator,
     ) -> Result<Response, ClientError> {
-        let message = build_request(
-            OUR_VERSION,
-            0,
-            new_request_id(),
-            request_expiration(),
-            request.op_code(),
-            request.op_flag(),
-            request.body(),
-        );
-        self.tcp_exchange(&message, &request.handle(), Some(auth))
+        let message = admin_request(&request, 0);
+        self.tcp_exchange(&message, request.handle(), Some(auth))
     }
 }
 
@@ -97,11 +89,8 @@ impl Client {
         };
         let x = hs::random_private(&p);
         let ours = hs::public_value(&group, &x);
-        let request = build_request(
-            OUR_VERSION,
+        let request = request_now(
             0,
-            new_request_id(),
-            request_expiration(),
             op::SESSION_SETUP,
             DEFAULT_FLAGS | flag::CERTIFY | flag::RETURN_DIGEST,
             Body::SessionSetup {
@@ -201,20 +190,12 @@ impl AdminSession<'_> {
         let Some(s) = self.session.as_mut() else {
             return self.client.admin(request, self.auth);
         };
-        let mut message = build_request(
-            OUR_VERSION,
-            s.id,
-            new_request_id(),
-            request_expiration(),
-            request.op_code(),
-            request.op_flag(),
-            request.body(),
-        );
+        let mut message = admin_request(&request, s.id);
         s.counter += 1;
         sign_in_session(&mut message, s)?;
         let r = self
             .client
-            .tcp_exchange(&message, &request.handle(), Some(self.auth))?;
+            .tcp_exchange(&message, request.handle(), Some(self.auth))?;
         if r.code >= 500 && r.code < 600 {
             // The session is gone or refused us (expired, restarted server, bad key): drop
             // it and send the request again without (the server did not perform it).
@@ -234,11 +215,8 @@ impl AdminSession<'_> {
         let Some(mut s) = self.session.take() else {
             return;
         };
-        let mut message = build_request(
-            OUR_VERSION,
+        let mut message = request_now(
             s.id,
-            new_request_id(),
-            request_expiration(),
             op::SESSION_TERMINATE,
             DEFAULT_FLAGS,
             Body::Handle {

@@ -4,13 +4,13 @@ use std::thread;
 use std::time::Instant;
 
 use super::io::check_challenge_digest;
-use super::resolve::{resolution_body, resolution_flags};
+use super::resolve::resolution_flags;
 use super::*;
 use crate::auth::challenge::{request_digest, verify_pubkey_answer, verify_seckey_answer};
-use crate::wire::handle::exchange::{build_request, Feed, UdpResponse};
+use crate::wire::handle::exchange::{build_request, encode_request, Feed, UdpResponse};
 use crate::wire::handle::fragment::udp_fragments;
 use crate::wire::handle::message::{envelope_flag, Envelope, RequestDigest};
-use crate::wire::handle::message::{header_and_body, ENVELOPE_LEN, OUR_VERSION};
+use crate::wire::handle::message::{header_and_body, op, ENVELOPE_LEN};
 use crate::wire::handle::vectors::*;
 
 const REF_VERSION: (u8, u8) = (2, 3);
@@ -24,45 +24,34 @@ use crate::wire::handle::vectors::response_for_an_hour as respond_to;
 
 // --- request encoding ------------------------------------------------------------------------
 
+/// `m` with `request_id` and the reference vectors' expiration (what `request_now` leaves to
+/// chance and the clock).
+fn fixed(mut m: Message, request_id: u32) -> Message {
+    m.envelope.request_id = request_id;
+    m.header.expiration = REF_EXPIRATION;
+    m
+}
+
+/// [`fixed`], at the reference vectors' version too.
+fn as_reference(m: Message, request_id: u32) -> Message {
+    let mut m = fixed(m, request_id);
+    (m.envelope.major, m.envelope.minor) = REF_VERSION;
+    m
+}
+
 #[test]
 fn resolution_request_matches_reference_bytes() {
-    let m = build_request(
-        REF_VERSION,
-        0,
-        0x0102_0304,
-        REF_EXPIRATION,
-        op::RESOLUTION,
-        resolution_flags(true),
-        resolution_body("88.100.1/SN-0001", &[], &[]),
-    );
+    let sn = Lookup::all("88.100.1/SN-0001");
+    let m = as_reference(sn.request(resolution_flags(true)), 0x0102_0304);
     assert_eq!(m.encode(), hex(REQ_HEX));
 
-    let m = build_request(
-        REF_VERSION,
-        0,
-        7,
-        REF_EXPIRATION,
-        op::RESOLUTION,
-        resolution_flags(true),
-        resolution_body(
-            "0.NA/88.100.1",
-            &[1],
-            &["HS_SITE".to_string(), "HS_SERV".to_string()],
-        ),
-    );
+    let types = ["HS_SITE".to_string(), "HS_SERV".to_string()];
+    let site = Lookup::new("0.NA/88.100.1", &[1], &types);
+    let m = as_reference(site.request(resolution_flags(true)), 7);
     assert_eq!(m.encode(), hex(REQ2_HEX));
 
     // What the client really sends: 2.11 in bytes 0-1, the rest identical.
-    let ours = build_request(
-        OUR_VERSION,
-        0,
-        0x0102_0304,
-        REF_EXPIRATION,
-        op::RESOLUTION,
-        resolution_flags(true),
-        resolution_body("88.100.1/SN-0001", &[], &[]),
-    )
-    .encode();
+    let ours = fixed(sn.request(resolution_flags(true)), 0x0102_0304).encode();
     let reference = hex(REQ_HEX);
     assert_eq!(&ours[..4], &[2, 11, 2, 11]);
     assert_eq!(&ours[4..], &reference[4..]);
@@ -74,14 +63,14 @@ fn admin_read_drops_only_po() {
     assert_eq!(resolution_flags(false), 0x1800_0000);
 }
 
-#[test]
-fn admin_requests_match_reference_bytes() {
+/// The administrative requests of the reference vectors, with their request ids.
+fn reference_admin_requests() -> [(&'static str, u32, AdminRequest); 6] {
     let values_of = |hexed: &str| match Message::decode_full(&hex(hexed)).unwrap().body {
         Body::HandleValues { values, .. } => values,
         other => panic!("{other:?}"),
     };
     let h = "88.100.1/SN-0002".to_string();
-    let cases = [
+    [
         (
             CREATE_HANDLE_REQ_HEX,
             0x0a0b_0c0d,
@@ -89,6 +78,7 @@ fn admin_requests_match_reference_bytes() {
                 handle: h.clone(),
                 values: values_of(CREATE_HANDLE_REQ_HEX),
                 overwrite: false,
+                mint: false,
             },
         ),
         (
@@ -117,29 +107,65 @@ fn admin_requests_match_reference_bytes() {
             REMOVE_VALUE_REQ_HEX,
             0x0a0b_0c11,
             AdminRequest::RemoveValues {
-                handle: h.clone(),
+                handle: h,
                 indexes: vec![2],
             },
         ),
-        (
-            LIST_HANDLES_REQ_HEX,
-            0x0a0b_0c12,
-            AdminRequest::ListHandles {
-                prefix: "88.100.1".into(),
-            },
-        ),
-    ];
-    for (expected, id, req) in cases {
-        let m = build_request(
-            REF_VERSION,
-            0,
-            id,
-            REF_EXPIRATION,
-            req.op_code(),
-            req.op_flag(),
-            req.body(),
-        );
+        (LIST_HANDLES_REQ_HEX, 0x0a0b_0c12, list_handles("88.100.1")),
+    ]
+}
+
+#[test]
+fn admin_requests_match_reference_bytes() {
+    for (expected, id, req) in reference_admin_requests() {
+        let m = as_reference(admin_request(&req, 0), id);
         assert_eq!(m.encode(), hex(expected), "{req:?}");
+    }
+}
+
+/// What the client sends is what the server decodes: the bytes of every kind of
+/// administrative request (flags set and not) become the same typed request again through
+/// `wire::handle::request`.
+#[test]
+fn admin_requests_decode_back_to_themselves() {
+    use crate::wire::handle::request::{Request, RequestMessage};
+    let url = value(1, "URL", "https://example.com/x");
+    let h = "88.100.1/x".to_string();
+    let mut requests: Vec<AdminRequest> = reference_admin_requests()
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect();
+    for (overwrite, mint) in [(true, false), (false, true), (true, true)] {
+        requests.push(AdminRequest::Create {
+            handle: h.clone(),
+            values: vec![url.clone()],
+            overwrite,
+            mint,
+        });
+    }
+    requests.extend([
+        AdminRequest::AddValues {
+            handle: h.clone(),
+            values: vec![url],
+            overwrite: true,
+        },
+        AdminRequest::Home {
+            handle: "0.NA/88.100.1".into(),
+        },
+        AdminRequest::Unhome {
+            handle: "0.NA/88.100.1".into(),
+        },
+    ]);
+    for session in [0, 7] {
+        for request in &requests {
+            let bytes = encode_request(&admin_request(request, session)).unwrap();
+            let m = Message::decode_full(&bytes).unwrap();
+            let decoded = RequestMessage::from_message(m).unwrap();
+            assert_eq!(decoded.request, Request::Admin(request.clone()));
+            assert_eq!(decoded.envelope.session_id, session);
+            // The flags every request of this client carries, whatever the operation adds.
+            assert_eq!(decoded.header.op_flag & DEFAULT_FLAGS, DEFAULT_FLAGS);
+        }
     }
 }
 
@@ -149,14 +175,18 @@ fn overwrite_sets_ovrw() {
         handle: "88.100.1/x".into(),
         values: vec![],
         overwrite: true,
+        mint: false,
     };
-    assert_eq!(create.op_flag(), DEFAULT_FLAGS | flag::OVERWRITE);
+    assert_eq!(
+        admin_request(&create, 0).header.op_flag,
+        DEFAULT_FLAGS | flag::OVERWRITE
+    );
     let add = AdminRequest::AddValues {
         handle: "88.100.1/x".into(),
         values: vec![],
         overwrite: false,
     };
-    assert_eq!(add.op_flag(), DEFAULT_FLAGS);
+    assert_eq!(admin_request(&add, 0).header.op_flag, DEFAULT_FLAGS);
 }
 
 #[test]
@@ -261,15 +291,8 @@ fn responses_from_reference_messages() {
 
 /// A resolution response of `n` values (about 70 bytes each).
 fn big_response(request_id: u32, n: u32) -> Message {
-    let req = build_request(
-        OUR_VERSION,
-        0,
-        request_id,
-        now_unix() + 60,
-        op::RESOLUTION,
-        DEFAULT_FLAGS,
-        resolution_body("88.100.1/BIG", &[], &[]),
-    );
+    let mut req = Lookup::all("88.100.1/BIG").request(DEFAULT_FLAGS);
+    req.envelope.request_id = request_id;
     let values = (1..=n)
         .map(|i| {
             value(
@@ -342,7 +365,7 @@ fn udp_loopback_multi_datagram_response_after_a_retry() {
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let started = Instant::now();
     let r = client
-        .resolve("88.100.1/BIG", &[], &[], Transport::Udp, true)
+        .resolve(Lookup::all("88.100.1/BIG"), Transport::Udp, true)
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(450));
     let sent = t.join().unwrap();
@@ -372,7 +395,11 @@ fn udp_multi_datagram_request_is_fragmented_and_flagged() {
     let types: Vec<String> = (0..40).map(|i| format!("TYPE_NUMBER_{i:03}")).collect();
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let r = client
-        .resolve("88.100.1/X", &[1, 2], &types, Transport::Udp, false)
+        .resolve(
+            Lookup::new("88.100.1/X", &[1, 2], &types),
+            Transport::Udp,
+            false,
+        )
         .unwrap();
     assert_eq!(r.code, 200);
     let (req, datagrams) = t.join().unwrap();
@@ -398,7 +425,7 @@ fn udp_times_out_within_the_timeout() {
     let client = Client::new(addr).with_timeout(Duration::from_millis(700));
     let started = Instant::now();
     let e = client
-        .resolve("88.100.1/X", &[], &[], Transport::Udp, true)
+        .resolve(Lookup::all("88.100.1/X"), Transport::Udp, true)
         .unwrap_err();
     let took = started.elapsed();
     assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
@@ -434,7 +461,7 @@ fn udp_timeout_reports_ignored_datagrams() {
     });
     let client = Client::new(addr).with_timeout(Duration::from_millis(600));
     let e = client
-        .resolve("88.100.1/X", &[], &[], Transport::Udp, true)
+        .resolve(Lookup::all("88.100.1/X"), Transport::Udp, true)
         .unwrap_err();
     drop(t.join().unwrap());
     let text = e.to_string();
@@ -567,9 +594,7 @@ fn tcp_resolve_loopback() {
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let r = client
         .resolve(
-            "88.100.1/SN-0001",
-            &[1],
-            &["URL".into()],
+            Lookup::new("88.100.1/SN-0001", &[1], &["URL".into()]),
             Transport::Tcp,
             true,
         )
@@ -605,7 +630,7 @@ fn tcp_request_id_mismatch() {
     });
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let e = client
-        .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
+        .resolve(Lookup::all("88.100.1/X"), Transport::Tcp, true)
         .unwrap_err();
     t.join().unwrap();
     assert!(
@@ -634,7 +659,7 @@ fn tcp_expired_response() {
     });
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let e = client
-        .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
+        .resolve(Lookup::all("88.100.1/X"), Transport::Tcp, true)
         .unwrap_err();
     t.join().unwrap();
     assert!(
@@ -661,14 +686,14 @@ fn tcp_garbage_is_a_decode_error_and_silence_a_timeout() {
     });
     let client = Client::new(addr).with_timeout(Duration::from_millis(400));
     let e = client
-        .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
+        .resolve(Lookup::all("88.100.1/X"), Transport::Tcp, true)
         .unwrap_err();
     assert!(
         matches!(e, ClientError::Exchange(ExchangeError::Malformed(_))),
         "{e}"
     );
     let e = client
-        .resolve("88.100.1/X", &[], &[], Transport::Tcp, true)
+        .resolve(Lookup::all("88.100.1/X"), Transport::Tcp, true)
         .unwrap_err();
     assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
     t.join().unwrap();
@@ -688,6 +713,7 @@ fn admin_create_with_secret_key() {
                 handle: "88.100.1/A".into(),
                 values: values.clone(),
                 overwrite: true,
+                mint: false,
             },
             &seckey_auth(),
         )
@@ -800,12 +826,7 @@ fn admin_list_follows_continuations() {
     });
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let r = client
-        .admin(
-            AdminRequest::ListHandles {
-                prefix: "88.100.1".into(),
-            },
-            &seckey_auth(),
-        )
+        .admin(list_handles("88.100.1"), &seckey_auth())
         .unwrap();
     let (req, _) = t.join().unwrap();
     assert_eq!(
@@ -918,7 +939,7 @@ fn resolve_authenticated_answers_the_challenge() {
     });
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let r = client
-        .resolve_authenticated("88.100.1/A", &[], &[], &seckey_auth())
+        .resolve_authenticated(Lookup::all("88.100.1/A"), &seckey_auth())
         .unwrap();
     let (req, _) = t.join().unwrap();
     assert_eq!(req.header.op_flag & flag::PUBLIC_ONLY, 0);
@@ -936,7 +957,7 @@ fn unauthenticated_tcp_resolve_returns_the_402() {
     });
     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
     let r = client
-        .resolve("88.100.1/A", &[], &[], Transport::Tcp, false)
+        .resolve(Lookup::all("88.100.1/A"), Transport::Tcp, false)
         .unwrap();
     t.join().unwrap();
     assert_eq!(r.code, 402);
@@ -950,7 +971,7 @@ fn tcp_connection_refused_is_io() {
     drop(l);
     let e = Client::new(addr)
         .with_timeout(Duration::from_secs(2))
-        .resolve("88.100.1/A", &[], &[], Transport::Tcp, true)
+        .resolve(Lookup::all("88.100.1/A"), Transport::Tcp, true)
         .unwrap_err();
     assert!(matches!(e, ClientError::Io { .. }), "{e}");
 }

@@ -4,7 +4,9 @@
 //!
 //! [`RequestMessage::from_message`] is the one place an operation code and a body become a
 //! request (tokio mini-redis's `Command::from_frame`); the server dispatches by matching on
-//! [`Request`], never on a raw `u32` or an `(op code, body)` pair. Pure: no sockets, no state.
+//! [`Request`], never on a raw `u32` or an `(op code, body)` pair. [`Admin`] also goes the
+//! other way ([`Admin::op_flag`], [`Admin::body`]): the client sends the type the server
+//! decodes. Pure: no sockets, no state.
 
 use super::message::{flag, op, Body, Envelope, Header, KeyExchange, Message};
 use crate::model::HandleValue;
@@ -301,6 +303,42 @@ impl Admin {
             | Admin::List { handle }
             | Admin::Home { handle }
             | Admin::Unhome { handle } => handle,
+        }
+    }
+
+    /// The opFlag bits this request's meaning sets (OVRW, MINT), the ones
+    /// [`Request::from_parts`] reads back; a sender adds those every request of it carries.
+    pub fn op_flag(&self) -> u32 {
+        let set = |on: bool, bit: u32| if on { bit } else { 0 };
+        match self {
+            Admin::Create {
+                overwrite, mint, ..
+            } => set(*overwrite, flag::OVERWRITE) | set(*mint, flag::MINT),
+            Admin::AddValues { overwrite, .. } => set(*overwrite, flag::OVERWRITE),
+            _ => 0,
+        }
+    }
+
+    /// The body the request is sent with, the one [`Request::from_parts`] takes it from
+    /// (under [`Admin::op_code`]).
+    pub fn body(&self) -> Body {
+        match self {
+            Admin::Create { handle, values, .. }
+            | Admin::AddValues { handle, values, .. }
+            | Admin::ModifyValues { handle, values } => Body::HandleValues {
+                handle: handle.clone(),
+                values: values.clone(),
+            },
+            Admin::RemoveValues { handle, indexes } => Body::RemoveValues {
+                handle: handle.clone(),
+                indexes: indexes.clone(),
+            },
+            Admin::Delete { handle }
+            | Admin::List { handle }
+            | Admin::Home { handle }
+            | Admin::Unhome { handle } => Body::Handle {
+                handle: handle.clone(),
+            },
         }
     }
 }
