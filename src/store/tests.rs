@@ -212,6 +212,8 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let opts = StoreOptions { cache_capacity_bytes: 8 << 20, flush_every_ms: 1000, ..StoreOptions::default() };
         let mut reg = Registry::open(dir.path(), &opts).unwrap();
+        // Reads go through the read index, loaded at every (re)start as `serve` does.
+        reg.load_read_index();
         let mut model: BTreeMap<String, Record> = BTreeMap::new();
         let mut expected_seq = 0u64;
         for op in ops {
@@ -262,12 +264,17 @@ proptest! {
                 Op::Restart => {
                     drop(reg);
                     reg = Registry::open(dir.path(), &opts).unwrap();
+                    reg.load_read_index();
                     prop_assert_eq!(reg.last_seq(), expected_seq);
                 }
             }
             let stored: BTreeMap<String, Record> =
                 reg.iter_records().map(|r| r.unwrap()).collect();
             prop_assert_eq!(&stored, &model);
+            for k in 0..6 {
+                let name = key_name(k);
+                prop_assert_eq!(reg.get(&handle(&name)).unwrap(), model.get(&name).cloned());
+            }
         }
         // Replaying the change log from the start rebuilds the same content.
         let mut replay: BTreeMap<String, Record> = BTreeMap::new();
@@ -613,4 +620,103 @@ fn import_killed_midway_keeps_whole_batches() {
         assert_eq!(c.key, format!("88.1/k{i:08}"));
         assert_eq!(c.record, reg.get_key(&c.key).unwrap());
     }
+}
+
+/// Every key's answer through the read index against sled's own records tree.
+fn assert_index_agrees(reg: &Registry, keys: &[&str]) {
+    assert_eq!(reg.read_index_status().0, index::IndexState::Complete);
+    for key in keys {
+        let from_sled = reg
+            .records
+            .get(key.as_bytes())
+            .unwrap()
+            .map(|b| record::decode_record(&b).unwrap());
+        assert_eq!(reg.get_key(key).unwrap(), from_sled, "{key}");
+    }
+}
+
+#[test]
+fn the_read_index_follows_every_write_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    put(&reg, "88.100/A", vec![HandleValue::new(1, "URL", "a")]);
+    put(&reg, "88.100/B", vec![HandleValue::new(1, "URL", "b")]);
+    reg.load_read_index();
+    let keys = [
+        "88.100/A", "88.100/B", "88.100/C", "88.100/D", "88.100/E", "88.200/X",
+    ];
+    assert_index_agrees(&reg, &keys);
+    // mutate: update, delete
+    put(&reg, "88.100/A", vec![HandleValue::new(2, "URL", "a2")]);
+    reg.mutate::<StoreError, _>(&handle("88.100/B"), |_| Ok(Mutation::Delete))
+        .unwrap();
+    assert_index_agrees(&reg, &keys);
+    // import, logged
+    reg.import_batch(&[prepared("88.100/C", "c")], &ImportLog::Entries)
+        .unwrap();
+    assert_index_agrees(&reg, &keys);
+    // replication: a create, an update and a delete in one batch
+    let v = |s: &str| Some(vec![HandleValue::new(1, "URL", s)]);
+    let seq = reg.last_seq();
+    reg.apply_replicated(
+        &[
+            change(seq + 1, Action::Create, "88.200/X", v("x")),
+            change(seq + 2, Action::Update, "88.100/C", v("c2")),
+            change(seq + 3, Action::Delete, "88.100/A", None),
+        ],
+        "up",
+        9,
+    )
+    .unwrap();
+    assert_index_agrees(&reg, &keys);
+    assert!(reg.get_key("88.100/A").unwrap().is_none());
+    // a snapshot of 88.100 replaces what was under it
+    let p = Prefix::parse("88.100").unwrap();
+    let snapshot = vec![("88.100/D".to_string(), rec("88.100/D", v("d").unwrap()))];
+    reg.load_snapshot(std::slice::from_ref(&p), &snapshot, "up", 20)
+        .unwrap();
+    assert_index_agrees(&reg, &keys);
+    assert!(reg.get_key("88.100/C").unwrap().is_none());
+    // an unlogged import
+    let reset = reg.reset_change_feed().unwrap();
+    reg.import_batch(&[prepared("88.100/E", "e")], &ImportLog::Unlogged(reset))
+        .unwrap();
+    assert_index_agrees(&reg, &keys);
+    assert!(reg.get_key("88.100/E").unwrap().is_some());
+}
+
+/// Writes made while the index loads are never lost to the loader's older copy.
+#[test]
+fn writes_during_the_load_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = std::sync::Arc::new(Registry::open(dir.path(), &StoreOptions::default()).unwrap());
+    let batch: Vec<PreparedRecord> = (0..3000)
+        .map(|i| prepared(&format!("88.100/K{i}"), "old"))
+        .collect();
+    reg.import_batch(&batch, &ImportLog::Entries).unwrap();
+    let writer = {
+        let reg = reg.clone();
+        std::thread::spawn(move || {
+            for round in 0..3 {
+                for i in (0..3000).step_by(7) {
+                    let key = format!("88.100/K{i}");
+                    if (i + round) % 3 == 0 {
+                        reg.mutate::<StoreError, _>(&handle(&key), |_| Ok(Mutation::Delete))
+                            .unwrap();
+                    } else {
+                        put(
+                            &reg,
+                            &key,
+                            vec![HandleValue::new(1, "URL", format!("new{round}"))],
+                        );
+                    }
+                }
+            }
+        })
+    };
+    reg.load_read_index();
+    writer.join().unwrap();
+    let keys: Vec<String> = (0..3000).map(|i| format!("88.100/K{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_index_agrees(&reg, &keys);
 }
