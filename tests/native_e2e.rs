@@ -491,6 +491,79 @@ async fn replayed_resolutions_follow_the_registry() {
     node.shutdown().await;
 }
 
+/// Issue 14: a write retires only the replayed answers it changes, and never leaves one
+/// stale. Each round writes SN-W (acknowledged), writes another identifier (which moves the
+/// registry's sequence but not SN-W's stamp), then reads both over UDP: the answer is always
+/// the last acknowledged write, and an untouched identifier keeps its (replayed) answer.
+/// Unhoming the prefix (structural) retires every answer under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_answers_never_outlive_an_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let addr = node.native_addr.unwrap();
+    let engine = node.engine.clone();
+    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
+    let identity = engine
+        .authenticate_secret(&admin, 300, SECRET.as_bytes())
+        .unwrap();
+    let desc = |m: &Message| match &m.body {
+        Body::Values { values, .. } => values[0].data_str().unwrap_or_default().to_string(),
+        other => panic!("unexpected body {other:?}"),
+    };
+    let write = {
+        let engine = engine.clone();
+        move |h: &str, text: &str| {
+            let handle = Handle::parse(h, SuffixCase::Sensitive).unwrap();
+            engine
+                .create(
+                    &identity,
+                    &handle,
+                    vec![HandleValue::new(1, "DESC", text)],
+                    Overwrite::Yes,
+                )
+                .unwrap();
+        }
+    };
+    write("88.100.1/SN-STILL", "still");
+    let rounds = tokio::task::spawn_blocking(move || {
+        let mut id = 0u32;
+        let mut ask = |h: &str| {
+            id += 1;
+            udp(addr, &resolution(h, vec![], id))
+        };
+        for round in 0..40 {
+            let text = format!("v{round}");
+            write("88.100.1/SN-W", &text);
+            write(&format!("88.100.1/OTHER-{round}"), "x");
+            for _ in 0..3 {
+                assert_eq!(desc(&ask("88.100.1/SN-W")), text, "round {round}");
+                assert_eq!(desc(&ask("88.100.1/SN-STILL")), "still");
+            }
+        }
+        id
+    })
+    .await
+    .unwrap();
+    assert_eq!(rounds, 240);
+    let registry = engine.registry().clone();
+    let after = tokio::task::spawn_blocking(move || {
+        assert_eq!(
+            udp(addr, &resolution("88.100.1/SN-STILL", vec![], 1))
+                .header
+                .response_code,
+            1
+        );
+        registry
+            .unhome_prefix(&idnode::model::Prefix::parse("88.100.1").unwrap())
+            .unwrap();
+        udp(addr, &resolution("88.100.1/SN-STILL", vec![], 2))
+    })
+    .await
+    .unwrap();
+    assert_ne!(after.header.response_code, 1, "{after:?}");
+    node.shutdown().await;
+}
+
 /// Issue 11, hole 5: an HS_SECKEY stored with public read is not served to an anonymous
 /// native reader: with PO it is left out (asked for by type: 200), without PO the reader is
 /// challenged (402) rather than given it, in Handle.Net's `anonymous_restricted_reads =

@@ -57,6 +57,9 @@ pub enum Reuse {
     Never,
     /// Until the registry changes (its newest change-log sequence moves).
     UntilChange,
+    /// Until what the request's answer depends on is written: its key's
+    /// [`DatagramService::answer_stamp`] moves (a write of that handle, or a structural one).
+    UntilWritten,
     /// Until this unix time (seconds).
     Until(u64),
 }
@@ -94,6 +97,13 @@ pub trait DatagramService: Send + Sync + 'static {
     /// The registry's change-log sequence: cached answers marked [`Reuse::UntilChange`]
     /// are valid while it stays the same.
     fn epoch(&self) -> u64;
+
+    /// The stamp of what answers to requests with cache key `key` depend on: answers marked
+    /// [`Reuse::UntilWritten`] are valid while it stays the same. Read before the answer is
+    /// computed. By default the registry's sequence (any write retires them).
+    fn answer_stamp(&self, _key: &[u8]) -> u64 {
+        self.epoch()
+    }
 
     /// Whether answers relayed from other servers (recursion jobs, [`Reuse::Until`]) may be
     /// replayed to `peer`; a peer refused recursion gets its request handled afresh.
@@ -189,9 +199,19 @@ impl Replies {
 struct HotEntry {
     answer: Box<[u8]>,
     reuse: Reuse,
+    /// The epoch ([`Reuse::UntilChange`]) or the answer stamp ([`Reuse::UntilWritten`]) it
+    /// was computed at.
     epoch: u64,
     /// Unix seconds when the answer was prepared.
     prepared: u64,
+}
+
+/// What a prepared answer is checked against: the registry's epoch, the time, and (read
+/// only when needed) the request key's answer stamp.
+pub struct Validity<F> {
+    pub epoch: u64,
+    pub now_unix: u64,
+    pub stamp: F,
 }
 
 /// A worker's prepared answers: a bounded map from request bytes to encoded answers.
@@ -224,27 +244,40 @@ impl HotAnswers {
         self.len() == 0
     }
 
-    fn fresh(entry: &HotEntry, epoch: u64, now_unix: u64) -> bool {
+    fn fresh(entry: &HotEntry, at: &mut Validity<impl FnMut() -> u64>) -> bool {
         match entry.reuse {
             Reuse::Never => false,
-            Reuse::UntilChange => entry.epoch == epoch,
-            Reuse::Until(t) => now_unix < t,
+            Reuse::UntilChange => entry.epoch == at.epoch,
+            Reuse::UntilWritten => entry.epoch == (at.stamp)(),
+            Reuse::Until(t) => at.now_unix < t,
         }
     }
 
-    /// The answer stored under `key`, if still valid at `epoch` and `now_unix`, with its age
-    /// in seconds for [`Reuse::Until`] answers (0 for the others, which do not age).
-    pub fn get(&mut self, key: &[u8], epoch: u64, now_unix: u64) -> Option<(&[u8], u64)> {
-        self.get_for(key, epoch, now_unix, || true)
-    }
-
-    /// [`HotAnswers::get`], where a relayed answer ([`Reuse::Until`]) is found only if
-    /// `relayed_ok()` says so (asked only for such an answer).
-    pub fn get_for(
+    /// The answer stored under `key`, if still valid at `epoch`, `stamp` (the key's answer
+    /// stamp) and `now_unix`, with its age in seconds for [`Reuse::Until`] answers (0 for the
+    /// others, which do not age).
+    pub fn get(
         &mut self,
         key: &[u8],
         epoch: u64,
+        stamp: u64,
         now_unix: u64,
+    ) -> Option<(&[u8], u64)> {
+        let at = Validity {
+            epoch,
+            now_unix,
+            stamp: || stamp,
+        };
+        self.get_for(key, at, || true)
+    }
+
+    /// [`HotAnswers::get`], where a relayed answer ([`Reuse::Until`]) is found only if
+    /// `relayed_ok()` says so (asked only for such an answer), and the key's answer stamp is
+    /// read only for an answer that depends on it.
+    pub fn get_for(
+        &mut self,
+        key: &[u8],
+        mut at: Validity<impl FnMut() -> u64>,
         relayed_ok: impl FnOnce() -> bool,
     ) -> Option<(&[u8], u64)> {
         if self.half == 0 {
@@ -252,7 +285,7 @@ impl HotAnswers {
         }
         if !self.young.contains_key(key) {
             let (k, entry) = self.old.remove_entry(key)?;
-            if !Self::fresh(&entry, epoch, now_unix) {
+            if !Self::fresh(&entry, &mut at) {
                 return None;
             }
             self.make_room();
@@ -264,13 +297,14 @@ impl HotAnswers {
             return None;
         }
         let age = match entry.reuse {
-            Reuse::Until(_) => now_unix.saturating_sub(entry.prepared),
+            Reuse::Until(_) => at.now_unix.saturating_sub(entry.prepared),
             _ => 0,
         };
-        Self::fresh(entry, epoch, now_unix).then_some((&*entry.answer, age))
+        Self::fresh(entry, &mut at).then_some((&*entry.answer, age))
     }
 
-    /// Keep `answer`, prepared at unix second `prepared`, for requests with `key`.
+    /// Keep `answer`, prepared at unix second `prepared`, for requests with `key`; `epoch` is
+    /// the epoch or the answer stamp (as `reuse` says) read before it was computed.
     pub fn insert(&mut self, key: &[u8], answer: &[u8], reuse: Reuse, epoch: u64, prepared: u64) {
         if self.half == 0 || reuse == Reuse::Never {
             return;
@@ -489,7 +523,12 @@ pub fn run_worker<S: DatagramService>(
             let keyed = service.cache_key(request, &mut key);
             if keyed {
                 let relayed_ok = || service.replays_relayed_to(peer);
-                if let Some((answer, age)) = hot.get_for(&key, epoch, unix, relayed_ok) {
+                let at = Validity {
+                    epoch,
+                    now_unix: unix,
+                    stamp: || service.answer_stamp(&key),
+                };
+                if let Some((answer, age)) = hot.get_for(&key, at, relayed_ok) {
                     let before = replies.len();
                     let out = replies.next(peer);
                     service.patch(request, answer, age, unix, out);
@@ -499,11 +538,18 @@ pub fn run_worker<S: DatagramService>(
                 }
             }
             let before = replies.len();
+            // Taken before the answer is computed: a write landing meanwhile retires it.
+            let stamp = if keyed { service.answer_stamp(&key) } else { 0 };
             match service.handle(&mut state, request, peer, now, &mut replies) {
                 Handled::Answered(reuse) => {
                     if keyed && replies.len() == before + 1 {
                         if let Some(answer) = replies.last() {
-                            hot.insert(&key, answer, reuse, epoch, unix);
+                            let mark = if reuse == Reuse::UntilWritten {
+                                stamp
+                            } else {
+                                epoch
+                            };
+                            hot.insert(&key, answer, reuse, mark, unix);
                         }
                     }
                     if replies.len() > before {
@@ -584,6 +630,26 @@ pub fn spawn_workers<S: DatagramService>(
 mod tests {
     use super::*;
 
+    /// Checked at `epoch` and `now_unix`; the answer stamp is never needed.
+    fn at(epoch: u64, now_unix: u64) -> Validity<impl FnMut() -> u64> {
+        Validity {
+            epoch,
+            now_unix,
+            stamp: || unreachable!("no UntilWritten answer here"),
+        }
+    }
+
+    #[test]
+    fn written_answers_follow_their_stamp_not_the_epoch() {
+        let mut hot = HotAnswers::new(100);
+        hot.insert(b"h", b"H", Reuse::UntilWritten, 41, 0);
+        // Other writes moved the epoch: still valid while the handle's stamp stays.
+        assert_eq!(hot.get(b"h", 9, 41, 0), Some((&b"H"[..], 0)));
+        assert_eq!(hot.get(b"h", 10, 41, 0), Some((&b"H"[..], 0)));
+        // Its own stamp moved: retired, whatever the epoch.
+        assert_eq!(hot.get(b"h", 9, 42, 0), None);
+    }
+
     #[test]
     fn hole7_relayed_answers_are_replayed_only_where_allowed() {
         let mut hot = HotAnswers::new(100);
@@ -591,12 +657,12 @@ mod tests {
         hot.insert(b"relayed", b"R", Reuse::Until(1000), 7, 990);
         // Answers from the node's own data go to anyone; the question is not even asked.
         assert_eq!(
-            hot.get_for(b"own", 7, 995, || unreachable!()),
+            hot.get_for(b"own", at(7, 995), || unreachable!()),
             Some((&b"O"[..], 0))
         );
-        assert_eq!(hot.get_for(b"relayed", 7, 995, || false), None);
+        assert_eq!(hot.get_for(b"relayed", at(7, 995), || false), None);
         assert_eq!(
-            hot.get_for(b"relayed", 7, 995, || true),
+            hot.get_for(b"relayed", at(7, 995), || true),
             Some((&b"R"[..], 5)),
             "a refused client leaves the entry for the others"
         );
@@ -609,21 +675,21 @@ mod tests {
         hot.insert(b"b", b"B", Reuse::Until(1000), 7, 990);
         hot.insert(b"c", b"C", Reuse::Never, 7, 0);
         assert_eq!(
-            hot.get(b"a", 7, 500),
+            hot.get(b"a", 7, 0, 500),
             Some((&b"A"[..], 0)),
             "own data does not age"
         );
-        assert_eq!(hot.get(b"a", 8, 0), None);
+        assert_eq!(hot.get(b"a", 8, 0, 0), None);
         hot.insert(b"a", b"A2", Reuse::UntilChange, 8, 0);
-        assert_eq!(hot.get(b"a", 8, 0), Some((&b"A2"[..], 0)));
-        assert_eq!(hot.get(b"b", 99, 990), Some((&b"B"[..], 0)));
+        assert_eq!(hot.get(b"a", 8, 0, 0), Some((&b"A2"[..], 0)));
+        assert_eq!(hot.get(b"b", 99, 0, 990), Some((&b"B"[..], 0)));
         assert_eq!(
-            hot.get(b"b", 99, 999),
+            hot.get(b"b", 99, 0, 999),
             Some((&b"B"[..], 9)),
             "relayed answers age"
         );
-        assert_eq!(hot.get(b"b", 99, 1000), None);
-        assert_eq!(hot.get(b"c", 7, 0), None);
+        assert_eq!(hot.get(b"b", 99, 0, 1000), None);
+        assert_eq!(hot.get(b"c", 7, 0, 0), None);
     }
 
     #[test]
@@ -634,10 +700,10 @@ mod tests {
             hot.insert(&i.to_be_bytes(), b"x", Reuse::UntilChange, 0, 0);
             assert!(hot.len() <= 10);
             // Asked all the time: survives the turnover.
-            assert_eq!(hot.get(b"keep", 0, 0), Some((&b"K"[..], 0)));
+            assert_eq!(hot.get(b"keep", 0, 0, 0), Some((&b"K"[..], 0)));
         }
-        assert!(hot.get(&0u32.to_be_bytes(), 0, 0).is_none());
-        assert!(HotAnswers::new(0).get(b"keep", 0, 0).is_none());
+        assert!(hot.get(&0u32.to_be_bytes(), 0, 0, 0).is_none());
+        assert!(HotAnswers::new(0).get(b"keep", 0, 0, 0).is_none());
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub mod index;
 mod prefixes;
 pub mod record;
 mod replicate;
+pub mod stamps;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -184,6 +185,8 @@ pub struct Registry {
     durability: Mutex<Durability>,
     /// Every record's bytes in memory once loaded (`index`): resolutions read it first.
     index: index::ReadIndex,
+    /// Which prepared answers a write retires (`stamps`).
+    stamps: stamps::ChangeStamps,
 }
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -306,6 +309,7 @@ impl Registry {
             writer: Mutex::new(last_seq),
             committed_seq: AtomicU64::new(last_seq),
             durability: Mutex::new(Durability::new()),
+            stamps: stamps::ChangeStamps::default(),
             index: index::ReadIndex::new(
                 usize::try_from(options.read_index_budget_bytes).unwrap_or(usize::MAX),
             ),
@@ -384,12 +388,27 @@ impl Registry {
         (self.index.state(), self.index.len(), self.index.bytes())
     }
 
-    /// Tell the read index what a committed write did to the records tree (call with the
-    /// writer lock held, after the transaction succeeded).
+    /// Publish what a committed write did to the records tree: the read index takes the new
+    /// bytes, then the written keys' change stamps move (call with the writer lock held,
+    /// after the transaction succeeded, before the write is acknowledged).
     fn indexed<'a>(&self, writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) {
         for (key, value) in writes {
             self.index.record(key, value);
+            self.stamps.written(key);
         }
+    }
+
+    /// The change stamp answers for `handle` (as a request spells it) depend on: equal to
+    /// an earlier reading only if neither the handle's record nor anything structural
+    /// (prefix handles, homing) was written since ([`stamps`]). Read it before the record.
+    pub fn answer_stamp(&self, handle: &[u8]) -> u64 {
+        self.stamps.of(handle)
+    }
+
+    /// Retire every prepared answer (something outside the registry that answers depend
+    /// on changed).
+    pub fn retire_answers(&self) {
+        self.stamps.structure_changed();
     }
 
     /// Read-modify-write one record under the writer lock.

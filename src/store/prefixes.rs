@@ -51,6 +51,8 @@ impl Registry {
             Ok::<(), ConflictableTransactionError<()>>(())
         });
         transacted(result)?;
+        // Homing changes answers (301, referrals) for every handle under the prefix.
+        self.stamps.structure_changed();
         self.committed(last_seq, seq);
         self.make_durable(seq)?;
         Ok(true)

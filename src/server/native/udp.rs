@@ -131,6 +131,20 @@ impl DatagramService for NativeService {
         self.registry_seq()
     }
 
+    /// The change stamp of the handle the resolution asks for (the body starts with it): a
+    /// prepared answer outlives writes to other handles. A key whose handle cannot be read
+    /// falls back to the epoch (any write retires it).
+    fn answer_stamp(&self, key: &[u8]) -> u64 {
+        let handle = u32_at(key, at::BODY..at::BODY + 4).and_then(|len| {
+            let start = at::BODY + 4;
+            key.get(start..start.checked_add(len as usize)?)
+        });
+        match handle {
+            Some(handle) => self.engine().registry().answer_stamp(handle),
+            None => self.registry_seq(),
+        }
+    }
+
     /// Single-datagram requests only (a fragment of a larger one has no header to answer).
     fn slip(&self, request: &[u8], out: &mut Vec<u8>) -> bool {
         let Some(envelope) = request
@@ -179,7 +193,7 @@ impl DatagramService for NativeService {
             return Handled::Answered(Reuse::Never);
         }
         match responses.as_slice() {
-            [one] if replayable(one) => Handled::Answered(Reuse::UntilChange),
+            [one] if replayable(one) => Handled::Answered(Reuse::UntilWritten),
             _ => Handled::Answered(Reuse::Never),
         }
     }
