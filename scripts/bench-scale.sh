@@ -12,13 +12,20 @@
 #      identifiers over the whole set → QPS, p99; VmRSS/VmHWM of the node after the load;
 #   6. stop the node, disk per identifier again (after a restart sled may have compacted);
 #   7. with --get-rate: random `Registry::get_key` reads straight from the data directory
-#      (sled's read path below any answer cache; `store::tests::random_get_rate`).
+#      (sled's read path below any answer cache; `store::tests::random_get_rate`);
+#   8. with --writes RATE: the same read load again while `idnode bench --proto http --put`
+#      (also on CPU 1, 64 connections, open loop at RATE) replaces random identifiers' records
+#      over REST, each acknowledged only once durable: QPS with writes against without.
+#
+# The read load starts once the node's read index is loaded ("index s": seconds from start
+# until the log says so; the node answers from sled before that).
 #
 # Prints a markdown table; --write puts it into the "Scale" section of BENCHMARKS.md between
 # the markers <!-- scale:begin --> and <!-- scale:end -->.
 #
 # Usage: scripts/bench-scale.sh [--sizes "100k 1M"] [--duration 20s] [--workdir DIR] [--keep]
-#          [--write] [--get-rate] [--port 18700] [--bin PATH] [--import-args "..."]
+#          [--write] [--get-rate] [--writes RATE] [--port 18700] [--bin PATH]
+#          [--import-args "..."]
 #
 # Needs: bash, awk, taskset (util-linux), python3 (input generation, the bench's JSON), 2+ CPUs.
 # Disk: about 1.2 KB per identifier for the store plus 300 bytes for the input (10M ≈ 15 GB);
@@ -34,6 +41,7 @@ GET_RATE=0
 PORT=18700
 BIN=""
 IMPORT_ARGS=""
+WRITES=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) SIZES="$2"; shift 2 ;;
@@ -45,7 +53,8 @@ while [ $# -gt 0 ]; do
         --port) PORT="$2"; shift 2 ;;
         --bin) BIN="$2"; shift 2 ;;
         --import-args) IMPORT_ARGS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --writes) WRITES="$2"; shift 2 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -139,8 +148,22 @@ human() {  # 10000000 → 10M
                            else printf "%d", n }'
 }
 
+wait_index() {  # LOG: until the read index is loaded (or the node says it is off)
+    local _
+    for _ in $(seq 1 3000); do
+        if grep -q "read index loaded\|read index:" "$1"; then return 0; fi
+        if ! kill -0 "$NODE_PID" 2>/dev/null; then echo "node exited" >&2; return 1; fi
+        sleep 0.2
+    done
+    echo "read index not loaded after 600 s" >&2
+    return 1
+}
+
+qps_of() { python3 -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["queries_per_second"]))' "$1"; }
+
 ROWS=()
 GET_ROWS=()
+WRITE_ROWS=()
 echo "work directory: $WORKDIR (binary $BIN, $CPUS CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 for size in $SIZES; do
     n=$(count_of "$size")
@@ -172,9 +195,32 @@ for size in $SIZES; do
     t1=$(date +%s.%N)
     start_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     rss_start=$(rss_kb "$NODE_PID" VmRSS)
+    wait_index "$dir/serve.log"
+    t2=$(date +%s.%N)
+    index_s=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", b - a }')
     taskset -c 1 "$BIN" bench --proto handle-udp --server "127.0.0.1:$((PORT + 1))" \
         --ids "$dir/ids.txt" --duration "$DURATION" --json > "$dir/bench.json"
     rss_load=$(rss_kb "$NODE_PID" VmRSS)
+    if [ "$WRITES" != 0 ]; then
+        echo "== $label: the same reads with $WRITES REST writes/s" >&2
+        taskset -c 1 "$BIN" bench --proto http --server "127.0.0.1:$PORT" --put \
+            --auth-user 300:0.NA/88.100.1 --secret-file "$dir/data/88.100.1.admin-secret" \
+            --ids "$dir/ids.txt" --miss-share 0 --concurrency 64 --rate "$WRITES" \
+            --duration "$DURATION" --json > "$dir/writes.json" &
+        writer=$!
+        sleep 1
+        taskset -c 1 "$BIN" bench --proto handle-udp --server "127.0.0.1:$((PORT + 1))" \
+            --ids "$dir/ids.txt" --duration "$(( ${DURATION%s} - 2 ))s" --json > "$dir/bench-w.json"
+        wait "$writer"
+        read -r acked < <(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(round(s["response_codes"].get("HTTP200", 0) / s["run_time_s"]))
+' "$dir/writes.json")
+        qps_plain=$(qps_of "$dir/bench.json")
+        qps_w=$(qps_of "$dir/bench-w.json")
+        WRITE_ROWS+=("| $(human "$n") | $WRITES | $acked | $qps_plain | $qps_w | $(awk -v a="$qps_w" -v b="$qps_plain" 'BEGIN { printf "%.2f", a / b }') |")
+    fi
     rss_peak=$(rss_kb "$NODE_PID" VmHWM)
     kill "$NODE_PID"
     wait "$NODE_PID" 2>/dev/null || true
@@ -199,15 +245,21 @@ print(round(s["queries_per_second"]), s["p99_us"], s["queries_lost"], s["respons
 
     mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
     per_id() { awk -v b="$1" -v n="$n" 'BEGIN { printf "%.0f", b / n }'; }
-    ROWS+=("| $label | $import_rate | $import_s | $(per_id "$disk_import") | $(per_id "$disk_restart") | $start_s | $(mib "$rss_start") | $(mib "$rss_load") | $(mib "$rss_peak") | $qps | $p99 | $found/$lost |")
+    ROWS+=("| $label | $import_rate | $import_s | $(per_id "$disk_import") | $(per_id "$disk_restart") | $start_s | $index_s | $(mib "$rss_start") | $(mib "$rss_load") | $(mib "$rss_peak") | $qps | $p99 | $found/$lost |")
     echo "${ROWS[-1]}" >&2
     if [ "$KEEP" = 0 ]; then rm -rf "$dir"; fi
 done
 
 {
-    echo "| N | import rec/s | import s | disk B/id after import | disk B/id after restart | start s | RSS MiB after start | RSS MiB after load | peak RSS MiB | Handle UDP QPS | p99 µs | answered RC1/lost |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| N | import rec/s | import s | disk B/id after import | disk B/id after restart | start s | index s | RSS MiB after start | RSS MiB after load | peak RSS MiB | Handle UDP QPS | p99 µs | answered RC1/lost |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
+    if [ "${#WRITE_ROWS[@]}" -gt 0 ]; then
+        echo
+        echo "| N | REST writes/s offered | writes/s acknowledged | Handle UDP QPS without writes | with writes | ratio |"
+        echo "|---|---|---|---|---|---|"
+        printf '%s\n' "${WRITE_ROWS[@]}"
+    fi
     if [ "${#GET_ROWS[@]}" -gt 0 ]; then
         echo
         echo "| N | sled random gets/s, first 10 s (cache filling) | gets/s, next 10 s | RSS MiB of the reader |"

@@ -119,6 +119,8 @@ pub struct BenchConfig {
     /// hierarchy instead of answering 301. DNS queries always have RD set; refused for
     /// http/https.
     pub recursive: bool,
+    /// http/https: write (`PUT`) with this `Authorization` header instead of reading.
+    pub put: Option<hyper::header::HeaderValue>,
     /// Print a live progress line on standard error once a second (meant for a terminal).
     pub progress: bool,
 }

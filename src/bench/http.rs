@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{HeaderValue, HOST};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -60,6 +60,31 @@ const HANDLE_PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'@')
     .remove(b'/');
 
+/// The `Authorization` header of an administrator `user` (`INDEX:HANDLE`) with `secret`, as
+/// the REST API takes it: HTTP Basic with the user's `:` percent-encoded.
+pub fn basic_authorization(user: &str, secret: &str) -> Result<HeaderValue, String> {
+    crate::auth::Identity::parse(
+        user,
+        crate::model::SuffixCase::Sensitive,
+        crate::auth::IndexRule::Required,
+    )
+    .map_err(|e| format!("--auth-user {user:?}: {e}"))?;
+    let user = user.replacen(':', "%3A", 1);
+    let token = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{secret}"),
+    );
+    HeaderValue::from_str(&format!("Basic {token}"))
+        .map_err(|_| "the secret is not valid in an HTTP header".to_string())
+}
+
+/// The body of the `n`th write (`--put`): a URL and a DESC value that differ per write.
+fn put_body(n: u64) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"values":[{{"index":1,"type":"URL","data":"https://bench.example/w/{n}"}},{{"index":2,"type":"DESC","data":"idnode bench write {n}"}}]}}"#
+    ))
+}
+
 /// The request path (`/api/handles/<id>`, percent-encoded) of one identifier.
 pub fn http_path(id: &str) -> String {
     format!("/api/handles/{}", utf8_percent_encode(id, HANDLE_PATH))
@@ -84,6 +109,8 @@ pub(super) struct HttpTarget {
     /// Connector and server name for https.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     timeout: Duration,
+    /// `--put`: the `Authorization` header writes are sent with.
+    put: Option<HeaderValue>,
 }
 
 impl HttpTarget {
@@ -115,6 +142,7 @@ impl HttpTarget {
             host,
             tls,
             timeout: cfg.timeout,
+            put: cfg.put.clone(),
         })
     }
 
@@ -144,7 +172,7 @@ impl HttpTarget {
     }
 }
 
-type HttpSender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type HttpSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// One HTTP connection with one request in flight; reconnects after errors.
 struct HttpWorker {
@@ -172,9 +200,16 @@ impl HttpWorker {
                     Some(sender) => sender,
                     None => conn.insert(target.connect().await?),
                 };
-                let request = Request::get(uri)
-                    .header(HOST, target.host.clone())
-                    .body(Empty::<Bytes>::new())?;
+                let request = match &target.put {
+                    None => Request::get(uri)
+                        .header(HOST, target.host.clone())
+                        .body(Full::new(Bytes::new()))?,
+                    Some(authorization) => Request::put(uri)
+                        .header(HOST, target.host.clone())
+                        .header(AUTHORIZATION, authorization.clone())
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(Full::new(put_body(stats.sent)))?,
+                };
                 let response = sender.send_request(request).await?;
                 let status = response.status();
                 // Read the body to the end so the connection can carry the next request.

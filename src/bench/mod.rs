@@ -68,7 +68,7 @@ pub use config::{
     generate_ids, parse_server, system_ca_bundle, BenchConfig, Proto, Sampler, ServerTarget,
     MAX_RATE,
 };
-pub use http::http_path;
+pub use http::{basic_authorization, http_path};
 pub use stats::{process_cpu_time, Stats, Summary};
 pub use udp::UDP_BATCH;
 

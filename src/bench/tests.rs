@@ -319,6 +319,7 @@ fn recursive_sets_rec_on_handle_requests() {
         seed: 1,
         threads: None,
         recursive,
+        put: None,
         progress: false,
     };
     for recursive in [false, true] {

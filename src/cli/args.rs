@@ -239,6 +239,18 @@ impl BenchArgs {
         } else {
             None
         };
+        let put = match (&self.auth_user, &self.secret_file) {
+            _ if !self.put => None,
+            _ if !self.proto.is_http() => {
+                return Err(bad("--put applies to --proto http and https only"))
+            }
+            (Some(user), Some(file)) => {
+                let secret = std::fs::read_to_string(file)
+                    .map_err(|e| bad(format!("reading {}: {e}", file.display())))?;
+                Some(crate::bench::basic_authorization(user, secret.trim()).map_err(bad)?)
+            }
+            _ => return Err(bad("--put needs --auth-user and --secret-file")),
+        };
         let threads = match self.threads {
             Some(n @ 1..=1024) => n,
             Some(_) => return Err(bad("--threads must be between 1 and 1024")),
@@ -264,6 +276,7 @@ impl BenchArgs {
             seed: self.seed,
             threads: Some(threads),
             recursive: self.recursive,
+            put,
             progress: !self.json && std::io::stderr().is_terminal(),
         })
     }

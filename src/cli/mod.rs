@@ -96,6 +96,18 @@ pub struct BenchArgs {
     /// https: accept any server certificate (self-signed test certificates only).
     #[arg(long)]
     pub insecure: bool,
+    /// http, https: write instead of read: `PUT /api/handles/<id>` replacing each drawn
+    /// identifier's record with a URL and a DESC value naming the write (every answer is
+    /// durable first, so this measures acknowledged writes). Needs --auth-user and
+    /// --secret-file.
+    #[arg(long, requires_all = ["auth_user", "secret_file"])]
+    pub put: bool,
+    /// --put: the administrator to write as, `INDEX:HANDLE` (HTTP Basic user).
+    #[arg(long, value_name = "INDEX:HANDLE")]
+    pub auth_user: Option<String>,
+    /// --put: the file holding that administrator's secret.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
     /// Worker threads of the generator (UDP: the sockets are spread over them, and --rate adds
     /// one that sends) [default: one per core this process may run on, as `taskset` leaves
     /// them].
