@@ -70,6 +70,14 @@ impl RunningNode {
         for task in self.tasks {
             let _ = task.await;
         }
+        // No task writes any more: the next start reads this copy instead of sled.
+        let registry = self.engine.registry().clone();
+        match tokio::task::spawn_blocking(move || registry.save_read_index()).await {
+            Ok(Ok(true)) => tracing::info!("read index saved for the next start"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "read index: saving it failed"),
+            Err(e) => tracing::warn!(error = %e, "read index: saving it failed"),
+        }
     }
 }
 

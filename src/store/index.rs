@@ -27,6 +27,7 @@
 //! from writers, but lookups come from anyone.
 
 use std::hash::{BuildHasher, RandomState};
+use std::io::Read;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::RwLock;
 
@@ -363,6 +364,159 @@ impl ReadIndex {
     }
 }
 
+/// First bytes of a saved index (`ReadIndex::save`), with the format's version.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"IDXSNAP1";
+
+/// Why a saved index was not used (the index is then filled from sled).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("reading the saved index: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a saved read index (wrong magic or version)")]
+    Format,
+    #[error("saved at sequence {saved}, the registry is at {now}")]
+    Stale { saved: u64, now: u64 },
+    #[error("shard {0} fails its checksum")]
+    Checksum(usize),
+    #[error("shard {0} is malformed")]
+    Malformed(usize),
+    #[error("the index is not loading")]
+    NotLoading,
+}
+
+impl ReadIndex {
+    /// Write every live entry, shard by shard, after a header naming `seq` (the registry's
+    /// sequence: the caller holds the writer lock, so nothing changes meanwhile). Layout:
+    /// magic, u64 seq, u32 shard count, then per shard u64 byte length, the entries as in
+    /// the arena (tombstones and garbage left out), u32 CRC-32 of those bytes.
+    pub fn save(&self, out: &mut impl std::io::Write, seq: u64) -> std::io::Result<()> {
+        out.write_all(SNAPSHOT_MAGIC)?;
+        out.write_all(&seq.to_le_bytes())?;
+        out.write_all(&(SHARDS as u32).to_le_bytes())?;
+        let mut live = Vec::new();
+        for shard in self.shards.iter() {
+            live.clear();
+            let s = read(shard);
+            for &o in s.table.iter() {
+                let (value, len) = value_of(&s.arena, o);
+                if value.is_some() {
+                    live.extend_from_slice(&s.arena[o as usize..o as usize + len]);
+                }
+            }
+            drop(s);
+            out.write_all(&(live.len() as u64).to_le_bytes())?;
+            out.write_all(&live)?;
+            out.write_all(&crc32fast::hash(&live).to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Fill a loading index from what [`ReadIndex::save`] wrote at sequence `seq`; on
+    /// success the index is complete. On error it is left as it was found empty (the caller
+    /// fills it from sled instead). Each shard is checked (length bound, CRC-32, every entry
+    /// inside it) before any of it is used.
+    pub fn load_saved(&self, input: &mut impl Read, seq: u64) -> Result<(), SnapshotError> {
+        if self.state.load(Ordering::Acquire) != LOADING {
+            return Err(SnapshotError::NotLoading);
+        }
+        let mut header = [0u8; 20];
+        input.read_exact(&mut header)?;
+        if &header[..8] != SNAPSHOT_MAGIC
+            || u32::from_le_bytes([header[16], header[17], header[18], header[19]]) as usize
+                != SHARDS
+        {
+            return Err(SnapshotError::Format);
+        }
+        let saved = u64::from_le_bytes(
+            header[8..16]
+                .try_into()
+                .map_err(|_| SnapshotError::Format)?,
+        );
+        if saved != seq {
+            return Err(SnapshotError::Stale { saved, now: seq });
+        }
+        // Keys are re-sharded: this index's hasher is not the one that saved them.
+        let mut fresh: Vec<Shard> = (0..SHARDS).map(|_| Shard::default()).collect();
+        let mut seen = 0usize;
+        for i in 0..SHARDS {
+            let mut len = [0u8; 8];
+            input.read_exact(&mut len)?;
+            let len = usize::try_from(u64::from_le_bytes(len))
+                .ok()
+                .filter(|&l| u32::try_from(l).is_ok())
+                .ok_or(SnapshotError::Malformed(i))?;
+            let mut bytes = Vec::new();
+            // The length is checked against what is really there, not trusted for a
+            // reservation larger than a shard normally is.
+            bytes
+                .try_reserve_exact(len.min(64 << 20))
+                .map_err(|_| SnapshotError::Malformed(i))?;
+            (&mut *input).take(len as u64).read_to_end(&mut bytes)?;
+            let mut crc = [0u8; 4];
+            input.read_exact(&mut crc)?;
+            if bytes.len() != len {
+                return Err(SnapshotError::Malformed(i));
+            }
+            if crc32fast::hash(&bytes) != u32::from_le_bytes(crc) {
+                return Err(SnapshotError::Checksum(i));
+            }
+            for (key, value) in entries(&bytes).ok_or(SnapshotError::Malformed(i))? {
+                let hash = self.hasher.hash_one(key);
+                let shard = &mut fresh[(hash >> 56) as usize % SHARDS];
+                if shard.find(hash, key).is_some() {
+                    return Err(SnapshotError::Malformed(i));
+                }
+                let (offset, _) = shard
+                    .append(key, Some(value))
+                    .ok_or(SnapshotError::Malformed(i))?;
+                let (arena, hasher) = (&shard.arena, &self.hasher);
+                shard
+                    .table
+                    .insert_unique(hash, offset, |&o| hasher.hash_one(key_of(arena, o)));
+                seen += 1;
+            }
+        }
+        let mut total = 0;
+        for (shard, mut loaded) in self.shards.iter().zip(fresh) {
+            let mut s = write(shard);
+            // Writes recorded since loading began would be lost under the saved copy (there
+            // are none when the caller holds the writer lock, as `Registry` does).
+            if !s.table.is_empty() {
+                return Err(SnapshotError::NotLoading);
+            }
+            total += loaded.capacity_bytes();
+            std::mem::swap(&mut *s, &mut loaded);
+        }
+        self.bytes.fetch_add(total, Ordering::Relaxed);
+        self.finish_loading();
+        tracing::debug!(records = seen, "read index loaded from its saved copy");
+        Ok(())
+    }
+}
+
+/// The `(key, value)` pairs of back-to-back entries; `None` if one runs past the end or is a
+/// tombstone.
+fn entries(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut out = Vec::new();
+    let mut o = 0usize;
+    while o < bytes.len() {
+        let header = bytes.get(o..o + HEADER)?;
+        let key_len = u16::from_le_bytes([header[0], header[1]]) as usize;
+        let value_len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
+        if value_len == TOMBSTONE {
+            return None;
+        }
+        let key_end = o + HEADER + key_len;
+        let end = key_end.checked_add(value_len as usize)?;
+        if end > bytes.len() {
+            return None;
+        }
+        out.push((&bytes[o + HEADER..key_end], &bytes[key_end..end]));
+        o = end;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -437,6 +591,60 @@ mod tests {
         }
         assert!(index.is_empty());
         assert_eq!(get(&index, "88.100/K1"), Lookup::Absent);
+    }
+
+    fn loaded(pairs: &[(&str, &str)]) -> ReadIndex {
+        let index = ReadIndex::new(0);
+        index.start_loading();
+        for (k, v) in pairs {
+            index.fill(k.as_bytes(), v.as_bytes());
+        }
+        index.finish_loading();
+        index
+    }
+
+    #[test]
+    fn a_saved_index_loads_back_and_a_damaged_one_is_refused() {
+        let index = loaded(&[("88.100/A", "a"), ("88.100/B", "b"), ("88.100/C", "c")]);
+        index.record(b"88.100/A", Some(b"a2"));
+        index.record(b"88.100/C", None);
+        let mut saved = Vec::new();
+        index.save(&mut saved, 42).unwrap();
+
+        let back = ReadIndex::new(0);
+        back.start_loading();
+        back.load_saved(&mut saved.as_slice(), 42).unwrap();
+        assert_eq!(back.state(), IndexState::Complete);
+        assert_eq!(get(&back, "88.100/A"), Lookup::Found(b"a2".to_vec()));
+        assert_eq!(get(&back, "88.100/B"), Lookup::Found(b"b".to_vec()));
+        assert_eq!(get(&back, "88.100/C"), Lookup::Absent);
+        assert_eq!(back.len(), 2);
+
+        let refused = |bytes: &[u8], seq: u64| {
+            let fresh = ReadIndex::new(0);
+            fresh.start_loading();
+            let e = fresh.load_saved(&mut &bytes[..], seq).unwrap_err();
+            assert_eq!(fresh.state(), IndexState::Loading, "{e}");
+            assert!(fresh.is_empty());
+            e
+        };
+        assert!(matches!(
+            refused(&saved, 43),
+            SnapshotError::Stale { saved: 42, now: 43 }
+        ));
+        assert!(matches!(
+            refused(&saved[..saved.len() - 3], 42),
+            SnapshotError::Io(_)
+        ));
+        assert!(matches!(
+            refused(b"not a saved index, not at all", 42),
+            SnapshotError::Format
+        ));
+        // Flip one byte of some entry: its shard's checksum fails.
+        let at = saved.windows(2).position(|w| w == b"a2").unwrap();
+        let mut damaged = saved.clone();
+        damaged[at] ^= 1;
+        assert!(matches!(refused(&damaged, 42), SnapshotError::Checksum(_)));
     }
 
     #[test]

@@ -41,6 +41,7 @@
 mod durability;
 pub mod import;
 pub mod index;
+mod indexing;
 mod prefixes;
 pub mod record;
 mod replicate;
@@ -187,6 +188,14 @@ pub struct Registry {
     index: index::ReadIndex,
     /// Which prepared answers a write retires (`stamps`).
     stamps: stamps::ChangeStamps,
+    /// The `prefixes` tree's keys in memory: every resolution asks whether its prefix is
+    /// homed, and this answers without a sled read. Changed only by `set_prefix`, under the
+    /// writer lock, after its transaction.
+    homed: std::sync::RwLock<std::collections::HashSet<Box<str>>>,
+    /// The saved read index this open took aside for `load_read_index` (`indexing`).
+    saved_index: Mutex<Option<PathBuf>>,
+    /// Set once the read index was saved: a later write removes the saved copy.
+    index_saved: std::sync::atomic::AtomicBool,
 }
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -298,6 +307,11 @@ impl Registry {
             None => 0,
         };
         let data_file = File::open(path.join("db"))?;
+        let saved_index = indexing::take_saved(path);
+        let mut homed = std::collections::HashSet::new();
+        for key in prefixes.iter().keys() {
+            homed.insert(String::from_utf8_lossy(&key?).into());
+        }
         let registry = Registry {
             path: path.to_path_buf(),
             db,
@@ -310,6 +324,9 @@ impl Registry {
             committed_seq: AtomicU64::new(last_seq),
             durability: Mutex::new(Durability::new()),
             stamps: stamps::ChangeStamps::default(),
+            homed: std::sync::RwLock::new(homed),
+            saved_index: Mutex::new(saved_index),
+            index_saved: std::sync::atomic::AtomicBool::new(false),
             index: index::ReadIndex::new(
                 usize::try_from(options.read_index_budget_bytes).unwrap_or(usize::MAX),
             ),
@@ -344,54 +361,11 @@ impl Registry {
         }
     }
 
-    /// Fill the read index from the records tree (blocking: run it on its own thread). Reads
-    /// are answered from sled until it is complete, and writes made meanwhile are kept in
-    /// it; at 10M records it takes seconds and holds about the records' bytes plus 15 bytes
-    /// each. Without this call the index stays off (command-line tools). A second call does
-    /// nothing.
-    pub fn load_read_index(&self) {
-        if !self.index.start_loading() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        for item in self.records.iter() {
-            match item {
-                Ok((key, value)) => self.index.fill(&key, &value),
-                Err(e) => {
-                    tracing::warn!(error = %e, "read index: reading the records failed; resolutions read sled");
-                    self.index.disable();
-                    return;
-                }
-            }
-            if self.index.state() != index::IndexState::Loading {
-                return;
-            }
-        }
-        self.index.finish_loading();
-        tracing::info!(
-            records = self.index.len(),
-            mib = self.index.bytes() >> 20,
-            secs = started.elapsed().as_secs_f64(),
-            "read index loaded"
-        );
-    }
-
-    /// Stop a [`Registry::load_read_index`] under way (shutdown): the index is dropped.
-    pub fn stop_loading_read_index(&self) {
-        if self.index.state() == index::IndexState::Loading {
-            self.index.disable();
-        }
-    }
-
-    /// The read index's state, records held and bytes held.
-    pub fn read_index_status(&self) -> (index::IndexState, usize, usize) {
-        (self.index.state(), self.index.len(), self.index.bytes())
-    }
-
     /// Publish what a committed write did to the records tree: the read index takes the new
     /// bytes, then the written keys' change stamps move (call with the writer lock held,
     /// after the transaction succeeded, before the write is acknowledged).
     fn indexed<'a>(&self, writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) {
+        self.forget_saved_index();
         for (key, value) in writes {
             self.index.record(key, value);
             self.stamps.written(key);

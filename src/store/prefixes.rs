@@ -51,6 +51,14 @@ impl Registry {
             Ok::<(), ConflictableTransactionError<()>>(())
         });
         transacted(result)?;
+        {
+            let mut homed = crate::lock::write(&self.homed);
+            if home {
+                homed.insert(prefix.as_str().into());
+            } else {
+                homed.remove(prefix.as_str());
+            }
+        }
         // Homing changes answers (301, referrals) for every handle under the prefix.
         self.stamps.structure_changed();
         self.committed(last_seq, seq);
@@ -76,7 +84,8 @@ impl Registry {
         Ok(out)
     }
 
+    /// Whether `prefix` is homed (from memory: no sled read).
     pub fn is_homed(&self, prefix: &Prefix) -> Result<bool, StoreError> {
-        Ok(self.prefixes.contains_key(prefix.as_str().as_bytes())?)
+        Ok(crate::lock::read(&self.homed).contains(prefix.as_str()))
     }
 }

@@ -720,3 +720,54 @@ fn writes_during_the_load_are_kept() {
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     assert_index_agrees(&reg, &keys);
 }
+
+/// A saved read index serves the next open only, and only if nothing was written since.
+#[test]
+fn a_saved_read_index_serves_the_next_start_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("read-index.saved");
+    let keys = ["88.100/A", "88.100/B", "88.100/C"];
+    {
+        let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        put(&reg, "88.100/A", vec![HandleValue::new(1, "URL", "a")]);
+        put(&reg, "88.100/B", vec![HandleValue::new(1, "URL", "b")]);
+        assert!(
+            !reg.save_read_index().unwrap(),
+            "not loaded: nothing to save"
+        );
+        reg.load_read_index();
+        assert!(reg.save_read_index().unwrap());
+        assert!(saved.exists());
+        // A write after the save makes the copy wrong: it goes.
+        put(&reg, "88.100/C", vec![HandleValue::new(1, "URL", "c")]);
+        assert!(!saved.exists());
+        assert!(reg.save_read_index().unwrap());
+    }
+    {
+        let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert!(!saved.exists(), "taken aside by the open");
+        reg.load_read_index();
+        assert_index_agrees(&reg, &keys);
+        assert!(!dir.path().join("read-index.saved.taken").exists());
+        assert!(reg.save_read_index().unwrap());
+    }
+    {
+        // An open that never loads the index (an import) still takes the copy: its
+        // unlogged writes, which do not move the sequence, cannot meet a stale copy.
+        let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        let reset = reg.reset_change_feed().unwrap();
+        reg.import_batch(
+            &[prepared("88.100/A", "changed")],
+            &ImportLog::Unlogged(reset),
+        )
+        .unwrap();
+        reg.make_all_durable().unwrap();
+    }
+    let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+    reg.load_read_index();
+    assert_index_agrees(&reg, &keys);
+    assert_eq!(
+        reg.get_key("88.100/A").unwrap().unwrap().values[0].data,
+        b"changed".to_vec()
+    );
+}
