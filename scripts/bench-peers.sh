@@ -750,7 +750,12 @@ export DATE CPU_MODEL V_NSD V_KNOT V_DNSPERF V_IDNODE GIT_REV COUNT DURATION RAT
 NPROC=$(nproc)
 KERNEL=$(uname -r)
 CLK_TCK=$(getconf CLK_TCK)
-export NPROC KERNEL CLK_TCK
+# Resident memory of each authoritative server after its runs (same data, same queries).
+rss_mib() { awk '$1 == "VmRSS:" { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || true; }
+RSS_NSD=$(rss_mib "$PID_NSD")
+RSS_KNOT=$(rss_mib "$PID_KNOT")
+RSS_IDNODE=$(rss_mib "$PID_AUTH")
+export NPROC KERNEL CLK_TCK RSS_NSD RSS_KNOT RSS_IDNODE
 
 python3 - "$WORK" >"$WORK/table.md" <<'EOF'
 import json, os, sys
@@ -849,6 +854,10 @@ out += [
     f"- Data: {E['COUNT']} identifiers, 2–3 values each; {duration} s per run; fixed rate "
     f"{rate}/s; ½ idnode peak = {E['HALF_DNS']}/s (DNS, all three servers) and "
     f"{E['HALF_HUDP']}/s (Handle UDP); idnode {E['THREADS'] or 'default UDP threads'}",
+    "- Resident memory after the runs (VmRSS): " + ", ".join(
+        f"{n} {E[k]} MiB ({int(E[k]) * 1048576 // max(int(E['COUNT']), 1)} B per identifier)"
+        for n, k in (("NSD", "RSS_NSD"), ("Knot", "RSS_KNOT"), ("idnode", "RSS_IDNODE"))
+        if E.get(k, "").isdigit()),
     "",
 ]
 out += lines
