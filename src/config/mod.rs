@@ -560,6 +560,9 @@ pub struct StoreConfig {
     /// Most memory the read index may take (0: no limit); past it, it is dropped with a
     /// warning and resolutions read sled.
     pub read_index_max_mb: u64,
+    /// Group commit window (µs): a write arriving within this long of the previous flush
+    /// waits out the rest of it and shares the next flush (0: flush at once).
+    pub commit_window_us: u64,
 }
 
 impl Default for StoreConfig {
@@ -569,6 +572,7 @@ impl Default for StoreConfig {
             flush_every_ms: 500,
             read_index: true,
             read_index_max_mb: 0,
+            commit_window_us: 1000,
         }
     }
 }

@@ -445,6 +445,12 @@ impl Config {
                 "must be between 1 and 1048576",
             ));
         }
+        if self.store.commit_window_us > 100_000 {
+            return Err(invalid(
+                "store.commit_window_us",
+                "must be at most 100000 (0: flush every write at once)",
+            ));
+        }
         if self.store.read_index_max_mb > 1 << 24 {
             return Err(invalid(
                 "store.read_index_max_mb",

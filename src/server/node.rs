@@ -98,6 +98,7 @@ pub fn open_registry(config: &ValidConfig) -> Result<Registry, StartError> {
             cache_capacity_bytes: config.store.cache_capacity_mb << 20,
             flush_every_ms: config.store.flush_every_ms,
             read_index_budget_bytes: config.store.read_index_max_mb << 20,
+            commit_window: Duration::from_micros(config.store.commit_window_us),
         },
     )
     .map_err(|source| StartError::Registry {

@@ -160,6 +160,11 @@ pub struct StoreOptions {
     /// Most bytes the read index ([`index`]) may hold before it gives up (0: no limit). The
     /// index holds nothing until [`Registry::load_read_index`] is called.
     pub read_index_budget_bytes: u64,
+    /// Group commit window: a write arriving within this long of the previous flush waits
+    /// out the rest of it, so one flush covers the writes of the window
+    /// ([`Registry::make_durable`]). Zero: every write flushes at once unless another
+    /// writer's flush covers it.
+    pub commit_window: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -168,6 +173,7 @@ impl Default for StoreOptions {
             cache_capacity_bytes: 256 << 20,
             flush_every_ms: 500,
             read_index_budget_bytes: 0,
+            commit_window: std::time::Duration::ZERO,
         }
     }
 }
@@ -184,6 +190,9 @@ pub struct Registry {
     writer: Mutex<u64>,
     committed_seq: AtomicU64,
     durability: Mutex<Durability>,
+    durable_seq: durability::DurableSeq,
+    /// See [`StoreOptions::commit_window`].
+    commit_window: std::time::Duration,
     /// Every record's bytes in memory once loaded (`index`): resolutions read it first.
     index: index::ReadIndex,
     /// Which prepared answers a write retires (`stamps`).
@@ -323,6 +332,8 @@ impl Registry {
             writer: Mutex::new(last_seq),
             committed_seq: AtomicU64::new(last_seq),
             durability: Mutex::new(Durability::new()),
+            durable_seq: durability::DurableSeq::default(),
+            commit_window: options.commit_window,
             stamps: stamps::ChangeStamps::default(),
             homed: std::sync::RwLock::new(homed),
             saved_index: Mutex::new(saved_index),
