@@ -227,16 +227,13 @@ impl Engine {
             }
             return Err(ResolveError::NotFound);
         };
-        let selected: Vec<HandleValue> = record
-            .values
-            .iter()
-            .filter(|v| {
+        // Moved out of the record, not cloned: the common answer is all of its values.
+        let (selected, others): (Vec<HandleValue>, Vec<HandleValue>) =
+            record.values.into_iter().partition(|v| {
                 (q.indexes.is_empty() && q.types.is_empty())
                     || q.indexes.contains(&v.index)
                     || q.types.iter().any(|t| v.matches_type_query(t))
-            })
-            .cloned()
-            .collect();
+            });
         // `is_public`: PUBLIC_READ and not a secret. A secret is never answered to an
         // anonymous reader, whatever its stored permissions (records written before secrets
         // defaulted to admin-only are covered too).
@@ -253,9 +250,9 @@ impl Engine {
             let Some(identity) = identity else {
                 return Err(ResolveError::NonPublicNeedsAuthentication);
             };
-            let mut admins: Vec<HandleValue> = record
-                .values
+            let mut admins: Vec<HandleValue> = selected
                 .iter()
+                .chain(&others)
                 .filter(|v| v.is_type(types::HS_ADMIN))
                 .cloned()
                 .collect();
