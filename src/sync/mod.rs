@@ -24,6 +24,7 @@
 //! holds one page at a time on both ends (issue 14); the whole snapshot in one answer is
 //! still served to followers that ask for it (older builds).
 
+pub mod backup;
 pub mod feed;
 pub mod follower;
 pub mod status;

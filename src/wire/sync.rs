@@ -138,6 +138,30 @@ pub struct LinkStatus {
     pub last_error: Option<String>,
 }
 
+/// The last line of an online export (`GET /sync/export`, `idnode export --online`):
+/// `{"export": {...}}`. Importing every line before it, in order, gives the node's records
+/// as they were at `consistent_at_seq`. A file that does not end with this line is
+/// incomplete. `idnode import` reads it (and prints the sequence); older builds reject it
+/// as a line that is no record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportTrailer {
+    /// The registry sequence the export is consistent at.
+    pub consistent_at_seq: u64,
+    /// Record lines from the scan of the registry.
+    pub records: usize,
+    /// Lines from the change log after the scan (records and `{"delete": key}` lines).
+    pub changes: usize,
+    /// The prefixes the node homed when the export ended (a zone made from the file needs
+    /// them; the records alone do not say).
+    pub homed_prefixes: Vec<String>,
+}
+
+/// The trailer line as it is written: `{"export": ExportTrailer}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportTrailerLine {
+    pub export: ExportTrailer,
+}
+
 /// Every refusal of a `/sync/*` endpoint (401, 403, 410 "re-bootstrap", 503, ...): the
 /// Handle response code and a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

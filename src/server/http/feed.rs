@@ -27,6 +27,8 @@
 //!   streaming over the prefix's key range ([`crate::sync::digest`]; bounded memory);
 //!   `seq` when it is exact at that sequence.
 //! - `GET /sync/status` → this node's follow links.
+//! - `GET /sync/export` → the whole registry as JSON Lines, consistent at one sequence
+//!   (`server::http::backup`; the operator token only).
 //!
 //! Every endpoint needs an identity listed in `[[sync.allow]]` (401 without valid
 //! credentials, 403 for prefixes it may not receive), and HTTPS unless
@@ -81,10 +83,11 @@ pub fn router(state: Arc<FeedState>) -> Router {
         .route("/sync/snapshot", get(snapshot))
         .route("/sync/digest", get(digest))
         .route("/sync/status", get(status))
+        .route("/sync/export", get(super::backup::export))
         .with_state(state)
 }
 
-fn error(status: StatusCode, rc: u32, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, rc: u32, message: &str) -> Response {
     let body = FeedError {
         response_code: rc,
         message: message.to_string(),
@@ -143,7 +146,7 @@ fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<
 }
 
 /// Who is calling a feed endpoint.
-enum Caller {
+pub(super) enum Caller {
     /// An identity of `[[sync.allow]]`, with the prefixes it may receive.
     Follower(Identity, Vec<Prefix>),
     /// The holder of the node's operator token.
@@ -151,8 +154,8 @@ enum Caller {
 }
 
 /// Authenticate the caller: a follower identity listed in `[[sync.allow]]` (every
-/// endpoint), or the operator token when `operator_ok` (status and digests).
-fn authenticate_caller(
+/// endpoint), or the operator token when `operator_ok` (status, digests, the export).
+pub(super) fn authenticate_caller(
     state: &FeedState,
     req: &Request,
     operator_ok: bool,
@@ -284,7 +287,9 @@ fn authorize(
 }
 
 /// A permit for one full-prefix scan, or the 503 that tells the client to come back.
-fn scan_permit(state: &FeedState) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
+pub(super) fn scan_permit(
+    state: &FeedState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
     state.scans.clone().try_acquire_owned().map_err(|_| {
         tracing::info!("sync scan refused: sync.max_concurrent_scans already running");
         let mut resp = error(
