@@ -399,3 +399,82 @@ async fn pages_are_bounded_and_refused_to_strangers() {
     assert_eq!(d["seq"].as_u64(), Some(p.engine.registry().last_seq()));
     p.shutdown().await;
 }
+
+/// A fake upstream with an empty prefix at sequence 5 whose digest says `sha256`, exact at
+/// sequence 5 when `exact` (otherwise as under writes that never stop).
+async fn fake_upstream(sha256: &'static str, exact: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let body = if head.starts_with("GET /sync/snapshot?limit=") {
+                    serde_json::json!({"seq": 5, "records": [], "more": false})
+                } else if head.starts_with("GET /sync/digest") {
+                    let mut d =
+                        serde_json::json!({"prefix": "88.100", "records": 0, "sha256": sha256});
+                    if exact {
+                        d["seq"] = 5.into();
+                    }
+                    d
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    serde_json::json!({"next": 5, "last_seq": 5, "changes": []})
+                }
+                .to_string();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_counts_once_its_digest_matches_or_cannot_be_checked() {
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    // A digest that never holds still cannot be checked: the link goes on unverified
+    // rather than never following.
+    for (sha256, exact, matches) in [
+        ("00", true, false),
+        (EMPTY, true, true),
+        ("00", false, true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let up = fake_upstream(sha256, exact).await;
+        let m = mirror(dir.path(), up).await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let st = link_status(&m).await;
+            let done = if matches {
+                st["bootstraps"] == 1 && st["state"] == "streaming"
+            } else {
+                st["errors"].as_u64().unwrap_or(0) >= 2
+            };
+            if done {
+                if !matches {
+                    assert_eq!(st["bootstraps"], 0, "{st}");
+                    let why = st["last_error"].as_str().unwrap_or("");
+                    assert!(why.contains("does not match the upstream's digest"), "{st}");
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{sha256}: {st}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if matches {
+            let reg = m.engine.registry();
+            let link = format!("http://{up}");
+            assert_eq!(reg.cursor(&link).unwrap(), 5);
+            assert!(reg.bootstrap_state(&link).unwrap().is_none());
+        }
+        m.shutdown().await;
+    }
+}

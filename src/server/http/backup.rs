@@ -11,7 +11,7 @@
 //! Streaming: the scan runs on the blocking pool and writes into 64 KiB chunks that go
 //! through a channel of [`CHUNKS_IN_FLIGHT`] to the response body, so a slow client slows
 //! the scan instead of piling the registry up in memory, and a client that goes away stops
-//! it. A failure half-way ends the body with an error (the connection is cut before the
+//! it, as does the node's shutdown. A failure half-way ends the body with an error (the connection is cut before the
 //! end of the chunked body), and the file then lacks its trailer line: the client can tell.
 //! It sits beside `feed` because it shares its authentication and scan permits.
 
@@ -60,10 +60,16 @@ impl hyper::body::Body for ChannelBody {
 struct ChunkWriter {
     buf: Vec<u8>,
     tx: mpsc::Sender<Chunk>,
+    /// Node shutdown: an export under way stops (the client sees it cut) rather than hold
+    /// the graceful shutdown up for as long as the scan takes.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ChunkWriter {
     fn send(&mut self) -> std::io::Result<()> {
+        if *self.shutdown.borrow() {
+            return Err(std::io::Error::other("the node is shutting down"));
+        }
         let chunk = Bytes::from(std::mem::replace(
             &mut self.buf,
             Vec::with_capacity(CHUNK_BYTES),
@@ -113,11 +119,13 @@ pub async fn export(State(state): State<Arc<FeedState>>, req: Request) -> Respon
     };
     let registry = state.http.engine().registry().clone();
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let shutdown = state.shutdown.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let mut out = ChunkWriter {
             buf: Vec::with_capacity(CHUNK_BYTES),
             tx: tx.clone(),
+            shutdown,
         };
         let origin = match peer {
             Some(ip) => crate::audit::Origin::Client("rest", ip),
