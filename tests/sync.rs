@@ -707,7 +707,9 @@ async fn hole8_every_sync_endpoint_needs_authentication() {
         "/sync/digest?prefix=88.100",
         "/sync/status",
         "/sync/snapshot",
+        "/sync/snapshot?limit=10",
         "/sync/changes?after=0",
+        "/sync/export",
     ] {
         let (s, v) = http(a, "GET", path, None, "").await;
         assert_eq!(s, 401, "{path}: {v}");

@@ -159,11 +159,18 @@ pub enum Command {
         #[arg(long)]
         no_change_log: bool,
     },
-    /// Write every record as JSON Lines (includes secrets: keep the file safe; node stopped),
-    /// or with --format zone the DNS zone file of what the DNS front end answers.
+    /// Write every record as JSON Lines (includes secrets: keep the file safe; node stopped,
+    /// or running with --online), or with --format zone the DNS zone file of what the DNS
+    /// front end answers.
     Export {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Export from the running node instead of its data directory: asked of its HTTP
+        /// listener (from the configuration, plain HTTP) with the operator token in its data
+        /// directory, consistent at one sequence number (the file's last line names it),
+        /// while the node keeps serving and taking writes.
+        #[arg(long)]
+        online: bool,
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,

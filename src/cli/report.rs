@@ -165,6 +165,17 @@ pub fn import_summary(
             summary.other_partitions
         ));
     }
+    if summary.deleted > 0 {
+        lines.push(format!(
+            "applied {} delete lines (changes during the online export)",
+            summary.deleted
+        ));
+    }
+    if let Some(seq) = summary.consistent_at_seq {
+        lines.push(format!(
+            "the export was consistent at sequence {seq} of the node it came from"
+        ));
+    }
     if no_change_log {
         lines.push("change log reset: followers re-bootstrap from a snapshot".into());
     }

@@ -213,6 +213,14 @@ pub struct SyncFollow {
     /// Accept any upstream certificate (tests with self-signed certificates only).
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Records asked for per page when bootstrapping from a paged snapshot (1 to 10 000;
+    /// the upstream also ends a page at about 4 MiB).
+    #[serde(default = "default_bootstrap_page")]
+    pub bootstrap_page: usize,
+}
+
+fn default_bootstrap_page() -> usize {
+    crate::sync::follower::DEFAULT_BOOTSTRAP_PAGE
 }
 
 /// The DNS front end: identifiers as names under `zone` (see `wire::dns` for the mapping).

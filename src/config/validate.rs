@@ -577,6 +577,15 @@ fn follow_settings(
             "a client certificate goes with private_key (its key) and an https:// upstream",
         ));
     }
+    if !(1..=crate::store::bootstrap::MAX_PAGE_RECORDS).contains(&f.bootstrap_page) {
+        return Err(invalid(
+            "sync.follow.bootstrap_page",
+            format!(
+                "records per bootstrap page: 1 to {}",
+                crate::store::bootstrap::MAX_PAGE_RECORDS
+            ),
+        ));
+    }
     if plain && !allow_plain {
         return Err(invalid(
             "sync.follow.upstream",
@@ -592,5 +601,6 @@ fn follow_settings(
         prefixes,
         ca_file: f.ca_file.clone(),
         insecure_skip_verify: f.insecure_skip_verify,
+        bootstrap_page: f.bootstrap_page,
     })
 }

@@ -1,7 +1,10 @@
 //! Bulk loading of JSON Lines records (`idnode import`): which lines become records, and the
 //! pipeline that writes them.
 //!
-//! A line is `{"handle": "...", "values": [...]}` in the REST value shape. It is imported when
+//! A line is `{"handle": "...", "values": [...]}` in the REST value shape, and in the output
+//! of an online export (`idnode export --online`) also `{"delete": "<key>"}` (the record is
+//! removed, in the file's order) and the trailer `{"export": {"consistent_at_seq": S, ...}}`
+//! (reported, see [`crate::wire::sync::ExportTrailer`]). A record line is imported when
 //! the handle parses under the node's case rule, the node is responsible for it, and its
 //! values pass the checks every write passes; values without a timestamp get the load's time
 //! (the engine's one stamping rule, keeping times a record already carries, so an export
@@ -46,6 +49,10 @@ pub struct ImportSummary {
     pub rejected: usize,
     /// Records skipped because they hash to another server of the site.
     pub other_partitions: usize,
+    /// Delete lines applied (an online export's changes after its scan).
+    pub deleted: usize,
+    /// The sequence an online export's trailer says the file is consistent at.
+    pub consistent_at_seq: Option<u64>,
 }
 
 /// Why an import stopped.
@@ -70,6 +77,10 @@ pub enum ImportLine {
     Record(Handle, Record),
     /// A record that hashes to another server of the site.
     OtherPartition(Handle),
+    /// `{"delete": key}`: remove the record (this server's).
+    Delete(Handle),
+    /// An online export's trailer.
+    Trailer(crate::wire::sync::ExportTrailer),
 }
 
 /// A bulk load into the engine's registry (the node stopped: nothing else writes).
@@ -97,18 +108,47 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// One JSON Lines record (trimmed, not empty), checked; the error is the reason the line
+    /// One JSON Lines line (trimmed, not empty), checked; the error is the reason the line
     /// is rejected.
     pub fn parse_line(&mut self, text: &str) -> Result<ImportLine, String> {
         let engine = self.engine;
         let json: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+        if json.get("export").is_some() {
+            let line: crate::wire::sync::ExportTrailerLine = serde_json::from_value(json)
+                .map_err(|e| format!("malformed export trailer: {e}"))?;
+            return Ok(ImportLine::Trailer(line.export));
+        }
+        if let Some(key) = json.get("delete") {
+            let key = key.as_str().ok_or("\"delete\" is not a string")?;
+            let handle = engine.parse_handle(key).map_err(|f| f.to_string())?;
+            self.check_responsible(&handle)?;
+            if !engine.in_partition(&handle) {
+                return Ok(ImportLine::OtherPartition(handle));
+            }
+            return Ok(ImportLine::Delete(handle));
+        }
         let (handle_text, mut values) =
             hjson::values_from_request_body(&json).map_err(|e| e.to_string())?;
         let handle_text = handle_text.ok_or("no \"handle\" field")?;
         let handle = engine
             .parse_handle(&handle_text)
             .map_err(|f| f.to_string())?;
+        self.check_responsible(&handle)?;
+        validate_values(&values).map_err(|e| e.to_string())?;
+        if !engine.in_partition(&handle) {
+            return Ok(ImportLine::OtherPartition(handle));
+        }
+        stamp(&mut values, self.now, Stamp::Unset);
+        let record = Record {
+            handle: handle.as_str().to_string(),
+            values: sorted(values),
+        };
+        Ok(ImportLine::Record(handle, record))
+    }
+
+    /// Is the node responsible for `handle` (cached per prefix)? The reason if not.
+    fn check_responsible(&mut self, handle: &Handle) -> Result<(), String> {
         let prefix = handle.prefix();
         let cached = match handle.described_prefix() {
             None => self.responsible.get(prefix.as_str()).copied(),
@@ -117,7 +157,10 @@ impl<'a> Importer<'a> {
         let is_responsible = match cached {
             Some(known) => known,
             None => {
-                let known = engine.is_responsible(&handle).map_err(|f| f.to_string())?;
+                let known = self
+                    .engine
+                    .is_responsible(handle)
+                    .map_err(|f| f.to_string())?;
                 if handle.described_prefix().is_none() {
                     self.responsible.insert(prefix.as_str().to_string(), known);
                 }
@@ -129,16 +172,7 @@ impl<'a> Importer<'a> {
                 "prefix {prefix} is not homed by this node (add it to node.homed_prefixes)"
             ));
         }
-        validate_values(&values).map_err(|e| e.to_string())?;
-        if !engine.in_partition(&handle) {
-            return Ok(ImportLine::OtherPartition(handle));
-        }
-        stamp(&mut values, self.now, Stamp::Unset);
-        let record = Record {
-            handle: handle.as_str().to_string(),
-            values: sorted(values),
-        };
-        Ok(ImportLine::Record(handle, record))
+        Ok(())
     }
 
     /// Load every line of `input` in atomic batches of `batch_size` records, then make it all
@@ -167,9 +201,10 @@ impl<'a> Importer<'a> {
                     .map_err(ImportError::ResetFeed)?,
             )
         };
-        let (written, (rejected, other_partitions)) =
+        let (written, (rejected, other_partitions, deleted, trailer)) =
             write_batches(&registry, &log, batch_size, |batcher| {
-                let (mut rejected, mut other_partitions) = (0usize, 0usize);
+                let (mut rejected, mut other_partitions, mut deleted) = (0usize, 0usize, 0usize);
+                let mut trailer = None;
                 let reader = std::io::BufReader::with_capacity(READ_BUFFER, input);
                 for (i, line) in reader.split(b'\n').enumerate() {
                     let line = line.map_err(ImportError::Read)?;
@@ -184,6 +219,17 @@ impl<'a> Importer<'a> {
                     let prepared = match parsed {
                         Ok(ImportLine::OtherPartition(_)) => {
                             other_partitions += 1;
+                            continue;
+                        }
+                        Ok(ImportLine::Trailer(t)) => {
+                            trailer = Some(t.consistent_at_seq);
+                            continue;
+                        }
+                        Ok(ImportLine::Delete(handle)) => {
+                            if !batcher.delete(handle.key()) {
+                                break;
+                            }
+                            deleted += 1;
                             continue;
                         }
                         Ok(ImportLine::Record(handle, record)) => {
@@ -207,13 +253,15 @@ impl<'a> Importer<'a> {
                         }
                     }
                 }
-                Ok::<_, ImportError>((rejected, other_partitions))
+                Ok::<_, ImportError>((rejected, other_partitions, deleted, trailer))
             })?;
         registry.make_all_durable().map_err(ImportError::Durable)?;
         Ok(ImportSummary {
             written,
             rejected,
             other_partitions,
+            deleted,
+            consistent_at_seq: trailer,
         })
     }
 }
@@ -361,6 +409,7 @@ mod tests {
                 written: ours,
                 rejected: 0,
                 other_partitions: 20 - ours,
+                ..ImportSummary::default()
             }
         );
     }
@@ -395,6 +444,7 @@ mod tests {
                 written: 2,
                 rejected: 2,
                 other_partitions: 0,
+                ..ImportSummary::default()
             }
         );
         // Every byte counted once, a newline assumed after the last line too.
@@ -436,5 +486,44 @@ mod tests {
             .get(&engine.parse_handle("88.100.1/a").unwrap())
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn online_export_lines_delete_in_order_and_name_their_sequence() {
+        let (_dir, engine) = engine(Policy::default());
+        let registry = engine.registry().clone();
+        let url = |v: &str| format!(r#"[{{"index":1,"type":"URL","data":"{v}"}}]"#);
+        let input = [
+            format!(r#"{{"handle":"88.100.1/a","values":{}}}"#, url("one")),
+            format!(r#"{{"handle":"88.100.1/b","values":{}}}"#, url("two")),
+            r#"{"delete":"88.100.1/a"}"#.to_string(),
+            r#"{"delete":"88.999/x"}"#.to_string(),
+            r#"{"delete":7}"#.to_string(),
+            r#"{"export":{"consistent_at_seq":"soon"}}"#.to_string(),
+            r#"{"export":{"consistent_at_seq":42,"records":2,"changes":1,"homed_prefixes":["88.100.1"]}}"#
+                .to_string(),
+        ]
+        .join("\n");
+        let mut rejected = Vec::new();
+        let summary = Importer::at(&engine, NOW)
+            .run(input.as_bytes(), 1000, true, |e| {
+                if let ImportEvent::Rejected { line, .. } = e {
+                    rejected.push(line)
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            summary,
+            ImportSummary {
+                written: 2,
+                rejected: 3,
+                deleted: 1,
+                consistent_at_seq: Some(42),
+                ..ImportSummary::default()
+            }
+        );
+        assert_eq!(rejected, [4, 5, 6]);
+        assert!(registry.get_key("88.100.1/a").unwrap().is_none());
+        assert!(registry.get_key("88.100.1/b").unwrap().is_some());
     }
 }

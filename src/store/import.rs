@@ -12,6 +12,7 @@
 
 use std::sync::mpsc::{sync_channel, SyncSender};
 
+use super::{lock, now_unix_millis, record, Action, Change};
 use super::{ImportLog, PreparedRecord, Registry, StoreError};
 
 /// Full batches waiting for the writer before the producer blocks.
@@ -26,11 +27,18 @@ pub enum WriteError {
     Panicked,
 }
 
+/// What the writer thread is handed, in the order of the input.
+enum Job {
+    Records(Vec<PreparedRecord>),
+    /// A `{"delete": key}` line of an online export.
+    Delete(String),
+}
+
 /// Gathers prepared records into batches and hands each full one to the writer.
 pub struct Batcher {
     batch: Vec<PreparedRecord>,
     batch_size: usize,
-    tx: SyncSender<Vec<PreparedRecord>>,
+    tx: SyncSender<Job>,
 }
 
 impl Batcher {
@@ -42,7 +50,59 @@ impl Batcher {
             return true;
         }
         let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
-        self.tx.send(full).is_ok()
+        self.tx.send(Job::Records(full)).is_ok()
+    }
+
+    /// Delete the record under the normalized `key`, after every record pushed before it
+    /// (the partial batch is handed over first, so the input's order holds). `false` when
+    /// the writer has stopped on an error.
+    pub fn delete(&mut self, key: &str) -> bool {
+        if !self.batch.is_empty() {
+            let partial = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+            if self.tx.send(Job::Records(partial)).is_err() {
+                return false;
+            }
+        }
+        self.tx.send(Job::Delete(key.to_string())).is_ok()
+    }
+}
+
+impl Registry {
+    /// Bulk load: remove the record under `key` (a delete line of an online export), with a
+    /// delete entry in the change log under [`ImportLog::Entries`], committed like
+    /// [`Registry::import_batch`] (not yet durable). `false` when there was no record.
+    pub fn import_delete(&self, key: &str, log: &ImportLog) -> Result<bool, StoreError> {
+        let last_seq = lock(&self.writer);
+        let start = *last_seq;
+        let logged = match log {
+            ImportLog::Entries => true,
+            ImportLog::Unlogged(reset) if reset.seq == start => false,
+            ImportLog::Unlogged(reset) => {
+                return Err(StoreError::FeedMoved {
+                    reset: reset.seq,
+                    now: start,
+                })
+            }
+        };
+        if !self.records.contains_key(key.as_bytes())? {
+            return Ok(false);
+        }
+        if !logged {
+            self.records.remove(key.as_bytes())?;
+            self.indexed([(key.as_bytes(), None)]);
+            return Ok(true);
+        }
+        let seq = start + 1;
+        let change = record::encode_change(&Change {
+            seq,
+            unix_millis: now_unix_millis(),
+            action: Action::Delete,
+            key: key.to_string(),
+            record: None,
+        });
+        self.commit(&[(key.as_bytes(), None)], &[(seq, change)])?;
+        self.committed(last_seq, seq);
+        Ok(true)
     }
 }
 
@@ -64,13 +124,20 @@ where
     E: From<WriteError>,
 {
     let batch_size = batch_size.max(1);
-    let (tx, rx) = sync_channel::<Vec<PreparedRecord>>(BATCHES_IN_FLIGHT);
+    let (tx, rx) = sync_channel::<Job>(BATCHES_IN_FLIGHT);
     let (written, produced) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| -> Result<usize, StoreError> {
             let mut written = 0usize;
-            for batch in rx {
-                registry.import_batch(&batch, log)?;
-                written += batch.len();
+            for job in rx {
+                match job {
+                    Job::Records(batch) => {
+                        registry.import_batch(&batch, log)?;
+                        written += batch.len();
+                    }
+                    Job::Delete(key) => {
+                        registry.import_delete(&key, log)?;
+                    }
+                }
             }
             Ok(written)
         });
@@ -82,7 +149,9 @@ where
         let produced = produce(&mut batcher);
         if produced.is_ok() && !batcher.batch.is_empty() {
             // An error here means the writer stopped; it is reported below.
-            let _ = batcher.tx.send(std::mem::take(&mut batcher.batch));
+            let _ = batcher
+                .tx
+                .send(Job::Records(std::mem::take(&mut batcher.batch)));
         }
         // Closing the channel ends the writer's loop.
         drop(batcher);
@@ -174,5 +243,37 @@ mod tests {
             Err(WriteError::Store(StoreError::FeedMoved { .. }))
         ));
         assert!(pushed < 1000, "the producer stopped once the writer had");
+    }
+
+    #[test]
+    fn deletes_keep_their_place_among_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path(), &StoreOptions::default()).unwrap();
+        let (written, _) = write_batches::<_, WriteError>(&reg, &ImportLog::Entries, 3, |b| {
+            assert!(b.push(prepared(1)));
+            assert!(b.push(prepared(2)));
+            // Deleted after its put (still in the partial batch), put again after.
+            assert!(b.delete("88.100/1"));
+            assert!(b.delete("88.100/2"));
+            assert!(b.push(prepared(2)));
+            // A key that never was: nothing to delete, nothing logged.
+            assert!(b.delete("88.100/none"));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(written, 3);
+        assert!(reg.get_key("88.100/1").unwrap().is_none());
+        assert!(reg.get_key("88.100/2").unwrap().is_some());
+        assert_eq!(reg.last_seq(), 5, "three puts and two deletes logged");
+        let log = reg.changes_after(0, 10).unwrap();
+        assert_eq!(log[2].action, Action::Delete);
+        // Unlogged: removed, the sequence unmoved.
+        let reset = reg.reset_change_feed().unwrap();
+        let seq = reg.last_seq();
+        assert!(reg
+            .import_delete("88.100/2", &ImportLog::Unlogged(reset))
+            .unwrap());
+        assert!(reg.get_key("88.100/2").unwrap().is_none());
+        assert_eq!(reg.last_seq(), seq);
     }
 }

@@ -5,11 +5,13 @@
 //! - `prefixes`: normalized prefix → u64 unix seconds when it was homed;
 //! - `log`: u64 sequence → [`Change`], the record as it is after the change;
 //! - `meta`: `schema_version` (u32), `last_seq` (u64), `cursor/<link>` (u64: the upstream
-//!   sequence a follow link has applied up to; see [`Registry::apply_replicated`]).
+//!   sequence a follow link has applied up to; see [`Registry::apply_replicated`]),
+//!   `bootstrap/<link>` (a paged bootstrap under way; see [`bootstrap`]).
 //!
 //! Beside this file: [`record`] (the stored formats), [`import`] (the bulk loader's writer),
 //! `prefixes` (homing and unhoming), `replicate` (snapshots, follow-link cursors and the writes
-//! that apply an upstream's changes) and `durability` (flush + `fsync`, group commit).
+//! that apply an upstream's changes), [`bootstrap`] (paged snapshots: the pages an upstream
+//! serves and a follower applies) and `durability` (flush + `fsync`, group commit).
 //!
 //! Every mutation is one sled transaction over `records`, `log` and `meta`, so a record and the
 //! log entry describing it are written together or not at all. Writers are serialized by a
@@ -38,6 +40,7 @@
 //! ([`Registry::reset_change_feed`] + [`ImportLog::Unlogged`]) skips the per-record
 //! entries and makes followers re-bootstrap instead.
 
+pub mod bootstrap;
 mod durability;
 pub mod import;
 pub mod index;

@@ -17,6 +17,21 @@ use super::{Action, Change, Record, Registry, StoreError, META_LAST_SEQ};
 use crate::model::codec::DecodeError;
 use crate::model::Prefix;
 
+/// A replicated write: the key, what happens to it, and the record (stored bytes and decoded)
+/// for a create or update.
+pub(super) type ReplicatedEntry = (String, Action, Option<(Vec<u8>, Record)>);
+
+/// A `meta` write committed with replicated entries: key and value (`None` removes it).
+pub(super) type MetaWrite = (String, Option<Vec<u8>>);
+
+/// The `meta` write that sets the follow link `cursor_key`'s cursor.
+pub(super) fn cursor_write(cursor_key: &str, cursor: u64) -> MetaWrite {
+    (
+        format!("cursor/{cursor_key}"),
+        Some(cursor.to_be_bytes().to_vec()),
+    )
+}
+
 fn bad_change(c: &Change, reason: &str) -> StoreError {
     StoreError::Corrupt {
         key: c.key.clone(),
@@ -90,7 +105,7 @@ impl Registry {
             };
             entries.push((c.key.clone(), c.action, record));
         }
-        self.replicate_commit(&entries, false, cursor_key, cursor)
+        self.replicate_commit(&entries, false, &[cursor_write(cursor_key, cursor)])
     }
 
     /// Replace the content of the followed `prefixes` (as [`Registry::snapshot`] defines it) by
@@ -123,22 +138,20 @@ impl Registry {
             }
         }
         deletes.extend(entries);
-        self.replicate_commit(&deletes, true, cursor_key, seq)
+        self.replicate_commit(&deletes, true, &[cursor_write(cursor_key, seq)])
     }
 
-    /// Commit replicated entries (key, action, encoded record) and the cursor in one
-    /// transaction. With `snapshot`, unchanged records are not rewritten nor logged.
-    #[allow(clippy::type_complexity)]
-    fn replicate_commit(
+    /// Commit replicated entries (key, action, encoded record) and the `meta` writes (the
+    /// link's cursor, a bootstrap's state; `None` removes) in one transaction, then make it
+    /// durable. With `snapshot`, unchanged records are not rewritten nor logged.
+    pub(super) fn replicate_commit(
         &self,
-        entries: &[(String, Action, Option<(Vec<u8>, Record)>)],
+        entries: &[ReplicatedEntry],
         snapshot: bool,
-        cursor_key: &str,
-        cursor: u64,
+        meta_writes: &[MetaWrite],
     ) -> Result<Option<u64>, StoreError> {
         let last_seq = lock(&self.writer);
         let now = now_unix_millis();
-        let cursor_meta = format!("cursor/{cursor_key}");
         let mut writes: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
         let mut changes = Vec::new();
         let mut seq = *last_seq;
@@ -181,14 +194,20 @@ impl Registry {
             if seq != *last_seq {
                 meta.insert(META_LAST_SEQ, &seq.to_be_bytes())?;
             }
-            meta.insert(cursor_meta.as_bytes(), &cursor.to_be_bytes())?;
+            for (key, value) in meta_writes {
+                match value {
+                    Some(v) => meta.insert(key.as_bytes(), v.as_slice())?,
+                    None => meta.remove(key.as_bytes())?,
+                };
+            }
             Ok::<(), ConflictableTransactionError<()>>(())
         });
         transacted(result)?;
         self.indexed(writes.iter().copied());
         let changed = seq != *last_seq;
         self.committed(last_seq, seq);
-        // The cursor moved even when no record did: always make it durable.
+        // The cursor (or a bootstrap's state) moved even when no record did: always make it
+        // durable.
         self.make_durable_force(seq)?;
         Ok(changed.then_some(seq))
     }

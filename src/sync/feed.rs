@@ -1,5 +1,6 @@
 //! What the change feed answers, built from the registry: the batch of changes after a
-//! cursor and the snapshot of prefixes, as the [`crate::wire::sync`] messages. The HTTP side
+//! cursor, the snapshot of prefixes and the pages of a paged snapshot, as the
+//! [`crate::wire::sync`] messages. The HTTP side
 //! (routes, authentication of followers, the long-poll wait, scan permits) is
 //! `server::http::feed`; this half knows no HTTP, so it sits in `sync`, below `server`, next
 //! to the follower that reads these messages back.
@@ -11,7 +12,7 @@ use crate::store::{record, Action, Change, Record, Registry, StoreError};
 use crate::sync::key_under;
 use crate::wire::json as hjson;
 use crate::wire::sync::{
-    ChangeAction, ChangeBatch, ChangeEntry, RecordJson, Snapshot, SnapshotRecord,
+    ChangeAction, ChangeBatch, ChangeEntry, RecordJson, Snapshot, SnapshotPage, SnapshotRecord,
 };
 
 /// Longest long-poll wait a follower may ask for (`wait_ms`).
@@ -97,6 +98,45 @@ pub fn snapshot(registry: &Registry, prefixes: &[Prefix]) -> Result<Snapshot, St
         })
         .collect();
     Ok(Snapshot { seq, records })
+}
+
+/// One page of a paged snapshot (`/sync/snapshot?limit=N&after=K&seq=S`): the records
+/// under `prefixes` after the key `after`, at most `limit` of them and
+/// [`crate::store::bootstrap::MAX_PAGE_BYTES`], each as its stored encoding only (followers
+/// do not read the REST JSON, and it would double the page). `seq` is the sequence the
+/// bootstrap started at: absent on the first page, which takes the newest (read before the
+/// scan, so every record read reflects it or later). `None` tells the follower to start
+/// over (410): the log no longer holds every change after `seq` (the feed could not bring
+/// what the pages missed), or `seq` is beyond this node's newest.
+pub fn snapshot_page(
+    registry: &Registry,
+    prefixes: &[Prefix],
+    after: Option<&str>,
+    seq: Option<u64>,
+    limit: usize,
+) -> Result<Option<SnapshotPage>, StoreError> {
+    let seq = match seq {
+        None => registry.last_seq(),
+        Some(s) if s > registry.last_seq() => return Ok(None),
+        Some(s) if s.saturating_add(1) < registry.first_retained_seq()? => return Ok(None),
+        Some(s) => s,
+    };
+    let max_bytes = crate::store::bootstrap::MAX_PAGE_BYTES;
+    let (records, more) = registry.snapshot_page(prefixes, after, limit, max_bytes)?;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let records = records
+        .into_iter()
+        .map(|(key, bytes)| SnapshotRecord {
+            key,
+            record: None,
+            data: engine.encode(bytes),
+        })
+        .collect();
+    Ok(Some(SnapshotPage {
+        seq,
+        records,
+        more: Some(more),
+    }))
 }
 
 /// A record as the feed sends it: its REST JSON and its canonical stored encoding (base64).

@@ -84,6 +84,20 @@ pub struct SnapshotRecord {
     pub data: String,
 }
 
+/// `GET /sync/snapshot?limit=N[&after=K][&seq=S]` (200): one page of a paged snapshot, the
+/// records under the asked prefixes after the key `K`, in key order (issue 14). `seq` is
+/// the sequence the bootstrap started at (the first page's, echoed on every later page).
+/// `more` says whether another page follows (its `after` is this page's last key); an
+/// upstream that answers the whole snapshot at once (no `limit` support) sends no `more`,
+/// which is how a follower tells the two apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPage {
+    pub seq: u64,
+    pub records: Vec<SnapshotRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
+}
+
 /// `GET /sync/digest?prefix=P` (200).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
@@ -92,6 +106,11 @@ pub struct Digest {
     pub records: usize,
     /// SHA-256 over them, hex (`sync::digest`).
     pub sha256: String,
+    /// The sequence the digest is exact at (no record under the prefix changed while it was
+    /// computed); absent when writes under the prefix kept landing, and from older nodes.
+    /// Added by issue 14 (readers ignore unknown fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// `GET /sync/status` (200): the node's newest sequence and its follow links.
@@ -107,7 +126,8 @@ pub struct LinkStatus {
     pub link: String,
     pub upstream: String,
     pub prefixes: Vec<String>,
-    /// `starting`, `streaming` or `backoff`.
+    /// `starting`, `bootstrapping` (pages of a paged snapshot), `verifying` (catching up to
+    /// and comparing the upstream's digest), `streaming` or `backoff`.
     pub state: String,
     pub cursor: u64,
     pub upstream_last_seq: u64,
@@ -116,6 +136,30 @@ pub struct LinkStatus {
     pub bootstraps: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+}
+
+/// The last line of an online export (`GET /sync/export`, `idnode export --online`):
+/// `{"export": {...}}`. Importing every line before it, in order, gives the node's records
+/// as they were at `consistent_at_seq`. A file that does not end with this line is
+/// incomplete. `idnode import` reads it (and prints the sequence); older builds reject it
+/// as a line that is no record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportTrailer {
+    /// The registry sequence the export is consistent at.
+    pub consistent_at_seq: u64,
+    /// Record lines from the scan of the registry.
+    pub records: usize,
+    /// Lines from the change log after the scan (records and `{"delete": key}` lines).
+    pub changes: usize,
+    /// The prefixes the node homed when the export ended (a zone made from the file needs
+    /// them; the records alone do not say).
+    pub homed_prefixes: Vec<String>,
+}
+
+/// The trailer line as it is written: `{"export": ExportTrailer}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportTrailerLine {
+    pub export: ExportTrailer,
 }
 
 /// Every refusal of a `/sync/*` endpoint (401, 403, 410 "re-bootstrap", 503, ...): the
@@ -248,14 +292,48 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_pages_and_whole_snapshots_tell_apart() {
+        let page = SnapshotPage {
+            seq: 3,
+            records: vec![SnapshotRecord {
+                key: "88.100/A".into(),
+                record: None,
+                data: "AAAA".into(),
+            }],
+            more: Some(true),
+        };
+        same_bytes(
+            &page,
+            json!({"seq": 3, "records": [{"key": "88.100/A", "data": "AAAA"}], "more": true}),
+        );
+        // What an upstream without pages answers reads as a page without `more`.
+        let whole: SnapshotPage = serde_json::from_value(json!({"seq": 3, "records": [
+            {"key": "88.100/A", "record": {"handle": "88.100/A", "values": []}, "data": "AAAA"}
+        ]}))
+        .unwrap();
+        assert_eq!(whole.more, None);
+        assert_eq!(whole.records[0].data, "AAAA");
+    }
+
+    #[test]
     fn digest_status_and_errors_keep_their_shapes() {
         same_bytes(
             &Digest {
                 prefix: "88.100".into(),
                 records: 2,
                 sha256: "ab".into(),
+                seq: None,
             },
             json!({"prefix": "88.100", "records": 2, "sha256": "ab"}),
+        );
+        same_bytes(
+            &Digest {
+                prefix: "88.100".into(),
+                records: 2,
+                sha256: "ab".into(),
+                seq: Some(9),
+            },
+            json!({"prefix": "88.100", "records": 2, "sha256": "ab", "seq": 9}),
         );
         let link = LinkStatus {
             link: "https://up:8443".into(),

@@ -14,10 +14,21 @@
 //!   (≤ 30 s) — by polling the registry's last sequence every 50 ms, which is simple and
 //!   bounds the added latency at 50 ms. When N is older than the retained log:
 //!   `410 Gone` `{"responseCode":10,"message":"re-bootstrap"}`.
-//! - `GET /sync/snapshot?prefix=P...` → `{"seq":S,"records":[{"key","record","data"}]}`.
-//! - `GET /sync/digest?prefix=P` → `{"prefix","records","sha256"}`, computed by streaming
-//!   over the prefix's key range ([`crate::sync::digest`]; bounded memory).
+//! - `GET /sync/snapshot?prefix=P...` → `{"seq":S,"records":[{"key","record","data"}]}`: the
+//!   whole snapshot in one answer (followers before issue 14; a scan permit, memory as
+//!   large as the prefixes).
+//! - `GET /sync/snapshot?limit=N[&after=K][&seq=S][&prefix=P...]` → `{"seq":S,"records":
+//!   [{"key","data"}],"more":B}`: one page of a paged snapshot, at most N (≤ 10 000) records
+//!   and about 4 MiB after the key K, in key order ([`crate::sync::feed::snapshot_page`]).
+//!   The first page (no `seq`) names the sequence the bootstrap starts at; later pages
+//!   echo it, and get `410 Gone` "re-bootstrap" once the log no longer holds every change
+//!   after it. No permit: a page is bounded work.
+//! - `GET /sync/digest?prefix=P` → `{"prefix","records","sha256"[,"seq"]}`, computed by
+//!   streaming over the prefix's key range ([`crate::sync::digest`]; bounded memory);
+//!   `seq` when it is exact at that sequence.
 //! - `GET /sync/status` → this node's follow links.
+//! - `GET /sync/export` → the whole registry as JSON Lines, consistent at one sequence
+//!   (`server::http::backup`; the operator token only).
 //!
 //! Every endpoint needs an identity listed in `[[sync.allow]]` (401 without valid
 //! credentials, 403 for prefixes it may not receive), and HTTPS unless
@@ -43,6 +54,7 @@ use axum::{Json, Router};
 use crate::auth::Identity;
 use crate::model::Prefix;
 use crate::server::http::{authenticate, ConnInfo, Credentials, HttpState};
+use crate::store::bootstrap::MAX_PAGE_RECORDS;
 use crate::sync::feed::{MAX_LIMIT, MAX_WAIT_MS};
 use crate::sync::follower::Links;
 use crate::wire::sync::{Digest, FeedError, SyncStatus};
@@ -71,10 +83,11 @@ pub fn router(state: Arc<FeedState>) -> Router {
         .route("/sync/snapshot", get(snapshot))
         .route("/sync/digest", get(digest))
         .route("/sync/status", get(status))
+        .route("/sync/export", get(super::backup::export))
         .with_state(state)
 }
 
-fn error(status: StatusCode, rc: u32, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, rc: u32, message: &str) -> Response {
     let body = FeedError {
         response_code: rc,
         message: message.to_string(),
@@ -133,7 +146,7 @@ fn verify_signed_request(state: &FeedState, params: &str, path: &str) -> Result<
 }
 
 /// Who is calling a feed endpoint.
-enum Caller {
+pub(super) enum Caller {
     /// An identity of `[[sync.allow]]`, with the prefixes it may receive.
     Follower(Identity, Vec<Prefix>),
     /// The holder of the node's operator token.
@@ -141,8 +154,8 @@ enum Caller {
 }
 
 /// Authenticate the caller: a follower identity listed in `[[sync.allow]]` (every
-/// endpoint), or the operator token when `operator_ok` (status and digests).
-fn authenticate_caller(
+/// endpoint), or the operator token when `operator_ok` (status, digests, the export).
+pub(super) fn authenticate_caller(
     state: &FeedState,
     req: &Request,
     operator_ok: bool,
@@ -274,7 +287,9 @@ fn authorize(
 }
 
 /// A permit for one full-prefix scan, or the 503 that tells the client to come back.
-fn scan_permit(state: &FeedState) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
+pub(super) fn scan_permit(
+    state: &FeedState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
     state.scans.clone().try_acquire_owned().map_err(|_| {
         tracing::info!("sync scan refused: sync.max_concurrent_scans already running");
         let mut resp = error(
@@ -332,6 +347,9 @@ async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response
         Ok(p) => p,
         Err(resp) => return *resp,
     };
+    if param(&params, "limit").is_some() {
+        return snapshot_page(&state, &params, prefixes).await;
+    }
     let permit = match scan_permit(&state) {
         Ok(p) => p,
         Err(resp) => return *resp,
@@ -354,6 +372,46 @@ async fn snapshot(State(state): State<Arc<FeedState>>, req: Request) -> Response
             body,
         )
             .into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /sync/snapshot?limit=N[&after=K][&seq=S]`: one page (bounded work and memory, so no
+/// scan permit); 410 "re-bootstrap" when the log no longer covers the changes after `S`.
+async fn snapshot_page(
+    state: &FeedState,
+    params: &[(String, String)],
+    prefixes: Vec<Prefix>,
+) -> Response {
+    let Some(limit) = param(params, "limit").and_then(|v| v.parse::<usize>().ok()) else {
+        return error(StatusCode::BAD_REQUEST, 2, "limit must be a number");
+    };
+    let seq = match param(params, "seq").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, 2, "seq must be a number"),
+    };
+    let after = param(params, "after")
+        .filter(|a| !a.is_empty())
+        .map(str::to_string);
+    let limit = limit.clamp(1, MAX_PAGE_RECORDS);
+    let reg = state.http.engine().registry().clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let page = crate::sync::feed::snapshot_page(&reg, &prefixes, after.as_deref(), seq, limit)?;
+        Ok::<_, crate::store::StoreError>(page.map(|p| serde_json::to_vec(&p).unwrap_or_default()))
+    })
+    .await;
+    match result {
+        Ok(Ok(Some(body))) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Ok(Ok(None)) => error(StatusCode::GONE, 10, "re-bootstrap"),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
     }
@@ -385,10 +443,11 @@ async fn digest(State(state): State<Arc<FeedState>>, req: Request) -> Response {
     })
     .await;
     match result {
-        Ok(Ok((records, sha256))) => Json(Digest {
+        Ok(Ok(d)) => Json(Digest {
             prefix: prefix.as_str().to_string(),
-            records,
-            sha256,
+            records: d.records,
+            sha256: d.sha256,
+            seq: d.seq,
         })
         .into_response(),
         Ok(Err(e)) => internal(e),

@@ -50,6 +50,7 @@ pub(crate) use auth::{authenticate, Credentials};
 pub use proxy::REDIRECT_SCHEMES;
 
 mod auth;
+mod backup;
 pub mod feed;
 mod handles;
 mod params;

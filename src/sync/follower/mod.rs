@@ -1,7 +1,9 @@
 //! Follow links: one tokio task per `[[sync.follow]]`.
 //!
-//! A link bootstraps from the upstream's snapshot when its cursor is 0 or when the upstream
-//! answers 410 (cursor older than the retained log), then long-polls `/sync/changes`. Each
+//! A link bootstraps when its cursor is 0 or when the upstream answers 410 (cursor older than
+//! the retained log): page by page from a paged snapshot, resumable after a cut, verified by
+//! digest ([`bootstrap`]), or from one whole snapshot when the upstream has no pages. Then it
+//! long-polls `/sync/changes`. Each
 //! batch is verified — sequences strictly increasing and above the cursor, `next` not below
 //! the last sequence, keys under the followed prefixes, records decoding strictly (CRC) with
 //! a handle whose key is the change's key — and applied with the cursor in one sled
@@ -32,6 +34,8 @@ use crate::model::{Handle, Prefix, SuffixCase};
 use crate::store::{record, Action, Change, Registry, StoreError};
 use crate::sync::key_under;
 use crate::wire::sync::{ChangeAction, ChangeBatch, FeedError, Snapshot};
+
+mod bootstrap;
 
 /// Why a follow link stopped (it backs off and starts again; the message is its
 /// `last_error` in `/sync/status`).
@@ -88,7 +92,13 @@ pub struct FollowSettings {
     pub ca_file: Option<PathBuf>,
     /// Accept any upstream certificate (tests only).
     pub insecure_skip_verify: bool,
+    /// Records asked for per page of a paged bootstrap (the upstream caps it at
+    /// [`crate::store::bootstrap::MAX_PAGE_RECORDS`]).
+    pub bootstrap_page: usize,
 }
+
+/// Records per bootstrap page by default (`bootstrap_page`).
+pub const DEFAULT_BOOTSTRAP_PAGE: usize = 1000;
 
 /// A follower identity's credential (`secret_file`, `private_key`, `client_cert`).
 #[derive(Debug, Clone)]
@@ -119,6 +129,8 @@ pub struct Link {
     pub prefixes: Vec<Prefix>,
     authorization: LinkAuth,
     pub case: SuffixCase,
+    /// Records asked for per bootstrap page.
+    pub page: usize,
 }
 
 /// How a link authenticates its requests to the upstream.
@@ -219,6 +231,9 @@ impl Link {
             prefixes: f.prefixes.clone(),
             authorization,
             case,
+            page: f
+                .bootstrap_page
+                .clamp(1, crate::store::bootstrap::MAX_PAGE_RECORDS),
         })
     }
 
@@ -232,7 +247,17 @@ impl Link {
     /// GET `path` from the upstream and read the answer: a 200 as the message `T`, anything
     /// else as the upstream's refusal.
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, SyncError> {
-        let (status, body) = self.fetch(path).await?;
+        self.get_limited(path, None).await
+    }
+
+    /// [`Link::get`], reading at most `max_body` bytes of the answer (a longer one is an
+    /// error before it is all in memory).
+    async fn get_limited<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        max_body: Option<usize>,
+    ) -> Result<Answer<T>, SyncError> {
+        let (status, body) = self.fetch(path, max_body).await?;
         if status == 200 {
             let message = serde_json::from_slice(&body).map_err(|e| {
                 invalid(format!(
@@ -249,7 +274,7 @@ impl Link {
     }
 
     /// GET `path` from the upstream (one connection per request): (status, body).
-    async fn fetch(&self, path: &str) -> Result<(u16, Bytes), SyncError> {
+    async fn fetch(&self, path: &str, max_body: Option<usize>) -> Result<(u16, Bytes), SyncError> {
         let stream = tokio::time::timeout(
             Duration::from_secs(10),
             tokio::net::TcpStream::connect(&self.host),
@@ -258,7 +283,7 @@ impl Link {
         .map_err(|_| transport(format!("connecting to {} timed out", self.host)))?
         .map_err(|e| transport(format!("connecting to {}: {e}", self.host)))?;
         match &self.tls {
-            None => self.exchange(stream, path).await,
+            None => self.exchange(stream, path, max_body).await,
             Some((connector, name)) => {
                 let stream = tokio::time::timeout(
                     Duration::from_secs(10),
@@ -267,12 +292,17 @@ impl Link {
                 .await
                 .map_err(|_| transport(format!("TLS handshake with {} timed out", self.host)))?
                 .map_err(|e| transport(format!("TLS handshake with {}: {e}", self.host)))?;
-                self.exchange(stream, path).await
+                self.exchange(stream, path, max_body).await
             }
         }
     }
 
-    async fn exchange<I>(&self, io: I, path: &str) -> Result<(u16, Bytes), SyncError>
+    async fn exchange<I>(
+        &self,
+        io: I,
+        path: &str,
+        max_body: Option<usize>,
+    ) -> Result<(u16, Bytes), SyncError>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -290,10 +320,20 @@ impl Link {
             .body(Empty::<Bytes>::new())
             .map_err(|e| transport(format!("request {path}: {e}")))?;
         let fut = async {
-            let resp = sender.send_request(req).await?;
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
+            let body = match max_body {
+                None => resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Some(max) => http_body_util::Limited::new(resp.into_body(), max)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("answer past {max} bytes or cut: {e}"))?,
+            };
+            Ok::<_, String>((status, body.to_bytes()))
         };
         let result = tokio::time::timeout(Duration::from_millis(WAIT_MS + 10_000), fut).await;
         driver.abort();
@@ -423,124 +463,117 @@ impl Runner {
         }
     }
 
-    async fn bootstrap(&self) -> Result<u64, SyncError> {
+    /// Run `f` on the registry on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Registry) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, SyncError> {
+        let reg = self.registry.clone();
+        tokio::task::spawn_blocking(move || f(&reg))
+            .await
+            .map_err(|e| SyncError::Setup(format!("{what}: {e}")))?
+            .map_err(SyncError::from)
+    }
+
+    /// Follow until an error.
+    async fn run(&self) -> Result<(), SyncError> {
+        let name = &self.link.name;
+        let mut cursor = match self.registry.bootstrap_state(name)? {
+            Some(state) => self.bootstrap(Some(state)).await?,
+            None => match self.registry.cursor(name)? {
+                0 => self.bootstrap(None).await?,
+                cursor => cursor,
+            },
+        };
+        loop {
+            self.update(|s| s.state = "streaming".into());
+            match self.follow_step(cursor, 500, WAIT_MS).await? {
+                Some(next) => cursor = next,
+                None => cursor = self.bootstrap(None).await?,
+            }
+        }
+    }
+
+    /// One `/sync/changes` request after `cursor` (at most `limit` log entries, waiting up
+    /// to `wait_ms` for something new): the batch verified and applied with its cursor.
+    /// The new cursor, or `None` when the upstream says to re-bootstrap (410).
+    async fn follow_step(
+        &self,
+        cursor: u64,
+        limit: u64,
+        wait_ms: u64,
+    ) -> Result<Option<u64>, SyncError> {
         let answer = self
             .link
-            .get::<Snapshot>(&format!(
-                "/sync/snapshot?{}",
-                &self.link.prefix_query()[1..]
+            .get::<ChangeBatch>(&format!(
+                "/sync/changes?after={cursor}&limit={limit}&wait_ms={wait_ms}{}",
+                self.link.prefix_query()
             ))
             .await?;
-        let snapshot = match answer {
-            Answer::Ok(snapshot) => snapshot,
+        let batch = match answer {
+            Answer::Ok(batch) => batch,
+            Answer::Refused(410, _) => return Ok(None),
             Answer::Refused(status, message) => {
                 return Err(SyncError::Refused {
-                    what: "snapshot",
+                    what: "changes",
                     status,
                     message,
                 })
             }
         };
-        let (seq, records) = verify_snapshot(&snapshot, &self.link.prefixes, self.link.case)?;
-        let reg = self.registry.clone();
-        let prefixes = self.link.prefixes.clone();
-        let name = self.link.name.clone();
-        tokio::task::spawn_blocking(move || reg.load_snapshot(&prefixes, &records, &name, seq))
-            .await
-            .map_err(|e| SyncError::Setup(format!("loading the snapshot: {e}")))??;
+        let (changes, next, last_seq) =
+            verify_batch(&batch, cursor, &self.link.prefixes, self.link.case)?;
+        let newest_millis = changes.last().map(|c| c.unix_millis);
+        let n = changes.len() as u64;
+        let mut cursor = cursor;
+        if next > cursor {
+            let name = self.link.name.clone();
+            self.blocking("applying a batch", move |reg| {
+                reg.apply_replicated(&changes, &name, next)
+            })
+            .await?;
+            crate::audit::write(
+                crate::audit::Origin::Replica,
+                &self.link.name,
+                "replicated_batch",
+                &self
+                    .link
+                    .prefixes
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                &format!("{n} changes to sequence {next}"),
+                "ok",
+            );
+            cursor = next;
+        }
+        let lag = last_seq.saturating_sub(cursor);
+        let label = [self.link.name.as_str()];
         self.metrics
-            .sync_bootstraps
-            .with_label_values(&[&self.link.name])
-            .inc();
+            .sync_applied
+            .with_label_values(&label)
+            .inc_by(n);
+        self.metrics
+            .sync_lag_sequences
+            .with_label_values(&label)
+            .set(lag as i64);
+        let lag_secs = match newest_millis {
+            Some(ms) if lag > 0 || n > 0 => (now_millis().saturating_sub(ms)) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        self.metrics
+            .sync_lag_seconds
+            .with_label_values(&label)
+            .set(lag_secs);
         self.update(|s| {
-            s.bootstraps += 1;
-            s.cursor = seq;
-            s.upstream_last_seq = s.upstream_last_seq.max(seq);
+            s.cursor = cursor;
+            s.upstream_last_seq = last_seq;
+            s.lag_sequences = lag;
+            s.applied += n;
         });
-        tracing::info!(link = %self.link.name, seq, "bootstrapped from snapshot");
-        Ok(seq)
-    }
-
-    /// Follow until an error.
-    async fn run(&self) -> Result<(), SyncError> {
-        let mut cursor = self.registry.cursor(&self.link.name)?;
-        if cursor == 0 {
-            cursor = self.bootstrap().await?;
-        }
-        loop {
-            self.update(|s| s.state = "streaming".into());
-            let answer = self
-                .link
-                .get::<ChangeBatch>(&format!(
-                    "/sync/changes?after={cursor}&limit=500&wait_ms={WAIT_MS}{}",
-                    self.link.prefix_query()
-                ))
-                .await?;
-            let batch = match answer {
-                Answer::Ok(batch) => batch,
-                Answer::Refused(410, _) => {
-                    cursor = self.bootstrap().await?;
-                    continue;
-                }
-                Answer::Refused(status, message) => {
-                    return Err(SyncError::Refused {
-                        what: "changes",
-                        status,
-                        message,
-                    })
-                }
-            };
-            let (changes, next, last_seq) =
-                verify_batch(&batch, cursor, &self.link.prefixes, self.link.case)?;
-            let newest_millis = changes.last().map(|c| c.unix_millis);
-            let n = changes.len() as u64;
-            if next > cursor {
-                let reg = self.registry.clone();
-                let name = self.link.name.clone();
-                tokio::task::spawn_blocking(move || reg.apply_replicated(&changes, &name, next))
-                    .await
-                    .map_err(|e| SyncError::Setup(format!("applying a batch: {e}")))??;
-                crate::audit::write(
-                    crate::audit::Origin::Replica,
-                    &self.link.name,
-                    "replicated_batch",
-                    &self
-                        .link
-                        .prefixes
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    &format!("{n} changes to sequence {next}"),
-                    "ok",
-                );
-                cursor = next;
-            }
-            let lag = last_seq.saturating_sub(cursor);
-            let label = [self.link.name.as_str()];
-            self.metrics
-                .sync_applied
-                .with_label_values(&label)
-                .inc_by(n);
-            self.metrics
-                .sync_lag_sequences
-                .with_label_values(&label)
-                .set(lag as i64);
-            let lag_secs = match newest_millis {
-                Some(ms) if lag > 0 || n > 0 => (now_millis().saturating_sub(ms)) as f64 / 1000.0,
-                _ => 0.0,
-            };
-            self.metrics
-                .sync_lag_seconds
-                .with_label_values(&label)
-                .set(lag_secs);
-            self.update(|s| {
-                s.cursor = cursor;
-                s.upstream_last_seq = last_seq;
-                s.lag_sequences = lag;
-                s.applied += n;
-            });
-        }
+        Ok(Some(cursor))
     }
 }
 
