@@ -750,8 +750,18 @@ export DATE CPU_MODEL V_NSD V_KNOT V_DNSPERF V_IDNODE GIT_REV COUNT DURATION RAT
 NPROC=$(nproc)
 KERNEL=$(uname -r)
 CLK_TCK=$(getconf CLK_TCK)
-# Resident memory of each authoritative server after its runs (same data, same queries).
-rss_mib() { awk '$1 == "VmRSS:" { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || true; }
+# Memory of each authoritative server after its runs (same data, same queries): the
+# proportional set size (Pss) of the process and all its descendants, so a server that forks
+# its workers (NSD) is counted whole and pages they share are counted once.
+tree_pids() { echo "$1"; local c; for c in $(pgrep -P "$1" 2>/dev/null); do tree_pids "$c"; done; }
+rss_mib() {
+    local p kb=0 v
+    for p in $(tree_pids "$1"); do
+        v=$(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || true)
+        kb=$((kb + ${v:-0}))
+    done
+    [ "$kb" -gt 0 ] && echo $((kb / 1024))
+}
 RSS_NSD=$(rss_mib "$PID_NSD")
 RSS_KNOT=$(rss_mib "$PID_KNOT")
 RSS_IDNODE=$(rss_mib "$PID_AUTH")
@@ -854,7 +864,7 @@ out += [
     f"- Data: {E['COUNT']} identifiers, 2–3 values each; {duration} s per run; fixed rate "
     f"{rate}/s; ½ idnode peak = {E['HALF_DNS']}/s (DNS, all three servers) and "
     f"{E['HALF_HUDP']}/s (Handle UDP); idnode {E['THREADS'] or 'default UDP threads'}",
-    "- Resident memory after the runs (VmRSS): " + ", ".join(
+    "- Memory after the runs (Pss of each server's process tree): " + ", ".join(
         f"{n} {E[k]} MiB ({int(E[k]) * 1048576 // max(int(E['COUNT']), 1)} B per identifier)"
         for n, k in (("NSD", "RSS_NSD"), ("Knot", "RSS_KNOT"), ("idnode", "RSS_IDNODE"))
         if E.get(k, "").isdigit()),
