@@ -4,7 +4,6 @@
 // Printing what a command did is the binary's job (the library returns it).
 #![allow(clippy::print_stdout)]
 
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,7 +29,6 @@ use idnode::config::{Config, ValidConfig, EMBEDDED_DEFAULT};
 use idnode::model::{types, HandleValue, Prefix};
 use idnode::resolve::{Engine, Policy};
 use idnode::server;
-use idnode::store::Registry;
 use idnode::wire::json as hjson;
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<ValidConfig> {
@@ -124,20 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             format,
             zone,
-        } if online => online_export(
-            &load_config(config.as_deref())?,
-            output.as_deref(),
-            format,
-            zone.as_deref(),
-        ),
-        Command::Export {
-            config,
-            output,
-            format,
-            zone,
-            ..
         } => export(
             &load_config(config.as_deref())?,
+            online,
             output.as_deref(),
             format,
             zone.as_deref(),
@@ -271,182 +258,27 @@ fn import(
     Ok(exit_status(summary.rejected == 0))
 }
 
+/// `idnode export`, offline or (`--online`) from the running node.
 fn export(
     config: &ValidConfig,
+    online: bool,
     output: Option<&Path>,
     format: ExportFormat,
     zone: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    use idnode::resolve::export::write_json_lines;
-    anyhow::ensure!(
-        zone.is_none() || format == ExportFormat::Zone,
-        "--zone only applies to --format zone"
-    );
-    let registry = Registry::open(
-        &config.node.data_dir,
-        &idnode::store::StoreOptions::default(),
-    )
-    .with_context(|| format!("opening the registry in {}", config.node.data_dir.display()))?;
-    let out: Box<dyn Write> = match output {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
+    let request = idnode::cli::export::ExportRequest {
+        config,
+        output,
+        format,
+        zone,
     };
-    let mut out = BufWriter::new(out);
-    if format == ExportFormat::Jsonl {
-        let n = write_json_lines(&registry, &mut out)?;
-        eprintln!("exported {n} records");
-        return Ok(ExitCode::SUCCESS);
-    }
-    // The zone and the engine as `serve` sets them up.
-    let serial = registry.last_seq() as u32;
-    zone_export(config, Arc::new(registry), serial, zone, out)
-}
-
-/// The zone of `registry`'s records through the engine and the zone `serve` sets up, with
-/// the SOA serial `serial`; what was left out on stderr.
-fn zone_export(
-    config: &ValidConfig,
-    registry: Arc<Registry>,
-    serial: u32,
-    zone: Option<&str>,
-    out: impl Write,
-) -> anyhow::Result<ExitCode> {
-    let mut dns_config = config.dns.clone();
-    if let Some(z) = zone {
-        dns_config.zone = z.to_string();
-    }
-    let dns_zone = server::dns::zone_from_config(&dns_config, config.node.suffix_case)
-        .context("the DNS zone")?;
-    let origin = dns_zone.origin().to_string();
-    let engine = Engine::new(registry, server::engine_policy(config));
-    let resolver = idnode::resolve::Resolver::new(engine, None);
-    let now = idnode::model::unix_now_u32();
-    let done = idnode::resolve::export::write_zone_with_serial(
-        &resolver,
-        dns_zone,
-        out,
-        now,
-        serial,
-        |handle, why| eprintln!("{handle}: {why}"),
-    )?;
-    for line in report::zone_export_summary(&done, &origin) {
-        eprintln!("{line}");
+    let mut note = |line: String| eprintln!("{line}");
+    if online {
+        request.online(&mut note)?;
+    } else {
+        request.offline(&mut note)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `idnode export --online`: the running node's `/sync/export` (consistent at one
-/// sequence). A file output is written beside its name and renamed once complete. The zone
-/// is made from the export through a scratch registry in the temporary directory (the
-/// export's records imported with the prefixes the node homed), so it is consistent at
-/// the same sequence, which is its SOA serial.
-fn online_export(
-    config: &ValidConfig,
-    output: Option<&Path>,
-    format: ExportFormat,
-    zone: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    use idnode::resolve::import::Importer;
-    anyhow::ensure!(
-        zone.is_none() || format == ExportFormat::Zone,
-        "--zone only applies to --format zone"
-    );
-    anyhow::ensure!(
-        config.http.tls.is_none(),
-        "the node's listener speaks HTTPS: use `curl -H \"Authorization: Bearer $(cat {})\" \
-         https://{}/sync/export`",
-        idnode::sync::operator_token_path(&config.node.data_dir).display(),
-        config.http.listen
-    );
-    let fetch = |out: &mut dyn Write| {
-        let mut out = BufWriter::new(out);
-        let trailer =
-            idnode::sync::backup::fetch(config.http.listen, &config.node.data_dir, &mut out)?;
-        out.flush()?;
-        eprintln!(
-            "exported {} records and {} changes made meanwhile, consistent at sequence {}",
-            trailer.records, trailer.changes, trailer.consistent_at_seq
-        );
-        anyhow::Ok(trailer)
-    };
-    if format == ExportFormat::Jsonl {
-        match output {
-            None => {
-                fetch(&mut std::io::stdout().lock())?;
-            }
-            Some(p) => {
-                let mut partial = p.as_os_str().to_owned();
-                partial.push(".partial");
-                let partial = std::path::PathBuf::from(partial);
-                let mut file = std::fs::File::create(&partial)
-                    .with_context(|| format!("creating {}", partial.display()))?;
-                fetch(&mut file)?;
-                file.sync_all()?;
-                std::fs::rename(&partial, p).with_context(|| {
-                    format!("renaming {} to {}", partial.display(), p.display())
-                })?;
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let scratch = Scratch::new()?;
-    let jsonl = scratch.0.join("export.jsonl");
-    let trailer = fetch(&mut std::fs::File::create(&jsonl)?)?;
-    let registry = Arc::new(Registry::open(
-        &scratch.0.join("registry"),
-        &idnode::store::StoreOptions::default(),
-    )?);
-    for p in &trailer.homed_prefixes {
-        registry.home_prefix(&Prefix::parse(p)?)?;
-    }
-    let engine = Engine::new(registry.clone(), server::engine_policy(config));
-    let loaded = Importer::new(&engine).run(std::fs::File::open(&jsonl)?, 1000, false, |e| {
-        if let idnode::resolve::import::ImportEvent::Rejected { line, reason } = e {
-            eprintln!("export line {line} not loaded for the zone: {reason}")
-        }
-    })?;
-    drop(engine);
-    tracing::debug!(
-        records = loaded.written,
-        "online export loaded for the zone"
-    );
-    let out: Box<dyn Write> = match output {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    zone_export(
-        config,
-        registry,
-        trailer.consistent_at_seq as u32,
-        zone,
-        BufWriter::new(out),
-    )
-}
-
-/// A scratch directory under the system's temporary directory, removed when dropped.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new() -> anyhow::Result<Scratch> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("idnode-export-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod args;
+pub mod export;
 pub mod report;
 pub mod show;
 

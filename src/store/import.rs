@@ -74,16 +74,7 @@ impl Registry {
     pub fn import_delete(&self, key: &str, log: &ImportLog) -> Result<bool, StoreError> {
         let last_seq = lock(&self.writer);
         let start = *last_seq;
-        let logged = match log {
-            ImportLog::Entries => true,
-            ImportLog::Unlogged(reset) if reset.seq == start => false,
-            ImportLog::Unlogged(reset) => {
-                return Err(StoreError::FeedMoved {
-                    reset: reset.seq,
-                    now: start,
-                })
-            }
-        };
+        let logged = log.logged_at(start)?;
         if !self.records.contains_key(key.as_bytes())? {
             return Ok(false);
         }

@@ -145,6 +145,21 @@ pub enum ImportLog {
     Unlogged(FeedReset),
 }
 
+impl ImportLog {
+    /// Whether a batch starting at sequence `start` writes log entries; an unlogged load
+    /// fails once anything was logged since its reset ([`StoreError::FeedMoved`]).
+    fn logged_at(&self, start: u64) -> Result<bool, StoreError> {
+        match self {
+            ImportLog::Entries => Ok(true),
+            ImportLog::Unlogged(reset) if reset.seq == start => Ok(false),
+            ImportLog::Unlogged(reset) => Err(StoreError::FeedMoved {
+                reset: reset.seq,
+                now: start,
+            }),
+        }
+    }
+}
+
 /// Result of a committed (and durable) mutation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
@@ -488,16 +503,7 @@ impl Registry {
         use sled::transaction::{ConflictableTransactionError, Transactional};
         let last_seq = lock(&self.writer);
         let start = *last_seq;
-        let logged = match log {
-            ImportLog::Entries => true,
-            ImportLog::Unlogged(reset) if reset.seq == start => false,
-            ImportLog::Unlogged(reset) => {
-                return Err(StoreError::FeedMoved {
-                    reset: reset.seq,
-                    now: start,
-                })
-            }
-        };
+        let logged = log.logged_at(start)?;
         if batch.is_empty() {
             return Ok(start);
         }

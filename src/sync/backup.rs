@@ -10,7 +10,7 @@
 //! output is then incomplete and must not be used.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,19 +19,8 @@ use crate::wire::sync::{ExportTrailer, ExportTrailerLine, FeedError};
 /// Why the export could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error(
-        "reading the node's operator token {path} (written at the node's first start; run \
-         this as the node's user): {source}"
-    )]
-    Token {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("connecting to the node at {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Ask(#[from] super::status::AskError),
     #[error("the export stream: {0}")]
     Io(#[from] std::io::Error),
     #[error("the node refused /sync/export ({0}): {1}")]
@@ -53,27 +42,8 @@ pub fn fetch(
     data_dir: &Path,
     out: &mut impl Write,
 ) -> Result<ExportTrailer, BackupError> {
-    let mut addr = listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let token_path = super::operator_token_path(data_dir);
-    let token = std::fs::read_to_string(&token_path)
-        .map_err(|source| BackupError::Token {
-            path: token_path.display().to_string(),
-            source,
-        })?
-        .trim()
-        .to_string();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|source| BackupError::Connect { addr, source })?;
     // Between two chunks the node may be replaying its change log: give it time.
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        s,
-        "GET /sync/export HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Connection: close\r\n\r\n"
-    )?;
+    let s = super::status::ask_node(listen, data_dir, "/sync/export", Duration::from_secs(120))?;
     let mut reader = BufReader::with_capacity(64 << 10, s);
     let status_line = head_line(&mut reader)?;
     let status: u16 = status_line
