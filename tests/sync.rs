@@ -4,6 +4,8 @@
 // These tests print the figures they measure (cargo test shows them with --nocapture).
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -382,33 +384,17 @@ async fn feed_refuses_strangers_and_unentitled_prefixes() {
 /// A fake upstream: answers the snapshot with `seq = 5` and no records, and every changes
 /// request with `batch`.
 async fn fake_upstream(batch: Value) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let batch = batch.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let body = if head.starts_with("GET /sync/snapshot") {
-                    serde_json::json!({"seq": 5, "records": []}).to_string()
-                } else {
-                    batch.to_string()
-                };
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
+    common::fake_json_upstream(move |head| {
+        let batch = batch.clone();
+        async move {
+            if head.starts_with("GET /sync/snapshot") {
+                serde_json::json!({"seq": 5, "records": []}).to_string()
+            } else {
+                batch.to_string()
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

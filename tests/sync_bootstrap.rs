@@ -4,6 +4,8 @@
 //! past the bootstrap's start. Each ends with the same digest on both sides and the mirror
 //! following new writes.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -403,38 +405,22 @@ async fn pages_are_bounded_and_refused_to_strangers() {
 /// A fake upstream with an empty prefix at sequence 5 whose digest says `sha256`, exact at
 /// sequence 5 when `exact` (otherwise as under writes that never stop).
 async fn fake_upstream(sha256: &'static str, exact: bool) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let body = if head.starts_with("GET /sync/snapshot?limit=") {
-                    serde_json::json!({"seq": 5, "records": [], "more": false})
-                } else if head.starts_with("GET /sync/digest") {
-                    let mut d =
-                        serde_json::json!({"prefix": "88.100", "records": 0, "sha256": sha256});
-                    if exact {
-                        d["seq"] = 5.into();
-                    }
-                    d
-                } else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    serde_json::json!({"next": 5, "last_seq": 5, "changes": []})
-                }
-                .to_string();
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                     Connection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
+    common::fake_json_upstream(move |head| async move {
+        if head.starts_with("GET /sync/snapshot?limit=") {
+            serde_json::json!({"seq": 5, "records": [], "more": false})
+        } else if head.starts_with("GET /sync/digest") {
+            let mut d = serde_json::json!({"prefix": "88.100", "records": 0, "sha256": sha256});
+            if exact {
+                d["seq"] = 5.into();
+            }
+            d
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            serde_json::json!({"next": 5, "last_seq": 5, "changes": []})
         }
-    });
-    addr
+        .to_string()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

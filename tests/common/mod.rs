@@ -68,3 +68,35 @@ pub fn exchange_new(addr: SocketAddr, bytes: &[u8]) -> Message {
     s.write_all(bytes).unwrap();
     read_message(&mut s)
 }
+
+/// A fake HTTP upstream on 127.0.0.1: every connection's request head goes to `answer`,
+/// whose JSON body is sent back (200, `Connection: close`). For the follower's tests, which
+/// script what an upstream says.
+pub async fn fake_json_upstream<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let body = answer(head).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
