@@ -23,6 +23,22 @@ async fn node(dir: &std::path::Path) -> RunningNode {
     node_with(dir, "").await
 }
 
+/// The bootstrap administrator of 88.100.1, authenticated on `node`'s engine.
+fn prefix_admin(node: &RunningNode) -> idnode::auth::Identity {
+    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
+    node.engine
+        .authenticate_secret(&admin, 300, SECRET.as_bytes())
+        .unwrap()
+}
+
+/// The text of an answer's first value.
+fn desc(m: &Message) -> String {
+    match &m.body {
+        Body::Values { values, .. } => values[0].data_str().unwrap_or_default().to_string(),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
 /// [`node`] with `handle_extra` added to the `[handle]` section.
 async fn node_with(dir: &std::path::Path, handle_extra: &str) -> RunningNode {
     common::native_node(dir, &["88.100.1", "88.200.2"], SECRET, handle_extra).await
@@ -422,10 +438,7 @@ async fn replayed_resolutions_follow_the_registry() {
     let node = node(dir.path()).await;
     let addr = node.native_addr.unwrap();
     let engine = node.engine.clone();
-    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
-    let identity = engine
-        .authenticate_secret(&admin, 300, SECRET.as_bytes())
-        .unwrap();
+    let identity = prefix_admin(&node);
     let handle = Handle::parse("88.100.1/SN-R1", SuffixCase::Sensitive).unwrap();
     let put = |text: &str, overwrite| {
         engine
@@ -438,10 +451,6 @@ async fn replayed_resolutions_follow_the_registry() {
             .unwrap();
     };
     put("first", Overwrite::No);
-    let desc = |m: &Message| match &m.body {
-        Body::Values { values, .. } => values[0].data_str().unwrap_or_default().to_string(),
-        other => panic!("unexpected body {other:?}"),
-    };
     let result = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         for id in 1..=4u32 {
@@ -502,14 +511,7 @@ async fn replayed_answers_never_outlive_an_acknowledged_write() {
     let node = node(dir.path()).await;
     let addr = node.native_addr.unwrap();
     let engine = node.engine.clone();
-    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
-    let identity = engine
-        .authenticate_secret(&admin, 300, SECRET.as_bytes())
-        .unwrap();
-    let desc = |m: &Message| match &m.body {
-        Body::Values { values, .. } => values[0].data_str().unwrap_or_default().to_string(),
-        other => panic!("unexpected body {other:?}"),
-    };
+    let identity = prefix_admin(&node);
     let write = {
         let engine = engine.clone();
         move |h: &str, text: &str| {
@@ -574,10 +576,7 @@ async fn hole5_native_never_serves_a_stored_public_seckey() {
     let node = node_with(dir.path(), "anonymous_restricted_reads = \"challenge\"").await;
     let addr = node.native_addr.unwrap();
     let engine = node.engine.clone();
-    let admin = Handle::parse("0.NA/88.100.1", SuffixCase::Sensitive).unwrap();
-    let identity = engine
-        .authenticate_secret(&admin, 300, SECRET.as_bytes())
-        .unwrap();
+    let identity = prefix_admin(&node);
     let handle = Handle::parse("88.100.1/DEV-1", SuffixCase::Sensitive).unwrap();
     engine
         .create(
