@@ -28,7 +28,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::io::Read;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::RwLock;
 
 use hashbrown::HashTable;
@@ -86,7 +86,9 @@ pub struct ReadIndex {
     hasher: RandomState,
     state: AtomicU8,
     /// Arena bytes held (live and garbage) plus table slots, all shards.
-    bytes: AtomicUsize,
+    /// Signed: each change is applied as a delta measured under its shard's lock, and the
+    /// deltas of different shards may land in any order (the sum is right once they all have).
+    bytes: AtomicI64,
     /// Most bytes the index may hold before it disables itself (0: no limit).
     budget: usize,
 }
@@ -178,7 +180,7 @@ impl ReadIndex {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
             state: AtomicU8::new(OFF),
-            bytes: AtomicUsize::new(0),
+            bytes: AtomicI64::new(0),
             budget,
         }
     }
@@ -194,7 +196,7 @@ impl ReadIndex {
 
     /// Bytes held (arenas with their garbage, and the tables).
     pub fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
+        usize::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Keys held (tombstones included while loading).
@@ -236,9 +238,12 @@ impl ReadIndex {
     pub fn disable(&self) {
         self.state.store(DISABLED, Ordering::Release);
         for shard in self.shards.iter() {
-            *write(shard) = Shard::default();
+            let mut s = write(shard);
+            let held = s.capacity_bytes();
+            *s = Shard::default();
+            drop(s);
+            self.bytes.fetch_sub(held as i64, Ordering::Relaxed);
         }
-        self.bytes.store(0, Ordering::Relaxed);
     }
 
     fn recording(&self) -> bool {
@@ -291,6 +296,11 @@ impl ReadIndex {
     fn upsert(&self, key: &[u8], value: Option<&[u8]>, overwrite: bool) {
         let hash = self.hasher.hash_one(key);
         let mut guard = write(self.shard(hash));
+        // Checked again under the shard's lock: `disable` sets the state before it clears
+        // each shard under that lock, so nothing lands in a shard it already cleared.
+        if !self.recording() {
+            return;
+        }
         let s = &mut *guard;
         let before = s.capacity_bytes();
         let existing = s.find(hash, key);
@@ -327,6 +337,9 @@ impl ReadIndex {
     fn remove(&self, key: &[u8]) {
         let hash = self.hasher.hash_one(key);
         let mut guard = write(self.shard(hash));
+        if !self.recording() {
+            return;
+        }
         let s = &mut *guard;
         let before = s.capacity_bytes();
         let arena = &s.arena;
@@ -347,12 +360,9 @@ impl ReadIndex {
     }
 
     fn account(&self, before: usize, after: usize) {
-        let total = if after >= before {
-            self.bytes.fetch_add(after - before, Ordering::Relaxed) + (after - before)
-        } else {
-            self.bytes.fetch_sub(before - after, Ordering::Relaxed) - (before - after)
-        };
-        if self.budget > 0 && total > self.budget && self.recording() {
+        let delta = after as i64 - before as i64;
+        let total = self.bytes.fetch_add(delta, Ordering::Relaxed) + delta;
+        if self.budget > 0 && total > self.budget as i64 && self.recording() {
             tracing::warn!(
                 held = total,
                 budget = self.budget,
@@ -476,18 +486,20 @@ impl ReadIndex {
                 seen += 1;
             }
         }
-        let mut total = 0;
         for (shard, mut loaded) in self.shards.iter().zip(fresh) {
             let mut s = write(shard);
             // Writes recorded since loading began would be lost under the saved copy (there
-            // are none when the caller holds the writer lock, as `Registry` does).
-            if !s.table.is_empty() {
+            // are none when the caller holds the writer lock, as `Registry` does); an index
+            // dropped meanwhile (budget, shutdown) takes nothing more.
+            if !s.table.is_empty() || self.state.load(Ordering::Acquire) != LOADING {
                 return Err(SnapshotError::NotLoading);
             }
-            total += loaded.capacity_bytes();
+            let before = s.capacity_bytes();
             std::mem::swap(&mut *s, &mut loaded);
+            let after = s.capacity_bytes();
+            drop(s);
+            self.account(before, after);
         }
-        self.bytes.fetch_add(total, Ordering::Relaxed);
         self.finish_loading();
         tracing::debug!(records = seen, "read index loaded from its saved copy");
         Ok(())
@@ -645,6 +657,32 @@ mod tests {
         let mut damaged = saved.clone();
         damaged[at] ^= 1;
         assert!(matches!(refused(&damaged, 42), SnapshotError::Checksum(_)));
+    }
+
+    /// Shutdown drops an index while its loader and writers are still at work: the byte
+    /// count never goes wrong (it once underflowed) and the index ends empty.
+    #[test]
+    fn dropped_while_filling_it_ends_empty() {
+        for _ in 0..20 {
+            let index = std::sync::Arc::new(ReadIndex::new(0));
+            index.start_loading();
+            let filler = {
+                let index = index.clone();
+                std::thread::spawn(move || {
+                    for k in 0..5000 {
+                        index.fill(format!("88.100/K{k}").as_bytes(), &[7u8; 100]);
+                        index.record(format!("88.100/W{k}").as_bytes(), Some(&[1u8; 50]));
+                        index.record(format!("88.100/K{}", k / 2).as_bytes(), None);
+                    }
+                })
+            };
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            index.disable();
+            filler.join().unwrap();
+            assert_eq!(index.state(), IndexState::Disabled);
+            assert!(index.is_empty());
+            assert_eq!(index.bytes(), 0);
+        }
     }
 
     #[test]
