@@ -8,7 +8,7 @@
 #   follower  a primary homing 88.100 takes the writes; its follower ([[sync.follow]]) is
 #             SIGKILLed at random moments while it applies the change feed, restarted, and
 #             must converge: every acknowledged record on it with the same values, and the
-#             two /sync/digest answers equal.
+#             two /sync/digest answers equal (records and sha256; "seq" is each node's own).
 #
 # Prints cycles, acknowledged writes, writes in flight at a kill (either outcome allowed) and
 # writes lost per loop. Exit status 1 if an acknowledged write was lost (or the follower's
