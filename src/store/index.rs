@@ -293,40 +293,24 @@ impl ReadIndex {
         }
     }
 
-    fn upsert(&self, key: &[u8], value: Option<&[u8]>, overwrite: bool) {
+    /// Change the shard of `key` under its write lock, then compact it if due and account
+    /// the size change. Skipped once the index stops recording: checked under the lock,
+    /// because `disable` sets the state before it clears each shard under that lock, so
+    /// nothing lands in a shard it already cleared. `change` returns false when the shard
+    /// cannot take the change (it outgrew its u32 offsets): the index is then dropped.
+    fn change_shard(&self, key: &[u8], change: impl FnOnce(&mut Shard, u64) -> bool) {
         let hash = self.hasher.hash_one(key);
         let mut guard = write(self.shard(hash));
-        // Checked again under the shard's lock: `disable` sets the state before it clears
-        // each shard under that lock, so nothing lands in a shard it already cleared.
         if !self.recording() {
             return;
         }
         let s = &mut *guard;
         let before = s.capacity_bytes();
-        let existing = s.find(hash, key);
-        if existing.is_some() && !overwrite {
-            return;
-        }
-        let Some((offset, _)) = s.append(key, value) else {
+        if !change(s, hash) {
             drop(guard);
             tracing::warn!("read index: a shard outgrew 4 GiB; resolutions read sled");
             self.disable();
             return;
-        };
-        match existing {
-            Some(old) => {
-                let old_len = value_of(&s.arena, old).1;
-                s.garbage += old_len;
-                if let Ok(mut e) = s.table.find_entry(hash, |&o| o == old) {
-                    *e.get_mut() = offset;
-                }
-            }
-            None => {
-                let arena = &s.arena;
-                let hasher = &self.hasher;
-                s.table
-                    .insert_unique(hash, offset, |&o| hasher.hash_one(key_of(arena, o)));
-            }
         }
         self.maybe_compact(s);
         let after = s.capacity_bytes();
@@ -334,23 +318,41 @@ impl ReadIndex {
         self.account(before, after);
     }
 
+    fn upsert(&self, key: &[u8], value: Option<&[u8]>, overwrite: bool) {
+        self.change_shard(key, |s, hash| {
+            let existing = s.find(hash, key);
+            if existing.is_some() && !overwrite {
+                return true;
+            }
+            let Some((offset, _)) = s.append(key, value) else {
+                return false;
+            };
+            match existing {
+                Some(old) => {
+                    s.garbage += value_of(&s.arena, old).1;
+                    if let Ok(mut e) = s.table.find_entry(hash, |&o| o == old) {
+                        *e.get_mut() = offset;
+                    }
+                }
+                None => {
+                    let (arena, hasher) = (&s.arena, &self.hasher);
+                    s.table
+                        .insert_unique(hash, offset, |&o| hasher.hash_one(key_of(arena, o)));
+                }
+            }
+            true
+        });
+    }
+
     fn remove(&self, key: &[u8]) {
-        let hash = self.hasher.hash_one(key);
-        let mut guard = write(self.shard(hash));
-        if !self.recording() {
-            return;
-        }
-        let s = &mut *guard;
-        let before = s.capacity_bytes();
-        let arena = &s.arena;
-        if let Ok(e) = s.table.find_entry(hash, |&o| key_of(arena, o) == key) {
-            let (offset, _) = e.remove();
-            s.garbage += value_of(&s.arena, offset).1;
-        }
-        self.maybe_compact(s);
-        let after = s.capacity_bytes();
-        drop(guard);
-        self.account(before, after);
+        self.change_shard(key, |s, hash| {
+            let arena = &s.arena;
+            if let Ok(e) = s.table.find_entry(hash, |&o| key_of(arena, o) == key) {
+                let (offset, _) = e.remove();
+                s.garbage += value_of(&s.arena, offset).1;
+            }
+            true
+        });
     }
 
     fn maybe_compact(&self, s: &mut Shard) {
