@@ -58,7 +58,11 @@ impl Registry {
             return Ok(());
         }
         if !self.commit_window.is_zero() {
+            // Taking the lock waits out a flush under way, which may have covered `seq`.
             let last = lock(&self.durability).last_flush;
+            if self.durable_seq.get() >= seq {
+                return Ok(());
+            }
             let wait = last.map_or(Duration::ZERO, |t| {
                 self.commit_window.saturating_sub(t.elapsed())
             });
